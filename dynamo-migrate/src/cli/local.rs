@@ -1,0 +1,69 @@
+//! `local`: DynamoDB Local for development, until Ctrl-C.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::verify::print_migration;
+use super::{Failure, usage};
+use crate::client::{Target, connect};
+use crate::environment::Environments;
+use crate::local::{Docker, DynamoDbLocal, LocalOptions};
+use crate::migrator::Migrator;
+use crate::{DYNAMODB_LOCAL_VERSION, Project};
+
+/// Start DynamoDB Local for development, print its endpoint, optionally apply the migrations
+/// (with their fixture items), and keep it running until Ctrl-C.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Apply every migration after start-up, with the table prefix of the environment.
+    #[arg(long)]
+    apply: bool,
+    /// The environment whose table prefix to use.
+    #[arg(long, default_value = "local")]
+    env: String,
+    /// The environments file.
+    #[arg(long, default_value = "environments.toml")]
+    environments: PathBuf,
+    /// Make table and index status changes take time, as on AWS.
+    #[arg(long)]
+    delay_transient_statuses: bool,
+    /// Do not try a Docker engine; start DynamoDB Local with Java.
+    #[arg(long)]
+    no_docker: bool,
+}
+
+impl LocalArgs {
+    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+        let environments = Environments::load(&self.environments).map_err(usage)?;
+        let env = environments.get(&self.env).map_err(usage)?;
+        let options = LocalOptions {
+            delay_transient_statuses: self.delay_transient_statuses,
+            docker: if self.no_docker { Docker::Never } else { Docker::Auto },
+            ..LocalOptions::default()
+        };
+        let server = DynamoDbLocal::start(&options).await.map_err(usage)?;
+        println!(
+            "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({}) is running at {} (ready in {:.2} s)",
+            server.backend(),
+            server.endpoint(),
+            server.started_in().as_secs_f64()
+        );
+        if self.apply {
+            let client = connect(&Target::local(server.endpoint())).await;
+            let migrator = Migrator::new(client, env.names(), true, "local").with_fixtures(true);
+            let report = migrator.run(&project.migrations, None).await.context("applying the migrations")?;
+            println!("applied {} migration(s) with table prefix {:?}:", report.applied.len(), env.table_prefix);
+            for m in &report.applied {
+                print_migration(m);
+            }
+        }
+        println!("use it with: AWS_ENDPOINT_URL_DYNAMODB={} (any access key works)", server.endpoint());
+        println!("press Ctrl-C to stop");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        println!("stopping DynamoDB Local");
+        drop(server);
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! `verify`: all migrations from empty on DynamoDB Local, checked against the schema crate.
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::{Failure, Format, print_json, usage};
+use crate::local::{Docker, LocalOptions};
+use crate::migrator::MigrationReport;
+use crate::verify::{VerifyOptions, VerifyReport, verify};
+use crate::{DYNAMODB_LOCAL_VERSION, Project};
+
+/// Apply every migration from empty on DynamoDB Local, compare the end state with the schema
+/// crate field by field, read every item into its Rust type, and check that a second run is a
+/// no-op. Never touches a real account: any endpoint that is not local is refused.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Use this running DynamoDB Local instead of starting one (must be a loopback address).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Make table and index status changes take time, as on AWS (exercises the waiters).
+    #[arg(long)]
+    delay_transient_statuses: bool,
+    /// Do not try a Docker engine; start DynamoDB Local with Java.
+    #[arg(long)]
+    no_docker: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+impl VerifyArgs {
+    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+        let options = VerifyOptions {
+            local: LocalOptions {
+                endpoint: self.endpoint,
+                delay_transient_statuses: self.delay_transient_statuses,
+                docker: if self.no_docker { Docker::Never } else { Docker::Auto },
+                ..LocalOptions::default()
+            },
+            // A prefix of its own, so that a shared --endpoint is never confused with other tables.
+            table_prefix: format!("verify{}_", std::process::id()),
+        };
+        let report = verify(&project.tables, &project.migrations, &options).await.map_err(usage)?;
+        match self.format {
+            Format::Json => print_json(&serde_json::json!({ "ok": report.ok(), "report": report })),
+            Format::Human => print_human(&report),
+        }
+        if report.ok() {
+            Ok(())
+        } else {
+            Err(Failure::Work(anyhow!("verify found {} problem(s)", report.problems.len())))
+        }
+    }
+}
+
+fn print_human(report: &VerifyReport) {
+    println!(
+        "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({}) at {}, ready in {:.2} s",
+        report.backend,
+        report.endpoint,
+        report.local_start_ms as f64 / 1000.0
+    );
+    println!("applied {} migration(s) from empty:", report.applied.len());
+    for m in &report.applied {
+        print_migration(m);
+    }
+    println!("checked {} table(s) against the schema crate:", report.tables.len());
+    for t in &report.tables {
+        if !t.exists {
+            println!("  {}: missing", t.table);
+            continue;
+        }
+        let not_checked = if t.not_checked.is_empty() {
+            String::new()
+        } else {
+            format!(" (not checkable on DynamoDB Local: {})", t.not_checked.join(", "))
+        };
+        println!("  {}: {} difference(s){not_checked}", t.table, t.diffs.len());
+        for d in &t.diffs {
+            println!("      {}: schema crate {}, after migrations {}", d.field, d.expected, d.actual);
+        }
+        println!("      {} item(s) read, {} unreadable", t.items_read, t.bad_items);
+        for bad in &t.bad_item_examples {
+            println!("      item {}: {}", bad.key, bad.error);
+        }
+    }
+    if let Some(n) = report.second_run_applied {
+        println!("second run: {n} migration(s) applied{}", if n == 0 { " (no-op, as it should be)" } else { "" });
+    }
+    if report.ok() {
+        println!("verify passed in {:.1} s", report.millis as f64 / 1000.0);
+    } else {
+        println!("verify FAILED with {} problem(s):", report.problems.len());
+        for p in &report.problems {
+            println!("  - {p}");
+        }
+    }
+}
+
+pub(crate) fn print_migration(m: &MigrationReport) {
+    println!("  {:04} {} ({} ms)", m.version, m.name, m.millis);
+    for step in &m.steps {
+        println!("      {}", step.step);
+        for call in &step.calls {
+            println!("        {call}");
+        }
+        for skipped in &step.skipped {
+            println!("        skipped {skipped}");
+        }
+        if step.fixtures_written > 0 {
+            println!("        {} fixture item(s) written first", step.fixtures_written);
+        }
+        if let Some(d) = &step.data {
+            println!(
+                "        scanned {}, written {}, unchanged {}, deleted {}, failed {}",
+                d.scanned, d.written, d.unchanged, d.deleted, d.failed
+            );
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The engine's errors, one enum per concern, each naming the table, index or migration.
+
+use std::error::Error as StdError;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use thiserror::Error;
+
+use crate::planner::PlanError;
+use crate::sequence::SequenceErrors;
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What went wrong while talking to DynamoDB or applying migrations.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A DynamoDB call failed; `action` says which call on which table.
+    #[error("{action}: {detail}")]
+    Aws {
+        action: String,
+        detail: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("the ledger refuses to run: {0}")]
+    Sequence(#[from] SequenceErrors),
+    #[error(
+        "timed out after {waited_s} s waiting for table {table} to become ACTIVE with every index ACTIVE (last seen: {state})"
+    )]
+    WaitTimeout { table: String, waited_s: u64, state: String },
+    #[error("table {table}: DynamoDB describes it in a way the model cannot hold: {reason}")]
+    Unreadable { table: String, reason: String },
+    #[error("ledger table {table}: record {id} cannot be read: {reason}")]
+    LedgerRecord { table: String, id: String, reason: String },
+    #[error(
+        "migration {version} ({name}) is being recorded by another run: its ledger record changed under us; run status to see the ledger"
+    )]
+    LedgerConflict { version: u32, name: String },
+    #[error("migration {version} ({name}), {step}: {source:#}")]
+    Step {
+        version: u32,
+        name: String,
+        step: String,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("{0:#}")]
+    Data(anyhow::Error),
+    #[error("building a DynamoDB request: {0}")]
+    Build(#[from] aws_sdk_dynamodb::error::BuildError),
+}
+
+impl Error {
+    /// Wraps an SDK error with the action that failed, keeping the source and its full context.
+    pub(crate) fn aws<E, R>(action: impl Into<String>) -> impl FnOnce(SdkError<E, R>) -> Error
+    where
+        E: StdError + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        move |err| Error::Aws {
+            action: action.into(),
+            detail: DisplayErrorContext(&err).to_string(),
+            source: Box::new(err),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

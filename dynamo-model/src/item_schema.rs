@@ -1,0 +1,219 @@
+//! Cross-checks a table definition against its item type's JSON Schema (from schemars).
+//!
+//! The schema is what serde will read and write, so a key attribute that the item type lacks,
+//! names differently or types differently would only show up at run time, item by item.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::table::{KeyAttr, KeyType, TableDef};
+use crate::validate::ValidationError;
+
+/// The JSON types a property can hold, and whether it may be absent or null.
+struct PropertyShape {
+    types: BTreeSet<String>,
+    nullable: bool,
+}
+
+/// Checks every key attribute of `def` against the item type's schema: each must be a field of a
+/// matching type; the table's own keys must be required, index keys may be optional (a sparse index).
+pub fn check_item_schema(def: &TableDef, schema: &schemars::Schema, item_type: &str) -> Vec<ValidationError> {
+    let root = schema.as_value();
+    let root = resolve(root, root);
+    let properties = root.get("properties").and_then(Value::as_object);
+    let required: BTreeSet<&str> = root
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let table_keys: BTreeSet<&str> = def.keys().map(|k| k.name.as_str()).collect();
+
+    let mut errors = Vec::new();
+    let mut checked = BTreeSet::new();
+    for attr in def.all_key_attrs() {
+        if !checked.insert(attr.name.as_str()) {
+            continue;
+        }
+        let Some(property) = properties.and_then(|p| p.get(&attr.name)) else {
+            errors.push(ValidationError::KeyNotInItem {
+                table: def.name.clone(),
+                attribute: attr.name.clone(),
+                ty: attr.ty,
+                item_type: item_type.to_owned(),
+            });
+            continue;
+        };
+        let shape = shape(root, property);
+        if !matches_key_type(root, property, &shape, attr) {
+            errors.push(ValidationError::KeyTypeMismatch {
+                table: def.name.clone(),
+                attribute: attr.name.clone(),
+                ty: attr.ty,
+                item_type: item_type.to_owned(),
+                found: shape.types.iter().cloned().collect::<Vec<_>>().join(" or "),
+            });
+        }
+        let is_table_key = table_keys.contains(attr.name.as_str());
+        if is_table_key && (shape.nullable || !required.contains(attr.name.as_str())) {
+            errors.push(ValidationError::OptionalTableKey {
+                table: def.name.clone(),
+                attribute: attr.name.clone(),
+                item_type: item_type.to_owned(),
+            });
+        }
+    }
+    errors
+}
+
+fn matches_key_type(root: &Value, property: &Value, shape: &PropertyShape, attr: &KeyAttr) -> bool {
+    let non_null: Vec<&str> = shape.types.iter().map(String::as_str).filter(|t| *t != "null").collect();
+    match attr.ty {
+        KeyType::S => non_null == ["string"],
+        KeyType::N => !non_null.is_empty() && non_null.iter().all(|t| matches!(*t, "integer" | "number")),
+        // Bytes (with serde_bytes) are an array of 8-bit integers in the schema.
+        KeyType::B => {
+            non_null == ["array"]
+                && items_of(root, property).is_some_and(|items| {
+                    let items = resolve(root, items);
+                    items.get("type").and_then(Value::as_str) == Some("integer")
+                        && items.get("maximum").and_then(Value::as_u64) == Some(255)
+                })
+        }
+    }
+}
+
+fn items_of<'a>(root: &'a Value, property: &'a Value) -> Option<&'a Value> {
+    let property = resolve(root, property);
+    if let Some(items) = property.get("items") {
+        return Some(items);
+    }
+    ["anyOf", "oneOf"]
+        .iter()
+        .filter_map(|k| property.get(*k).and_then(Value::as_array))
+        .flatten()
+        .find_map(|v| items_of(root, v))
+}
+
+/// Follows a local `$ref` (`#/$defs/Name`) to what it names.
+fn resolve<'a>(root: &'a Value, value: &'a Value) -> &'a Value {
+    let mut value = value;
+    for _ in 0..32 {
+        let Some(reference) = value.get("$ref").and_then(Value::as_str) else { break };
+        match reference.strip_prefix('#').and_then(|pointer| root.pointer(pointer)) {
+            Some(target) => value = target,
+            None => break,
+        }
+    }
+    value
+}
+
+fn shape(root: &Value, property: &Value) -> PropertyShape {
+    let mut out = PropertyShape { types: BTreeSet::new(), nullable: false };
+    collect(root, property, &mut out, 0);
+    out.nullable |= out.types.contains("null");
+    out
+}
+
+fn collect(root: &Value, value: &Value, out: &mut PropertyShape, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let value = resolve(root, value);
+    match value.get("type") {
+        Some(Value::String(t)) => {
+            out.types.insert(t.clone());
+        }
+        Some(Value::Array(ts)) => out.types.extend(ts.iter().filter_map(Value::as_str).map(str::to_owned)),
+        _ => {}
+    }
+    if value.get("const").is_some_and(Value::is_string)
+        || value.get("enum").and_then(Value::as_array).is_some_and(|e| e.iter().all(Value::is_string))
+    {
+        out.types.insert("string".to_owned());
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for sub in value.get(key).and_then(Value::as_array).into_iter().flatten() {
+            collect(root, sub, out, depth + 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schemars::JsonSchema;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::table::GlobalIndex;
+
+    #[derive(Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Customer {
+        customer_nr: u64,
+        name: String,
+        postcode: Option<String>,
+        #[serde(rename = "Region")]
+        region: Region,
+        score: f64,
+    }
+
+    #[derive(Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    enum Region {
+        North,
+        South,
+    }
+
+    fn messages(def: &TableDef) -> Vec<String> {
+        check_item_schema(def, &schemars::schema_for!(Customer), "Customer").iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn matching_keys_pass_and_index_keys_may_be_optional() {
+        let def = TableDef::new("customers", KeyAttr::n("customer_nr"))
+            .sort_key(KeyAttr::s("Region"))
+            .global_index(GlobalIndex::new("by_postcode", KeyAttr::s("postcode")).sort_key(KeyAttr::n("score")));
+        assert_eq!(messages(&def), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_key_missing_from_the_item_is_named() {
+        let def = TableDef::new("customers", KeyAttr::n("customer_id"));
+        assert_eq!(
+            messages(&def),
+            ["table customers: key attribute customer_id (N) is not a field of the item type Customer"]
+        );
+        // The Rust field name does not count: serde's name does.
+        let def = TableDef::new("customers", KeyAttr::n("customer_nr")).sort_key(KeyAttr::s("region"));
+        assert_eq!(
+            messages(&def),
+            ["table customers: key attribute region (S) is not a field of the item type Customer"]
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_type_is_named() {
+        let def = TableDef::new("customers", KeyAttr::s("customer_nr"));
+        assert_eq!(
+            messages(&def),
+            [
+                "table customers: key attribute customer_nr is S in the table but the item type Customer has it as integer"
+            ]
+        );
+        let def = TableDef::new("customers", KeyAttr::n("customer_nr"))
+            .global_index(GlobalIndex::new("by_name", KeyAttr::b("name")));
+        assert_eq!(messages(&def).len(), 1);
+    }
+
+    #[test]
+    fn a_table_key_must_be_required() {
+        let def = TableDef::new("customers", KeyAttr::s("postcode"));
+        assert_eq!(
+            messages(&def),
+            [
+                "table customers: key attribute postcode must be a required field of the item type Customer (it is optional); only index keys may be optional"
+            ]
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! The table model shared by the schema crate and the engine.
+//!
+//! Everything here is plain serde data, so that an application's schema crate can describe its
+//! tables without linking the AWS SDK. The engine converts these types to and from SDK calls.
+
+mod diff;
+mod item_schema;
+mod table;
+mod table_schema;
+mod validate;
+
+pub use diff::{FieldDiff, diff_tables};
+pub use item_schema::check_item_schema;
+pub use table::{
+    Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, Throughput,
+};
+pub use table_schema::TableSchema;
+pub use validate::{ValidationError, ValidationErrors};
+
+/// An item in DynamoDB's own attribute-value form, independent of any SDK version.
+pub use serde_dynamo::Item;

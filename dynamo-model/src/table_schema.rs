@@ -1,0 +1,59 @@
+//! A table as the schema crate declares it: its definition and its Rust item type.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::Item;
+use crate::item_schema::check_item_schema;
+use crate::table::TableDef;
+use crate::validate::ValidationErrors;
+
+/// A table definition together with the Rust type of its items.
+///
+/// The item type is erased into its JSON Schema and a function that tries to read an item into
+/// it, so that a list of tables of different types can be checked by the engine.
+#[derive(Clone)]
+pub struct TableSchema {
+    pub def: TableDef,
+    pub item_type: &'static str,
+    pub item_schema: schemars::Schema,
+    read_item: fn(Item) -> Result<(), serde_dynamo::Error>,
+}
+
+impl fmt::Debug for TableSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableSchema").field("def", &self.def).field("item_type", &self.item_type).finish()
+    }
+}
+
+impl TableSchema {
+    /// The table `def`, whose items are `T`.
+    pub fn new<T: JsonSchema + DeserializeOwned>(def: TableDef) -> Self {
+        let item_type = std::any::type_name::<T>();
+        TableSchema {
+            def,
+            item_type: item_type.rsplit("::").next().unwrap_or(item_type),
+            item_schema: schemars::schema_for!(T),
+            read_item: |item| serde_dynamo::from_item::<_, T>(item).map(drop),
+        }
+    }
+
+    /// The table's logical name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// Checks DynamoDB's rules and the key attributes against the item type.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = self.def.validate().err().map(|e| e.0).unwrap_or_default();
+        errors.extend(check_item_schema(&self.def, &self.item_schema, self.item_type));
+        ValidationErrors(errors).into_result()
+    }
+
+    /// Reads an item into the Rust type, to prove that stored data matches the code.
+    pub fn read_item(&self, item: Item) -> Result<(), serde_dynamo::Error> {
+        (self.read_item)(item)
+    }
+}

@@ -1,0 +1,66 @@
+//! Customers of the shop, looked up by customer number or by postcode.
+
+use dynamo_model::{GlobalIndex, KeyAttr, TableDef, TableSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The logical name of the table; an environment's prefix gives the physical one.
+pub const TABLE: &str = "customers";
+/// Customers by postcode, for delivery planning. Sparse: customers without a postcode are not in it.
+pub const BY_POSTCODE: &str = "by_postcode";
+
+/// A customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Customer {
+    pub customer_nr: u64,
+    pub name: String,
+    pub email: String,
+    /// The email trimmed and in lower case, for case-insensitive look-ups (backfilled by migration 4).
+    pub email_normalised: String,
+    // An absent Option must not be written as NULL: a NULL index key is rejected by DynamoDB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcode: Option<String>,
+    /// Unix time in seconds after which DynamoDB's TTL may delete the customer (unconfirmed sign-ups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl Customer {
+    /// The normalised form of an email address.
+    pub fn normalise_email(email: &str) -> String {
+        email.trim().to_lowercase()
+    }
+}
+
+pub fn table() -> TableSchema {
+    TableSchema::new::<Customer>(
+        TableDef::new(TABLE, KeyAttr::n("customer_nr"))
+            .global_index(GlobalIndex::new(BY_POSTCODE, KeyAttr::s("postcode")))
+            .ttl("expires_at"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_valid_and_matches_its_item_type() {
+        assert_eq!(table().validate(), Ok(()));
+    }
+
+    #[test]
+    fn absent_optional_fields_are_not_written() {
+        let customer = Customer {
+            customer_nr: 1,
+            name: "Ada".into(),
+            email: "Ada@Example.com ".into(),
+            email_normalised: Customer::normalise_email("Ada@Example.com "),
+            postcode: None,
+            expires_at: None,
+        };
+        let json = serde_json::to_value(&customer).unwrap();
+        assert_eq!(json.get("postcode"), None);
+        assert_eq!(json["email_normalised"], "ada@example.com");
+    }
+}

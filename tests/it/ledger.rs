@@ -1,0 +1,138 @@
+//! The run sequence against DynamoDB Local: every refusal of the ledger, with nothing written.
+
+use dynamo_migrate::{
+    AppliedMigration, Error, GlobalIndex, KeyAttr, Ledger, Migration, Migrator, SequenceError, Status, TableDef,
+};
+
+use crate::support;
+
+fn create(version: u32, table: &str) -> Migration {
+    Migration::new(version, format!("create_{table}"), &format!("create {table}"))
+        .create_table(TableDef::new(table, KeyAttr::s("id")))
+}
+
+fn three() -> Vec<Migration> {
+    vec![create(1, "alpha"), create(2, "beta"), create(3, "gamma")]
+}
+
+async fn migrator(test: &str) -> (Migrator, Ledger) {
+    let migrator = Migrator::new(support::client().await, support::names(test), true, "test");
+    let ledger = migrator.ledger();
+    (migrator, ledger)
+}
+
+fn refusals(error: &Error) -> &[SequenceError] {
+    match error {
+        Error::Sequence(e) => &e.0,
+        other => panic!("expected a ledger refusal, got {other:#}"),
+    }
+}
+
+#[tokio::test]
+async fn applies_in_order_records_success_and_then_has_nothing_to_do() {
+    let (migrator, ledger) = migrator("in_order").await;
+    let report = migrator.run(&three(), Some(2)).await.unwrap();
+    assert_eq!(report.applied.iter().map(|m| m.version).collect::<Vec<_>>(), [1, 2]);
+    let report = migrator.run(&three(), None).await.unwrap();
+    assert_eq!(report.applied.iter().map(|m| m.version).collect::<Vec<_>>(), [3]);
+    let records = ledger.records().await.unwrap();
+    assert_eq!(records.len(), 3);
+    for (record, migration) in records.iter().zip(three()) {
+        assert_eq!(
+            (record.version, &record.name, &record.checksum),
+            (migration.version, &migration.name, &migration.checksum)
+        );
+        assert_eq!(record.status, Status::Succeeded);
+        assert!(record.finished_at.is_some());
+        assert_eq!(record.tool_version, env!("CARGO_PKG_VERSION"));
+    }
+    assert!(migrator.run(&three(), None).await.unwrap().applied.is_empty());
+}
+
+#[tokio::test]
+async fn a_changed_migration_is_refused_and_nothing_is_written() {
+    let (migrator, ledger) = migrator("changed").await;
+    migrator.run(&three()[..1], None).await.unwrap();
+    let before = ledger.records().await.unwrap();
+    let mut changed = three();
+    changed[0] = Migration::new(1, "create_alpha", "create alpha, edited")
+        .create_table(TableDef::new("alpha", KeyAttr::s("id")));
+    let failure = migrator.run(&changed, None).await.unwrap_err();
+    assert!(failure.report.applied.is_empty());
+    assert!(matches!(refusals(&failure.error), [SequenceError::ChangedChecksum { version: 1, .. }]));
+    assert!(failure.error.to_string().contains("migration 1 (create_alpha) was applied with checksum"));
+    assert_eq!(ledger.records().await.unwrap(), before, "the ledger is untouched");
+}
+
+#[tokio::test]
+async fn a_migration_missing_from_the_code_is_refused() {
+    let (migrator, _) = migrator("missing").await;
+    migrator.run(&three(), None).await.unwrap();
+    let failure = migrator.run(&three()[..2], None).await.unwrap_err();
+    assert!(matches!(refusals(&failure.error), [SequenceError::Missing { version: 3, .. }]));
+    assert!(failure.error.to_string().contains("migration 3 (create_gamma) is in the ledger but not in the code"));
+}
+
+#[tokio::test]
+async fn an_out_of_order_migration_is_refused() {
+    let (migrator, ledger) = migrator("out_of_order").await;
+    let all = three();
+    migrator.run(&[all[0].clone(), all[2].clone()], None).await.unwrap();
+    let failure = migrator.run(&all, None).await.unwrap_err();
+    assert!(matches!(refusals(&failure.error), [SequenceError::OutOfOrder { version: 2, later: 3, .. }]));
+    assert_eq!(ledger.records().await.unwrap().len(), 2, "beta was not applied");
+}
+
+#[tokio::test]
+async fn a_failed_migration_is_recorded_with_its_error_and_stops_later_runs() {
+    let (migrator, ledger) = migrator("failed").await;
+    let broken = Migration::new(2, "index_on_nothing", "broken")
+        .add_global_index("no_such_table", GlobalIndex::new("by_x", KeyAttr::s("x")));
+    let migrations = vec![create(1, "alpha"), broken, create(3, "gamma")];
+    let failure = migrator.run(&migrations, None).await.unwrap_err();
+    assert_eq!(
+        failure.report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [1],
+        "the report keeps what was applied"
+    );
+    let message = failure.error.to_string();
+    assert!(
+        message.starts_with(
+            "migration 2 (index_on_nothing), add global index by_x to no_such_table: table no_such_table does not exist"
+        ),
+        "{message}"
+    );
+
+    let records = ledger.records().await.unwrap();
+    assert_eq!(records[1].status, Status::Failed);
+    assert!(records[1].error.as_deref().unwrap().contains("table no_such_table does not exist"));
+
+    let again = migrator.run(&migrations, None).await.unwrap_err();
+    assert!(matches!(refusals(&again.error), [SequenceError::Dirty { version: 2, status: Status::Failed, .. }]));
+    assert!(again.error.to_string().contains("check the tables it touches, then mark it resolved or for re-run"));
+}
+
+#[tokio::test]
+async fn a_record_left_running_by_a_crash_stops_the_next_run() {
+    let (migrator, ledger) = migrator("running").await;
+    ledger.ensure().await.unwrap();
+    let crashed = AppliedMigration {
+        version: 1,
+        name: "create_alpha".into(),
+        checksum: three()[0].checksum.clone(),
+        status: Status::Running,
+        started_at: "2026-11-21T10:00:00Z".into(),
+        finished_at: None,
+        applied_by: "a run that was killed".into(),
+        tool_version: "0.1.0".into(),
+        error: None,
+    };
+    ledger.start(&crashed).await.unwrap();
+    // A second start of the same migration loses the conditional write.
+    assert!(matches!(ledger.start(&crashed).await, Err(Error::LedgerConflict { version: 1, .. })));
+    let failure = migrator.run(&three(), None).await.unwrap_err();
+    assert_eq!(
+        failure.error.to_string(),
+        "the ledger refuses to run: migration 1 (create_alpha) is running since 2026-11-21T10:00:00Z (by a run that was killed): check the tables it touches, then mark it resolved or for re-run"
+    );
+}

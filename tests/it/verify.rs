@@ -1,0 +1,125 @@
+//! `verify` on the example workspace, and each way it must fail, naming table, index or key.
+
+use dynamo_migrate::{
+    DataStep, GlobalIndex, KeyAttr, LocalError, LocalOptions, Migration, TableDef, TableSchema, VerifyOptions,
+    VerifyReport, verify,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::support;
+
+fn options() -> VerifyOptions {
+    VerifyOptions {
+        local: LocalOptions { endpoint: Some(support::endpoint().to_owned()), ..LocalOptions::default() },
+        table_prefix: support::names("verify").prefix().to_owned(),
+    }
+}
+
+async fn run(tables: &[TableSchema], migrations: &[Migration]) -> VerifyReport {
+    verify(tables, migrations, &options()).await.expect("verify runs")
+}
+
+#[tokio::test]
+async fn the_example_workspace_verifies() {
+    let report = run(&schema::tables(), &migrations::all()).await;
+    assert_eq!(report.problems, Vec::<String>::new());
+    assert_eq!(report.applied.len(), migrations::all().len());
+    assert_eq!(report.second_run_applied, Some(0));
+    let customers = &report.tables[0];
+    assert!(customers.exists && customers.diffs.is_empty());
+    assert_eq!(customers.not_checked, ["tags", "point_in_time_recovery", "table_class"]);
+    assert_eq!(customers.items_read, 3, "the fixture customers, backfilled");
+    let backfill = report.applied.last().unwrap().steps[0].data.unwrap();
+    assert_eq!((backfill.scanned, backfill.written), (3, 3));
+}
+
+#[tokio::test]
+async fn an_index_the_schema_declares_but_no_migration_creates_is_named() {
+    let mut tables = schema::tables();
+    let def = tables[0].def.clone().global_index(GlobalIndex::new("by_email", KeyAttr::s("email")));
+    tables[0] = TableSchema::new::<schema::customers::Customer>(def);
+    let report = run(&tables, &migrations::all()).await;
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    let problem = &report.problems[0];
+    assert!(
+        problem.starts_with("table customers: global_indexes.by_email is {")
+            && problem.ends_with("in the schema crate but the migrations leave it absent"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_table_the_schema_does_not_know_is_named() {
+    let mut migrations = migrations::all();
+    migrations.push(
+        Migration::new(99, "create_orders", "create orders")
+            .create_table(TableDef::new("orders", KeyAttr::s("order_id"))),
+    );
+    let report = run(&schema::tables(), &migrations).await;
+    assert_eq!(
+        report.problems,
+        [
+            "table orders is created by the migrations but the schema crate does not declare it: declare it in the schema crate, or delete it in a migration"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_declared_table_no_migration_creates_is_named() {
+    let report = run(&schema::tables(), &migrations::all()[..0]).await;
+    assert_eq!(report.problems, ["table customers is declared in the schema crate but no migration creates it"]);
+}
+
+#[derive(Serialize, Deserialize)]
+struct Partial {
+    customer_nr: u64,
+    name: String,
+}
+
+#[tokio::test]
+async fn an_item_that_does_not_read_as_its_type_is_named_by_key() {
+    let mut migrations = migrations::all();
+    let bad = DataStep::new("write_partial_customer", |_| async { Ok(Default::default()) })
+        .fixtures("customers", [Partial { customer_nr: 2001, name: "No Email".into() }]);
+    migrations.push(Migration::new(99, "partial_customer", "partial").data(bad));
+    let report = run(&schema::tables(), &migrations).await;
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    assert!(
+        report.problems[0]
+            .starts_with("table customers: 1 item(s) do not read as Customer; the first is {customer_nr: 2001}: "),
+        "{}",
+        report.problems[0]
+    );
+    assert!(report.problems[0].contains("email"), "{}", report.problems[0]);
+}
+
+#[tokio::test]
+async fn a_schema_that_breaks_the_rules_is_named_before_anything_runs() {
+    let def = TableDef::new("customers", KeyAttr::s("customer_nr"))
+        .global_index(GlobalIndex::new("by_postcode", KeyAttr::s("postcode")))
+        .ttl("expires_at");
+    let tables = [TableSchema::new::<schema::customers::Customer>(def)];
+    let report = run(&tables, &migrations::all()).await;
+    assert!(
+        report.problems.contains(&"table customers: key attribute customer_nr is S in the table but the item type Customer has it as integer".to_owned()),
+        "{:#?}",
+        report.problems
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_is_not_local_is_refused() {
+    let options = VerifyOptions {
+        local: LocalOptions {
+            endpoint: Some("https://dynamodb.eu-west-1.amazonaws.com".into()),
+            ..LocalOptions::default()
+        },
+        table_prefix: String::new(),
+    };
+    let error = verify(&schema::tables(), &migrations::all(), &options).await.unwrap_err();
+    assert!(matches!(error, LocalError::NotLocal(_)));
+    assert_eq!(
+        error.to_string(),
+        "endpoint https://dynamodb.eu-west-1.amazonaws.com is not local (localhost, 127.0.0.0/8 or [::1]); verify and local only run against DynamoDB Local"
+    );
+}
