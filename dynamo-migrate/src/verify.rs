@@ -201,18 +201,25 @@ async fn check_tables(
     }
 }
 
-/// A diff as a sentence that says which side is the code.
+/// A diff as a sentence that says which side is the code, naming a missing or extra index.
 fn describe_diff(diff: &FieldDiff) -> String {
-    if diff.actual == "absent" || diff.actual == "null" || diff.actual == "[]" {
-        format!(
-            "table {}: {} is {} in the schema crate but the migrations leave it {}",
-            diff.table, diff.field, diff.expected, diff.actual
-        )
-    } else {
-        format!(
+    let index = ["global_indexes.", "local_indexes."].iter().find_map(|prefix| {
+        let name = diff.field.strip_prefix(prefix)?;
+        (!name.contains('.')).then(|| (if prefix.starts_with('g') { "global" } else { "local" }, name))
+    });
+    match index {
+        Some((kind, name)) if diff.actual == "absent" => format!(
+            "table {}: {kind} index {name} is declared in the schema crate but no migration creates it ({})",
+            diff.table, diff.expected
+        ),
+        Some((kind, name)) if diff.expected == "absent" => format!(
+            "table {}: {kind} index {name} is created by the migrations but the schema crate does not declare it ({})",
+            diff.table, diff.actual
+        ),
+        _ => format!(
             "table {}: {} is {} in the schema crate but {} after the migrations",
             diff.table, diff.field, diff.expected, diff.actual
-        )
+        ),
     }
 }
 
