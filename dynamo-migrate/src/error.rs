@@ -48,11 +48,26 @@ pub enum Error {
     },
     #[error("{0:#}")]
     Data(anyhow::Error),
+    #[error(transparent)]
+    Pass(#[from] crate::data::DataError),
+    #[error("rebuild of table {table}: {reason}")]
+    Rebuild { table: String, reason: String },
     #[error("building a DynamoDB request: {0}")]
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
 }
 
 impl Error {
+    /// True when the error is a data step stopped by Ctrl-C at a checkpoint.
+    pub fn is_interrupted(&self) -> bool {
+        use crate::data::DataError;
+        match self {
+            Error::Pass(DataError::Interrupted { .. }) => true,
+            Error::Data(e) => matches!(e.downcast_ref::<DataError>(), Some(DataError::Interrupted { .. })),
+            Error::Step { source, .. } => source.is_interrupted(),
+            _ => false,
+        }
+    }
+
     /// Wraps an SDK error with the action that failed, keeping the source and its full context.
     pub(crate) fn aws<E, R>(action: impl Into<String>) -> impl FnOnce(SdkError<E, R>) -> Error
     where

@@ -7,7 +7,6 @@ use aws_sdk_dynamodb::types as ddb;
 use dynamo_model::Billing;
 
 use crate::error::{Error, Result};
-use crate::names::TableNames;
 use crate::planner::Call;
 use crate::sdk;
 
@@ -34,19 +33,18 @@ impl ExecOptions {
     }
 }
 
-/// Makes one call, then waits until the table and every index are ACTIVE again (or, for a
-/// deleted table, gone).
-pub async fn execute(client: &Client, names: &TableNames, call: &Call, options: &ExecOptions) -> Result<Outcome> {
-    let physical = names.physical(call.table());
-    let action = call.describe(&physical);
-    let outcome = send(client, &physical, call, options).await.map_err(|e| match e {
+/// Makes one call on the physical table `physical`, then waits until the table and every index
+/// are ACTIVE again (or, for a deleted table, gone).
+pub async fn execute(client: &Client, physical: &str, call: &Call, options: &ExecOptions) -> Result<Outcome> {
+    let action = call.describe(physical);
+    let outcome = send(client, physical, call, options).await.map_err(|e| match e {
         Error::Aws { detail, source, .. } => Error::Aws { action: action.clone(), detail, source },
         other => other,
     })?;
     if outcome == Outcome::Done {
         match call {
-            Call::DeleteTable { .. } => wait_until_deleted(client, &physical, options.wait_timeout).await?,
-            _ => wait_until_active(client, &physical, options.wait_timeout).await?,
+            Call::DeleteTable { .. } => wait_until_deleted(client, physical, options.wait_timeout).await?,
+            _ => wait_until_active(client, physical, options.wait_timeout).await?,
         }
     }
     Ok(outcome)

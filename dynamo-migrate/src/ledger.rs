@@ -124,6 +124,90 @@ impl Ledger {
         }
     }
 
+    /// The checkpoint attribute `name` of a migration's record.
+    pub(crate) async fn checkpoint(&self, version: u32, name: &str) -> Result<Option<AttributeValue>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(version)))
+            .consistent_read(true)
+            .projection_expression("#cp")
+            .expression_attribute_names("#cp", name)
+            .send()
+            .await
+            .map_err(Error::aws(format!("GetItem {} (checkpoint of migration {version})", self.table)))?;
+        Ok(out.item.and_then(|mut item| item.remove(name)))
+    }
+
+    /// Creates the checkpoint attribute `name` with `init`, unless it exists.
+    pub(crate) async fn start_checkpoint(&self, version: u32, name: &str, init: AttributeValue) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(version)))
+            .update_expression("SET #cp = if_not_exists(#cp, :init)")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#cp", name)
+            .expression_attribute_names("#id", ID)
+            .expression_attribute_values(":init", init)
+            .send()
+            .await
+            .map_err(Error::aws(format!("UpdateItem {} (checkpoint of migration {version})", self.table)))?;
+        Ok(())
+    }
+
+    /// Sets one entry of the checkpoint attribute `name`.
+    pub(crate) async fn save_checkpoint(
+        &self,
+        version: u32,
+        name: &str,
+        entry: &str,
+        value: AttributeValue,
+    ) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(version)))
+            .update_expression("SET #cp.#entry = :value")
+            .expression_attribute_names("#cp", name)
+            .expression_attribute_names("#entry", entry)
+            .expression_attribute_values(":value", value)
+            .send()
+            .await
+            .map_err(Error::aws(format!("UpdateItem {} (checkpoint of migration {version})", self.table)))?;
+        Ok(())
+    }
+
+    /// Records that an interrupted or re-run migration runs again, keeping its checkpoints.
+    pub async fn resume(&self, record: &AppliedMigration) -> Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(record.version)))
+            .update_expression(
+                "SET #status = :running, started_at = :now, applied_by = :by, tool_version = :tool, checksum = :checksum REMOVE finished_at, #error",
+            )
+            .condition_expression("#status IN (:interrupted, :rerun)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
+            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()))
+            .expression_attribute_values(":rerun", AttributeValue::S(Status::Rerun.to_string()))
+            .expression_attribute_values(":now", AttributeValue::S(record.started_at.clone()))
+            .expression_attribute_values(":by", AttributeValue::S(record.applied_by.clone()))
+            .expression_attribute_values(":tool", AttributeValue::S(record.tool_version.clone()))
+            .expression_attribute_values(":checksum", AttributeValue::S(record.checksum.clone()));
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(Error::LedgerConflict { version: record.version, name: record.name.clone() })
+            }
+            Err(e) => Err(Error::aws(format!("UpdateItem {} (resume migration {})", self.table, record.version))(e)),
+        }
+    }
+
     /// Records how a running migration ended; only a record that is still `running` changes.
     pub async fn finish(&self, record: &AppliedMigration, status: Status, error: Option<String>) -> Result<()> {
         let status_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(status).expect("a status is a string");

@@ -20,7 +20,10 @@ mod sequence;
 mod verify;
 
 pub use client::{Target, connect, is_local_endpoint};
-pub use data::{DataContext, DataReport};
+pub use data::{
+    Change, DataContext, DataError, DataReport, PassBuilder, PassOptions, RateLimit, canonical_item, canonical_json,
+    canonical_number, key_text,
+};
 pub use environment::{ConfigError, Environment, Environments};
 pub use error::{Error, Result};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
@@ -29,8 +32,10 @@ pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
 pub use local::{
     Docker, DynamoDbLocal, LocalError, LocalOptions, VERSION as DYNAMODB_LOCAL_VERSION, cache_dir, ensure_installed,
 };
-pub use migration::{DataStep, Destructive, Fixture, Migration, MigrationInfo, SchemaStep, Step, checksum};
-pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport};
+pub use migration::{
+    DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, checksum,
+};
+pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport, names_after};
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};

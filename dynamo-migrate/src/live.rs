@@ -39,10 +39,16 @@ impl LiveTable {
     }
 }
 
-/// Reads the physical table `physical` as the logical table `logical`; `None` when it does not
-/// exist. On a local endpoint, tags and point-in-time recovery are not read (see
-/// [`NOT_CHECKED_ON_LOCAL`]).
-pub async fn describe(client: &Client, physical: &str, logical: &str, local: bool) -> Result<Option<LiveTable>> {
+/// Reads the physical table `physical` as version `version` of the logical table `logical`;
+/// `None` when it does not exist. On a local endpoint, what DynamoDB Local cannot report is not
+/// read (see [`NOT_CHECKED_ON_LOCAL`]).
+pub async fn describe(
+    client: &Client,
+    physical: &str,
+    logical: &str,
+    version: u32,
+    local: bool,
+) -> Result<Option<LiveTable>> {
     let described = match client.describe_table().table_name(physical).send().await {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => return Ok(None),
@@ -51,6 +57,7 @@ pub async fn describe(client: &Client, physical: &str, logical: &str, local: boo
     let Some(table) = described.table else { return Ok(None) };
     let mut def =
         from_description(&table, logical).map_err(|reason| Error::Unreadable { table: physical.to_owned(), reason })?;
+    def.version = version;
 
     let ttl = client
         .describe_time_to_live()
@@ -143,6 +150,7 @@ fn from_description(table: &sdk::TableDescription, logical: &str) -> Result<Tabl
 
     Ok(TableDef {
         name: logical.to_owned(),
+        version: 1,
         partition_key,
         sort_key,
         global_indexes,

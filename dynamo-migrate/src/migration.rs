@@ -9,7 +9,7 @@ use dynamo_model::{Billing, GlobalIndex, Item, StreamView, TableDef};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::data::{DataContext, DataReport};
+use crate::data::{Change, DataContext, DataReport, MapFn, PassOptions};
 
 /// The SHA-256 of a migration's source, hex-encoded, with CRLF line endings turned into LF so
 /// that a checkout on Windows does not look like an edit.
@@ -71,8 +71,10 @@ pub enum SchemaStep {
         table: String,
         enabled: bool,
     },
+    /// Deletes the table's current version, or (`Some`) an older one left by a rebuild.
     DeleteTable {
         table: String,
+        version: Option<u32>,
         destructive: Destructive,
     },
 }
@@ -154,11 +156,54 @@ impl DataStep {
     }
 }
 
+/// A table rebuild, for what DynamoDB cannot change in place (key schema, LSIs, a GSI's
+/// projection, a new item shape): create the next version of the table, copy every item into it
+/// (through an optional transform) with the data engine, compare the counts, and make it the
+/// current version. The old version stays until a later, destructive step deletes it.
+#[derive(Clone)]
+pub struct RebuildStep {
+    /// The new table; its version must be the next one.
+    pub table: TableDef,
+    pub(crate) map: Option<Arc<MapFn>>,
+    pub options: PassOptions,
+}
+
+impl fmt::Debug for RebuildStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RebuildStep").field("table", &self.table).field("transform", &self.map.is_some()).finish()
+    }
+}
+
+impl RebuildStep {
+    /// A rebuild that copies every item exactly.
+    pub fn copy(table: TableDef) -> Self {
+        RebuildStep { table, map: None, options: PassOptions::default() }
+    }
+
+    /// A rebuild that converts every item: `f(old)` is written to the new table; `None` leaves
+    /// the item out. Items that do not read as `Old` stop the step with their key.
+    pub fn convert<Old, New, F>(table: TableDef, f: F) -> Self
+    where
+        Old: serde::de::DeserializeOwned + Serialize + 'static,
+        New: Serialize + 'static,
+        F: Fn(Old) -> Option<New> + Send + Sync + 'static,
+    {
+        RebuildStep { table, map: Some(crate::data::typed_map(f, Change::Keep)), options: PassOptions::default() }
+    }
+
+    /// Sets how the copy runs (segments, writers, rate, dead-letter file).
+    pub fn options(mut self, options: PassOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
 /// One step of a migration.
 #[derive(Debug, Clone)]
 pub enum Step {
     Schema(SchemaStep),
     Data(DataStep),
+    Rebuild(RebuildStep),
 }
 
 impl Step {
@@ -166,6 +211,22 @@ impl Step {
         match self {
             Step::Schema(s) => crate::planner::describe_step(s),
             Step::Data(d) => format!("data step {}", d.name),
+            Step::Rebuild(r) => format!(
+                "rebuild table {} as version {}{}",
+                r.table.name,
+                r.table.version,
+                if r.map.is_some() { " with a conversion" } else { "" }
+            ),
+        }
+    }
+
+    /// The table whose version this step makes current, if it does.
+    pub(crate) fn sets_version(&self) -> Option<(&str, u32)> {
+        match self {
+            Step::Schema(SchemaStep::CreateTable { table }) | Step::Rebuild(RebuildStep { table, .. }) => {
+                Some((&table.name, table.version))
+            }
+            _ => None,
         }
     }
 }
@@ -215,8 +276,18 @@ impl Migration {
     pub fn deletion_protection(self, table: &str, enabled: bool) -> Self {
         self.schema(SchemaStep::SetDeletionProtection { table: table.to_owned(), enabled })
     }
+    /// Deletes the current version of a table.
     pub fn delete_table(self, table: &str, destructive: Destructive) -> Self {
-        self.schema(SchemaStep::DeleteTable { table: table.to_owned(), destructive })
+        self.schema(SchemaStep::DeleteTable { table: table.to_owned(), version: None, destructive })
+    }
+    /// Deletes an older version of a table, left behind by a rebuild.
+    pub fn delete_old_table(self, table: &str, version: u32, destructive: Destructive) -> Self {
+        self.schema(SchemaStep::DeleteTable { table: table.to_owned(), version: Some(version), destructive })
+    }
+    /// Rebuilds a table as a new version (see [`RebuildStep`]).
+    pub fn rebuild_table(mut self, step: RebuildStep) -> Self {
+        self.steps.push(Step::Rebuild(step));
+        self
     }
     pub fn schema(mut self, step: SchemaStep) -> Self {
         self.steps.push(Step::Schema(step));

@@ -1,22 +1,26 @@
 //! The run sequence: ensure the ledger, check it against the code, apply what is pending.
 //!
 //! After sqlx's `Migrator::run_direct`: ensure ledger → dirty and checksum checks (all in
-//! `sequence::pending`) → apply one migration at a time, recording running → succeeded/failed.
-//! A failed run reports what it did apply before it failed (refinery's `Error { report }`).
+//! `sequence::pending`) → apply one migration at a time, recording running → succeeded / failed /
+//! interrupted. A failed run reports what it did apply before it failed (refinery's `Error {
+//! report }`).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
 use serde::Serialize;
+use tokio::sync::watch;
 
-use crate::data::{DataContext, DataReport};
+use crate::data::{Change, CheckpointStore, DataContext, DataReport, count_items};
 use crate::error::{Error, Result};
 use crate::executor::{ExecOptions, Outcome, execute};
 use crate::ledger::{Ledger, now};
 use crate::live::describe;
-use crate::migration::{Migration, SchemaStep, Step};
+use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
 use crate::names::TableNames;
-use crate::planner::plan_step;
+use crate::planner::{PlanError, plan_step};
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// What one step did.
@@ -25,7 +29,7 @@ pub struct StepReport {
     pub step: String,
     pub calls: Vec<String>,
     pub skipped: Vec<String>,
-    pub fixtures_written: usize,
+    pub fixtures_written: u64,
     pub data: Option<DataReport>,
 }
 
@@ -34,6 +38,7 @@ pub struct StepReport {
 pub struct MigrationReport {
     pub version: u32,
     pub name: String,
+    pub resumed: bool,
     pub steps: Vec<StepReport>,
     pub millis: u128,
 }
@@ -61,17 +66,51 @@ pub struct Migrator {
     exec: ExecOptions,
     applied_by: String,
     write_fixtures: bool,
+    cancel: watch::Receiver<bool>,
+    progress: bool,
+}
+
+/// The table versions current after `migrations` (each rebuild makes a new one current).
+pub fn names_after<'a>(base: &TableNames, migrations: impl IntoIterator<Item = &'a Migration>) -> TableNames {
+    let mut names = base.clone();
+    for step in migrations.into_iter().flat_map(|m| &m.steps) {
+        if let Some((table, version)) = step.sets_version() {
+            names.set_version(table, version);
+        }
+    }
+    names
 }
 
 impl Migrator {
     /// A migrator for the tables named by `names`; `local` says the endpoint is DynamoDB Local.
     pub fn new(client: Client, names: TableNames, local: bool, applied_by: impl Into<String>) -> Self {
-        Migrator { client, names, exec: ExecOptions::new(local), applied_by: applied_by.into(), write_fixtures: false }
+        let (_, cancel) = watch::channel(false);
+        Migrator {
+            client,
+            names,
+            exec: ExecOptions::new(local),
+            applied_by: applied_by.into(),
+            write_fixtures: false,
+            cancel,
+            progress: false,
+        }
     }
 
     /// Writes each data step's fixture items before it runs (on DynamoDB Local only).
     pub fn with_fixtures(mut self, on: bool) -> Self {
         self.write_fixtures = on && self.exec.local;
+        self
+    }
+
+    /// Stops data steps at their next checkpoint when `cancel` turns true (Ctrl-C).
+    pub fn with_cancel(mut self, cancel: watch::Receiver<bool>) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Shows a progress bar per data pass on a terminal.
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
         self
     }
 
@@ -87,18 +126,20 @@ impl Migrator {
         if let Err(e) = ledger.ensure().await {
             return Err(fail(report, e));
         }
-        let applied = match ledger.records().await {
-            Ok(applied) => applied,
+        let records = match ledger.records().await {
+            Ok(records) => records,
             Err(e) => return Err(fail(report, e)),
         };
         let known: Vec<_> = migrations.iter().map(Migration::info).collect();
-        let versions = match pending(&applied, &known) {
+        let versions = match pending(&records, &known) {
             Ok(v) => v,
             Err(e) => return Err(fail(report, e.into())),
         };
         for version in versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)) {
             let migration = migrations.iter().find(|m| m.version == version).expect("pending versions are known");
-            match self.apply(&ledger, migration).await {
+            let names = names_after(&self.names, migrations.iter().filter(|m| m.version < version));
+            let resume = records.iter().any(|r| r.version == version && r.status.is_resumable());
+            match self.apply(&ledger, migration, names, resume).await {
                 Ok(done) => report.applied.push(done),
                 Err(e) => return Err(fail(report, e)),
             }
@@ -106,7 +147,13 @@ impl Migrator {
         Ok(report)
     }
 
-    async fn apply(&self, ledger: &Ledger, migration: &Migration) -> Result<MigrationReport> {
+    async fn apply(
+        &self,
+        ledger: &Ledger,
+        migration: &Migration,
+        mut names: TableNames,
+        resume: bool,
+    ) -> Result<MigrationReport> {
         let started = Instant::now();
         let record = AppliedMigration {
             version: migration.version,
@@ -119,10 +166,14 @@ impl Migrator {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             error: None,
         };
-        ledger.start(&record).await?;
+        if resume {
+            ledger.resume(&record).await?;
+        } else {
+            ledger.start(&record).await?;
+        }
         let mut steps = Vec::new();
-        for step in &migration.steps {
-            match self.apply_step(step).await {
+        for (index, step) in migration.steps.iter().enumerate() {
+            match self.apply_step(ledger, migration.version, index, step, &mut names).await {
                 Ok(done) => steps.push(done),
                 Err(source) => {
                     let error = Error::Step {
@@ -131,7 +182,8 @@ impl Migrator {
                         step: step.describe(),
                         source: Box::new(source),
                     };
-                    ledger.finish(&record, Status::Failed, Some(format!("{error:#}"))).await?;
+                    let status = if error.is_interrupted() { Status::Interrupted } else { Status::Failed };
+                    ledger.finish(&record, status, Some(format!("{error:#}"))).await?;
                     return Err(error);
                 }
             }
@@ -140,47 +192,144 @@ impl Migrator {
         Ok(MigrationReport {
             version: migration.version,
             name: migration.name.clone(),
+            resumed: resume,
             steps,
             millis: started.elapsed().as_millis(),
         })
     }
 
-    async fn apply_step(&self, step: &Step) -> Result<StepReport> {
+    fn data_context(&self, ledger: &Ledger, version: u32, index: usize, names: &TableNames) -> DataContext {
+        DataContext::in_migration(
+            self.client.clone(),
+            names.clone(),
+            CheckpointStore::in_ledger(ledger.clone(), version),
+            index,
+            self.cancel.clone(),
+            self.progress,
+        )
+    }
+
+    async fn apply_step(
+        &self,
+        ledger: &Ledger,
+        version: u32,
+        index: usize,
+        step: &Step,
+        names: &mut TableNames,
+    ) -> Result<StepReport> {
         let mut report =
             StepReport { step: step.describe(), calls: vec![], skipped: vec![], fixtures_written: 0, data: None };
         match step {
             Step::Schema(schema_step) => {
                 let logical = schema_step.table();
-                let physical = self.names.physical(logical);
-                let live = describe(&self.client, &physical, logical, self.exec.local).await?;
-                let current = live.map(|live| match schema_step {
-                    SchemaStep::CreateTable { table } => live.assuming_unchecked_as(table),
-                    _ => live.def,
-                });
-                let (calls, _) = plan_step(current.as_ref(), schema_step)?;
-                for call in &calls {
-                    let line = call.describe(&physical);
-                    match execute(&self.client, &self.names, call, &self.exec).await? {
-                        Outcome::Done => report.calls.push(line),
-                        Outcome::Skipped(why) => report.skipped.push(format!("{line}: {why}")),
+                let version = match schema_step {
+                    SchemaStep::CreateTable { table } => table.version,
+                    SchemaStep::DeleteTable { version: Some(old), .. } => {
+                        if *old == names.version(logical) {
+                            return Err(PlanError::CurrentVersion { table: logical.to_owned(), version: *old }.into());
+                        }
+                        *old
                     }
+                    _ => names.version(logical),
+                };
+                self.apply_schema_step(schema_step, &names.physical_version(logical, version), version, &mut report)
+                    .await?;
+                if let SchemaStep::CreateTable { table } = schema_step {
+                    names.set_version(&table.name, table.version);
                 }
             }
             Step::Data(data_step) => {
-                let ctx = DataContext::new(self.client.clone(), self.names.clone());
+                let ctx = self.data_context(ledger, version, index, names);
                 if self.write_fixtures {
-                    let mut by_table: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
+                    let mut by_table: BTreeMap<&str, Vec<_>> = BTreeMap::new();
                     for fixture in &data_step.fixtures {
                         by_table.entry(&fixture.table).or_default().push(fixture.item.clone().into());
                     }
                     for (table, items) in by_table {
-                        report.fixtures_written += items.len();
-                        ctx.put_all(&self.names.physical(table), items).await.map_err(Error::Data)?;
+                        report.fixtures_written += ctx.put_items(table, items).await?;
                     }
                 }
                 report.data = Some(data_step.run(ctx).await.map_err(Error::Data)?);
             }
+            Step::Rebuild(rebuild) => {
+                report.data = Some(self.rebuild(ledger, version, index, rebuild, names, &mut report).await?);
+                names.set_version(&rebuild.table.name, rebuild.table.version);
+            }
         }
         Ok(report)
+    }
+
+    /// Plans a schema step against the live table and makes its calls.
+    async fn apply_schema_step(
+        &self,
+        step: &SchemaStep,
+        physical: &str,
+        version: u32,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let live = describe(&self.client, physical, step.table(), version, self.exec.local).await?;
+        let current = live.map(|live| match step {
+            SchemaStep::CreateTable { table } => live.assuming_unchecked_as(table),
+            _ => live.def,
+        });
+        let (calls, _) = plan_step(current.as_ref(), step)?;
+        for call in &calls {
+            let line = call.describe(physical);
+            match execute(&self.client, physical, call, &self.exec).await? {
+                Outcome::Done => report.calls.push(line),
+                Outcome::Skipped(why) => report.skipped.push(format!("{line}: {why}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the next version of a table, copies every item into it, and compares the counts.
+    async fn rebuild(
+        &self,
+        ledger: &Ledger,
+        version: u32,
+        index: usize,
+        rebuild: &RebuildStep,
+        names: &TableNames,
+        report: &mut StepReport,
+    ) -> Result<DataReport> {
+        let table = &rebuild.table.name;
+        let current = names.version(table);
+        if rebuild.table.version != current + 1 {
+            return Err(Error::Rebuild {
+                table: table.clone(),
+                reason: format!(
+                    "the current version is {current}, so the rebuild must create version {}, not {}",
+                    current + 1,
+                    rebuild.table.version
+                ),
+            });
+        }
+        let old = names.physical(table);
+        let new = names.physical_version(table, rebuild.table.version);
+        if describe(&self.client, &old, table, current, self.exec.local).await?.is_none() {
+            return Err(PlanError::TableMissing { table: table.clone(), step: report.step.clone() }.into());
+        }
+        let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
+        self.apply_schema_step(&create, &new, rebuild.table.version, report).await?;
+
+        let ctx = self.data_context(ledger, version, index, names);
+        let map = rebuild.map.clone().unwrap_or_else(|| Arc::new(|item| Ok(Change::Put(item))));
+        let copied = ctx.run_pass(old.clone(), new.clone(), rebuild.options.clone(), map).await?;
+
+        // Counts over both tables (not only this run's), so that a resumed copy is checked whole.
+        let (in_old, in_new) = tokio::try_join!(count_items(&self.client, &old), count_items(&self.client, &new))?;
+        let expected = in_old - copied.unchanged.min(in_old) - copied.failed.min(in_old);
+        if in_new != expected {
+            return Err(Error::Rebuild {
+                table: table.clone(),
+                reason: format!(
+                    "{new} has {in_new} items after the copy but {expected} were expected ({old} has {in_old}, {} left out, {} failed); was {old} written to during the copy?",
+                    copied.unchanged, copied.failed
+                ),
+            });
+        }
+        report.calls.push(format!("copied {old} -> {new}: {in_new} items, counts match"));
+        Ok(copied)
     }
 }

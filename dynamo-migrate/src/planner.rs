@@ -164,6 +164,10 @@ pub enum PlanError {
     DeletionProtected { table: String },
     #[error("table {table}: switching to provisioned billing needs a throughput for global index {index}")]
     MissingIndexThroughput { table: String, index: String },
+    #[error(
+        "table {table}: version {version} is the current one; delete_old_table deletes versions left by a rebuild, delete_table the current one"
+    )]
+    CurrentVersion { table: String, version: u32 },
     #[error("{0}")]
     Invalid(ValidationErrors),
 }
@@ -322,8 +326,11 @@ pub fn describe_step(step: &SchemaStep) -> String {
         SchemaStep::SetDeletionProtection { table, enabled } => {
             format!("turn deletion protection {} on {table}", on_off(*enabled))
         }
-        SchemaStep::DeleteTable { table, destructive } => {
+        SchemaStep::DeleteTable { table, version: None, destructive } => {
             format!("DESTRUCTIVE delete table {table} ({})", destructive.reason)
+        }
+        SchemaStep::DeleteTable { table, version: Some(v), destructive } => {
+            format!("DESTRUCTIVE delete version {v} of table {table} ({})", destructive.reason)
         }
     }
 }

@@ -191,7 +191,11 @@ fn switching_to_provisioned_needs_every_index_throughput() {
 #[test]
 fn deletion_protection_blocks_delete_table() {
     let current = customers().deletion_protection(true);
-    let delete = || SchemaStep::DeleteTable { table: "customers".into(), destructive: Destructive::because("gone") };
+    let delete = || SchemaStep::DeleteTable {
+        table: "customers".into(),
+        version: None,
+        destructive: Destructive::because("gone"),
+    };
     assert_eq!(
         error(Some(&current), delete()),
         "table customers has deletion protection on; turn it off in an earlier step (deletion_protection(\"customers\", false))"
@@ -204,8 +208,11 @@ fn deletion_protection_blocks_delete_table() {
 
 #[test]
 fn destructive_steps_say_so_with_their_reason() {
-    let step =
-        SchemaStep::DeleteTable { table: "customers_v1".into(), destructive: Destructive::because("replaced by v2") };
+    let step = SchemaStep::DeleteTable {
+        table: "customers_v1".into(),
+        version: None,
+        destructive: Destructive::because("replaced by v2"),
+    };
     assert_eq!(describe_step(&step), "DESTRUCTIVE delete table customers_v1 (replaced by v2)");
     assert!(step.destructive().is_some());
     assert!(SchemaStep::CreateTable { table: customers() }.destructive().is_none());

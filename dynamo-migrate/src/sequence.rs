@@ -18,6 +18,17 @@ pub enum Status {
     Running,
     Succeeded,
     Failed,
+    /// Stopped by Ctrl-C at a checkpoint; the next run resumes it.
+    Interrupted,
+    /// Marked by an operator to be run again (resuming its data steps' checkpoints).
+    Rerun,
+}
+
+impl Status {
+    /// True when the next run picks the migration up again where it stopped.
+    pub fn is_resumable(self) -> bool {
+        matches!(self, Status::Interrupted | Status::Rerun)
+    }
 }
 
 impl fmt::Display for Status {
@@ -26,6 +37,8 @@ impl fmt::Display for Status {
             Status::Running => "running",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+            Status::Rerun => "rerun",
         })
     }
 }
@@ -84,7 +97,8 @@ impl fmt::Display for SequenceErrors {
 
 impl std::error::Error for SequenceErrors {}
 
-/// The versions to apply, in order, or every reason not to apply anything.
+/// The versions to apply, in order (including an interrupted or re-run one, which resumes), or
+/// every reason not to apply anything.
 pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<Vec<u32>, SequenceErrors> {
     let mut errors = Vec::new();
 
@@ -106,7 +120,7 @@ pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<
 
     let applied_by_version: BTreeMap<u32, &AppliedMigration> = applied.iter().map(|a| (a.version, a)).collect();
     for record in applied_by_version.values() {
-        if record.status != Status::Succeeded {
+        if matches!(record.status, Status::Running | Status::Failed) {
             errors.push(SequenceError::Dirty {
                 version: record.version,
                 name: record.name.clone(),
@@ -131,8 +145,13 @@ pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<
     let last_applied = applied_by_version.keys().next_back().copied();
     let mut pending = Vec::new();
     for info in by_version.values() {
-        if applied_by_version.contains_key(&info.version) {
-            continue;
+        match applied_by_version.get(&info.version) {
+            Some(record) if record.status.is_resumable() => {
+                pending.push(info.version);
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
         }
         match last_applied {
             Some(later) if later > info.version => {

@@ -108,3 +108,12 @@ fn every_reason_is_reported_at_once() {
     let ghost = applied(&info(9, "ghost"), Status::Succeeded);
     assert_eq!(refusal(&[changed, ghost], &k).len(), 5, "dirty, changed, missing and two out of order");
 }
+
+#[test]
+fn interrupted_and_rerun_migrations_are_pending_again() {
+    let k = known();
+    let records = [applied(&k[0], Status::Succeeded), applied(&k[1], Status::Interrupted)];
+    assert_eq!(pending(&records, &k), Ok(vec![2, 3]));
+    let records = [applied(&k[0], Status::Rerun)];
+    assert_eq!(pending(&records, &k), Ok(vec![1, 2, 3]));
+}

@@ -1,7 +1,7 @@
 //! `verify`: every migration from empty on DynamoDB Local, the end state compared with the schema
 //! crate field by field, every item read into its Rust type, and a second run that applies nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use dynamo_model::{FieldDiff, TableSchema, diff_tables};
@@ -142,16 +142,19 @@ async fn check_tables(
     report: &mut VerifyReport,
     problems: &mut Vec<String>,
 ) {
-    let declared: BTreeSet<&str> = tables.iter().map(TableSchema::name).collect();
+    let declared: BTreeMap<&str, u32> = tables.iter().map(|t| (t.name(), t.def.version)).collect();
     match list_tables(client).await {
         Ok(physical) => {
             for name in &physical {
-                if let Some(logical) = names.logical(name)
-                    && !declared.contains(logical)
-                {
-                    problems.push(format!(
+                let Some((logical, version)) = names.logical(name) else { continue };
+                match declared.get(logical) {
+                    None => problems.push(format!(
                         "table {logical} is created by the migrations but the schema crate does not declare it: declare it in the schema crate, or delete it in a migration"
-                    ));
+                    )),
+                    Some(&current) if current != version => problems.push(format!(
+                        "table {logical}: version {version} ({name}) is left by the migrations but the schema crate declares version {current}: delete it in a migration (delete_old_table), or declare version {version}"
+                    )),
+                    Some(_) => {}
                 }
             }
         }
@@ -159,7 +162,7 @@ async fn check_tables(
     }
 
     for table in tables {
-        let physical = names.physical(table.name());
+        let physical = table.def.physical_name(names.prefix());
         let mut check = TableCheck {
             table: table.name().to_owned(),
             physical: physical.clone(),
@@ -170,7 +173,7 @@ async fn check_tables(
             bad_items: 0,
             bad_item_examples: vec![],
         };
-        match describe(client, &physical, table.name(), true).await {
+        match describe(client, &physical, table.name(), table.def.version, true).await {
             Ok(None) => problems
                 .push(format!("table {} is declared in the schema crate but no migration creates it", table.name())),
             Ok(Some(live)) => {

@@ -13,6 +13,7 @@ pub use diff::{FieldDiff, diff_tables};
 pub use item_schema::check_item_schema;
 pub use table::{
     Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, Throughput,
+    parse_physical_name, physical_name,
 };
 pub use table_schema::TableSchema;
 pub use validate::{ValidationError, ValidationErrors};

@@ -149,10 +149,13 @@ impl LocalIndex {
 
 /// A table: the logical name the application uses, and everything DynamoDB knows about it.
 ///
-/// The physical name in an account is the environment's prefix followed by `name`.
+/// The physical name in an account is the environment's prefix, then `name`, then `_v<version>`
+/// from version 2 on: a table rebuilt because DynamoDB cannot change it in place (keys, LSIs,
+/// projections, a new item shape) is a new physical table with the next version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
     pub name: String,
+    pub version: u32,
     pub partition_key: KeyAttr,
     pub sort_key: Option<KeyAttr>,
     pub global_indexes: Vec<GlobalIndex>,
@@ -171,6 +174,7 @@ impl TableDef {
     pub fn new(name: impl Into<String>, partition_key: KeyAttr) -> Self {
         TableDef {
             name: name.into(),
+            version: 1,
             partition_key,
             sort_key: None,
             global_indexes: Vec::new(),
@@ -183,6 +187,11 @@ impl TableDef {
             point_in_time_recovery: false,
             tags: BTreeMap::new(),
         }
+    }
+    /// The table's version: 1 unless it was rebuilt.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
     }
     pub fn sort_key(mut self, key: KeyAttr) -> Self {
         self.sort_key = Some(key);
@@ -225,6 +234,11 @@ impl TableDef {
         self
     }
 
+    /// The table's name in an environment whose table prefix is `prefix`.
+    pub fn physical_name(&self, prefix: &str) -> String {
+        physical_name(prefix, &self.name, self.version)
+    }
+
     /// The table's own key attributes, partition key first.
     pub fn keys(&self) -> impl Iterator<Item = &KeyAttr> {
         std::iter::once(&self.partition_key).chain(self.sort_key.as_ref())
@@ -248,5 +262,40 @@ impl TableDef {
 
     pub fn global_index_named(&self, name: &str) -> Option<&GlobalIndex> {
         self.global_indexes.iter().find(|g| g.name == name)
+    }
+}
+
+/// The physical name of version `version` of the logical table `name`: the prefix, the name, and
+/// `_v<version>` from version 2 on.
+pub fn physical_name(prefix: &str, name: &str, version: u32) -> String {
+    if version <= 1 { format!("{prefix}{name}") } else { format!("{prefix}{name}_v{version}") }
+}
+
+/// The logical name and version of a physical name that starts with `prefix`.
+pub fn parse_physical_name<'a>(prefix: &str, physical: &'a str) -> Option<(&'a str, u32)> {
+    let rest = physical.strip_prefix(prefix)?;
+    if let Some((name, version)) = rest.rsplit_once("_v")
+        && let Ok(version) = version.parse::<u32>()
+        && version >= 2
+        && !name.is_empty()
+    {
+        return Some((name, version));
+    }
+    Some((rest, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn physical_names_carry_prefix_and_version() {
+        let def = TableDef::new("customers", KeyAttr::n("nr"));
+        assert_eq!(def.physical_name("prod_"), "prod_customers");
+        assert_eq!(def.clone().version(2).physical_name("prod_"), "prod_customers_v2");
+        assert_eq!(parse_physical_name("prod_", "prod_customers_v2"), Some(("customers", 2)));
+        assert_eq!(parse_physical_name("prod_", "prod_customers"), Some(("customers", 1)));
+        assert_eq!(parse_physical_name("prod_", "prod_customers_v1"), Some(("customers_v1", 1)));
+        assert_eq!(parse_physical_name("prod_", "dev_customers"), None);
     }
 }

@@ -59,7 +59,7 @@ fn fixtures() -> Vec<Before> {
 
 pub fn migration() -> Migration {
     let step = DataStep::new("backfill_email_normalised", |ctx| async move {
-        ctx.update_each("customers", |before: Before| Some(normalise(before))).await
+        Ok(ctx.backfill("customers", |before: Before| Some(normalise(before))).await?)
     })
     .fixtures("customers", fixtures());
     Migration::new(4, "backfill_email_normalised", include_str!("m0004_backfill_email_normalised.rs")).data(step)

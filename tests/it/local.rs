@@ -125,7 +125,7 @@ async fn waiters_wait_out_delayed_index_creation() {
     let exec = ExecOptions::new(true);
     let def = TableDef::new("customers", KeyAttr::n("customer_nr"));
     for call in plan_step(None, &SchemaStep::CreateTable { table: def.clone() }).unwrap().0 {
-        execute(&client, &names, &call, &exec).await.unwrap();
+        execute(&client, &names.physical("customers"), &call, &exec).await.unwrap();
     }
 
     // Through the engine: when the step returns, the index is ACTIVE.
@@ -134,7 +134,7 @@ async fn waiters_wait_out_delayed_index_creation() {
         index: GlobalIndex::new("by_postcode", KeyAttr::s("postcode")),
     };
     for call in plan_step(Some(&def), &step).unwrap().0 {
-        execute(&client, &names, &call, &exec).await.unwrap();
+        execute(&client, &names.physical("customers"), &call, &exec).await.unwrap();
     }
     let status = |out: aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput, index: &str| {
         out.table()

@@ -14,16 +14,16 @@ use crate::support;
 async fn apply(client: &Client, names: &TableNames, step: SchemaStep) -> Result<usize, PlanError> {
     let logical = step.table().to_owned();
     let physical = names.physical(&logical);
-    let live = describe(client, &physical, &logical, true).await.unwrap();
+    let live = describe(client, &physical, &logical, 1, true).await.unwrap();
     let current = live.map(|live| match &step {
         SchemaStep::CreateTable { table } => live.assuming_unchecked_as(table),
         _ => live.def,
     });
     let (calls, after) = plan_step(current.as_ref(), &step)?;
     for call in &calls {
-        execute(client, names, call, &ExecOptions::new(true)).await.unwrap();
+        execute(client, &physical, call, &ExecOptions::new(true)).await.unwrap();
     }
-    let live = describe(client, &physical, &logical, true).await.unwrap();
+    let live = describe(client, &physical, &logical, 1, true).await.unwrap();
     match (after, live) {
         (None, None) => {}
         (Some(expected), Some(live)) => {
@@ -142,7 +142,11 @@ async fn deletion_protection_guards_delete_table() {
     apply(&client, &names, SchemaStep::CreateTable { table: customers() }).await.unwrap();
     let protect = |on| SchemaStep::SetDeletionProtection { table: "customers".into(), enabled: on };
     assert_eq!(apply(&client, &names, protect(true)).await.unwrap(), 1);
-    let delete = || SchemaStep::DeleteTable { table: "customers".into(), destructive: Destructive::because("test") };
+    let delete = || SchemaStep::DeleteTable {
+        table: "customers".into(),
+        version: None,
+        destructive: Destructive::because("test"),
+    };
     let refused = apply(&client, &names, delete()).await;
     assert!(matches!(refused, Err(PlanError::DeletionProtected { ref table }) if table == "customers"));
     assert_eq!(apply(&client, &names, protect(false)).await.unwrap(), 1);
