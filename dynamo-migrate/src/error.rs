@@ -46,6 +46,8 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    #[error("ledger table {table}: migration {version} has no running, failed or interrupted record to recover")]
+    NotDirty { table: String, version: u32 },
     #[error("{0:#}")]
     Data(anyhow::Error),
     #[error(transparent)]

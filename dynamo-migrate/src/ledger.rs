@@ -208,6 +208,34 @@ impl Ledger {
         }
     }
 
+    /// Recovers a dirty migration (running after a crash, failed, or interrupted): marks it for
+    /// re-run (the next run applies it again, resuming its data steps' checkpoints) or resolved
+    /// (the operator made the tables right by hand), recording who did it.
+    pub async fn recover(&self, version: u32, to: Status, by: &str) -> Result<()> {
+        assert!(matches!(to, Status::Rerun | Status::Succeeded), "recovery marks for re-run or resolved");
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(version)))
+            .update_expression("SET #status = :to, recovered_by = :by, recovered_at = :now")
+            .condition_expression("#status IN (:running, :failed, :interrupted)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", AttributeValue::S(to.to_string()))
+            .expression_attribute_values(":by", AttributeValue::S(by.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::S(now()))
+            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
+            .expression_attribute_values(":failed", AttributeValue::S(Status::Failed.to_string()))
+            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()));
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(Error::NotDirty { table: self.table.clone(), version })
+            }
+            Err(e) => Err(Error::aws(format!("UpdateItem {} (recover migration {version})", self.table))(e)),
+        }
+    }
+
     /// Records how a running migration ended; only a record that is still `running` changes.
     pub async fn finish(&self, record: &AppliedMigration, status: Status, error: Option<String>) -> Result<()> {
         let status_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(status).expect("a status is a string");

@@ -165,6 +165,8 @@ impl Migrator {
             applied_by: self.applied_by.clone(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             error: None,
+            recovered_by: None,
+            recovered_at: None,
         };
         if resume {
             ledger.resume(&record).await?;

@@ -55,6 +55,11 @@ pub struct AppliedMigration {
     pub applied_by: String,
     pub tool_version: String,
     pub error: Option<String>,
+    /// Who marked a dirty record resolved or for re-run, and when.
+    #[serde(default)]
+    pub recovered_by: Option<String>,
+    #[serde(default)]
+    pub recovered_at: Option<String>,
 }
 
 /// Why the ledger and the code cannot be reconciled; nothing is applied while one stands.
@@ -132,12 +137,15 @@ pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<
         }
         match by_version.get(&record.version) {
             None => errors.push(SequenceError::Missing { version: record.version, name: record.name.clone() }),
-            Some(info) if info.checksum != record.checksum => errors.push(SequenceError::ChangedChecksum {
-                version: record.version,
-                name: record.name.clone(),
-                applied: short(&record.checksum),
-                now: short(&info.checksum),
-            }),
+            // A migration that has not finished may be fixed before it runs again.
+            Some(info) if info.checksum != record.checksum && !record.status.is_resumable() => {
+                errors.push(SequenceError::ChangedChecksum {
+                    version: record.version,
+                    name: record.name.clone(),
+                    applied: short(&record.checksum),
+                    now: short(&info.checksum),
+                })
+            }
             Some(_) => {}
         }
     }

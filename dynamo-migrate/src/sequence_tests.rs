@@ -15,6 +15,8 @@ fn applied(info: &MigrationInfo, status: Status) -> AppliedMigration {
         applied_by: "arn:aws:iam::123456789012:user/ci".to_owned(),
         tool_version: "0.1.0".to_owned(),
         error: None,
+        recovered_by: None,
+        recovered_at: None,
     }
 }
 
@@ -116,4 +118,12 @@ fn interrupted_and_rerun_migrations_are_pending_again() {
     assert_eq!(pending(&records, &k), Ok(vec![2, 3]));
     let records = [applied(&k[0], Status::Rerun)];
     assert_eq!(pending(&records, &k), Ok(vec![1, 2, 3]));
+}
+
+#[test]
+fn a_migration_marked_for_rerun_may_have_been_fixed() {
+    let k = known();
+    let mut record = applied(&k[0], Status::Rerun);
+    record.checksum = "00".repeat(32);
+    assert_eq!(pending(&[record], &k), Ok(vec![1, 2, 3]));
 }

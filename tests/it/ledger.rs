@@ -126,6 +126,8 @@ async fn a_record_left_running_by_a_crash_stops_the_next_run() {
         applied_by: "a run that was killed".into(),
         tool_version: "0.1.0".into(),
         error: None,
+        recovered_by: None,
+        recovered_at: None,
     };
     ledger.start(&crashed).await.unwrap();
     // A second start of the same migration loses the conditional write.

@@ -4,14 +4,28 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::Client;
-use dynamo_migrate::{Docker, DynamoDbLocal, LocalOptions, TableNames, Target, connect};
+use dynamo_migrate::{
+    Docker, DynamoDbLocal, ExecOptions, KeyAttr, LocalOptions, SchemaStep, TableDef, TableNames, Target,
+    canonical_item, connect, execute, plan_step,
+};
+use sha2::{Digest, Sha256};
+
+/// An item as the SDK holds it.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 static SERVER: OnceLock<DynamoDbLocal> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// Set in a child process that a test starts, so that it uses the parent's server.
+pub const ENDPOINT_ENV: &str = "DYNAMO_MIGRATE_TEST_ENDPOINT";
+
 /// The shared server's endpoint, started on first use. It stops when the test binary exits:
 /// the guard around Java sees its stdin close.
 pub fn endpoint() -> &'static str {
+    static GIVEN: OnceLock<Option<String>> = OnceLock::new();
+    if let Some(given) = GIVEN.get_or_init(|| std::env::var(ENDPOINT_ENV).ok()) {
+        return given;
+    }
     SERVER
         .get_or_init(|| {
             // Started on a thread of its own: tests call this from inside their tokio runtimes.
@@ -35,4 +49,36 @@ pub async fn client() -> Client {
 /// Table names with a prefix no other test uses.
 pub fn names(test: &str) -> TableNames {
     TableNames::new(format!("t{}_{test}_", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Creates an on-demand table keyed by `id` (S), or by `id` and `sk` (N) when `sort` is set.
+pub async fn create_table(client: &Client, physical: &str, sort: bool) {
+    let mut def = TableDef::new("unused", KeyAttr::s("id"));
+    if sort {
+        def = def.sort_key(KeyAttr::n("sk"));
+    }
+    for call in plan_step(None, &SchemaStep::CreateTable { table: def }).unwrap().0 {
+        execute(client, physical, &call, &ExecOptions::new(true)).await.unwrap();
+    }
+}
+
+/// Every item of a table in canonical DynamoDB JSON, sorted, hashed: equal iff the contents are.
+pub async fn content_hash(client: &Client, physical: &str) -> String {
+    let mut lines = Vec::new();
+    let mut items = client.scan().table_name(physical).into_paginator().items().send();
+    while let Some(item) = items.next().await {
+        lines.push(canonical_item(&item.unwrap()).to_string());
+    }
+    hash_lines(lines)
+}
+
+/// The hash `content_hash` gives a table holding exactly these items.
+pub fn expected_hash(items: &[Item]) -> String {
+    hash_lines(items.iter().map(|i| canonical_item(i).to_string()).collect())
+}
+
+fn hash_lines(mut lines: Vec<String>) -> String {
+    lines.sort();
+    let digest = Sha256::digest(lines.join("\n").as_bytes());
+    format!("{} items, sha256 {}", lines.len(), digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }

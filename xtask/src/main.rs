@@ -23,6 +23,7 @@ enum Command {
     Verify(commands::verify::Verify),
     Local(commands::local::Local),
     Setup(commands::setup::Setup),
+    Bench(commands::bench::Bench),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Verify(c) => c.run(),
         Command::Local(c) => c.run(),
         Command::Setup(c) => c.run(),
+        Command::Bench(c) => c.run(),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the work failed (a migration, a difference, an unreadable item),
 //! 2 bad usage or configuration (clap's own usage errors exit 2 as well).
 
+mod bench;
 mod local;
 mod setup;
 mod verify;
@@ -53,6 +54,7 @@ enum Command {
     Verify(verify::VerifyArgs),
     Local(local::LocalArgs),
     Setup(setup::SetupArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments, runs the command and turns its end into an exit code.
@@ -65,6 +67,7 @@ pub fn main(project: Project) -> ExitCode {
             Command::Verify(args) => args.run(&project).await,
             Command::Local(args) => args.run(&project).await,
             Command::Setup(args) => args.run().await,
+            Command::Bench(args) => args.run().await,
         }
     });
     match result {

@@ -73,6 +73,7 @@ struct Shared {
     source_keys: Vec<String>,
     in_place: bool,
     segments: u32,
+    page_size: Option<i32>,
     map: Arc<MapFn>,
     writer: Writer,
     writers: usize,
@@ -148,6 +149,7 @@ pub(crate) async fn run(
         source_keys: source.keys.clone(),
         in_place,
         segments,
+        page_size: pass.options.page_size,
         map: pass.map,
         writer: Writer {
             client: client.clone(),
@@ -164,11 +166,11 @@ pub(crate) async fn run(
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    let mut resumed = 0;
     for segment in 0..segments {
         let state = stored.as_ref().and_then(|s| s.states.get(&segment).cloned()).unwrap_or_default();
-        if !state.done {
-            shared.progress.inc(state.counts.scanned);
-        }
+        resumed += state.counts.scanned;
+        shared.progress.inc(state.counts.scanned);
         let shared = shared.clone();
         tasks.spawn(async move { run_segment(&shared, segment, state).await });
     }
@@ -179,7 +181,7 @@ pub(crate) async fn run(
         let Ok(result) = joined else { continue }; // aborted after another segment failed
         match result {
             Ok((counts, done)) => {
-                report = report.add(counts);
+                report = report + counts;
                 segments_done += u32::from(done);
             }
             // The first error stops the pass; other segments stop at their next page.
@@ -198,6 +200,7 @@ pub(crate) async fn run(
     if segments_done < segments {
         return Err(DataError::Interrupted { table: pass.source, done: segments_done, segments });
     }
+    report.resumed = resumed;
     Ok(report)
 }
 
@@ -240,6 +243,7 @@ async fn scan_page(
             .table_name(&shared.source)
             .segment(segment as i32)
             .total_segments(shared.segments as i32)
+            .set_limit(shared.page_size)
             .set_exclusive_start_key(start.clone())
             .send()
             .await;

@@ -48,7 +48,9 @@ pub enum Change {
 
 pub(crate) type MapFn = dyn Fn(Item) -> Result<Change, String> + Send + Sync;
 
-/// Counts of what a data step did. `unchanged` counts items kept as they were, or not copied.
+/// Counts of what a data step did, including what an earlier, interrupted run of it did before
+/// its last checkpoints. `unchanged` counts items kept as they were, or not copied; `resumed`
+/// counts the items that this run did not scan again thanks to those checkpoints.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataReport {
     pub scanned: u64,
@@ -56,15 +58,20 @@ pub struct DataReport {
     pub unchanged: u64,
     pub deleted: u64,
     pub failed: u64,
+    #[serde(default)]
+    pub resumed: u64,
 }
 
-impl DataReport {
-    pub fn add(mut self, other: DataReport) -> DataReport {
+impl std::ops::Add for DataReport {
+    type Output = DataReport;
+
+    fn add(mut self, other: DataReport) -> DataReport {
         self.scanned += other.scanned;
         self.written += other.written;
         self.unchanged += other.unchanged;
         self.deleted += other.deleted;
         self.failed += other.failed;
+        self.resumed += other.resumed;
         self
     }
 }
@@ -102,6 +109,9 @@ pub enum DataError {
 pub struct PassOptions {
     /// Parallel scan segments; by default 8, more for large tables (one per 256 MiB).
     pub segments: Option<u32>,
+    /// Items per scan page (DynamoDB's `Limit`); by default a page is what fits in 1 MB. A
+    /// segment records its checkpoint and checks for Ctrl-C once per page.
+    pub page_size: Option<i32>,
     /// `BatchWriteItem` calls in flight at once, over all segments.
     pub writers: usize,
     pub rate: Option<RateLimit>,
@@ -111,7 +121,7 @@ pub struct PassOptions {
 
 impl Default for PassOptions {
     fn default() -> Self {
-        PassOptions { segments: None, writers: 32, rate: None, dead_letter: None }
+        PassOptions { segments: None, page_size: None, writers: 32, rate: None, dead_letter: None }
     }
 }
 
@@ -251,6 +261,10 @@ impl PassBuilder<'_> {
     }
     pub fn segments(mut self, segments: u32) -> Self {
         self.options.segments = Some(segments.max(1));
+        self
+    }
+    pub fn page_size(mut self, items: i32) -> Self {
+        self.options.page_size = Some(items.max(1));
         self
     }
     pub fn writers(mut self, writers: usize) -> Self {

@@ -1,5 +1,6 @@
 //! One file per subcommand; each forwards its options to the runner.
 
+pub mod bench;
 pub mod local;
 pub mod setup;
 pub mod verify;
