@@ -174,6 +174,11 @@ async fn check_tables(
             bad_item_examples: vec![],
         };
         match describe(client, &physical, table.name(), table.def.version, true).await {
+            Ok(None) if table.def.version > 1 => problems.push(format!(
+                "table {} version {} ({physical}) is declared in the schema crate but no migration creates it",
+                table.name(),
+                table.def.version
+            )),
             Ok(None) => problems
                 .push(format!("table {} is declared in the schema crate but no migration creates it", table.name())),
             Ok(Some(live)) => {

@@ -9,6 +9,8 @@ mod m0001_create_customers;
 mod m0002_add_customers_by_postcode;
 mod m0003_enable_customers_ttl;
 mod m0004_backfill_email_normalised;
+mod m0005_rebuild_customers_with_records;
+mod m0006_delete_customers_v1;
 
 use dynamo_migrate::Migration;
 
@@ -19,6 +21,8 @@ pub fn all() -> Vec<Migration> {
         m0002_add_customers_by_postcode::migration(),
         m0003_enable_customers_ttl::migration(),
         m0004_backfill_email_normalised::migration(),
+        m0005_rebuild_customers_with_records::migration(),
+        m0006_delete_customers_v1::migration(),
     ]
 }
 

@@ -1,6 +1,7 @@
-//! Customers of the shop, looked up by customer number or by postcode.
+//! Customers of the shop: one partition per customer number, holding the customer's records
+//! (the `profile` today), looked up by number, by postcode, or by email within a customer.
 
-use dynamo_model::{GlobalIndex, KeyAttr, TableDef, TableSchema};
+use dynamo_model::{GlobalIndex, KeyAttr, LocalIndex, TableDef, TableSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -8,11 +9,17 @@ use serde::{Deserialize, Serialize};
 pub const TABLE: &str = "customers";
 /// Customers by postcode, for delivery planning. Sparse: customers without a postcode are not in it.
 pub const BY_POSTCODE: &str = "by_postcode";
+/// A customer's records by normalised email (a local index: within one customer's partition).
+pub const BY_EMAIL: &str = "by_email";
+/// The `record` of a customer's profile.
+pub const PROFILE: &str = "profile";
 
-/// A customer.
+/// A customer's profile record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
     pub customer_nr: u64,
+    /// Which of the customer's records this is: always [`PROFILE`] for now.
+    pub record: String,
     pub name: String,
     pub email: String,
     /// The email trimmed and in lower case, for case-insensitive look-ups (backfilled by migration 4).
@@ -32,10 +39,14 @@ impl Customer {
     }
 }
 
+/// Version 2 since migration 5 rebuilt it with a sort key and a local index.
 pub fn table() -> TableSchema {
     TableSchema::new::<Customer>(
         TableDef::new(TABLE, KeyAttr::n("customer_nr"))
+            .version(2)
+            .sort_key(KeyAttr::s("record"))
             .global_index(GlobalIndex::new(BY_POSTCODE, KeyAttr::s("postcode")))
+            .local_index(LocalIndex::new(BY_EMAIL, KeyAttr::s("email_normalised")))
             .ttl("expires_at"),
     )
 }
@@ -50,9 +61,15 @@ mod tests {
     }
 
     #[test]
+    fn the_application_resolves_the_physical_name_of_the_current_version() {
+        assert_eq!(table().def.physical_name("prod_"), "prod_customers_v2");
+    }
+
+    #[test]
     fn absent_optional_fields_are_not_written() {
         let customer = Customer {
             customer_nr: 1,
+            record: PROFILE.into(),
             name: "Ada".into(),
             email: "Ada@Example.com ".into(),
             email_normalised: Customer::normalise_email("Ada@Example.com "),

@@ -29,21 +29,24 @@ async fn the_example_workspace_verifies() {
     assert!(customers.exists && customers.diffs.is_empty());
     assert_eq!(customers.not_checked, ["tags", "point_in_time_recovery", "table_class"]);
     assert_eq!(customers.items_read, 3, "the fixture customers, backfilled");
-    let backfill = report.applied.last().unwrap().steps[0].data.unwrap();
-    assert_eq!((backfill.scanned, backfill.written), (3, 3));
+    let backfill = report.applied.iter().find(|m| m.name == "backfill_email_normalised").unwrap();
+    let counts = backfill.steps[0].data.unwrap();
+    assert_eq!((counts.scanned, counts.written), (3, 3));
+    let rebuild = report.applied.iter().find(|m| m.name == "rebuild_customers_with_records").unwrap();
+    assert_eq!(rebuild.steps[0].data.unwrap().written, 3);
 }
 
 #[tokio::test]
 async fn an_index_the_schema_declares_but_no_migration_creates_is_named() {
     let mut tables = schema::tables();
-    let def = tables[0].def.clone().global_index(GlobalIndex::new("by_email", KeyAttr::s("email")));
+    let def = tables[0].def.clone().global_index(GlobalIndex::new("by_name", KeyAttr::s("name")));
     tables[0] = TableSchema::new::<schema::customers::Customer>(def);
     let report = run(&tables, &migrations::all()).await;
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
     let problem = &report.problems[0];
     assert!(
         problem.starts_with(
-            "table customers: global index by_email is declared in the schema crate but no migration creates it ({"
+            "table customers: global index by_name is declared in the schema crate but no migration creates it ({"
         ),
         "{problem}"
     );
@@ -54,14 +57,29 @@ async fn an_index_a_migration_creates_but_the_schema_does_not_declare_is_named()
     let mut migrations = migrations::all();
     migrations.push(
         Migration::new(99, "add_by_email", "add by_email")
-            .add_global_index("customers", GlobalIndex::new("by_email", KeyAttr::s("email"))),
+            .add_global_index("customers", GlobalIndex::new("by_name", KeyAttr::s("name"))),
     );
     let report = run(&schema::tables(), &migrations).await;
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
     assert!(
         report.problems[0].starts_with(
-            "table customers: global index by_email is created by the migrations but the schema crate does not declare it"
+            "table customers: global index by_name is created by the migrations but the schema crate does not declare it"
         ),
+        "{}",
+        report.problems[0]
+    );
+}
+
+#[tokio::test]
+async fn an_old_version_left_behind_is_named() {
+    let migrations = &migrations::all()[..5];
+    let report = run(&schema::tables(), migrations).await;
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    assert!(
+        report.problems[0].starts_with("table customers: version 1 (")
+            && report.problems[0].ends_with(
+                ") is left by the migrations but the schema crate declares version 2: delete it in a migration (delete_old_table), or declare version 1"
+            ),
         "{}",
         report.problems[0]
     );
@@ -86,12 +104,17 @@ async fn a_table_the_schema_does_not_know_is_named() {
 #[tokio::test]
 async fn a_declared_table_no_migration_creates_is_named() {
     let report = run(&schema::tables(), &migrations::all()[..0]).await;
-    assert_eq!(report.problems, ["table customers is declared in the schema crate but no migration creates it"]);
+    let physical = format!("{}customers_v2", report.tables[0].physical.strip_suffix("customers_v2").unwrap());
+    assert_eq!(
+        report.problems,
+        [format!("table customers version 2 ({physical}) is declared in the schema crate but no migration creates it")]
+    );
 }
 
 #[derive(Serialize, Deserialize)]
 struct Partial {
     customer_nr: u64,
+    record: String,
     name: String,
 }
 
@@ -99,13 +122,13 @@ struct Partial {
 async fn an_item_that_does_not_read_as_its_type_is_named_by_key() {
     let mut migrations = migrations::all();
     let bad = DataStep::new("write_partial_customer", |_| async { Ok(Default::default()) })
-        .fixtures("customers", [Partial { customer_nr: 2001, name: "No Email".into() }]);
+        .fixtures("customers", [Partial { customer_nr: 2001, record: "profile".into(), name: "No Email".into() }]);
     migrations.push(Migration::new(99, "partial_customer", "partial").data(bad));
     let report = run(&schema::tables(), &migrations).await;
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
     assert!(
         report.problems[0]
-            .starts_with("table customers: 1 item(s) do not read as Customer; the first is {customer_nr: 2001}: "),
+            .starts_with("table customers: 1 item(s) do not read as Customer; the first is {customer_nr: 2001, record: \"profile\"}: "),
         "{}",
         report.problems[0]
     );
@@ -114,9 +137,8 @@ async fn an_item_that_does_not_read_as_its_type_is_named_by_key() {
 
 #[tokio::test]
 async fn a_schema_that_breaks_the_rules_is_named_before_anything_runs() {
-    let def = TableDef::new("customers", KeyAttr::s("customer_nr"))
-        .global_index(GlobalIndex::new("by_postcode", KeyAttr::s("postcode")))
-        .ttl("expires_at");
+    let mut def = schema::customers::table().def;
+    def.partition_key = KeyAttr::s("customer_nr");
     let tables = [TableSchema::new::<schema::customers::Customer>(def)];
     let report = run(&tables, &migrations::all()).await;
     assert!(
