@@ -1,21 +1,34 @@
-//! The one place where DynamoDB clients are built.
+//! The one place where AWS clients are built.
 
 use aws_config::BehaviorVersion;
+use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
-/// Where to connect: a region and, for DynamoDB Local or a test endpoint, its URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where to connect: a region, credentials from the standard chain (a profile, a role to
+/// assume), and, for DynamoDB Local or a test account, endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Target {
     pub region: String,
     pub profile: Option<String>,
+    pub role_arn: Option<String>,
+    /// DynamoDB's endpoint, instead of AWS's.
     pub endpoint: Option<String>,
+    /// STS's endpoint, instead of AWS's (a test server that answers `GetCallerIdentity`).
+    pub sts_endpoint: Option<String>,
+    /// Use a fixed test key instead of the credential chain (DynamoDB Local accepts any).
+    pub test_credentials: bool,
 }
 
 impl Target {
     /// A DynamoDB Local (or other loopback) endpoint.
     pub fn local(endpoint: impl Into<String>) -> Self {
-        Target { region: "us-east-1".to_owned(), profile: None, endpoint: Some(endpoint.into()) }
+        Target {
+            region: "us-east-1".to_owned(),
+            endpoint: Some(endpoint.into()),
+            test_credentials: true,
+            ..Target::default()
+        }
     }
 
     /// True when the endpoint is on this machine's loopback, so it cannot be a real account.
@@ -44,20 +57,50 @@ pub fn is_local_endpoint(url: &str) -> bool {
     }
 }
 
-/// A DynamoDB client for `target`. Credentials come from aws-config's standard chain, except for
-/// local endpoints, which accept any key and get a fixed test one.
-pub async fn connect(target: &Target) -> Client {
+/// The shared SDK configuration of a target: region, and credentials from aws-config's standard
+/// chain (environment, profiles, SSO, instance roles), through a role if one is given.
+async fn sdk_config(target: &Target) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(target.region.clone()));
     if let Some(profile) = &target.profile {
         loader = loader.profile_name(profile);
     }
-    if let Some(endpoint) = &target.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    if target.is_local() {
+    if target.test_credentials {
         loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "dynamo-migrate-local"));
     }
-    Client::new(&loader.load().await)
+    let base = loader.load().await;
+    match &target.role_arn {
+        None => base,
+        Some(role) => {
+            let mut provider = AssumeRoleProvider::builder(role).session_name("dynamo-migrate").configure(&base);
+            if let Some(region) = base.region() {
+                provider = provider.region(region.clone());
+            }
+            let provider = provider.build().await;
+            base.into_builder()
+                .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(provider))
+                .build()
+        }
+    }
+}
+
+/// A DynamoDB client for `target`.
+pub async fn connect(target: &Target) -> Client {
+    let config = sdk_config(target).await;
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(&config);
+    if let Some(endpoint) = &target.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// An STS client for `target`, to ask whose credentials these are.
+pub async fn connect_sts(target: &Target) -> aws_sdk_sts::Client {
+    let config = sdk_config(target).await;
+    let mut builder = aws_sdk_sts::config::Builder::from(&config);
+    if let Some(endpoint) = &target.sts_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_sts::Client::from_conf(builder.build())
 }
 
 #[cfg(test)]

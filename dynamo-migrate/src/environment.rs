@@ -27,15 +27,22 @@ pub struct Environment {
     pub protected: bool,
     /// A DynamoDB Local or test endpoint instead of AWS.
     pub endpoint: Option<String>,
-    /// Start a DynamoDB Local for this environment (`cargo xtask local`) instead of `endpoint`.
-    #[serde(default)]
-    pub local: bool,
+    /// An STS endpoint instead of AWS's, for test environments (a server that answers
+    /// `GetCallerIdentity`).
+    pub sts_endpoint: Option<String>,
     pub ledger_table: Option<String>,
 }
 
 impl Environment {
+    /// True when DynamoDB is on this machine's loopback (DynamoDB Local, or a test stand-in).
     pub fn is_local(&self) -> bool {
-        self.local || self.endpoint.as_deref().is_some_and(is_local_endpoint)
+        self.endpoint.as_deref().is_some_and(is_local_endpoint)
+    }
+
+    /// True when writes must first prove that the credentials belong to `account_id`: every
+    /// environment that names an account (all real ones must).
+    pub fn guarded(&self) -> bool {
+        self.account_id.is_some()
     }
 
     pub fn names(&self) -> TableNames {
@@ -43,7 +50,15 @@ impl Environment {
     }
 
     pub fn target(&self) -> Target {
-        Target { region: self.region.clone(), profile: self.profile.clone(), endpoint: self.endpoint.clone() }
+        Target {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            role_arn: self.role_arn.clone(),
+            endpoint: self.endpoint.clone(),
+            sts_endpoint: self.sts_endpoint.clone(),
+            // DynamoDB Local takes any key; an environment with an account uses the real chain.
+            test_credentials: self.is_local() && !self.guarded(),
+        }
     }
 }
 
@@ -56,7 +71,7 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(
-        "{path}: environment {env} has no account_id; every environment that is not local needs the AWS account id its credentials must belong to"
+        "{path}: environment {env} has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to"
     )]
     MissingAccount { path: PathBuf, env: String },
     #[error("{path}: environment {env}: account_id {account} must be 12 digits")]
@@ -125,7 +140,7 @@ mod tests {
             r#"
             [local]
             region = "us-east-1"
-            local = true
+            endpoint = "http://127.0.0.1:8000"
             table_prefix = "dev_"
 
             [prod]
@@ -140,13 +155,14 @@ mod tests {
         assert_eq!(local.names().physical("customers"), "dev_customers");
         assert_eq!(local.names().ledger(), "dev_dynamo_migrate_ledger");
         let prod = envs.get("prod").unwrap();
-        assert!(prod.protected && !prod.is_local());
+        assert!(prod.protected && !prod.is_local() && prod.guarded());
+        assert!(!local.guarded() && local.target().test_credentials);
     }
 
     #[test]
     fn an_unknown_environment_lists_the_known_ones() {
         let envs = parse(
-            "[local]\nregion = \"us-east-1\"\nlocal = true\n[staging]\nregion = \"x\"\naccount_id = \"111111111111\"\n",
+            "[local]\nregion = \"us-east-1\"\nendpoint = \"http://localhost:8000\"\n[staging]\nregion = \"x\"\naccount_id = \"111111111111\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -168,7 +184,7 @@ mod tests {
         let message = parse("[prod]\nregion = \"eu-west-1\"\n").unwrap_err().to_string();
         assert_eq!(
             message,
-            "environments.toml: environment prod has no account_id; every environment that is not local needs the AWS account id its credentials must belong to"
+            "environments.toml: environment prod has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to"
         );
         let message = parse("[prod]\nregion = \"eu-west-1\"\naccount_id = \"12345\"\n").unwrap_err().to_string();
         assert_eq!(message, "environments.toml: environment prod: account_id 12345 must be 12 digits");

@@ -46,8 +46,18 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    #[error(
+        "the migration lock in {table} is held by {holder}; waited {waited_s} s. If that run is dead, its lease expires by itself; see unlock"
+    )]
+    LockHeld { table: String, waited_s: u64, holder: String },
+    #[error(
+        "ledger table {table}: this run no longer holds the migration lock (it was taken over, or force-unlocked), so it stops without recording more of migration {version}"
+    )]
+    LockLost { table: String, version: u32 },
     #[error("ledger table {table}: migration {version} has no running, failed or interrupted record to recover")]
     NotDirty { table: String, version: u32 },
+    #[error("interrupted by Ctrl-C before {before}; run again to resume")]
+    Interrupted { before: String },
     #[error("{0:#}")]
     Data(anyhow::Error),
     #[error(transparent)]
@@ -63,7 +73,7 @@ impl Error {
     pub fn is_interrupted(&self) -> bool {
         use crate::data::DataError;
         match self {
-            Error::Pass(DataError::Interrupted { .. }) => true,
+            Error::Pass(DataError::Interrupted { .. }) | Error::Interrupted { .. } => true,
             Error::Data(e) => matches!(e.downcast_ref::<DataError>(), Some(DataError::Interrupted { .. })),
             Error::Step { source, .. } => source.is_interrupted(),
             _ => false,

@@ -4,13 +4,16 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_smithy_types::date_time::{DateTime, Format};
 
 use crate::error::{Error, Result};
 use crate::executor::wait_until_active;
+use crate::lock::{LOCK_ID, now_millis};
 use crate::names::TableNames;
 use crate::sequence::{AppliedMigration, Status};
 
@@ -32,11 +35,19 @@ pub fn now() -> String {
 pub struct Ledger {
     client: Client,
     table: String,
+    /// The token of the lock this run holds: when set, every write is fenced by it.
+    fence: Option<String>,
 }
 
 impl Ledger {
     pub fn new(client: Client, names: &TableNames) -> Self {
-        Ledger { client, table: names.ledger().to_owned() }
+        Ledger { client, table: names.ledger().to_owned(), fence: None }
+    }
+
+    /// The same ledger, every write fenced by the lock with `token` (see `lock`).
+    pub fn fenced(mut self, token: &str) -> Self {
+        self.fence = Some(token.to_owned());
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -86,7 +97,7 @@ impl Ledger {
         while let Some(item) = items.next().await {
             let item = item.map_err(Error::aws(format!("Scan {} (the ledger)", self.table)))?;
             let Some(AttributeValue::S(id)) = item.get(ID) else { continue };
-            if !id.starts_with(MIGRATION_PREFIX) {
+            if !id.starts_with(MIGRATION_PREFIX) || id == LOCK_ID {
                 continue;
             }
             let id = id.clone();
@@ -106,21 +117,105 @@ impl Ledger {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(record).expect("a ledger record is always an item");
         item.insert(ID.to_owned(), AttributeValue::S(record_id(record.version)));
-        let put = self
-            .client
-            .put_item()
+        if let Some(token) = &self.fence {
+            item.insert(TOKEN.to_owned(), AttributeValue::S(token.clone()));
+        }
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", ID)
-            .send()
-            .await;
-        match put {
+            .build()?;
+        let conflict = || Error::LedgerConflict { version: record.version, name: record.name.clone() };
+        self.transact(TransactWriteItem::builder().put(put).build(), record.version, conflict).await
+    }
+
+    /// Records that an interrupted or re-run migration runs again, keeping its checkpoints.
+    pub async fn resume(&self, record: &AppliedMigration) -> Result<()> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(record.version)))
+            .update_expression(format!(
+                "SET #status = :running, started_at = :now, applied_by = :by, tool_version = :tool, checksum = :checksum{} REMOVE finished_at, #error",
+                if self.fence.is_some() { ", #token = :token" } else { "" }
+            ))
+            .condition_expression("#status IN (:interrupted, :rerun)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
+            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()))
+            .expression_attribute_values(":rerun", AttributeValue::S(Status::Rerun.to_string()))
+            .expression_attribute_values(":now", AttributeValue::S(record.started_at.clone()))
+            .expression_attribute_values(":by", AttributeValue::S(record.applied_by.clone()))
+            .expression_attribute_values(":tool", AttributeValue::S(record.tool_version.clone()))
+            .expression_attribute_values(":checksum", AttributeValue::S(record.checksum.clone()));
+        if let Some(token) = &self.fence {
+            update = update
+                .expression_attribute_names("#token", TOKEN)
+                .expression_attribute_values(":token", AttributeValue::S(token.clone()));
+        }
+        let conflict = || Error::LedgerConflict { version: record.version, name: record.name.clone() };
+        self.transact(TransactWriteItem::builder().update(update.build()?).build(), record.version, conflict).await
+    }
+
+    /// Recovers a dirty migration (running after a crash, failed, or interrupted): marks it for
+    /// re-run (the next run applies it again, resuming its data steps' checkpoints) or resolved
+    /// (the operator made the tables right by hand), recording who did it.
+    pub async fn recover(&self, version: u32, to: Status, by: &str) -> Result<()> {
+        assert!(matches!(to, Status::Rerun | Status::Succeeded), "recovery marks for re-run or resolved");
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(version)))
+            .update_expression("SET #status = :to, recovered_by = :by, recovered_at = :now")
+            .condition_expression("#status IN (:running, :failed, :interrupted)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", AttributeValue::S(to.to_string()))
+            .expression_attribute_values(":by", AttributeValue::S(by.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::S(now()))
+            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
+            .expression_attribute_values(":failed", AttributeValue::S(Status::Failed.to_string()))
+            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()))
+            .build()?;
+        let not_dirty = || Error::NotDirty { table: self.table.clone(), version };
+        self.transact(TransactWriteItem::builder().update(update).build(), version, not_dirty).await
+    }
+
+    /// Records how a running migration ended; only a record that is still `running` (and, when
+    /// fenced, still this run's) changes.
+    pub async fn finish(&self, record: &AppliedMigration, status: Status, error: Option<String>) -> Result<()> {
+        let status_value = AttributeValue::S(status.to_string());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(record_id(record.version)))
+            .update_expression(if error.is_some() {
+                "SET #status = :status, finished_at = :now, #error = :error"
+            } else {
+                "SET #status = :status, finished_at = :now REMOVE #error"
+            })
+            .condition_expression(self.fenced_condition("#status = :running"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":status", status_value)
+            .expression_attribute_values(":now", AttributeValue::S(now()))
+            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()));
+        if let Some(error) = error {
+            update = update.expression_attribute_values(":error", AttributeValue::S(error));
+        }
+        if let Some(token) = &self.fence {
+            update = update
+                .expression_attribute_names("#token", TOKEN)
+                .expression_attribute_values(":token", AttributeValue::S(token.clone()));
+        }
+        match update.send().await {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(Error::LedgerConflict { version: record.version, name: record.name.clone() })
-            }
-            Err(e) => Err(Error::aws(format!("PutItem {} (start migration {})", self.table, record.version))(e)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Err(self
+                .lost_or(
+                    || Error::LedgerConflict { version: record.version, name: record.name.clone() },
+                    record.version,
+                )),
+            Err(e) => Err(Error::aws(format!("UpdateItem {} (finish migration {})", self.table, record.version))(e)),
         }
     }
 
@@ -142,19 +237,7 @@ impl Ledger {
 
     /// Creates the checkpoint attribute `name` with `init`, unless it exists.
     pub(crate) async fn start_checkpoint(&self, version: u32, name: &str, init: AttributeValue) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(ID, AttributeValue::S(record_id(version)))
-            .update_expression("SET #cp = if_not_exists(#cp, :init)")
-            .condition_expression("attribute_exists(#id)")
-            .expression_attribute_names("#cp", name)
-            .expression_attribute_names("#id", ID)
-            .expression_attribute_values(":init", init)
-            .send()
-            .await
-            .map_err(Error::aws(format!("UpdateItem {} (checkpoint of migration {version})", self.table)))?;
-        Ok(())
+        self.update_checkpoint(version, "SET #cp = if_not_exists(#cp, :value)", name, None, init).await
     }
 
     /// Sets one entry of the checkpoint attribute `name`.
@@ -165,105 +248,98 @@ impl Ledger {
         entry: &str,
         value: AttributeValue,
     ) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(ID, AttributeValue::S(record_id(version)))
-            .update_expression("SET #cp.#entry = :value")
-            .expression_attribute_names("#cp", name)
-            .expression_attribute_names("#entry", entry)
-            .expression_attribute_values(":value", value)
-            .send()
-            .await
-            .map_err(Error::aws(format!("UpdateItem {} (checkpoint of migration {version})", self.table)))?;
-        Ok(())
+        self.update_checkpoint(version, "SET #cp.#entry = :value", name, Some(entry), value).await
     }
 
-    /// Records that an interrupted or re-run migration runs again, keeping its checkpoints.
-    pub async fn resume(&self, record: &AppliedMigration) -> Result<()> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(ID, AttributeValue::S(record_id(record.version)))
-            .update_expression(
-                "SET #status = :running, started_at = :now, applied_by = :by, tool_version = :tool, checksum = :checksum REMOVE finished_at, #error",
-            )
-            .condition_expression("#status IN (:interrupted, :rerun)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
-            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()))
-            .expression_attribute_values(":rerun", AttributeValue::S(Status::Rerun.to_string()))
-            .expression_attribute_values(":now", AttributeValue::S(record.started_at.clone()))
-            .expression_attribute_values(":by", AttributeValue::S(record.applied_by.clone()))
-            .expression_attribute_values(":tool", AttributeValue::S(record.tool_version.clone()))
-            .expression_attribute_values(":checksum", AttributeValue::S(record.checksum.clone()));
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(Error::LedgerConflict { version: record.version, name: record.name.clone() })
-            }
-            Err(e) => Err(Error::aws(format!("UpdateItem {} (resume migration {})", self.table, record.version))(e)),
-        }
-    }
-
-    /// Recovers a dirty migration (running after a crash, failed, or interrupted): marks it for
-    /// re-run (the next run applies it again, resuming its data steps' checkpoints) or resolved
-    /// (the operator made the tables right by hand), recording who did it.
-    pub async fn recover(&self, version: u32, to: Status, by: &str) -> Result<()> {
-        assert!(matches!(to, Status::Rerun | Status::Succeeded), "recovery marks for re-run or resolved");
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(ID, AttributeValue::S(record_id(version)))
-            .update_expression("SET #status = :to, recovered_by = :by, recovered_at = :now")
-            .condition_expression("#status IN (:running, :failed, :interrupted)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":to", AttributeValue::S(to.to_string()))
-            .expression_attribute_values(":by", AttributeValue::S(by.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::S(now()))
-            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
-            .expression_attribute_values(":failed", AttributeValue::S(Status::Failed.to_string()))
-            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()));
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(Error::NotDirty { table: self.table.clone(), version })
-            }
-            Err(e) => Err(Error::aws(format!("UpdateItem {} (recover migration {version})", self.table))(e)),
-        }
-    }
-
-    /// Records how a running migration ended; only a record that is still `running` changes.
-    pub async fn finish(&self, record: &AppliedMigration, status: Status, error: Option<String>) -> Result<()> {
-        let status_value = serde_dynamo::to_attribute_value::<_, AttributeValue>(status).expect("a status is a string");
+    async fn update_checkpoint(
+        &self,
+        version: u32,
+        expression: &str,
+        name: &str,
+        entry: Option<&str>,
+        value: AttributeValue,
+    ) -> Result<()> {
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(ID, AttributeValue::S(record_id(record.version)))
-            .update_expression(if error.is_some() {
-                "SET #status = :status, finished_at = :now, #error = :error"
-            } else {
-                "SET #status = :status, finished_at = :now REMOVE #error"
-            })
-            .condition_expression("#status = :running")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":status", status_value)
-            .expression_attribute_values(":now", AttributeValue::S(now()))
-            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()));
-        if let Some(error) = error {
-            update = update.expression_attribute_values(":error", AttributeValue::S(error));
+            .key(ID, AttributeValue::S(record_id(version)))
+            .update_expression(expression)
+            .condition_expression(self.fenced_condition("attribute_exists(#id)"))
+            .expression_attribute_names("#cp", name)
+            .expression_attribute_names("#id", ID)
+            .expression_attribute_values(":value", value);
+        if let Some(entry) = entry {
+            update = update.expression_attribute_names("#entry", entry);
+        }
+        if let Some(token) = &self.fence {
+            update = update
+                .expression_attribute_names("#token", TOKEN)
+                .expression_attribute_values(":token", AttributeValue::S(token.clone()));
         }
         match update.send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(Error::LedgerConflict { version: record.version, name: record.name.clone() })
+                Err(self.lost_or(|| Error::NotDirty { table: self.table.clone(), version }, version))
             }
-            Err(e) => Err(Error::aws(format!("UpdateItem {} (finish migration {})", self.table, record.version))(e)),
+            Err(e) => Err(Error::aws(format!("UpdateItem {} (checkpoint of migration {version})", self.table))(e)),
+        }
+    }
+
+    /// `condition`, and when fenced, that the record is still this run's.
+    fn fenced_condition(&self, condition: &str) -> String {
+        if self.fence.is_some() { format!("{condition} AND #token = :token") } else { condition.to_owned() }
+    }
+
+    fn lost_or(&self, otherwise: impl FnOnce() -> Error, version: u32) -> Error {
+        if self.fence.is_some() { Error::LockLost { table: self.table.clone(), version } } else { otherwise() }
+    }
+
+    /// Writes `item`, in a transaction with a check that this run still holds the lock when the
+    /// ledger is fenced. A failed condition on the record becomes `conflict()`.
+    async fn transact(&self, item: TransactWriteItem, version: u32, conflict: impl FnOnce() -> Error) -> Result<()> {
+        let mut items = Vec::with_capacity(2);
+        if let Some(token) = &self.fence {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(ID, AttributeValue::S(LOCK_ID.to_owned()))
+                .condition_expression("#token = :token AND #lease > :now")
+                .expression_attribute_names("#token", "token")
+                .expression_attribute_names("#lease", "lease_until_ms")
+                .expression_attribute_values(":token", AttributeValue::S(token.clone()))
+                .expression_attribute_values(":now", AttributeValue::N(now_millis().to_string()))
+                .build()?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        items.push(item);
+        let fenced = self.fence.is_some();
+        let mut attempt = 0;
+        loop {
+            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let Err(e) = sent else { return Ok(()) };
+            if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = e.as_service_error() {
+                let failed: Vec<bool> = cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                    .collect();
+                if fenced && failed.first() == Some(&true) {
+                    return Err(Error::LockLost { table: self.table.clone(), version });
+                }
+                if failed.last() == Some(&true) {
+                    return Err(conflict());
+                }
+                // Another transaction touched the same item at the same moment: try again.
+                if attempt < 5 {
+                    attempt += 1;
+                    tokio::time::sleep(crate::data::backoff(attempt)).await;
+                    continue;
+                }
+            }
+            return Err(Error::aws(format!("TransactWriteItems {} (migration {version})", self.table))(e));
         }
     }
 }
+
+/// The attribute of a migration's record that holds the token of the lock it runs under.
+const TOKEN: &str = "lock_token";

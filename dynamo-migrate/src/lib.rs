@@ -5,39 +5,47 @@
 pub mod cli;
 mod client;
 mod data;
+mod drift;
 mod environment;
 mod error;
 mod executor;
+mod guard;
 mod ledger;
 mod live;
 mod local;
+mod lock;
 mod migration;
 mod migrator;
 mod names;
 mod planner;
+mod preview;
 mod sdk;
 mod sequence;
 mod verify;
 
-pub use client::{Target, connect, is_local_endpoint};
+pub use client::{Target, connect, connect_sts, is_local_endpoint};
 pub use data::{
     Change, DataContext, DataError, DataReport, PassBuilder, PassOptions, RateLimit, canonical_item, canonical_json,
     canonical_number, key_text,
 };
+pub use drift::{DriftKind, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
 pub use error::{Error, Result};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
+pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
 pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
 pub use local::{
     Docker, DynamoDbLocal, LocalError, LocalOptions, VERSION as DYNAMODB_LOCAL_VERSION, cache_dir, ensure_installed,
 };
+pub use lock::{Lock, LockHolder, LockOptions, force_unlock, holder as lock_holder};
 pub use migration::{
     DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, checksum,
 };
 pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport, names_after};
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
+pub use preview::{PlannedMigration, PlannedStep, preview};
 pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 

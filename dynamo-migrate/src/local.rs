@@ -76,6 +76,8 @@ pub struct LocalOptions {
     pub docker: Docker,
     /// Optimise the JVM for data throughput rather than for start-up (for benchmarks).
     pub for_throughput: bool,
+    /// Listen on this port instead of a free one.
+    pub port: Option<u16>,
 }
 
 enum Backend {
@@ -195,7 +197,11 @@ async fn start_container(options: &LocalOptions) -> Result<(String, ContainerAsy
     if options.delay_transient_statuses {
         cmd.push("-delayTransientStatuses");
     }
-    let container = DynamoDb::default().with_tag(IMAGE_TAG).with_cmd(cmd).start().await.map_err(|e| e.to_string())?;
+    let mut image = DynamoDb::default().with_tag(IMAGE_TAG).with_cmd(cmd);
+    if let Some(port) = options.port {
+        image = image.with_mapped_port(port, testcontainers::core::ContainerPort::Tcp(8000));
+    }
+    let container = image.start().await.map_err(|e| e.to_string())?;
     let host = container.get_host().await.map_err(|e| e.to_string())?;
     let port = container.get_host_port_ipv4(8000).await.map_err(|e| e.to_string())?;
     Ok((format!("http://{host}:{port}"), container))
@@ -328,7 +334,10 @@ wait "$pid"
 impl JavaServer {
     fn start(java: &Path, install: &Path, options: &LocalOptions) -> Result<JavaServer, LocalError> {
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = match options.port {
+                Some(port) => port,
+                None => free_port()?,
+            };
             let log = std::env::temp_dir().join(format!("dynamo-migrate-local-{}-{port}.log", std::process::id()));
             let log_file = std::fs::File::create(&log)?;
             let mut cmd = Command::new("sh");
@@ -348,9 +357,18 @@ impl JavaServer {
             let child = cmd.stdin(Stdio::piped()).stdout(log_file.try_clone()?).stderr(log_file).spawn()?;
             let mut server = JavaServer { child, port, log };
             match server.wait_ready() {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    // The log only serves to explain a failed start; Java keeps writing to the
+                    // unlinked file, and no file is left behind however this process ends.
+                    let _ = std::fs::remove_file(&server.log);
+                    return Ok(server);
+                }
                 // Another process took the port between our probe and Java's bind: try another.
-                Err(LocalError::Start { log, .. }) if log.contains("Address already in use") => continue,
+                Err(LocalError::Start { log, .. })
+                    if log.contains("Address already in use") && options.port.is_none() =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

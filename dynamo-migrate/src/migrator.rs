@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::executor::{ExecOptions, Outcome, execute};
 use crate::ledger::{Ledger, now};
 use crate::live::describe;
+use crate::lock::{Lock, LockOptions};
 use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
 use crate::names::TableNames;
 use crate::planner::{PlanError, plan_step};
@@ -47,6 +48,8 @@ pub struct MigrationReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
     pub applied: Vec<MigrationReport>,
+    /// Stopped by Ctrl-C between migrations, with more pending.
+    pub interrupted: bool,
 }
 
 /// A run that stopped: what it applied before, and why it stopped.
@@ -68,6 +71,7 @@ pub struct Migrator {
     write_fixtures: bool,
     cancel: watch::Receiver<bool>,
     progress: bool,
+    lock: LockOptions,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -93,7 +97,19 @@ impl Migrator {
             write_fixtures: false,
             cancel,
             progress: false,
+            lock: LockOptions::new("dynamo-migrate"),
         }
+    }
+
+    /// How the run takes the migration lock (owner, lease, how long to wait for another run).
+    pub fn with_lock(mut self, lock: LockOptions) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// The caller recorded in the ledger for each migration this run applies.
+    pub fn applied_by(&self) -> &str {
+        &self.applied_by
     }
 
     /// Writes each data step's fixture items before it runs (on DynamoDB Local only).
@@ -118,14 +134,28 @@ impl Migrator {
         Ledger::new(self.client.clone(), &self.names)
     }
 
-    /// Applies every pending migration up to `target` (all when `None`), in order.
+    /// Applies every pending migration up to `target` (all when `None`), in order, holding the
+    /// migration lock: lock → ensure ledger → check it against the code → apply → unlock.
     pub async fn run(&self, migrations: &[Migration], target: Option<u32>) -> Result<RunReport, RunFailure> {
+        let fail = |error: Error| RunFailure { report: RunReport::default(), error };
+        let ledger = self.ledger();
+        ledger.ensure().await.map_err(fail)?;
+        let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await.map_err(fail)?;
+        let result = self.run_locked(&ledger.fenced(lock.token()), migrations, target).await;
+        if let Err(e) = lock.release().await {
+            tracing::warn!("could not release the migration lock (its lease will expire): {e:#}");
+        }
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        ledger: &Ledger,
+        migrations: &[Migration],
+        target: Option<u32>,
+    ) -> Result<RunReport, RunFailure> {
         let mut report = RunReport::default();
         let fail = |report: RunReport, error: Error| RunFailure { report, error };
-        let ledger = self.ledger();
-        if let Err(e) = ledger.ensure().await {
-            return Err(fail(report, e));
-        }
         let records = match ledger.records().await {
             Ok(records) => records,
             Err(e) => return Err(fail(report, e)),
@@ -136,10 +166,14 @@ impl Migrator {
             Err(e) => return Err(fail(report, e.into())),
         };
         for version in versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)) {
+            if *self.cancel.borrow() {
+                report.interrupted = true;
+                break;
+            }
             let migration = migrations.iter().find(|m| m.version == version).expect("pending versions are known");
             let names = names_after(&self.names, migrations.iter().filter(|m| m.version < version));
             let resume = records.iter().any(|r| r.version == version && r.status.is_resumable());
-            match self.apply(&ledger, migration, names, resume).await {
+            match self.apply(ledger, migration, names, resume).await {
                 Ok(done) => report.applied.push(done),
                 Err(e) => return Err(fail(report, e)),
             }
@@ -175,7 +209,13 @@ impl Migrator {
         }
         let mut steps = Vec::new();
         for (index, step) in migration.steps.iter().enumerate() {
-            match self.apply_step(ledger, migration.version, index, step, &mut names).await {
+            let applied = if *self.cancel.borrow() {
+                // Ctrl-C between steps: the step in flight has finished; stop here, resumable.
+                Err(Error::Interrupted { before: step.describe() })
+            } else {
+                self.apply_step(ledger, migration.version, index, step, &mut names).await
+            };
+            match applied {
                 Ok(done) => steps.push(done),
                 Err(source) => {
                     let error = Error::Step {

@@ -79,7 +79,7 @@ pub enum SequenceError {
     )]
     OutOfOrder { version: u32, name: String, later: u32 },
     #[error(
-        "migration {version} ({name}) is {status} since {started_at} (by {applied_by}){}: check the tables it touches, then mark it resolved or for re-run",
+        "migration {version} ({name}) is {status} since {started_at} (by {applied_by}){}: check the tables it touches, then run `recover --version {version} --rerun` to apply it again (resuming its data steps), or `recover --version {version} --resolved` if you completed it by hand",
         .error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
     )]
     Dirty { version: u32, name: String, status: Status, started_at: String, applied_by: String, error: Option<String> },

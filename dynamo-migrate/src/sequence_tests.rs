@@ -84,7 +84,7 @@ fn running_and_failed_records_are_refused_with_how_to_recover() {
     assert_eq!(
         refusal(&records, &k),
         [
-            "migration 1 (create_customers) is running since 2026-11-21T10:00:00Z (by arn:aws:iam::123456789012:user/ci): check the tables it touches, then mark it resolved or for re-run"
+            "migration 1 (create_customers) is running since 2026-11-21T10:00:00Z (by arn:aws:iam::123456789012:user/ci): check the tables it touches, then run `recover --version 1 --rerun` to apply it again (resuming its data steps), or `recover --version 1 --resolved` if you completed it by hand"
         ]
     );
     let mut failed = applied(&k[0], Status::Failed);

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_migrate::{
-    Change, DataContext, DataError, DataStep, Error, KeyAttr, Migration, Migrator, RateLimit, RebuildStep, Status,
-    TableDef, TableNames, canonical_item, canonical_number,
+    Change, DataContext, DataError, DataStep, Error, KeyAttr, LockOptions, Migration, Migrator, RateLimit, RebuildStep,
+    Status, TableDef, TableNames, canonical_item, canonical_number,
 };
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +100,7 @@ async fn a_copy_completes_exactly_through_throttling_server_errors_and_dropped_c
     let (client, names) = (support::client().await, support::names("faults"));
     let source = filled(&client, &names, "accounts", 20_000).await;
     create_table(&client, &names.physical("copy"), false).await;
-    let faults = Faults { throttle: 0.06, server_error: 0.03, drop: 0.03 };
+    let faults = Faults { throttle: 0.08, server_error: 0.04, drop: 0.03 };
     let proxy = FaultProxy::start(support::endpoint(), faults, &["BatchWriteItem", "Scan"]).await;
     let faulty = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
     let ctx = DataContext::new(faulty, names.clone());
@@ -362,7 +362,9 @@ fn slow_copy_migrations() -> Vec<Migration> {
 #[tokio::test]
 async fn child_process_running_a_slow_copy() {
     let Ok(prefix) = std::env::var(CRASH_CHILD_ENV) else { return };
-    let migrator = Migrator::new(support::client().await, TableNames::new(prefix), true, "crash child");
+    // A short lease, so that the parent need not wait long for the dead child's lock.
+    let lock = LockOptions { lease: Duration::from_secs(3), ..LockOptions::new("crash child") };
+    let migrator = Migrator::new(support::client().await, TableNames::new(prefix), true, "crash child").with_lock(lock);
     migrator.run(&slow_copy_migrations(), None).await.unwrap();
 }
 

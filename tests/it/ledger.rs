@@ -109,7 +109,7 @@ async fn a_failed_migration_is_recorded_with_its_error_and_stops_later_runs() {
 
     let again = migrator.run(&migrations, None).await.unwrap_err();
     assert!(matches!(refusals(&again.error), [SequenceError::Dirty { version: 2, status: Status::Failed, .. }]));
-    assert!(again.error.to_string().contains("check the tables it touches, then mark it resolved or for re-run"));
+    assert!(again.error.to_string().contains("check the tables it touches, then run `recover --version 2 --rerun` to apply it again (resuming its data steps), or `recover --version 2 --resolved` if you completed it by hand"));
 }
 
 #[tokio::test]
@@ -135,6 +135,6 @@ async fn a_record_left_running_by_a_crash_stops_the_next_run() {
     let failure = migrator.run(&three(), None).await.unwrap_err();
     assert_eq!(
         failure.error.to_string(),
-        "the ledger refuses to run: migration 1 (create_alpha) is running since 2026-11-21T10:00:00Z (by a run that was killed): check the tables it touches, then mark it resolved or for re-run"
+        "the ledger refuses to run: migration 1 (create_alpha) is running since 2026-11-21T10:00:00Z (by a run that was killed): check the tables it touches, then run `recover --version 1 --rerun` to apply it again (resuming its data steps), or `recover --version 1 --resolved` if you completed it by hand"
     );
 }

@@ -2,6 +2,7 @@
 //! uses its own table prefix. The server is the product's own `DynamoDbLocal`.
 
 mod data;
+mod environments;
 mod fault_proxy;
 mod ledger;
 mod local;

@@ -82,3 +82,44 @@ fn hash_lines(mut lines: Vec<String>) -> String {
     let digest = Sha256::digest(lines.join("\n").as_bytes());
     format!("{} items, sha256 {}", lines.len(), digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
+
+/// A guarded child process: it ends when this process does, however this process ends (the
+/// shell kills it when its stdin, our pipe, closes), as the engine does for DynamoDB Local.
+struct Guarded(#[expect(dead_code, reason = "held: when its stdin closes, the server stops")] std::process::Child);
+
+const GUARD: &str = "exec 3<&0\n\"$@\" </dev/null >/dev/null 2>&1 &\npid=$!\n{ read -r _ <&3; kill \"$pid\" 2>/dev/null; } &\nwait \"$pid\"\n";
+
+static MOTO: OnceLock<Option<(Guarded, String)>> = OnceLock::new();
+
+/// The endpoint of moto's server (a real STS that answers `GetCallerIdentity` for account
+/// 123456789012), started on first use; `None` when moto is not installed.
+pub fn moto_endpoint() -> Option<&'static str> {
+    MOTO.get_or_init(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = std::process::Command::new("sh")
+            .args(["-c", GUARD, "moto-guard", "moto_server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let guarded = Guarded(child);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some((guarded, format!("http://127.0.0.1:{port}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    })
+    .as_ref()
+    .map(|(_, endpoint)| endpoint.as_str())
+}
+
+/// Whether `moto_server` is on the PATH.
+pub fn has_moto() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "command -v moto_server"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -21,6 +21,11 @@ struct Xtask {
 #[derive(Debug, Subcommand)]
 enum Command {
     Verify(commands::verify::Verify),
+    Plan(commands::plan::Plan),
+    Migrate(commands::migrate::Migrate),
+    Status(commands::status::Status),
+    Unlock(commands::unlock::Unlock),
+    Recover(commands::recover::Recover),
     Local(commands::local::Local),
     Setup(commands::setup::Setup),
     Bench(commands::bench::Bench),
@@ -30,6 +35,11 @@ fn main() -> ExitCode {
     let xtask = Xtask::parse();
     let result = match xtask.command {
         Command::Verify(c) => c.run(),
+        Command::Plan(c) => c.run(),
+        Command::Migrate(c) => c.run(),
+        Command::Status(c) => c.run(),
+        Command::Unlock(c) => c.run(),
+        Command::Recover(c) => c.run(),
         Command::Local(c) => c.run(),
         Command::Setup(c) => c.run(),
         Command::Bench(c) => c.run(),

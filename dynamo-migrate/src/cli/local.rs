@@ -38,9 +38,17 @@ impl LocalArgs {
     pub async fn run(self, project: &Project) -> Result<(), Failure> {
         let environments = Environments::load(&self.environments).map_err(usage)?;
         let env = environments.get(&self.env).map_err(usage)?;
+        // Listen where the environment expects DynamoDB Local, so that plan, migrate and status
+        // with --env local reach it.
+        let port = env
+            .endpoint
+            .as_deref()
+            .filter(|_| env.is_local())
+            .and_then(|e| e.rsplit(':').next()?.trim_end_matches('/').parse().ok());
         let options = LocalOptions {
             delay_transient_statuses: self.delay_transient_statuses,
             docker: if self.no_docker { Docker::Never } else { Docker::Auto },
+            port,
             ..LocalOptions::default()
         };
         let server = DynamoDbLocal::start(&options).await.map_err(usage)?;

@@ -1,13 +1,21 @@
 //! The runner's command line: what `cargo xtask` runs once it has built the runner.
 //!
-//! Exit codes: 0 success, 1 the work failed (a migration, a difference, an unreadable item),
-//! 2 bad usage or configuration (clap's own usage errors exit 2 as well).
+//! Exit codes: 0 success, 1 the work failed (a migration, a difference, an unreadable item, a
+//! lock held too long), 2 bad usage or configuration, or a guard refusing (clap's own usage
+//! errors exit 2 as well).
 
 mod bench;
 mod local;
+mod migrate;
+mod plan;
+mod recover;
+mod session;
 mod setup;
+mod status;
+mod unlock;
 mod verify;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,13 +30,29 @@ pub enum Format {
     Json,
 }
 
-/// How a command ended.
+/// How a command ended, when it did not succeed.
 #[derive(Debug)]
 pub enum Failure {
     /// The work failed: exit 1.
     Work(anyhow::Error),
-    /// Bad usage or configuration: exit 2.
+    /// Bad usage or configuration, or a guard refused: exit 2.
     Usage(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Work(_) => 1,
+            Failure::Usage(_) => 2,
+        }
+    }
+
+    /// The whole error chain.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Work(e) | Failure::Usage(e) => format!("{e:#}"),
+        }
+    }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -52,33 +76,59 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Verify(verify::VerifyArgs),
+    Plan(plan::PlanArgs),
+    Migrate(migrate::MigrateArgs),
+    Status(status::StatusArgs),
+    Unlock(unlock::UnlockArgs),
+    Recover(recover::RecoverArgs),
     Local(local::LocalArgs),
     Setup(setup::SetupArgs),
     Bench(bench::BenchArgs),
 }
 
-/// Parses the arguments, runs the command and turns its end into an exit code.
+/// Runs the command that `args` (without the program name) name, in this process.
+pub async fn execute<I, T>(args: I, project: &Project) -> Result<(), Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let parsed = Cli::try_parse_from(std::iter::once(OsString::from("runner")).chain(args.into_iter().map(Into::into)));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        // --help and --version are answers, not failures.
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return Ok(());
+        }
+        Err(e) => return Err(usage(e)),
+    };
+    match cli.command {
+        Command::Verify(args) => args.run(project).await,
+        Command::Plan(args) => args.run(project).await,
+        Command::Migrate(args) => args.run(project).await,
+        Command::Status(args) => args.run(project).await,
+        Command::Unlock(args) => args.run().await,
+        Command::Recover(args) => args.run().await,
+        Command::Local(args) => args.run(project).await,
+        Command::Setup(args) => args.run().await,
+        Command::Bench(args) => args.run().await,
+    }
+}
+
+/// Parses the process's arguments, runs the command and turns its end into an exit code.
 pub fn main(project: Project) -> ExitCode {
     init_tracing();
-    let cli = Cli::parse();
+    // Help, version and usage errors print as clap prints them, with clap's exit codes.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Err(e) = Cli::try_parse_from(&args) {
+        e.exit();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Verify(args) => args.run(&project).await,
-            Command::Local(args) => args.run(&project).await,
-            Command::Setup(args) => args.run().await,
-            Command::Bench(args) => args.run().await,
-        }
-    });
-    match result {
+    match runtime.block_on(execute(args.into_iter().skip(1), &project)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Work(e)) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(e)) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+        Err(failure) => {
+            eprintln!("error: {}", failure.message());
+            ExitCode::from(failure.exit_code())
         }
     }
 }

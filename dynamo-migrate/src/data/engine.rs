@@ -218,8 +218,7 @@ async fn run_segment(shared: &Arc<Shared>, segment: u32, state: SegmentState) ->
             next = Some(tokio::spawn(scan_page(shared.clone(), segment, last_key.clone())));
         }
         let scanned = items.len() as u64;
-        let requests = transform_page(shared, items, &mut counts)?;
-        write_all(shared, requests, &mut counts).await?;
+        write_page(shared, items, &mut counts).await?;
         counts.scanned += scanned;
         shared.progress.inc(scanned);
         done = last_key.is_none();
@@ -263,33 +262,107 @@ async fn scan_page(
     }
 }
 
-/// Transforms a page into write requests; an item that fails goes to the dead-letter file or
-/// stops the pass with its key.
-fn transform_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -> Result<Vec<WriteRequest>, DataError> {
-    let mut requests = Vec::with_capacity(items.len());
-    for item in items {
-        let key = key_of(&item, &shared.source_keys);
-        let change = (shared.map)(item).and_then(|change| check_keys(shared, &key, change));
-        match change {
-            Ok(Change::Put(new)) => {
-                requests.push(
-                    WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(new)).build()?).build(),
-                );
+/// Transforms one item into its write request, if any; an item that fails goes to the
+/// dead-letter file or stops the pass with its key.
+fn transform_one(shared: &Shared, item: Item, counts: &mut DataReport) -> Result<Option<WriteRequest>, DataError> {
+    let key = key_of(&item, &shared.source_keys);
+    let change = (shared.map)(item).and_then(|change| check_keys(shared, &key, change));
+    Ok(match change {
+        Ok(Change::Put(new)) => {
+            Some(WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(new)).build()?).build())
+        }
+        Ok(Change::Delete) if shared.in_place => {
+            Some(WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build()?).build())
+        }
+        // Into another table, a deletion means: do not copy it.
+        Ok(Change::Keep | Change::Delete) => {
+            counts.unchanged += 1;
+            None
+        }
+        Err(error) => {
+            fail(shared, &key, &error, counts)?;
+            None
+        }
+    })
+}
+
+/// Transforms a page and writes it as it goes: a batch of 25 is written as soon as it is full,
+/// so that only the batches in flight hold transformed items, not the whole page.
+async fn write_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -> Result<(), DataError> {
+    let mut transformed = DataReport::default();
+    let mut error = None;
+    let written = {
+        let mut items = items.into_iter();
+        let (transformed, error) = (&mut transformed, &mut error);
+        let batches = std::iter::from_fn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for item in items.by_ref() {
+                match transform_one(shared, item, transformed) {
+                    Ok(Some(request)) => {
+                        batch.push(request);
+                        if batch.len() == BATCH {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        *error = Some(e);
+                        // Nothing more of this page is written once an item has failed.
+                        return None;
+                    }
+                }
             }
-            Ok(Change::Keep) => counts.unchanged += 1,
-            Ok(Change::Delete) if shared.in_place => {
-                requests.push(
-                    WriteRequest::builder()
-                        .delete_request(DeleteRequest::builder().set_key(Some(key)).build()?)
-                        .build(),
-                );
+            (!batch.is_empty()).then_some(batch)
+        });
+        futures::stream::iter(batches)
+            .map(|batch| async move {
+                let puts = batch.iter().filter(|r| r.put_request.is_some()).count() as u64;
+                let deletes = batch.len() as u64 - puts;
+                shared.writer.write(batch).await.map(|refused| (puts, deletes, refused))
+            })
+            .buffer_unordered(shared.writers)
+            .try_collect::<Vec<_>>()
+            .await
+    };
+    *counts = *counts + transformed;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    for (puts, deletes, refused) in written? {
+        counts.written += puts;
+        counts.deleted += deletes;
+        for r in refused {
+            if r.request.put_request.is_some() {
+                counts.written -= 1;
+            } else {
+                counts.deleted -= 1;
             }
-            // Into another table, a deletion means: do not copy it.
-            Ok(Change::Delete) => counts.unchanged += 1,
-            Err(error) => fail(shared, &key, &error, counts)?,
+            refused_item(shared, r, counts)?;
         }
     }
-    Ok(requests)
+    Ok(())
+}
+
+/// An item DynamoDB refused: to the dead-letter file, or the pass stops with its key.
+fn refused_item(shared: &Shared, refused: super::writer::Refused, counts: &mut DataReport) -> Result<(), DataError> {
+    let request = &refused.request;
+    let item = request.put_request.as_ref().map(|p| &p.item);
+    match &shared.dead_letters {
+        Some(dead) => {
+            counts.failed += 1;
+            let key = key_of(
+                item.or(request.delete_request.as_ref().map(|d| &d.key)).expect("a request has an item"),
+                &shared.writer.keys,
+            );
+            dead.write(&shared.writer.table, &key, &refused.error, item)
+                .map_err(|e| DataError::DeadLetter { path: dead.path().to_owned(), error: e.to_string() })
+        }
+        None => Err(DataError::Item {
+            table: shared.writer.table.clone(),
+            key: shared.writer.key_of(request),
+            error: refused.error,
+        }),
+    }
 }
 
 /// The key of what is written must be the key that was read (in place), or a whole key of the
@@ -402,57 +475,4 @@ pub(crate) async fn put_items(
         written += n as u64;
     }
     Ok(written)
-}
-
-async fn write_all(shared: &Shared, mut requests: Vec<WriteRequest>, counts: &mut DataReport) -> Result<(), DataError> {
-    let mut batches = Vec::with_capacity(requests.len().div_ceil(BATCH));
-    while !requests.is_empty() {
-        let rest = requests.split_off(requests.len().min(BATCH));
-        batches.push(std::mem::replace(&mut requests, rest));
-    }
-    let written: Vec<(u64, u64, Vec<_>)> = futures::stream::iter(batches)
-        .map(|batch| async move {
-            let puts = batch.iter().filter(|r| r.put_request.is_some()).count() as u64;
-            let deletes = batch.len() as u64 - puts;
-            shared.writer.write(batch).await.map(|refused| (puts, deletes, refused))
-        })
-        .buffer_unordered(shared.writers)
-        .try_collect()
-        .await?;
-    for (puts, deletes, refused) in written {
-        counts.written += puts;
-        counts.deleted += deletes;
-        for r in refused {
-            if r.request.put_request.is_some() {
-                counts.written -= 1;
-            } else {
-                counts.deleted -= 1;
-            }
-            let key = key_of(
-                r.request
-                    .put_request
-                    .as_ref()
-                    .map(|p| &p.item)
-                    .or(r.request.delete_request.as_ref().map(|d| &d.key))
-                    .unwrap(),
-                &shared.writer.keys,
-            );
-            match &shared.dead_letters {
-                Some(dead) => {
-                    counts.failed += 1;
-                    let item = r.request.put_request.as_ref().map(|p| &p.item);
-                    dead.write(&shared.writer.table, &key, &r.error, item)
-                        .map_err(|e| DataError::DeadLetter { path: dead.path().to_owned(), error: e.to_string() })?;
-                }
-                None => {
-                    return Err(DataError::Item {
-                        table: shared.writer.table.clone(),
-                        key: shared.writer.key_of(&r.request),
-                        error: r.error,
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
 }

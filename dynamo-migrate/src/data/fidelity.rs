@@ -62,6 +62,19 @@ pub fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
 /// True when the number's text would change if read into an `f64` and written back: the only
 /// Rust number type that rounds instead of failing. Items without such numbers need no check.
 fn inexact_as_f64(text: &str) -> bool {
+    // Fast path, without allocating: a decimal of at most 15 significant digits and a modest
+    // exponent always comes back from an f64 unchanged (15 is f64's DIG). That is nearly every
+    // number real items hold, and this runs for every number of every item a transform reads.
+    let bytes = text.as_bytes();
+    let mantissa_end = bytes.iter().position(|b| matches!(b, b'e' | b'E')).unwrap_or(bytes.len());
+    if mantissa_end == bytes.len() && bytes.len() <= 40 {
+        let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+        let leading_zeros =
+            bytes.iter().take_while(|b| matches!(b, b'0' | b'.' | b'-' | b'+')).filter(|b| **b == b'0').count();
+        if digits - leading_zeros <= 15 && bytes.iter().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+')) {
+            return false;
+        }
+    }
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() => canonical_number(&f.to_string()) != canonical_number(text),
         _ => true,
@@ -182,6 +195,10 @@ mod tests {
     fn only_numbers_an_f64_would_round_need_a_check() {
         assert!(!inexact_as_f64("19.99"));
         assert!(!inexact_as_f64("42"));
+        assert!(!inexact_as_f64("-0.000123456789012345"));
+        assert!(!inexact_as_f64("123456789012345"));
+        assert!(inexact_as_f64("1234567890123456789"));
+        assert!(inexact_as_f64("0.1234567890123456789"));
         assert!(inexact_as_f64("12345678901234567890123456789012345678"));
         assert!(!inexact_as_f64("1E-130"), "its shortest f64 form is the same number");
         assert!(inexact_as_f64("9.9999999999999999999999999999999999999E+125"));

@@ -29,6 +29,7 @@ pub(crate) use checkpoint::CheckpointStore;
 pub(crate) use engine::count_items;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
 pub use rate::RateLimit;
+pub(crate) use writer::backoff;
 
 use crate::names::TableNames;
 

@@ -1,8 +1,14 @@
 //! One file per subcommand; each forwards its options to the runner.
 
 pub mod bench;
+pub mod env;
 pub mod local;
+pub mod migrate;
+pub mod plan;
+pub mod recover;
 pub mod setup;
+pub mod status;
+pub mod unlock;
 pub mod verify;
 
 use std::path::PathBuf;

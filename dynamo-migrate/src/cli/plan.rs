@@ -1,0 +1,116 @@
+//! `plan`: what `migrate` would do, against the live account; changes nothing.
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::session::EnvArgs;
+use super::{Failure, Format, print_json};
+use crate::Project;
+use crate::drift::{TableDrift, drift, expected_tables, known_tables};
+use crate::ledger::Ledger;
+use crate::migration::Migration;
+use crate::preview::{PlannedMigration, preview};
+use crate::sequence::{Status, pending};
+
+/// Show each pending migration and every DynamoDB call it will make (destructive ones marked),
+/// and the drift of the live tables from what the applied migrations produced. Reads the
+/// ledger and the tables; writes nothing.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// The applied migrations (succeeded in the ledger), in order.
+pub(crate) fn applied_migrations<'a>(
+    migrations: &'a [Migration],
+    records: &[crate::sequence::AppliedMigration],
+) -> Vec<&'a Migration> {
+    migrations
+        .iter()
+        .filter(|m| records.iter().any(|r| r.version == m.version && r.status == Status::Succeeded))
+        .collect()
+}
+
+impl PlanArgs {
+    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+        let session = self.env.open(false, false).await?;
+        let ledger = Ledger::new(session.client.clone(), &session.names);
+        let records = ledger.records().await?;
+        let known: Vec<_> = project.migrations.iter().map(Migration::info).collect();
+        let pending =
+            pending(&records, &known).map_err(|e| Failure::Work(anyhow!("the ledger refuses to run: {e}")))?;
+        let expected = expected_tables(applied_migrations(&project.migrations, &records))?;
+        let drifts = drift(
+            &session.client,
+            &session.names,
+            &expected,
+            &known_tables(&project.migrations),
+            session.env.is_local(),
+        )
+        .await?;
+        let planned =
+            preview(&session.client, &session.names, &project.migrations, &pending, session.env.is_local()).await?;
+        match self.format {
+            Format::Json => print_json(&serde_json::json!({
+                "environment": session.env.name,
+                "caller": session.caller,
+                "applied": records.len(),
+                "pending": planned,
+                "drift": drifts,
+            })),
+            Format::Human => {
+                println!(
+                    "environment {} (region {}, caller {}), ledger {}: {} applied, {} pending",
+                    session.env.name,
+                    session.env.region,
+                    session.caller,
+                    session.names.ledger(),
+                    records.len(),
+                    planned.len()
+                );
+                print_drift(&drifts);
+                print_plan(&planned);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn print_drift(drifts: &[TableDrift]) {
+    if drifts.is_empty() {
+        println!("drift: none (the live tables are what the applied migrations produced)");
+    } else {
+        println!("drift: {} table(s) differ from what the applied migrations produced:", drifts.len());
+        for d in drifts {
+            println!("  ~ {d}");
+        }
+    }
+}
+
+fn print_plan(planned: &[PlannedMigration]) {
+    let (mut calls, mut destructive) = (0, 0);
+    for m in planned {
+        println!("  {:04} {}", m.version, m.name);
+        for step in &m.steps {
+            let mark = if step.destructive { "!" } else { " " };
+            println!("   {mark} {}", step.step);
+            for call in &step.calls {
+                println!("   {mark}   {} {call}", if step.destructive { "-" } else { "+" });
+                calls += 1;
+                destructive += usize::from(step.destructive);
+            }
+            if let Some(note) = &step.note {
+                println!("        ({note})");
+            }
+        }
+    }
+    if planned.is_empty() {
+        println!("nothing to apply");
+    } else {
+        println!("plan: {} migration(s), {calls} call(s), {destructive} destructive (marked !)", planned.len());
+    }
+}

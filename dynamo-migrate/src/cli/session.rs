@@ -1,0 +1,64 @@
+//! What every environment command starts with: the environment, a client, and the account guard.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use clap::Args;
+
+use super::{Failure, usage};
+use crate::client::connect;
+use crate::environment::{Environment, Environments};
+use crate::guard::{check_account, confirm};
+use crate::names::TableNames;
+
+/// The environment a command works on.
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// The environment, as named in the environments file.
+    #[arg(long)]
+    pub env: String,
+    /// The environments file.
+    #[arg(long, default_value = "environments.toml")]
+    pub environments: PathBuf,
+}
+
+/// An environment, connected and checked.
+#[derive(Debug)]
+pub struct Session {
+    pub env: Environment,
+    pub client: Client,
+    pub names: TableNames,
+    /// Who the credentials are (the caller's ARN), or `local` for DynamoDB Local.
+    pub caller: String,
+}
+
+impl EnvArgs {
+    /// Loads the environment, checks the credentials' account (for every environment that names
+    /// one), asks for confirmation when `writes` and the environment is protected, and checks
+    /// that DynamoDB answers. Every refusal is a usage error (exit 2) before anything is written.
+    pub async fn open(&self, writes: bool, yes: bool) -> Result<Session, Failure> {
+        let environments = Environments::load(&self.environments).map_err(usage)?;
+        let env = environments.get(&self.env).map_err(usage)?.clone();
+        let identity = check_account(&env).await.map_err(usage)?;
+        if writes {
+            confirm(&env, yes).map_err(usage)?;
+        }
+        let client = connect(&env.target()).await;
+        // One cheap read, so that an endpoint that does not answer is a clear error up front.
+        if let Err(e) = client.list_tables().limit(1).send().await {
+            let reason = match &e {
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => "cannot reach DynamoDB",
+                _ => "DynamoDB refused the first request",
+            };
+            let endpoint = env.endpoint.clone().unwrap_or_else(|| format!("AWS in {}", env.region));
+            return Err(usage(anyhow!(
+                "environment {}: {reason} at {endpoint}: {}",
+                env.name,
+                DisplayErrorContext(&e)
+            )));
+        }
+        Ok(Session { names: env.names(), caller: identity.map_or_else(|| "local".to_owned(), |i| i.arn), env, client })
+    }
+}

@@ -1,0 +1,134 @@
+//! `status`: the ledger, the lock and the drift of one environment.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::plan::{applied_migrations, print_drift};
+use super::session::EnvArgs;
+use super::{Failure, Format, print_json};
+use crate::Project;
+use crate::drift::{drift, expected_tables, known_tables};
+use crate::ledger::Ledger;
+use crate::lock::holder;
+use crate::sequence::Status;
+
+/// Show every migration as applied (when, by whom), pending, changed or missing, the lock's
+/// holder if any, and the drift of each live table from what the applied migrations produced,
+/// field by field. Reads only.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    version: u32,
+    name: String,
+    state: String,
+    at: Option<String>,
+    by: Option<String>,
+    detail: Option<String>,
+}
+
+impl StatusArgs {
+    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+        let session = self.env.open(false, false).await?;
+        let ledger = Ledger::new(session.client.clone(), &session.names);
+        let records = ledger.records().await?;
+        let by_version: BTreeMap<u32, _> = records.iter().map(|r| (r.version, r)).collect();
+        let mut rows = Vec::new();
+        for m in &project.migrations {
+            let row = match by_version.get(&m.version) {
+                None => Row {
+                    version: m.version,
+                    name: m.name.clone(),
+                    state: "pending".into(),
+                    at: None,
+                    by: None,
+                    detail: None,
+                },
+                Some(r) => {
+                    let state = if r.status == Status::Succeeded && r.checksum != m.checksum {
+                        "changed".to_owned()
+                    } else if r.status == Status::Succeeded {
+                        "applied".to_owned()
+                    } else {
+                        r.status.to_string()
+                    };
+                    let detail = match state.as_str() {
+                        "changed" => Some(format!(
+                            "applied with checksum {}, the code now has {}",
+                            &r.checksum[..12],
+                            &m.checksum[..12]
+                        )),
+                        _ => r.error.clone().or(r.recovered_by.as_ref().map(|by| format!("recovered by {by}"))),
+                    };
+                    Row {
+                        version: m.version,
+                        name: m.name.clone(),
+                        state,
+                        at: Some(r.finished_at.clone().unwrap_or_else(|| r.started_at.clone())),
+                        by: Some(r.applied_by.clone()),
+                        detail,
+                    }
+                }
+            };
+            rows.push(row);
+        }
+        for r in records.iter().filter(|r| !project.migrations.iter().any(|m| m.version == r.version)) {
+            rows.push(Row {
+                version: r.version,
+                name: r.name.clone(),
+                state: "missing".into(),
+                at: Some(r.started_at.clone()),
+                by: Some(r.applied_by.clone()),
+                detail: Some("in the ledger but not in the code".into()),
+            });
+        }
+        let lock = holder(&session.client, session.names.ledger()).await?;
+        let expected = expected_tables(applied_migrations(&project.migrations, &records))?;
+        let drifts = drift(
+            &session.client,
+            &session.names,
+            &expected,
+            &known_tables(&project.migrations),
+            session.env.is_local(),
+        )
+        .await?;
+        match self.format {
+            Format::Json => print_json(&serde_json::json!({
+                "environment": session.env.name,
+                "caller": session.caller,
+                "migrations": rows,
+                "lock": lock,
+                "drift": drifts,
+            })),
+            Format::Human => {
+                println!(
+                    "environment {} (region {}), ledger {}",
+                    session.env.name,
+                    session.env.region,
+                    session.names.ledger()
+                );
+                for r in &rows {
+                    let when = r.at.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+                    let by = r.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+                    let detail = r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+                    println!("  {:04} {:<40} {}{when}{by}{detail}", r.version, r.name, r.state);
+                }
+                match &lock {
+                    Some(h) => println!("lock: held by {h}"),
+                    None => println!("lock: free"),
+                }
+                print_drift(&drifts);
+            }
+        }
+        Ok(())
+    }
+}

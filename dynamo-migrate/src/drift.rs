@@ -1,0 +1,185 @@
+//! Drift: the live tables against what the applied migrations should have produced.
+//!
+//! The expected state is the planner run over the applied migrations' schema steps from empty
+//! (a pure simulation); data steps change items, not definitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_dynamodb::Client;
+use dynamo_model::{FieldDiff, TableDef, diff_tables};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::live::{describe, list_tables};
+use crate::migration::{Migration, SchemaStep, Step};
+use crate::names::TableNames;
+use crate::planner::{PlanError, plan_step};
+
+/// Every table (each version) that `migrations`, applied in order from empty, leave.
+pub fn expected_tables<'a>(migrations: impl IntoIterator<Item = &'a Migration>) -> Result<Vec<TableDef>, PlanError> {
+    let mut tables: BTreeMap<(String, u32), TableDef> = BTreeMap::new();
+    let mut current: BTreeMap<String, u32> = BTreeMap::new();
+    for step in migrations.into_iter().flat_map(|m| &m.steps) {
+        match step {
+            Step::Schema(SchemaStep::CreateTable { table }) => {
+                plan_step(None, &SchemaStep::CreateTable { table: table.clone() })?;
+                current.insert(table.name.clone(), table.version);
+                tables.insert((table.name.clone(), table.version), table.clone());
+            }
+            Step::Schema(SchemaStep::DeleteTable { table, version: Some(old), .. }) => {
+                tables.remove(&(table.clone(), *old));
+            }
+            Step::Schema(step) => {
+                let key = (step.table().to_owned(), current.get(step.table()).copied().unwrap_or(1));
+                let (_, after) = plan_step(tables.get(&key), step)?;
+                match after {
+                    Some(after) => tables.insert(key, after),
+                    None => tables.remove(&key),
+                };
+            }
+            Step::Rebuild(rebuild) => {
+                current.insert(rebuild.table.name.clone(), rebuild.table.version);
+                tables.insert((rebuild.table.name.clone(), rebuild.table.version), rebuild.table.clone());
+            }
+            Step::Data(_) => {}
+        }
+    }
+    Ok(tables.into_values().collect())
+}
+
+/// How one table stands against what is expected of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    Missing,
+    Differs,
+    /// A version of a table the migrations know, which no applied migration left.
+    Unexpected,
+}
+
+/// One table that drifted.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableDrift {
+    pub table: String,
+    pub version: u32,
+    pub physical: String,
+    pub kind: DriftKind,
+    pub diffs: Vec<FieldDiff>,
+}
+
+impl std::fmt::Display for TableDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            DriftKind::Missing => write!(f, "table {} ({}) is missing", self.table, self.physical),
+            DriftKind::Unexpected => {
+                write!(f, "table {} ({}) exists but no applied migration created it", self.table, self.physical)
+            }
+            DriftKind::Differs => {
+                let fields: Vec<String> = self
+                    .diffs
+                    .iter()
+                    .map(|d| format!("{}: expected {}, found {}", d.field, d.expected, d.actual))
+                    .collect();
+                write!(f, "table {} ({}) differs: {}", self.table, self.physical, fields.join("; "))
+            }
+        }
+    }
+}
+
+/// Compares the live tables with `expected`. Only tables whose logical names the migrations
+/// know are looked at, so other tables sharing the account and prefix are left alone.
+pub async fn drift(
+    client: &Client,
+    names: &TableNames,
+    expected: &[TableDef],
+    known: &BTreeSet<String>,
+    local: bool,
+) -> Result<Vec<TableDrift>> {
+    let mut out = Vec::new();
+    let mut expected_physical = BTreeSet::new();
+    for def in expected {
+        let physical = names.physical_version(&def.name, def.version);
+        expected_physical.insert(physical.clone());
+        let drift = |kind, diffs| TableDrift {
+            table: def.name.clone(),
+            version: def.version,
+            physical: physical.clone(),
+            kind,
+            diffs,
+        };
+        match describe(client, &physical, &def.name, def.version, local).await? {
+            None => out.push(drift(DriftKind::Missing, vec![])),
+            Some(live) => {
+                let diffs = diff_tables(def, &live.def, &live.not_checked);
+                if !diffs.is_empty() {
+                    out.push(drift(DriftKind::Differs, diffs));
+                }
+            }
+        }
+    }
+    for physical in list_tables(client).await? {
+        let Some((logical, version)) = names.logical(&physical) else { continue };
+        if known.contains(logical) && !expected_physical.contains(&physical) {
+            out.push(TableDrift {
+                table: logical.to_owned(),
+                version,
+                physical: physical.clone(),
+                kind: DriftKind::Unexpected,
+                diffs: vec![],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The logical names of every table the migrations touch.
+pub fn known_tables(migrations: &[Migration]) -> BTreeSet<String> {
+    let mut known = BTreeSet::new();
+    for step in migrations.iter().flat_map(|m| &m.steps) {
+        match step {
+            Step::Schema(s) => {
+                known.insert(s.table().to_owned());
+            }
+            Step::Rebuild(r) => {
+                known.insert(r.table.name.clone());
+            }
+            Step::Data(_) => {}
+        }
+    }
+    known
+}
+
+#[cfg(test)]
+mod tests {
+    use dynamo_model::{GlobalIndex, KeyAttr};
+
+    use super::*;
+    use crate::migration::{Destructive, RebuildStep};
+
+    #[test]
+    fn the_expected_state_follows_every_schema_step_and_rebuild() {
+        let migrations = vec![
+            Migration::new(1, "a", "a").create_table(TableDef::new("customers", KeyAttr::n("nr"))),
+            Migration::new(2, "b", "b").add_global_index("customers", GlobalIndex::new("by_zip", KeyAttr::s("zip"))),
+            Migration::new(3, "c", "c").enable_ttl("customers", "expires_at"),
+            Migration::new(4, "d", "d").rebuild_table(RebuildStep::copy(
+                TableDef::new("customers", KeyAttr::n("nr")).version(2).sort_key(KeyAttr::s("kind")),
+            )),
+        ];
+        let expected = expected_tables(&migrations[..3]).unwrap();
+        assert_eq!(
+            expected,
+            [TableDef::new("customers", KeyAttr::n("nr"))
+                .global_index(GlobalIndex::new("by_zip", KeyAttr::s("zip")))
+                .ttl("expires_at")]
+        );
+        let expected = expected_tables(&migrations).unwrap();
+        assert_eq!(expected.iter().map(|t| t.version).collect::<Vec<_>>(), [1, 2]);
+        let mut all = migrations.clone();
+        all.push(Migration::new(5, "e", "e").delete_old_table("customers", 1, Destructive::because("v2")));
+        let expected = expected_tables(&all).unwrap();
+        assert_eq!(expected.len(), 1);
+        assert_eq!(expected[0].sort_key, Some(KeyAttr::s("kind")));
+        assert_eq!(known_tables(&all).into_iter().collect::<Vec<_>>(), ["customers"]);
+    }
+}

@@ -1,0 +1,139 @@
+//! What `migrate` would do: each pending migration's steps and the DynamoDB calls they make,
+//! planned against the live tables without changing anything.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::Client;
+use dynamo_model::TableDef;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::live::describe;
+use crate::migration::{Migration, SchemaStep, Step};
+use crate::migrator::names_after;
+use crate::names::TableNames;
+use crate::planner::plan_step;
+
+/// One step as it would run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub step: String,
+    pub destructive: bool,
+    pub calls: Vec<String>,
+    /// What the step cannot say in calls (a data step), or why it would fail.
+    pub note: Option<String>,
+    pub would_fail: bool,
+}
+
+/// One pending migration as it would run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMigration {
+    pub version: u32,
+    pub name: String,
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Plans the migrations with `pending` versions against the live tables, in order, each step
+/// against the state the steps before it leave. Reads only.
+pub async fn preview(
+    client: &Client,
+    base: &TableNames,
+    migrations: &[Migration],
+    pending: &[u32],
+    local: bool,
+) -> Result<Vec<PlannedMigration>> {
+    // What each physical table is, as far as the plan has got: live at first, then planned.
+    let mut state: BTreeMap<String, Option<TableDef>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for migration in migrations.iter().filter(|m| pending.contains(&m.version)) {
+        let mut names = names_after(base, migrations.iter().filter(|m| m.version < migration.version));
+        let mut steps = Vec::new();
+        for step in &migration.steps {
+            let mut planned =
+                PlannedStep { step: step.describe(), destructive: false, calls: vec![], note: None, would_fail: false };
+            match step {
+                Step::Schema(schema_step) => {
+                    let logical = schema_step.table();
+                    let version = match schema_step {
+                        SchemaStep::CreateTable { table } => table.version,
+                        SchemaStep::DeleteTable { version: Some(v), .. } => *v,
+                        _ => names.version(logical),
+                    };
+                    let physical = names.physical_version(logical, version);
+                    let current = current(client, &mut state, &physical, logical, version, local).await?;
+                    planned.destructive = schema_step.destructive().is_some();
+                    match plan_step(current.as_ref(), schema_step) {
+                        Ok((calls, after)) => {
+                            planned.calls = calls.iter().map(|c| c.describe(&physical)).collect();
+                            if calls.is_empty() {
+                                planned.note = Some("no call: the table is already as this step wants".to_owned());
+                            }
+                            state.insert(physical, after);
+                        }
+                        Err(e) => {
+                            planned.note = Some(format!("would fail: {e}"));
+                            planned.would_fail = true;
+                        }
+                    }
+                    if let SchemaStep::CreateTable { table } = schema_step {
+                        names.set_version(&table.name, table.version);
+                    }
+                }
+                Step::Data(data) => {
+                    planned.note = Some(format!(
+                        "data step {}: async Rust over the tables (scans and batch writes; resumable from checkpoints)",
+                        data.name
+                    ));
+                }
+                Step::Rebuild(rebuild) => {
+                    let table = &rebuild.table.name;
+                    let old = names.physical(table);
+                    let new = names.physical_version(table, rebuild.table.version);
+                    let items = client
+                        .describe_table()
+                        .table_name(&old)
+                        .send()
+                        .await
+                        .ok()
+                        .and_then(|d| d.table.and_then(|t| t.item_count()));
+                    let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
+                    let current_new = current(client, &mut state, &new, table, rebuild.table.version, local).await?;
+                    match plan_step(current_new.as_ref(), &create) {
+                        Ok((calls, after)) => {
+                            planned.calls = calls.iter().map(|c| c.describe(&new)).collect();
+                            state.insert(new.clone(), after);
+                        }
+                        Err(e) => {
+                            planned.note = Some(format!("would fail: {e}"));
+                            planned.would_fail = true;
+                        }
+                    }
+                    planned.calls.push(format!(
+                        "copy {old} -> {new} ({} items by DynamoDB's estimate), then compare counts",
+                        items.map_or("an unknown number of".to_owned(), |n| n.to_string())
+                    ));
+                    names.set_version(table, rebuild.table.version);
+                }
+            }
+            steps.push(planned);
+        }
+        out.push(PlannedMigration { version: migration.version, name: migration.name.clone(), steps });
+    }
+    Ok(out)
+}
+
+async fn current(
+    client: &Client,
+    state: &mut BTreeMap<String, Option<TableDef>>,
+    physical: &str,
+    logical: &str,
+    version: u32,
+    local: bool,
+) -> Result<Option<TableDef>> {
+    if let Some(known) = state.get(physical) {
+        return Ok(known.clone());
+    }
+    let live = describe(client, physical, logical, version, local).await?.map(|l| l.def);
+    state.insert(physical.to_owned(), live.clone());
+    Ok(live)
+}
