@@ -30,9 +30,10 @@ pub enum GuardError {
     )]
     WrongAccount { env: String, expected: String, actual: String, arn: String },
     #[error(
-        "environment {env} (account {account}, region {region}) is protected: pass --yes, or run in a terminal and type the environment's name to confirm"
+        "environment {env} ({}region {region}) is protected: pass --yes, or run in a terminal and type the environment's name to confirm",
+        .account.as_ref().map(|a| format!("account {a}, ")).unwrap_or_default()
     )]
-    NeedsConfirmation { env: String, account: String, region: String },
+    NeedsConfirmation { env: String, account: Option<String>, region: String },
     #[error("environment {env} was not confirmed (typed {typed:?} instead of {env:?}); nothing was done")]
     NotConfirmed { env: String, typed: String },
 }
@@ -66,14 +67,15 @@ pub fn confirm(env: &Environment, yes: bool) -> Result<(), GuardError> {
     if !env.protected || yes {
         return Ok(());
     }
-    let account = env.account_id.clone().unwrap_or_default();
     if !std::io::stdin().is_terminal() {
-        return Err(GuardError::NeedsConfirmation { env: env.name.clone(), account, region: env.region.clone() });
+        return Err(GuardError::NeedsConfirmation {
+            env: env.name.clone(),
+            account: env.account_id.clone(),
+            region: env.region.clone(),
+        });
     }
-    eprint!(
-        "environment {} (account {account}, region {}) is protected. Type its name to go on: ",
-        env.name, env.region
-    );
+    let account = env.account_id.as_ref().map(|a| format!("account {a}, ")).unwrap_or_default();
+    eprint!("environment {} ({account}region {}) is protected. Type its name to go on: ", env.name, env.region);
     let _ = std::io::stderr().flush();
     let mut typed = String::new();
     let _ = std::io::stdin().lock().read_line(&mut typed);

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_migrate::{
-    Change, DataContext, DataError, DataStep, Error, KeyAttr, LockOptions, Migration, Migrator, RateLimit, RebuildStep,
-    Status, TableDef, TableNames, canonical_item, canonical_number,
+    Change, DataContext, DataError, Error, KeyAttr, LockOptions, Migration, Migrator, RateLimit, RebuildStep, Status,
+    TableDef, TableNames, canonical_item, canonical_number,
 };
 use serde::{Deserialize, Serialize};
 
@@ -343,18 +343,7 @@ async fn a_rebuild_without_a_transform_keeps_every_item_exactly() {
 const CRASH_CHILD_ENV: &str = "DYNAMO_MIGRATE_TEST_CRASH_PREFIX";
 
 fn slow_copy_migrations() -> Vec<Migration> {
-    let copy = DataStep::new("copy_accounts_slowly", |ctx| async move {
-        // Slow enough (20,000 items at 4,000/s) to be killed in the middle.
-        let done = ctx
-            .pass("accounts")
-            .into_table("copy")
-            .page_size(250)
-            .rate(RateLimit::ItemsPerSecond(4_000.0))
-            .copy()
-            .await?;
-        Ok(done)
-    });
-    vec![Migration::new(1, "copy_accounts", "copy accounts slowly").data(copy)]
+    vec![Migration::new(1, "copy_accounts", "copy accounts slowly").data(support::slow_copy_step())]
 }
 
 /// Not a test of its own: the body of the child process that `a_killed_copy_resumes_from_its_checkpoints`

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{DataStep, KeyAttr, Migration, Project, RateLimit, TableDef, TableNames};
+use dynamo_migrate::{KeyAttr, Migration, Project, TableDef, TableNames};
 
 use crate::support::{self, content_hash, expected_hash};
 
@@ -23,21 +23,11 @@ fn project(name: &str) -> Project {
 }
 
 fn slow_migrations() -> Vec<Migration> {
-    let copy = DataStep::new("copy_accounts_slowly", |ctx| async move {
-        let done = ctx
-            .pass("accounts")
-            .into_table("copy")
-            .page_size(250)
-            .rate(RateLimit::ItemsPerSecond(4_000.0))
-            .copy()
-            .await?;
-        Ok(done)
-    });
     vec![
         Migration::new(1, "create_tables", "create accounts and copy")
             .create_table(TableDef::new("accounts", KeyAttr::s("id")))
             .create_table(TableDef::new("copy", KeyAttr::s("id"))),
-        Migration::new(2, "copy_accounts", "copy accounts slowly").data(copy),
+        Migration::new(2, "copy_accounts", "copy accounts slowly").data(support::slow_copy_step()),
     ]
 }
 
@@ -178,9 +168,7 @@ async fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     let protected = run("example", &["migrate", "--env", "prod", "--environments", file]);
     assert_eq!(protected.code, 2);
     assert!(
-        protected
-            .stderr
-            .contains("environment prod (account , region us-east-1) is protected: pass --yes, or run in a terminal"),
+        protected.stderr.contains("environment prod (region us-east-1) is protected: pass --yes, or run in a terminal"),
         "{}",
         protected.stderr
     );

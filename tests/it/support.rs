@@ -123,3 +123,18 @@ pub fn has_moto() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A data step that copies `accounts` into `copy` slowly (4,000 items/s, pages of 250), so that a
+/// test can kill or interrupt it in the middle.
+pub fn slow_copy_step() -> dynamo_migrate::DataStep {
+    dynamo_migrate::DataStep::new("copy_accounts_slowly", |ctx| async move {
+        let done = ctx
+            .pass("accounts")
+            .into_table("copy")
+            .page_size(250)
+            .rate(dynamo_migrate::RateLimit::ItemsPerSecond(4_000.0))
+            .copy()
+            .await?;
+        Ok(done)
+    })
+}

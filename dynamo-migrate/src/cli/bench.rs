@@ -92,9 +92,32 @@ fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
 }
 
-/// Resets `VmHWM`, so that the next reading is the peak of what follows.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Samples `VmRSS` every 50 ms until dropped and keeps the largest: the peak of one phase,
+/// whether or not the kernel lets `VmHWM` be reset.
+struct RssSampler {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn({
+            let peak = peak.clone();
+            async move {
+                loop {
+                    peak.fetch_max((status_mib("VmRSS:") * 1024.0) as u64, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        });
+        RssSampler { peak, task }
+    }
+
+    fn stop(self) -> f64 {
+        self.task.abort();
+        self.peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
 }
 
 async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
@@ -173,7 +196,7 @@ impl BenchArgs {
             if round == 1 {
                 println!("peak RSS before the engine: {:.1} MiB", peak_rss_mib());
             }
-            reset_peak_rss();
+            let sampler = RssSampler::start();
             let start = Instant::now();
             let done = ctx
                 .pass("source")
@@ -189,9 +212,9 @@ impl BenchArgs {
                 done.written,
                 start,
             ));
-            peak_engine = peak_engine.max(peak_rss_mib());
+            peak_engine = peak_engine.max(sampler.stop());
         }
-        println!("peak RSS of the tool while the engine ran: {peak_engine:.1} MiB");
+        println!("peak RSS of the tool while the engine ran (sampled): {peak_engine:.1} MiB");
         if let Some(seed) = seed {
             println!("engine/seeds = {:.1}", engine / seed);
         }

@@ -7,12 +7,11 @@ use anyhow::anyhow;
 use clap::Args;
 use tokio::sync::watch;
 
-use super::plan::{applied_migrations, print_drift};
+use super::plan::{drift_of, print_drift};
 use super::session::EnvArgs;
 use super::verify::print_migration;
 use super::{Failure, Format, print_json};
 use crate::Project;
-use crate::drift::{drift, expected_tables, known_tables};
 use crate::ledger::Ledger;
 use crate::lock::{LockOptions, owner};
 use crate::migrator::Migrator;
@@ -53,9 +52,7 @@ impl MigrateArgs {
 
         if !self.allow_drift {
             let records = Ledger::new(session.client.clone(), &session.names).records().await?;
-            let expected = expected_tables(applied_migrations(&project.migrations, &records))?;
-            let drifts =
-                drift(&session.client, &session.names, &expected, &known_tables(&project.migrations), local).await?;
+            let drifts = drift_of(&session, project, &records).await?;
             if !drifts.is_empty() {
                 print_drift(&drifts);
                 return Err(Failure::Work(anyhow!(

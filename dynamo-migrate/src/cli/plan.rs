@@ -3,14 +3,14 @@
 use anyhow::anyhow;
 use clap::Args;
 
-use super::session::EnvArgs;
+use super::session::{EnvArgs, Session};
 use super::{Failure, Format, print_json};
 use crate::Project;
 use crate::drift::{TableDrift, drift, expected_tables, known_tables};
 use crate::ledger::Ledger;
 use crate::migration::Migration;
 use crate::preview::{PlannedMigration, preview};
-use crate::sequence::{Status, pending};
+use crate::sequence::{AppliedMigration, Status, pending};
 
 /// Show each pending migration and every DynamoDB call it will make (destructive ones marked),
 /// and the drift of the live tables from what the applied migrations produced. Reads the
@@ -24,15 +24,20 @@ pub struct PlanArgs {
     format: Format,
 }
 
-/// The applied migrations (succeeded in the ledger), in order.
-pub(crate) fn applied_migrations<'a>(
-    migrations: &'a [Migration],
-    records: &[crate::sequence::AppliedMigration],
-) -> Vec<&'a Migration> {
-    migrations
+/// The drift of the session's live tables from what the applied migrations (those the ledger
+/// records as succeeded) should have left.
+pub(crate) async fn drift_of(
+    session: &Session,
+    project: &Project,
+    records: &[AppliedMigration],
+) -> Result<Vec<TableDrift>, Failure> {
+    let applied = project
+        .migrations
         .iter()
-        .filter(|m| records.iter().any(|r| r.version == m.version && r.status == Status::Succeeded))
-        .collect()
+        .filter(|m| records.iter().any(|r| r.version == m.version && r.status == Status::Succeeded));
+    let expected = expected_tables(applied)?;
+    let known = known_tables(&project.migrations);
+    Ok(drift(&session.client, &session.names, &expected, &known, session.env.is_local()).await?)
 }
 
 impl PlanArgs {
@@ -43,15 +48,7 @@ impl PlanArgs {
         let known: Vec<_> = project.migrations.iter().map(Migration::info).collect();
         let pending =
             pending(&records, &known).map_err(|e| Failure::Work(anyhow!("the ledger refuses to run: {e}")))?;
-        let expected = expected_tables(applied_migrations(&project.migrations, &records))?;
-        let drifts = drift(
-            &session.client,
-            &session.names,
-            &expected,
-            &known_tables(&project.migrations),
-            session.env.is_local(),
-        )
-        .await?;
+        let drifts = drift_of(&session, project, &records).await?;
         let planned =
             preview(&session.client, &session.names, &project.migrations, &pending, session.env.is_local()).await?;
         match self.format {

@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde::Serialize;
 
-use super::plan::{applied_migrations, print_drift};
+use super::plan::{drift_of, print_drift};
 use super::session::EnvArgs;
 use super::{Failure, Format, print_json};
 use crate::Project;
-use crate::drift::{drift, expected_tables, known_tables};
 use crate::ledger::Ledger;
 use crate::lock::holder;
 use crate::sequence::Status;
@@ -92,15 +91,7 @@ impl StatusArgs {
             });
         }
         let lock = holder(&session.client, session.names.ledger()).await?;
-        let expected = expected_tables(applied_migrations(&project.migrations, &records))?;
-        let drifts = drift(
-            &session.client,
-            &session.names,
-            &expected,
-            &known_tables(&project.migrations),
-            session.env.is_local(),
-        )
-        .await?;
+        let drifts = drift_of(&session, project, &records).await?;
         match self.format {
             Format::Json => print_json(&serde_json::json!({
                 "environment": session.env.name,
