@@ -7,7 +7,7 @@ use clap::Args;
 use super::Failure;
 use super::session::EnvArgs;
 use crate::ledger::Ledger;
-use crate::lock::{Lock, LockOptions, owner};
+use crate::lock::{Lock, LockOptions};
 use crate::sequence::Status;
 
 /// Recover a dirty migration (left running by a crash, failed, or interrupted): after checking
@@ -39,7 +39,6 @@ impl RecoverArgs {
         let session = self.env.open(true, self.yes).await?;
         let ledger = Ledger::new(session.client.clone(), &session.names);
         let options = LockOptions { wait: Duration::from_secs(30), ..LockOptions::new(&session.caller) };
-        let options = LockOptions { owner: owner(&session.caller), ..options };
         let lock = Lock::acquire(&session.client, ledger.table(), &options).await?;
         let to = if self.rerun { Status::Rerun } else { Status::Succeeded };
         let result = ledger.fenced(lock.token()).recover(self.version, to, &session.caller).await;
