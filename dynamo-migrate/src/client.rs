@@ -30,11 +30,6 @@ impl Target {
             ..Target::default()
         }
     }
-
-    /// True when the endpoint is on this machine's loopback, so it cannot be a real account.
-    pub fn is_local(&self) -> bool {
-        self.endpoint.as_deref().is_some_and(is_local_endpoint)
-    }
 }
 
 /// True for `http(s)://` URLs whose host is `localhost`, in 127.0.0.0/8, or `[::1]`.

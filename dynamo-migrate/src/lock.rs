@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -131,7 +130,6 @@ pub struct Lock {
     table: String,
     token: String,
     heartbeat: JoinHandle<()>,
-    lost: watch::Receiver<bool>,
 }
 
 impl Lock {
@@ -174,20 +172,13 @@ impl Lock {
                 Err(e) => return Err(Error::aws(format!("PutItem {table} (take the lock)"))(e)),
             }
         }
-        let (lost_tx, lost) = watch::channel(false);
-        let heartbeat =
-            tokio::spawn(heartbeat(client.clone(), table.to_owned(), token.clone(), options.lease, lost_tx));
-        Ok(Lock { client: client.clone(), table: table.to_owned(), token, heartbeat, lost })
+        let heartbeat = tokio::spawn(heartbeat(client.clone(), table.to_owned(), token.clone(), options.lease));
+        Ok(Lock { client: client.clone(), table: table.to_owned(), token, heartbeat })
     }
 
     /// The fencing token that the ledger writes carry.
     pub fn token(&self) -> &str {
         &self.token
-    }
-
-    /// True once a heartbeat found the lock taken by someone else.
-    pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
     }
 
     /// Stops the heartbeat and removes the lock, if it is still ours.
@@ -209,8 +200,9 @@ impl Drop for Lock {
     }
 }
 
-/// Renews the lease every third of it, until the lock is released or found taken.
-async fn heartbeat(client: Client, table: String, token: String, lease: Duration, lost: watch::Sender<bool>) {
+/// Renews the lease every third of it, until the lock is released or found taken. A lost lock
+/// needs no flag here: the fenced ledger writes of its run fail from then on.
+async fn heartbeat(client: Client, table: String, token: String, lease: Duration) {
     loop {
         tokio::time::sleep(lease / 3).await;
         let renewed = client
@@ -236,7 +228,6 @@ async fn heartbeat(client: Client, table: String, token: String, lease: Duration
                     table,
                     "the migration lock was taken by another run; this run's ledger writes will fail"
                 );
-                let _ = lost.send(true);
                 return;
             }
             // A missed heartbeat is retried at the next one; the lease covers two more.

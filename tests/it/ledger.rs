@@ -1,7 +1,10 @@
 //! The run sequence against DynamoDB Local: every refusal of the ledger, with nothing written.
 
+use std::time::Duration;
+
 use dynamo_migrate::{
-    AppliedMigration, Error, GlobalIndex, KeyAttr, Ledger, Migration, Migrator, SequenceError, Status, TableDef,
+    AppliedMigration, Destructive, Error, GlobalIndex, KeyAttr, Ledger, Lock, LockOptions, Migration, Migrator,
+    RebuildStep, SequenceError, Status, TableDef,
 };
 
 use crate::support;
@@ -137,4 +140,69 @@ async fn a_record_left_running_by_a_crash_stops_the_next_run() {
         failure.error.to_string(),
         "the ledger refuses to run: migration 1 (create_alpha) is running since 2026-11-21T10:00:00Z (by a run that was killed): check the tables it touches, then run `recover --version 1 --rerun` to apply it again (resuming its data steps), or `recover --version 1 --resolved` if you completed it by hand"
     );
+}
+
+#[tokio::test]
+async fn a_rebuild_must_create_the_next_version_and_an_old_version_is_not_the_current_one() {
+    let (migrator, ledger) = migrator("versions").await;
+    let wrong_rebuild = vec![
+        create(1, "alpha"),
+        Migration::new(2, "rebuild_alpha", "rebuild")
+            .rebuild_table(RebuildStep::copy(TableDef::new("alpha", KeyAttr::s("id")).version(3))),
+    ];
+    let failure = migrator.run(&wrong_rebuild, None).await.unwrap_err();
+    assert!(
+        failure
+            .error
+            .to_string()
+            .contains("rebuild of table alpha: the current version is 1, so the rebuild must create version 2, not 3"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(ledger.records().await.unwrap()[1].status, Status::Failed);
+
+    let (migrator, _) = self::migrator("current_old").await;
+    let delete_current = vec![
+        create(1, "alpha"),
+        Migration::new(2, "delete_alpha_v1", "delete").delete_old_table("alpha", 1, Destructive::because("test")),
+    ];
+    let failure = migrator.run(&delete_current, None).await.unwrap_err();
+    assert!(
+        failure.error.to_string().contains(
+            "table alpha: version 1 is the current one; delete_old_table deletes versions left by a rebuild, delete_table the current one"
+        ),
+        "{}",
+        failure.error
+    );
+}
+
+#[tokio::test]
+async fn only_a_dirty_migration_can_be_recovered() {
+    let (migrator, ledger) = migrator("recover_clean").await;
+    migrator.run(&three()[..1], None).await.unwrap();
+    let error = ledger.recover(1, Status::Rerun, "the test").await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("ledger table {}: migration 1 has no running, failed or interrupted record to recover", ledger.table())
+    );
+    assert_eq!(ledger.records().await.unwrap()[0].status, Status::Succeeded, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_lock_held_past_the_wait_is_named_and_nothing_is_applied() {
+    let (migrator, ledger) = migrator("held").await;
+    ledger.ensure().await.unwrap();
+    let holder = LockOptions { owner: "another run".into(), lease: Duration::from_secs(60), wait: Duration::ZERO };
+    let lock = Lock::acquire(&support::client().await, ledger.table(), &holder).await.unwrap();
+    let impatient = migrator.with_lock(LockOptions { wait: Duration::from_secs(1), ..LockOptions::new("test") });
+    let failure = impatient.run(&three(), None).await.unwrap_err();
+    let message = failure.error.to_string();
+    assert!(
+        message.starts_with(&format!("the migration lock in {} is held by another run since ", ledger.table()))
+            && message.contains("If that run is dead, its lease expires by itself; see unlock"),
+        "{message}"
+    );
+    assert!(matches!(failure.error, Error::LockHeld { .. }));
+    assert_eq!(ledger.records().await.unwrap(), vec![], "nothing was applied");
+    lock.release().await.unwrap();
 }
