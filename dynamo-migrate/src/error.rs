@@ -62,6 +62,10 @@ pub enum Error {
     Data(anyhow::Error),
     #[error(transparent)]
     Pass(#[from] crate::data::DataError),
+    #[error(
+        "data step {step} is not idempotent: run a second time over its own output it would write {written} item(s) and delete {deleted}; a step in place must leave what it already changed alone (after a crash, the page in flight is done again)"
+    )]
+    NotIdempotent { step: String, written: u64, deleted: u64 },
     #[error("rebuild of table {table}: {reason}")]
     Rebuild { table: String, reason: String },
     #[error("building a DynamoDB request: {0}")]

@@ -219,71 +219,87 @@ impl Ledger {
         }
     }
 
-    /// The checkpoint attribute `name` of a migration's record.
-    pub(crate) async fn checkpoint(&self, version: u32, name: &str) -> Result<Option<AttributeValue>> {
+    /// The checkpoint item `id` (see `data::checkpoint`), read strongly consistent.
+    pub(crate) async fn checkpoint(&self, id: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(ID, AttributeValue::S(record_id(version)))
+            .key(ID, AttributeValue::S(id.to_owned()))
             .consistent_read(true)
-            .projection_expression("#cp")
-            .expression_attribute_names("#cp", name)
             .send()
             .await
-            .map_err(Error::aws(format!("GetItem {} (checkpoint of migration {version})", self.table)))?;
-        Ok(out.item.and_then(|mut item| item.remove(name)))
+            .map_err(Error::aws(format!("GetItem {} (checkpoint {id})", self.table)))?;
+        Ok(out.item)
     }
 
-    /// Creates the checkpoint attribute `name` with `init`, unless it exists.
-    pub(crate) async fn start_checkpoint(&self, version: u32, name: &str, init: AttributeValue) -> Result<()> {
-        self.update_checkpoint(version, "SET #cp = if_not_exists(#cp, :value)", name, None, init).await
-    }
-
-    /// Sets one entry of the checkpoint attribute `name`.
-    pub(crate) async fn save_checkpoint(
-        &self,
-        version: u32,
-        name: &str,
-        entry: &str,
-        value: AttributeValue,
-    ) -> Result<()> {
-        self.update_checkpoint(version, "SET #cp.#entry = :value", name, Some(entry), value).await
-    }
-
-    async fn update_checkpoint(
-        &self,
-        version: u32,
-        expression: &str,
-        name: &str,
-        entry: Option<&str>,
-        value: AttributeValue,
-    ) -> Result<()> {
-        let mut update = self
-            .client
-            .update_item()
+    /// Writes the checkpoint item `item` (whose `id` is set) of migration `version`, in a
+    /// transaction with the condition that the migration's record is running and, when fenced,
+    /// still this run's. A checkpoint item of its own per segment keeps every item small,
+    /// however many segments and however long their keys.
+    pub(crate) async fn save_checkpoint(&self, version: u32, mut item: HashMap<String, AttributeValue>) -> Result<()> {
+        item.insert("migration".to_owned(), AttributeValue::N(version.to_string()));
+        let mut check = ConditionCheck::builder()
             .table_name(&self.table)
             .key(ID, AttributeValue::S(record_id(version)))
-            .update_expression(expression)
-            .condition_expression(self.fenced_condition("attribute_exists(#id)"))
-            .expression_attribute_names("#cp", name)
-            .expression_attribute_names("#id", ID)
-            .expression_attribute_values(":value", value);
-        if let Some(entry) = entry {
-            update = update.expression_attribute_names("#entry", entry);
-        }
+            .condition_expression(self.fenced_condition("#status = :running"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()));
         if let Some(token) = &self.fence {
-            update = update
+            check = check
                 .expression_attribute_names("#token", TOKEN)
                 .expression_attribute_values(":token", AttributeValue::S(token.clone()));
         }
-        match update.send().await {
+        let items = vec![
+            TransactWriteItem::builder().condition_check(check.build()?).build(),
+            TransactWriteItem::builder()
+                .put(Put::builder().table_name(&self.table).set_item(Some(item)).build()?)
+                .build(),
+        ];
+        let sent = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        match sent {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(self.lost_or(|| Error::NotDirty { table: self.table.clone(), version }, version))
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = e.as_service_error()
+                    && cancelled.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                {
+                    return Err(self.lost_or(|| Error::NotDirty { table: self.table.clone(), version }, version));
+                }
+                Err(Error::aws(format!("TransactWriteItems {} (checkpoint of migration {version})", self.table))(e))
             }
-            Err(e) => Err(Error::aws(format!("UpdateItem {} (checkpoint of migration {version})", self.table))(e)),
         }
+    }
+
+    /// Deletes every checkpoint item of migration `version`, so that its passes start over;
+    /// returns how many there were.
+    pub(crate) async fn delete_checkpoints(&self, version: u32) -> Result<usize> {
+        let prefix = crate::data::checkpoint_prefix(version);
+        let mut items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(#id, :prefix)")
+            .expression_attribute_names("#id", ID)
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix))
+            .projection_expression("#id")
+            .into_paginator()
+            .items()
+            .send();
+        let mut deleted = 0;
+        while let Some(item) = items.next().await {
+            let item = item.map_err(Error::aws(format!("Scan {} (checkpoints of migration {version})", self.table)))?;
+            let Some(id) = item.get(ID).cloned() else { continue };
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(ID, id)
+                .send()
+                .await
+                .map_err(Error::aws(format!("DeleteItem {} (checkpoint of migration {version})", self.table)))?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     /// `condition`, and when fenced, that the record is still this run's.

@@ -26,7 +26,7 @@ mod verify;
 pub use client::{Target, connect, connect_sts, is_local_endpoint};
 pub use data::{
     Change, DataContext, DataError, DataReport, PassBuilder, PassOptions, RateLimit, canonical_item, canonical_json,
-    canonical_number, key_text,
+    canonical_number, from_item, key_text, to_item,
 };
 pub use drift::{DriftKind, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
@@ -49,11 +49,15 @@ pub use preview::{PlannedMigration, PlannedStep, preview};
 pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 
+/// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a
+/// migration uses the same versions as the engine.
+pub use {serde_bytes, serde_dynamo};
+
 /// The table model, re-exported so that migrations need only this crate.
 pub use dynamo_model as model;
 pub use dynamo_model::{
-    Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, TableSchema,
-    Throughput,
+    Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Number, NumberSet, Projection, StreamView, TableClass,
+    TableDef, TableSchema, Throughput,
 };
 
 /// The project a runner is built for: the schema crate's tables and the ordered migrations.

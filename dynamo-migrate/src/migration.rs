@@ -181,7 +181,9 @@ impl RebuildStep {
     }
 
     /// A rebuild that converts every item: `f(old)` is written to the new table; `None` leaves
-    /// the item out. Items that do not read as `Old` stop the step with their key.
+    /// the item out. Items that `Old` cannot hold exactly stop the step with their key, and so
+    /// do attributes `Old` does not hold at all, unless the step says
+    /// [`RebuildStep::drop_unknown_attributes`].
     pub fn convert<Old, New, F>(table: TableDef, f: F) -> Self
     where
         Old: serde::de::DeserializeOwned + Serialize + 'static,
@@ -194,6 +196,14 @@ impl RebuildStep {
     /// Sets how the copy runs (segments, writers, rate, dead-letter file).
     pub fn options(mut self, options: PassOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Lets the conversion drop the attributes its input type does not hold: without it, such
+    /// an attribute stops the rebuild, naming it, so that losing data is a visible line in the
+    /// migration.
+    pub fn drop_unknown_attributes(mut self) -> Self {
+        self.options.drop_unknown_attributes = true;
         self
     }
 }

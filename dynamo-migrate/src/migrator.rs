@@ -6,14 +6,13 @@
 //! report }`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::data::{Change, CheckpointStore, DataContext, DataReport, count_items};
+use crate::data::{CheckpointStore, DataContext, DataReport, copy_map, count_items, unmark_item};
 use crate::error::{Error, Result};
 use crate::executor::{ExecOptions, Outcome, execute};
 use crate::ledger::{Ledger, now};
@@ -72,6 +71,7 @@ pub struct Migrator {
     cancel: watch::Receiver<bool>,
     progress: bool,
     lock: LockOptions,
+    check_idempotence: bool,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -98,6 +98,7 @@ impl Migrator {
             cancel,
             progress: false,
             lock: LockOptions::new("dynamo-migrate"),
+            check_idempotence: false,
         }
     }
 
@@ -121,6 +122,13 @@ impl Migrator {
     /// Stops data steps at their next checkpoint when `cancel` turns true (Ctrl-C).
     pub fn with_cancel(mut self, cancel: watch::Receiver<bool>) -> Self {
         self.cancel = cancel;
+        self
+    }
+
+    /// Runs every data step a second time over its own output, writing nothing, and fails the
+    /// migration when that second run would write anything (`verify` does).
+    pub fn with_idempotence_check(mut self, on: bool) -> Self {
+        self.check_idempotence = on;
         self
     }
 
@@ -213,7 +221,7 @@ impl Migrator {
                 // Ctrl-C between steps: the step in flight has finished; stop here, resumable.
                 Err(Error::Interrupted { before: step.describe() })
             } else {
-                self.apply_step(ledger, migration.version, index, step, &mut names).await
+                self.apply_step(ledger, migration, index, step, &mut names).await
             };
             match applied {
                 Ok(done) => steps.push(done),
@@ -240,11 +248,11 @@ impl Migrator {
         })
     }
 
-    fn data_context(&self, ledger: &Ledger, version: u32, index: usize, names: &TableNames) -> DataContext {
+    fn data_context(&self, ledger: &Ledger, migration: &Migration, index: usize, names: &TableNames) -> DataContext {
         DataContext::in_migration(
             self.client.clone(),
             names.clone(),
-            CheckpointStore::in_ledger(ledger.clone(), version),
+            CheckpointStore::in_ledger(ledger.clone(), migration.version, &migration.name, &migration.checksum),
             index,
             self.cancel.clone(),
             self.progress,
@@ -254,7 +262,7 @@ impl Migrator {
     async fn apply_step(
         &self,
         ledger: &Ledger,
-        version: u32,
+        migration: &Migration,
         index: usize,
         step: &Step,
         names: &mut TableNames,
@@ -281,20 +289,35 @@ impl Migrator {
                 }
             }
             Step::Data(data_step) => {
-                let ctx = self.data_context(ledger, version, index, names);
+                let ctx = self.data_context(ledger, migration, index, names);
                 if self.write_fixtures {
                     let mut by_table: BTreeMap<&str, Vec<_>> = BTreeMap::new();
                     for fixture in &data_step.fixtures {
-                        by_table.entry(&fixture.table).or_default().push(fixture.item.clone().into());
+                        let mut item = fixture.item.clone().into();
+                        unmark_item(&mut item);
+                        by_table.entry(&fixture.table).or_default().push(item);
                     }
                     for (table, items) in by_table {
                         report.fixtures_written += ctx.put_items(table, items).await?;
                     }
                 }
-                report.data = Some(data_step.run(ctx).await.map_err(Error::Data)?);
+                report.data = Some(run_data_step(data_step, ctx.clone()).await?);
+                if self.check_idempotence {
+                    let again = ctx.idempotence_check();
+                    run_data_step(data_step, again.clone()).await?;
+                    let would = again.tally();
+                    if would.written + would.deleted > 0 {
+                        return Err(Error::NotIdempotent {
+                            step: data_step.name.clone(),
+                            written: would.written,
+                            deleted: would.deleted,
+                        });
+                    }
+                    report.calls.push("run again over its own output: nothing to write (idempotent)".to_owned());
+                }
             }
             Step::Rebuild(rebuild) => {
-                report.data = Some(self.rebuild(ledger, version, index, rebuild, names, &mut report).await?);
+                report.data = Some(self.rebuild(ledger, migration, index, rebuild, names, &mut report).await?);
                 names.set_version(&rebuild.table.name, rebuild.table.version);
             }
         }
@@ -329,7 +352,7 @@ impl Migrator {
     async fn rebuild(
         &self,
         ledger: &Ledger,
-        version: u32,
+        migration: &Migration,
         index: usize,
         rebuild: &RebuildStep,
         names: &TableNames,
@@ -355,8 +378,8 @@ impl Migrator {
         let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
         self.apply_schema_step(&create, &new, rebuild.table.version, report).await?;
 
-        let ctx = self.data_context(ledger, version, index, names);
-        let map = rebuild.map.clone().unwrap_or_else(|| Arc::new(|item| Ok(Change::Put(item))));
+        let ctx = self.data_context(ledger, migration, index, names);
+        let map = rebuild.map.clone().unwrap_or_else(copy_map);
         let copied = ctx.run_pass(old.clone(), new.clone(), rebuild.options.clone(), map).await?;
 
         // Counts over both tables (not only this run's), so that a resumed copy is checked whole.
@@ -373,5 +396,23 @@ impl Migrator {
         }
         report.calls.push(format!("copied {old} -> {new}: {in_new} items, counts match"));
         Ok(copied)
+    }
+}
+
+/// Runs a data step's async Rust; a panic in it (outside a transform, which the engine catches
+/// item by item) fails the step with its message instead of unwinding through the migrator
+/// and leaving the ledger record `running`.
+async fn run_data_step(step: &crate::migration::DataStep, ctx: DataContext) -> Result<DataReport> {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(step.run(ctx)).catch_unwind().await {
+        Ok(result) => result.map_err(Error::Data),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(a panic without a message)".to_owned());
+            Err(Error::Data(anyhow::anyhow!("the data step panicked: {message}")))
+        }
     }
 }

@@ -90,7 +90,9 @@ pub async fn verify(
     let target = Target::local(server.endpoint());
     let client = connect(&target).await;
     let names = TableNames::new(options.table_prefix.clone());
-    let migrator = Migrator::new(client.clone(), names.clone(), true, "verify (DynamoDB Local)").with_fixtures(true);
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "verify (DynamoDB Local)")
+        .with_fixtures(true)
+        .with_idempotence_check(true);
 
     let mut report = VerifyReport {
         endpoint: server.endpoint().to_owned(),

@@ -4,12 +4,14 @@
 //! tables without linking the AWS SDK. The engine converts these types to and from SDK calls.
 
 mod diff;
+mod exact;
 mod item_schema;
 mod table;
 mod table_schema;
 mod validate;
 
 pub use diff::{FieldDiff, diff_tables};
+pub use exact::{NUMBER_MARKER, NUMBER_SET_MARKER, NotANumber, Number, NumberSet};
 pub use item_schema::check_item_schema;
 pub use table::{
     Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, Throughput,

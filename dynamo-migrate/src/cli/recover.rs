@@ -29,6 +29,10 @@ pub struct RecoverArgs {
     /// Mark it as applied: its changes were completed by hand.
     #[arg(long)]
     resolved: bool,
+    /// With --rerun: forget its data passes' checkpoints, so that they start over from the
+    /// beginning (needed after its file was edited, or its passes changed).
+    #[arg(long, requires = "rerun")]
+    restart_passes: bool,
     /// Confirm a protected environment without a prompt.
     #[arg(long)]
     yes: bool,
@@ -41,9 +45,19 @@ impl RecoverArgs {
         let options = LockOptions { wait: Duration::from_secs(30), ..LockOptions::new(&session.caller) };
         let lock = Lock::acquire(&session.client, ledger.table(), &options).await?;
         let to = if self.rerun { Status::Rerun } else { Status::Succeeded };
-        let result = ledger.fenced(lock.token()).recover(self.version, to, &session.caller).await;
+        let fenced = ledger.fenced(lock.token());
+        let mut result = fenced.recover(self.version, to, &session.caller).await.map(|()| 0);
+        if result.is_ok() && self.restart_passes {
+            result = fenced.delete_checkpoints(self.version).await;
+        }
         lock.release().await?;
-        result?;
+        let forgotten = result?;
+        if self.restart_passes {
+            println!(
+                "environment {}: forgot {forgotten} checkpoint(s) of migration {}: its passes start over",
+                session.env.name, self.version
+            );
+        }
         println!(
             "environment {}: migration {} is marked {}",
             session.env.name,

@@ -1,25 +1,47 @@
-//! One pass over a table: a parallel scan feeding a transform and bounded batch writers, with a
+//! One pass over a table: a parallel scan feeding a transform and bounded writers, with a
 //! checkpoint per segment after every page whose writes are all done.
 //!
-//! Each segment is a task that scans a page, transforms it, writes it in batches of 25 (the
-//! writers of all segments share one bound), records its checkpoint, and meanwhile scans the next
-//! page. Memory is bounded by two pages per segment, whatever the table's size.
+//! Each segment is a task that scans a page, transforms it, writes it, records its checkpoint,
+//! and meanwhile scans the next page. Into another table, items go in batches of 25; in place,
+//! each changed item is one conditional write (see `in_place`). The writes in flight of all
+//! segments share one adaptive bound (see `concurrency`). Memory is bounded by two pages per
+//! segment and the writes in flight, whatever the table's size.
+//!
+//! The pass's calls go through a client without the SDK's own retries: every throttle then
+//! reaches the pass, which retries it with backoff and lowers its concurrency, instead of the
+//! SDK retrying out of sight while the pass keeps as many writes in flight as before.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, PutRequest, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
 use futures::{StreamExt as _, TryStreamExt as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use super::checkpoint::{CheckpointStore, SegmentState};
+use super::checkpoint::{CheckpointStore, PassIdentity, SegmentState};
+use super::concurrency::Concurrency;
 use super::dead_letter::DeadLetters;
 use super::fidelity::{key_of, key_text};
+use super::in_place::{self, Op, Write};
 use super::rate::{Limiter, RateLimit};
-use super::writer::{BATCH, Rate, Writer, backoff, is_retryable};
-use super::{Change, DataError, DataReport, Item, MapFn, PassOptions};
+use super::writer::{BATCH, Rate, Writer, backoff, is_retryable, is_throttling};
+use super::{Change, DataError, DataReport, Item, MapFn, Mapped, PassOptions};
+
+/// Times an in-place write may find its item changed since it was read before the pass stops.
+const MAX_CONFLICTS: u32 = 10;
+/// Attempts at one write after throttling or a transient failure before the pass stops.
+const MAX_ATTEMPTS: u32 = 15;
+
+/// The same client without the SDK's retries (see the module's header).
+pub(crate) fn without_retries(client: &Client) -> Client {
+    Client::from_conf(client.config().to_builder().retry_config(RetryConfig::disabled()).build())
+}
 
 /// Segments for a table of this size: at least 8, one more per 256 MiB, at most 256.
 fn default_segments(size_bytes: i64) -> u32 {
@@ -68,10 +90,12 @@ async fn table_info(client: &Client, table: &str, role: &str) -> Result<TableInf
 /// Everything the segments of a pass share.
 struct Shared {
     client: Client,
-    id: String,
+    pass: PassIdentity,
     source: String,
     source_keys: Vec<String>,
     in_place: bool,
+    dry_run: bool,
+    drop_unknown_attributes: bool,
     segments: u32,
     page_size: Option<i32>,
     map: Arc<MapFn>,
@@ -83,19 +107,12 @@ struct Shared {
     cancel: watch::Receiver<bool>,
 }
 
-/// A pass as the data API describes it.
-pub(crate) struct Pass {
-    pub id: String,
-    pub source: String,
-    pub target: String,
-    pub options: PassOptions,
-    pub map: Arc<MapFn>,
-}
-
 /// Runs a pass to its end (or to Ctrl-C), resuming from the checkpoints of an earlier run.
 pub(crate) async fn run(
     client: &Client,
-    pass: Pass,
+    pass: PassIdentity,
+    options: PassOptions,
+    map: Arc<MapFn>,
     checkpoints: &CheckpointStore,
     cancel: watch::Receiver<bool>,
     show_progress: bool,
@@ -105,14 +122,14 @@ pub(crate) async fn run(
     let target = if in_place { None } else { Some(table_info(client, &pass.target, "target").await?) };
     let target_info = target.as_ref().unwrap_or(&source);
 
-    let stored = checkpoints.load(&pass.id).await.map_err(|e| DataError::Checkpoint(Box::new(e)))?;
+    let stored = checkpoints.load(&pass).await?;
     let segments = match &stored {
         Some(stored) => stored.segments,
-        None => pass.options.segments.unwrap_or_else(|| default_segments(source.size_bytes)),
+        None => options.segments.unwrap_or_else(|| default_segments(source.size_bytes)),
     };
-    checkpoints.start(&pass.id, segments).await.map_err(|e| DataError::Checkpoint(Box::new(e)))?;
+    checkpoints.start(&pass, segments).await?;
 
-    let rate = match pass.options.rate {
+    let rate = match options.rate {
         None => None,
         Some(RateLimit::ItemsPerSecond(n)) => Some(Rate::Items(Limiter::new(n))),
         Some(RateLimit::WriteCapacityShare(share)) => {
@@ -123,7 +140,7 @@ pub(crate) async fn run(
             Some(Rate::Capacity(Limiter::new(share * wcu as f64)))
         }
     };
-    let dead_letters = match &pass.options.dead_letter {
+    let dead_letters = match &options.dead_letter {
         Some(path) => Some(
             DeadLetters::open(path).map_err(|e| DataError::DeadLetter { path: path.clone(), error: e.to_string() })?,
         ),
@@ -142,27 +159,30 @@ pub(crate) async fn run(
     );
     progress.set_message(format!("{} -> {}", pass.source, pass.target));
 
+    let client = without_retries(client);
     let shared = Arc::new(Shared {
         client: client.clone(),
-        id: pass.id.clone(),
         source: pass.source.clone(),
         source_keys: source.keys.clone(),
         in_place,
+        dry_run: options.dry_run,
+        drop_unknown_attributes: options.drop_unknown_attributes,
         segments,
-        page_size: pass.options.page_size,
-        map: pass.map,
+        page_size: options.page_size,
+        map,
         writer: Writer {
-            client: client.clone(),
+            client,
             table: pass.target.clone(),
             keys: target_info.keys.clone(),
-            permits: Arc::new(Semaphore::new(pass.options.writers.max(1))),
+            concurrency: Arc::new(Concurrency::new(options.writers)),
             rate,
         },
-        writers: pass.options.writers.max(1),
+        writers: options.writers.max(1),
         dead_letters,
         checkpoints: checkpoints.clone(),
         progress,
         cancel,
+        pass,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -178,7 +198,15 @@ pub(crate) async fn run(
     let mut segments_done = 0;
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
-        let Ok(result) = joined else { continue }; // aborted after another segment failed
+        let result = match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(DataError::Panicked {
+                table: shared.source.clone(),
+                key: "(not known)".to_owned(),
+                message: panic_message(e.into_panic().as_ref()),
+            }),
+            Err(_) => continue, // aborted after another segment failed
+        };
         match result {
             Ok((counts, done)) => {
                 report = report + counts;
@@ -198,7 +226,7 @@ pub(crate) async fn run(
         return Err(e);
     }
     if segments_done < segments {
-        return Err(DataError::Interrupted { table: pass.source, done: segments_done, segments });
+        return Err(DataError::Interrupted { table: shared.source.clone(), done: segments_done, segments });
     }
     report.resumed = resumed;
     Ok(report)
@@ -223,7 +251,7 @@ async fn run_segment(shared: &Arc<Shared>, segment: u32, state: SegmentState) ->
         shared.progress.inc(scanned);
         done = last_key.is_none();
         let state = SegmentState { key: last_key, done, counts };
-        shared.checkpoints.save(&shared.id, segment, &state).await.map_err(|e| DataError::Checkpoint(Box::new(e)))?;
+        shared.checkpoints.save(&shared.pass, segment, &state).await?;
     }
     Ok((counts, done))
 }
@@ -262,17 +290,32 @@ async fn scan_page(
     }
 }
 
-/// Transforms one item into its write request, if any; an item that fails goes to the
-/// dead-letter file or stops the pass with its key.
+/// Runs the pass's function on one item; a panic in it becomes an error naming the item.
+fn map_one(shared: &Shared, item: Item, key: &Item) -> Result<Result<Mapped, String>, DataError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| (shared.map)(item))).map_err(|panic| DataError::Panicked {
+        table: shared.source.clone(),
+        key: key_text(key, &shared.source_keys),
+        message: panic_message(panic.as_ref()),
+    })
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
+}
+
+/// Transforms one item into its write request into another table, if any; an item that fails
+/// goes to the dead-letter file or stops the pass with its key.
 fn transform_one(shared: &Shared, item: Item, counts: &mut DataReport) -> Result<Option<WriteRequest>, DataError> {
     let key = key_of(&item, &shared.source_keys);
-    let change = (shared.map)(item).and_then(|change| check_keys(shared, &key, change));
+    let change = map_one(shared, item, &key)?.and_then(|mapped| copied(shared, mapped));
     Ok(match change {
         Ok(Change::Put(new)) => {
             Some(WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(new)).build()?).build())
-        }
-        Ok(Change::Delete) if shared.in_place => {
-            Some(WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build()?).build())
         }
         // Into another table, a deletion means: do not copy it.
         Ok(Change::Keep | Change::Delete) => {
@@ -286,9 +329,47 @@ fn transform_one(shared: &Shared, item: Item, counts: &mut DataReport) -> Result
     })
 }
 
-/// Transforms a page and writes it as it goes: a batch of 25 is written as soon as it is full,
-/// so that only the batches in flight hold transformed items, not the whole page.
+/// What goes into another table: a whole item with the target's whole key, and nothing lost
+/// that the step did not say it may lose.
+fn copied(shared: &Shared, mapped: Mapped) -> Result<Change, String> {
+    let Change::Put(new) = &mapped.change else { return Ok(mapped.change) };
+    if !mapped.not_held.is_empty() && !shared.drop_unknown_attributes {
+        let names: Vec<String> = mapped.not_held.iter().map(|(name, kind)| format!("{name} ({kind})")).collect();
+        return Err(format!(
+            "the step's input type does not hold attribute(s) {}, so the item written to {} would lose them; add fields for them, or call .drop_unknown_attributes() on the step to drop them on purpose",
+            names.join(", "),
+            shared.writer.table
+        ));
+    }
+    for name in &shared.writer.keys {
+        match new.get(name) {
+            Some(AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_)) => {}
+            Some(_) => {
+                return Err(format!(
+                    "key attribute {name} of table {} is not a string, number or binary",
+                    shared.writer.table
+                ));
+            }
+            None => {
+                return Err(format!("the transform dropped key attribute {name} of table {}", shared.writer.table));
+            }
+        }
+    }
+    Ok(mapped.change)
+}
+
+/// Transforms a page and writes it as it goes.
 async fn write_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -> Result<(), DataError> {
+    if shared.in_place {
+        write_page_in_place(shared, items, counts).await
+    } else {
+        copy_page(shared, items, counts).await
+    }
+}
+
+/// Into another table: a batch of 25 is written as soon as it is full, so that only the batches
+/// in flight hold transformed items, not the whole page.
+async fn copy_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -> Result<(), DataError> {
     let mut transformed = DataReport::default();
     let mut error = None;
     let written = {
@@ -316,9 +397,11 @@ async fn write_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) 
         });
         futures::stream::iter(batches)
             .map(|batch| async move {
-                let puts = batch.iter().filter(|r| r.put_request.is_some()).count() as u64;
-                let deletes = batch.len() as u64 - puts;
-                shared.writer.write(batch).await.map(|refused| (puts, deletes, refused))
+                let puts = batch.len() as u64;
+                if shared.dry_run {
+                    return Ok((puts, Vec::new()));
+                }
+                shared.writer.write(batch).await.map(|refused| (puts, refused))
             })
             .buffer_unordered(shared.writers)
             .try_collect::<Vec<_>>()
@@ -328,19 +411,240 @@ async fn write_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) 
     if let Some(e) = error {
         return Err(e);
     }
-    for (puts, deletes, refused) in written? {
+    for (puts, refused) in written? {
         counts.written += puts;
-        counts.deleted += deletes;
         for r in refused {
-            if r.request.put_request.is_some() {
-                counts.written -= 1;
-            } else {
-                counts.deleted -= 1;
-            }
+            counts.written -= 1;
             refused_item(shared, r, counts)?;
         }
     }
     Ok(())
+}
+
+/// What became of one item in place.
+enum Outcome {
+    Unchanged {
+        conflicts: u64,
+    },
+    Written {
+        conflicts: u64,
+    },
+    Deleted {
+        conflicts: u64,
+    },
+    /// Deleted by someone else before the pass's write: nothing to do.
+    Vanished {
+        conflicts: u64,
+    },
+    /// The transform or DynamoDB refused it: to the dead-letter file, or the pass stops.
+    Failed {
+        key: Item,
+        error: String,
+    },
+}
+
+/// In place: each item the function changes is one conditional write, made as the items are
+/// transformed, at most as many at once as the pass allows.
+async fn write_page_in_place(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -> Result<(), DataError> {
+    let outcomes: Vec<Outcome> = futures::stream::iter(items)
+        .map(|item| change_in_place(shared, item))
+        .buffer_unordered(shared.writers)
+        .try_collect()
+        .await?;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Unchanged { conflicts } => {
+                counts.unchanged += 1;
+                counts.conflicts += conflicts;
+            }
+            Outcome::Written { conflicts } => {
+                counts.written += 1;
+                counts.conflicts += conflicts;
+            }
+            Outcome::Deleted { conflicts } => {
+                counts.deleted += 1;
+                counts.conflicts += conflicts;
+            }
+            Outcome::Vanished { conflicts } => {
+                counts.vanished += 1;
+                counts.conflicts += conflicts;
+            }
+            Outcome::Failed { key, error } => fail(shared, &key, &error, counts)?,
+        }
+    }
+    Ok(())
+}
+
+/// Transforms one item and writes the difference, conditional on what was read; when the item
+/// changed meanwhile, DynamoDB returns it as it is now, and it is transformed again.
+async fn change_in_place(shared: &Shared, mut read: Item) -> Result<Outcome, DataError> {
+    let key = key_of(&read, &shared.source_keys);
+    let mut conflicts = 0;
+    loop {
+        let mapped = match map_one(shared, read.clone(), &key)? {
+            Ok(mapped) => mapped,
+            Err(error) => return Ok(Outcome::Failed { key, error }),
+        };
+        let write = match in_place::plan(&read, &shared.source_keys, mapped) {
+            Ok(Some(write)) => write,
+            Ok(None) => return Ok(Outcome::Unchanged { conflicts }),
+            Err(error) => return Ok(Outcome::Failed { key, error }),
+        };
+        let delete = write.op == Op::Delete;
+        if shared.dry_run {
+            return Ok(if delete { Outcome::Deleted { conflicts } } else { Outcome::Written { conflicts } });
+        }
+        match conditional_write(shared, &write).await? {
+            Written::Done => {
+                return Ok(if delete { Outcome::Deleted { conflicts } } else { Outcome::Written { conflicts } });
+            }
+            Written::Refused(error) => return Ok(Outcome::Failed { key, error }),
+            Written::Changed(None) => return Ok(Outcome::Vanished { conflicts: conflicts + 1 }),
+            Written::Changed(Some(now)) => {
+                conflicts += 1;
+                if conflicts as u32 >= MAX_CONFLICTS {
+                    return Err(DataError::Contended {
+                        table: shared.source.clone(),
+                        key: key_text(&key, &shared.source_keys),
+                        attempts: MAX_CONFLICTS,
+                    });
+                }
+                read = now;
+            }
+        }
+    }
+}
+
+/// What a conditional write came to.
+enum Written {
+    Done,
+    /// The condition failed: the item as it is now, or `None` when it is gone.
+    Changed(Option<Item>),
+    /// DynamoDB refused the write itself (too large, a wrong type).
+    Refused(String),
+}
+
+/// One `UpdateItem` or `DeleteItem`, retried with backoff on throttling and transient failures.
+async fn conditional_write(shared: &Shared, write: &Write) -> Result<Written, DataError> {
+    let writer = &shared.writer;
+    let e = write.expressions(&shared.source_keys[0]);
+    let capacity = matches!(writer.rate, Some(Rate::Capacity(_)));
+    let mut attempt = 0;
+    loop {
+        let _slot = writer.concurrency.slot().await;
+        if let Some(Rate::Items(limiter) | Rate::Capacity(limiter)) = &writer.rate {
+            limiter.take(1.0).await;
+        }
+        let consumed = if capacity { ReturnConsumedCapacity::Total } else { ReturnConsumedCapacity::None };
+        let (sent, used) = match &write.op {
+            Op::Update { .. } => {
+                let sent = writer
+                    .client
+                    .update_item()
+                    .table_name(&writer.table)
+                    .set_key(Some(write.key.clone()))
+                    .set_update_expression(e.update.clone())
+                    .condition_expression(&e.condition)
+                    .set_expression_attribute_names(Some(e.names.iter().cloned().collect()))
+                    .set_expression_attribute_values(Some(e.values.iter().cloned().collect()))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .return_consumed_capacity(consumed)
+                    .send()
+                    .await;
+                let used = sent.as_ref().ok().and_then(|o| o.consumed_capacity()).and_then(|c| c.capacity_units());
+                let sent = sent.map(drop).map_err(|e| match e.as_service_error() {
+                    Some(
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c),
+                    ) => Failure::Changed(c.item.clone()),
+                    _ => Failure::Other(classify(&e)),
+                });
+                (sent, used)
+            }
+            Op::Delete => {
+                let sent = writer
+                    .client
+                    .delete_item()
+                    .table_name(&writer.table)
+                    .set_key(Some(write.key.clone()))
+                    .condition_expression(&e.condition)
+                    .set_expression_attribute_names(Some(e.names.iter().cloned().collect()))
+                    .set_expression_attribute_values((!e.values.is_empty()).then(|| e.values.iter().cloned().collect()))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .return_consumed_capacity(consumed)
+                    .send()
+                    .await;
+                let used = sent.as_ref().ok().and_then(|o| o.consumed_capacity()).and_then(|c| c.capacity_units());
+                let sent = sent.map(drop).map_err(|e| match e.as_service_error() {
+                    Some(
+                        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(c),
+                    ) => Failure::Changed(c.item.clone()),
+                    _ => Failure::Other(classify(&e)),
+                });
+                (sent, used)
+            }
+        };
+        if let (Some(Rate::Capacity(limiter)), Some(used)) = (&writer.rate, used) {
+            limiter.settle(used - 1.0).await;
+        }
+        match sent {
+            Ok(()) => {
+                writer.concurrency.succeeded();
+                return Ok(Written::Done);
+            }
+            Err(Failure::Changed(now)) => {
+                writer.concurrency.succeeded();
+                return Ok(Written::Changed(now));
+            }
+            Err(Failure::Other(Class::Invalid(message))) => return Ok(Written::Refused(message)),
+            Err(Failure::Other(Class::Retry { throttled, detail })) if attempt < MAX_ATTEMPTS => {
+                if throttled {
+                    writer.concurrency.throttled();
+                }
+                attempt += 1;
+                tracing::debug!(table = %writer.table, "retrying a write: {detail}");
+                drop(_slot);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(Failure::Other(Class::Retry { detail, .. } | Class::Fatal(detail))) => {
+                return Err(DataError::Aws {
+                    action: format!(
+                        "{} {} {}",
+                        if write.op == Op::Delete { "DeleteItem on" } else { "UpdateItem on" },
+                        writer.table,
+                        key_text(&write.key, &shared.source_keys)
+                    ),
+                    detail,
+                });
+            }
+        }
+    }
+}
+
+enum Failure {
+    Changed(Option<Item>),
+    Other(Class),
+}
+
+/// What to do about a failed call.
+enum Class {
+    Retry { throttled: bool, detail: String },
+    Invalid(String),
+    Fatal(String),
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    error: &SdkError<E, R>,
+) -> Class {
+    let detail = DisplayErrorContext(error).to_string();
+    if is_retryable(error) {
+        Class::Retry { throttled: is_throttling(error), detail }
+    } else if let SdkError::ServiceError(s) = error
+        && s.err().code() == Some("ValidationException")
+    {
+        Class::Invalid(format!("DynamoDB refused it: {}", s.err().message().unwrap_or(&detail)))
+    } else {
+        Class::Fatal(detail)
+    }
 }
 
 /// An item DynamoDB refused: to the dead-letter file, or the pass stops with its key.
@@ -363,35 +667,6 @@ fn refused_item(shared: &Shared, refused: super::writer::Refused, counts: &mut D
             error: refused.error,
         }),
     }
-}
-
-/// The key of what is written must be the key that was read (in place), or a whole key of the
-/// target table (into another table).
-fn check_keys(shared: &Shared, key: &Item, change: Change) -> Result<Change, String> {
-    let Change::Put(new) = &change else { return Ok(change) };
-    if shared.in_place {
-        for (name, value) in key {
-            if new.get(name) != Some(value) {
-                return Err(format!("the transform changed or dropped key attribute {name}"));
-            }
-        }
-    } else {
-        for name in &shared.writer.keys {
-            match new.get(name) {
-                Some(AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_)) => {}
-                Some(_) => {
-                    return Err(format!(
-                        "key attribute {name} of table {} is not a string, number or binary",
-                        shared.writer.table
-                    ));
-                }
-                None => {
-                    return Err(format!("the transform dropped key attribute {name} of table {}", shared.writer.table));
-                }
-            }
-        }
-    }
-    Ok(change)
 }
 
 fn fail(shared: &Shared, key: &Item, error: &str, counts: &mut DataReport) -> Result<(), DataError> {
@@ -445,10 +720,10 @@ pub(crate) async fn put_items(
 ) -> Result<u64, DataError> {
     let keys = table_info(client, table, "target").await?.keys;
     let writer = Writer {
-        client: client.clone(),
+        client: without_retries(client),
         table: table.to_owned(),
         keys,
-        permits: Arc::new(Semaphore::new(writers.max(1))),
+        concurrency: Arc::new(Concurrency::new(writers)),
         rate: None,
     };
     let mut requests = Vec::with_capacity(items.len());

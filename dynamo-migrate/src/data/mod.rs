@@ -3,14 +3,21 @@
 //! A data step runs passes over tables: a typed transform (`Old -> Option<New>`) in place or
 //! into another table, a backfill, a delete-where, or a raw-item function. Every pass is a
 //! parallel scan into bounded batch writers with checkpoints in the ledger (see `engine`).
-//! A pass in place may see its own output again after a crash (the page in flight when it died
-//! is done again), so an in-place transform must accept items it already transformed.
+//! A pass in place writes only what its function changed, on the condition that what the
+//! function saw still holds (see `in_place`), so the application's concurrent writes and the
+//! attributes a step never names survive. A typed function's input is read exactly or refused
+//! (see `typed`). A pass in place may see its own output again after a crash (the page in flight
+//! when it died is done again), so an in-place transform must accept items it already
+//! transformed; `verify` runs every in-place pass a second time and requires it to write nothing.
 
 mod checkpoint;
+mod concurrency;
 mod dead_letter;
 mod engine;
 mod fidelity;
+mod in_place;
 mod rate;
+mod typed;
 mod writer;
 
 use std::collections::HashMap;
@@ -25,10 +32,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
 
-pub(crate) use checkpoint::CheckpointStore;
+pub(crate) use checkpoint::{CheckpointStore, checkpoint_prefix};
 pub(crate) use engine::count_items;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
 pub use rate::RateLimit;
+pub(crate) use typed::unmark_item;
+pub use typed::{from_item, to_item};
 pub(crate) use writer::backoff;
 
 use crate::names::TableNames;
@@ -47,11 +56,30 @@ pub enum Change {
     Delete,
 }
 
-pub(crate) type MapFn = dyn Fn(Item) -> Result<Change, String> + Send + Sync;
+/// What a pass's function made of one item.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Mapped {
+    pub change: Change,
+    /// What a typed function's input type saw of the item (its value serialised back); `None`
+    /// when the function saw the whole item (a raw function).
+    pub seen: Option<Item>,
+    /// Attributes of the item the input type does not hold, with their DynamoDB types.
+    pub not_held: Vec<(String, &'static str)>,
+}
+
+impl Mapped {
+    fn raw(change: Change) -> Mapped {
+        Mapped { change, seen: None, not_held: Vec::new() }
+    }
+}
+
+pub(crate) type MapFn = dyn Fn(Item) -> Result<Mapped, String> + Send + Sync;
 
 /// Counts of what a data step did, including what an earlier, interrupted run of it did before
 /// its last checkpoints. `unchanged` counts items kept as they were, or not copied; `resumed`
-/// counts the items that this run did not scan again thanks to those checkpoints.
+/// counts the items that this run did not scan again thanks to those checkpoints; `conflicts`
+/// counts in-place writes that found the item changed since it was read (by the application),
+/// and so read it again and transformed it again; `vanished` counts items deleted meanwhile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataReport {
     pub scanned: u64,
@@ -61,6 +89,10 @@ pub struct DataReport {
     pub failed: u64,
     #[serde(default)]
     pub resumed: u64,
+    #[serde(default)]
+    pub conflicts: u64,
+    #[serde(default)]
+    pub vanished: u64,
 }
 
 impl std::ops::Add for DataReport {
@@ -73,6 +105,8 @@ impl std::ops::Add for DataReport {
         self.deleted += other.deleted;
         self.failed += other.failed;
         self.resumed += other.resumed;
+        self.conflicts += other.conflicts;
+        self.vanished += other.vanished;
         self
     }
 }
@@ -99,8 +133,20 @@ pub enum DataError {
     RateLimit { table: String, reason: String },
     #[error("dead-letter file {}: {error}", .path.display())]
     DeadLetter { path: PathBuf, error: String },
-    #[error("saving a checkpoint: {0}")]
+    #[error("checkpoints: {0}")]
     Checkpoint(Box<crate::error::Error>),
+    #[error(
+        "migration {version} ({migration}), {place}: the checkpoints of an earlier run belong to another pass: {differences}. Resuming would mix the output of two different steps; to start the migration's passes over from the beginning, run `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes`"
+    )]
+    CheckpointMismatch { version: u32, migration: String, place: String, differences: String },
+    #[error("table {table}: item {key}: the transform panicked: {message}")]
+    Panicked { table: String, key: String, message: String },
+    #[error(
+        "table {table}: item {key} changed under the step {attempts} times in a row (the application writes it that often); run the migration again later"
+    )]
+    Contended { table: String, key: String, attempts: u32 },
+    #[error("pass over {table}: {problem}")]
+    Options { table: String, problem: String },
     #[error("building a request: {0}")]
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
 }
@@ -113,16 +159,40 @@ pub struct PassOptions {
     /// Items per scan page (DynamoDB's `Limit`); by default a page is what fits in 1 MB. A
     /// segment records its checkpoint and checks for Ctrl-C once per page.
     pub page_size: Option<i32>,
-    /// `BatchWriteItem` calls in flight at once, over all segments.
+    /// The most writes in flight at once over all segments (`BatchWriteItem` calls into another
+    /// table, single-item conditional writes in place); fewer while DynamoDB throttles.
     pub writers: usize,
     pub rate: Option<RateLimit>,
     /// Where items that fail go, one JSON line each, instead of stopping the step.
     pub dead_letter: Option<PathBuf>,
+    /// Into another table, a typed conversion may drop attributes its input type does not hold.
+    pub drop_unknown_attributes: bool,
+    /// Compute what the pass would write and count it, but write nothing (how `verify` proves
+    /// that an in-place pass is idempotent).
+    pub dry_run: bool,
+}
+
+impl PassOptions {
+    /// The options' own mistakes, before anything is read.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(rate) = self.rate {
+            rate.check()?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for PassOptions {
     fn default() -> Self {
-        PassOptions { segments: None, page_size: None, writers: 32, rate: None, dead_letter: None }
+        PassOptions {
+            segments: None,
+            page_size: None,
+            writers: 32,
+            rate: None,
+            dead_letter: None,
+            drop_unknown_attributes: false,
+            dry_run: false,
+        }
     }
 }
 
@@ -137,6 +207,10 @@ pub struct DataContext {
     passes: Arc<AtomicUsize>,
     cancel: watch::Receiver<bool>,
     progress: bool,
+    /// Every pass of this context computes its writes without making them.
+    dry_run: bool,
+    /// What the passes of this context wrote, or in a dry run would have written.
+    tally: Arc<std::sync::Mutex<DataReport>>,
 }
 
 impl DataContext {
@@ -155,22 +229,61 @@ impl DataContext {
         cancel: watch::Receiver<bool>,
         progress: bool,
     ) -> Self {
-        DataContext { client, names, checkpoints, step, passes: Arc::new(AtomicUsize::new(0)), cancel, progress }
+        DataContext {
+            client,
+            names,
+            checkpoints,
+            step,
+            passes: Arc::new(AtomicUsize::new(0)),
+            cancel,
+            progress,
+            dry_run: false,
+            tally: Arc::default(),
+        }
     }
 
-    /// Runs one pass; each pass of a step gets the next checkpoint id, so a re-run that makes
-    /// the same passes in the same order resumes each where it stopped.
+    /// The same context, for a second run of an in-place step over its own output: passes in
+    /// place compute their writes without making them, passes into other tables do not run,
+    /// and nothing is checkpointed.
+    pub(crate) fn idempotence_check(&self) -> Self {
+        let mut ctx = self.clone();
+        ctx.checkpoints = CheckpointStore::default();
+        ctx.passes = Arc::new(AtomicUsize::new(0));
+        ctx.dry_run = true;
+        ctx.progress = false;
+        ctx.tally = Arc::default();
+        ctx
+    }
+
+    /// What this context's passes wrote (in a dry run: would have written) so far.
+    pub(crate) fn tally(&self) -> DataReport {
+        *self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one pass; each pass of a step gets the next place (`step i, pass j`), so a re-run that
+    /// makes the same passes in the same order resumes each where it stopped.
     pub(crate) async fn run_pass(
         &self,
         source: String,
         target: String,
-        options: PassOptions,
+        mut options: PassOptions,
         map: Arc<MapFn>,
     ) -> Result<DataReport, DataError> {
+        options.check().map_err(|problem| DataError::Options { table: source.clone(), problem })?;
         let pass = self.passes.fetch_add(1, Ordering::SeqCst);
-        let pass =
-            engine::Pass { id: format!("checkpoint_step{}_pass{pass}", self.step), source, target, options, map };
-        engine::run(&self.client, pass, &self.checkpoints, self.cancel.clone(), self.progress).await
+        if self.dry_run {
+            if source != target {
+                return Ok(DataReport::default());
+            }
+            options.dry_run = true;
+        }
+        let identity = checkpoint::PassIdentity { place: format!("step {}, pass {pass}", self.step), source, target };
+        let report =
+            engine::run(&self.client, identity, options, map, &self.checkpoints, self.cancel.clone(), self.progress)
+                .await?;
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        *tally = *tally + report;
+        Ok(report)
     }
 
     /// Shows a progress bar on a terminal.
@@ -214,29 +327,28 @@ impl DataContext {
     }
 }
 
-/// The raw-item function of a typed transform: reads `Old`, checks that it held every number
-/// exactly, and writes `f(old)`, or `none` where it returns `None`.
+/// The raw-item function of a typed transform: reads `Old` exactly (or fails naming the
+/// attribute), and makes `f(old)` of it, or `none` where it returns `None`.
 pub(crate) fn typed_map<Old, New, F>(f: F, none: Change) -> Arc<MapFn>
 where
     Old: DeserializeOwned + Serialize + 'static,
     New: Serialize + 'static,
     F: Fn(Old) -> Option<New> + Send + Sync + 'static,
 {
-    Arc::new(move |item: Item| -> Result<Change, String> {
-        let check = fidelity::needs_number_check(&item).then(|| item.clone());
-        let old: Old =
-            serde_dynamo::from_item(item).map_err(|e| format!("does not read as the step's input type: {e}"))?;
-        if let Some(original) = check {
-            let round_trip: Item = serde_dynamo::to_item(&old).map_err(|e| e.to_string())?;
-            fidelity::check_numbers_kept(&original, &round_trip)?;
-        }
-        match f(old) {
-            Some(new) => {
-                Ok(Change::Put(serde_dynamo::to_item(new).map_err(|e| format!("the new value is not an item: {e}"))?))
-            }
-            None => Ok(none.clone()),
-        }
+    Arc::new(move |item: Item| -> Result<Mapped, String> {
+        let read = typed::read_exact::<Old>(&item)?;
+        let not_held = read.not_held.iter().map(|name| (name.clone(), typed::type_name(&item[name]))).collect();
+        let change = match f(read.value) {
+            Some(new) => Change::Put(to_item(&new).map_err(|e| format!("the new value is not an item: {e}"))?),
+            None => none.clone(),
+        };
+        Ok(Mapped { change, seen: Some(read.seen), not_held })
     })
+}
+
+/// The function of a copy: every item as it is.
+pub(crate) fn copy_map() -> Arc<MapFn> {
+    Arc::new(|item| Ok(Mapped::raw(Change::Put(item))))
 }
 
 /// One pass being configured.
@@ -272,8 +384,17 @@ impl PassBuilder<'_> {
         self.options.writers = writers.max(1);
         self
     }
+    /// Limits how fast the pass writes; a limit that is not a positive number stops the pass
+    /// before it reads anything.
     pub fn rate(mut self, rate: RateLimit) -> Self {
         self.options.rate = Some(rate);
+        self
+    }
+    /// Into another table, lets a typed conversion drop the attributes its input type does not
+    /// hold. Without it, such an attribute stops the pass, naming it: dropping data must be a
+    /// visible line in the migration.
+    pub fn drop_unknown_attributes(mut self) -> Self {
+        self.options.drop_unknown_attributes = true;
         self
     }
     /// Sends items that fail to this JSON-lines file instead of stopping the step.
@@ -288,8 +409,11 @@ impl PassBuilder<'_> {
     }
 
     /// A typed transform: reads each item as `Old`, writes `f(old)`; `None` leaves the item (or
-    /// deletes it, with [`PassBuilder::none_deletes`]). An item that does not read as `Old`, or
-    /// whose numbers `Old` cannot hold exactly, is an error naming the item and attribute.
+    /// deletes it, with [`PassBuilder::none_deletes`]). An item that `Old` cannot hold exactly
+    /// (an attribute of another DynamoDB type, a number it would round, a set read as a list) is
+    /// an error naming the item and attribute. In place only the attributes `f` changed are
+    /// written; into another table the whole new item is, and an attribute `Old` does not hold
+    /// stops the pass unless it says [`PassBuilder::drop_unknown_attributes`].
     pub async fn transform<Old, New, F>(self, f: F) -> Result<DataReport, DataError>
     where
         Old: DeserializeOwned + Serialize + 'static,
@@ -304,28 +428,29 @@ impl PassBuilder<'_> {
     /// an error naming it.
     pub async fn delete_where<T, F>(self, f: F) -> Result<DataReport, DataError>
     where
-        T: DeserializeOwned + 'static,
+        T: DeserializeOwned + Serialize + 'static,
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
-        let map = move |item: Item| -> Result<Change, String> {
-            let value: T =
-                serde_dynamo::from_item(item).map_err(|e| format!("does not read as the step's type: {e}"))?;
-            Ok(if f(&value) { Change::Delete } else { Change::Keep })
+        let map = move |item: Item| -> Result<Mapped, String> {
+            let read = typed::read_exact::<T>(&item)?;
+            let change = if f(&read.value) { Change::Delete } else { Change::Keep };
+            Ok(Mapped { change, seen: Some(read.seen), not_held: Vec::new() })
         };
         self.run(Arc::new(map)).await
     }
 
-    /// A function of raw items, for what types cannot express.
+    /// A function of raw items, for what types cannot express. In place, only the attributes
+    /// it changed are written, on the condition that the item is still what it read.
     pub async fn raw<F>(self, f: F) -> Result<DataReport, DataError>
     where
         F: Fn(Item) -> Result<Change, String> + Send + Sync + 'static,
     {
-        self.run(Arc::new(f)).await
+        self.run(Arc::new(move |item| f(item).map(Mapped::raw))).await
     }
 
     /// Copies every item unchanged, exactly as stored.
     pub async fn copy(self) -> Result<DataReport, DataError> {
-        self.run(Arc::new(|item| Ok(Change::Put(item)))).await
+        self.run(copy_map()).await
     }
 
     async fn run(self, map: Arc<MapFn>) -> Result<DataReport, DataError> {

@@ -17,6 +17,24 @@ pub enum RateLimit {
     WriteCapacityShare(f64),
 }
 
+impl RateLimit {
+    /// A rate must be a positive number (a share at most 1); anything else is a mistake in the
+    /// migration, refused before the pass reads anything.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match *self {
+            RateLimit::ItemsPerSecond(n) if !(n.is_finite() && n > 0.0) => {
+                Err(format!("RateLimit::ItemsPerSecond({n}) must be a positive number of items per second"))
+            }
+            RateLimit::WriteCapacityShare(share) if !(share.is_finite() && share > 0.0 && share <= 1.0) => {
+                Err(format!(
+                    "RateLimit::WriteCapacityShare({share}) must be a share of the table's write capacity above 0 and at most 1"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A token bucket that may go into debt: a writer takes what it expects to use, waits while the
 /// bucket is below zero, and settles the difference once DynamoDB says what it consumed.
 #[derive(Debug)]
@@ -58,6 +76,23 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_must_be_positive_numbers() {
+        for bad in [
+            RateLimit::ItemsPerSecond(0.0),
+            RateLimit::ItemsPerSecond(-5.0),
+            RateLimit::ItemsPerSecond(f64::NAN),
+            RateLimit::ItemsPerSecond(f64::INFINITY),
+            RateLimit::WriteCapacityShare(0.0),
+            RateLimit::WriteCapacityShare(1.5),
+            RateLimit::WriteCapacityShare(f64::NAN),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        assert!(RateLimit::ItemsPerSecond(0.5).check().is_ok());
+        assert!(RateLimit::WriteCapacityShare(1.0).check().is_ok());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_holds_writers_to_the_rate() {

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::DataError;
+use super::concurrency::Concurrency;
+use super::fidelity::key_text;
+use super::rate::Limiter;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, WriteRequest};
-use tokio::sync::Semaphore;
-
-use super::DataError;
-use super::fidelity::key_text;
-use super::rate::Limiter;
 
 /// BatchWriteItem takes at most 25 requests.
 pub(crate) const BATCH: usize = 25;
@@ -39,7 +38,7 @@ pub(crate) struct Writer {
     pub client: Client,
     pub table: String,
     pub keys: Vec<String>,
-    pub permits: Arc<Semaphore>,
+    pub concurrency: Arc<Concurrency>,
     pub rate: Option<Rate>,
 }
 
@@ -47,10 +46,10 @@ impl Writer {
     /// Writes one batch of at most 25 requests until DynamoDB has taken all of them. Items that
     /// DynamoDB refuses as invalid (too large, wrong key type) are returned, each with its error.
     pub(crate) async fn write(&self, batch: Vec<WriteRequest>) -> Result<Vec<Refused>, DataError> {
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let mut pending = batch;
         let mut attempt = 0;
         while !pending.is_empty() {
+            let slot = self.concurrency.slot().await;
             let units = pending.len() as f64;
             match &self.rate {
                 Some(Rate::Items(limiter) | Rate::Capacity(limiter)) => limiter.take(units).await,
@@ -75,11 +74,20 @@ impl Writer {
                     }
                     pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
                     if pending.is_empty() {
+                        self.concurrency.succeeded();
                         break;
                     }
+                    // DynamoDB leaves items unprocessed when the table's capacity is exceeded.
+                    self.concurrency.throttled();
                 }
-                Err(e) if is_invalid_request(&e) => return self.write_one_by_one(pending).await,
+                Err(e) if is_invalid_request(&e) => {
+                    drop(slot);
+                    return self.write_one_by_one(pending).await;
+                }
                 Err(e) if is_retryable(&e) => {
+                    if is_throttling(&e) {
+                        self.concurrency.throttled();
+                    }
                     tracing::debug!(table = %self.table, error = %DisplayErrorContext(&e), "retrying a batch");
                 }
                 Err(e) => {
@@ -89,6 +97,7 @@ impl Writer {
                     });
                 }
             }
+            drop(slot);
             attempt += 1;
             if attempt >= MAX_ATTEMPTS {
                 return Err(DataError::Unprocessed {
@@ -185,6 +194,14 @@ pub(crate) fn is_retryable<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -
         }
         _ => false,
     }
+}
+
+/// DynamoDB says the table (or the account) takes no more writes right now.
+pub(crate) fn is_throttling<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    matches!(error, SdkError::ServiceError(s) if matches!(
+        s.err().code(),
+        Some("ProvisionedThroughputExceededException" | "RequestLimitExceeded" | "ThrottlingException")
+    ))
 }
 
 /// DynamoDB refused the request as invalid: some item in it is (too large, wrong key type…).

@@ -23,6 +23,10 @@ pub struct Recover {
     /// Mark it as applied: its changes were completed by hand.
     #[arg(long)]
     resolved: bool,
+    /// With --rerun: forget its data passes' checkpoints, so that they start over from the
+    /// beginning (needed after its file was edited, or its passes changed).
+    #[arg(long, requires = "rerun")]
+    restart_passes: bool,
     /// Confirm a protected environment without a prompt.
     #[arg(long)]
     yes: bool,
@@ -34,6 +38,7 @@ impl Recover {
         option(&mut args, "--version", Some(&self.version.to_string()));
         flag(&mut args, "--rerun", self.rerun);
         flag(&mut args, "--resolved", self.resolved);
+        flag(&mut args, "--restart-passes", self.restart_passes);
         flag(&mut args, "--yes", self.yes);
         run_runner(Profile::Release, &args)
     }

@@ -1,0 +1,281 @@
+//! Typed reads that are exact or refused, and typed writes that keep DynamoDB's types.
+//!
+//! A typed data step reads each item into the migration's Rust type. serde forgets what it does
+//! not model: attributes the type has no field for, the difference between a set and a list, a
+//! number's digits beyond what `f32`/`f64` hold. So before the transform sees a value, the value
+//! is serialised back and compared with the item read, attribute by attribute: every attribute
+//! the type holds must come back as the same DynamoDB type and value (numbers compared as
+//! numbers, sets as sets, at any depth). Attributes the type does not hold at all are reported
+//! as *not held*: in place they are simply left alone (the engine writes only what changed);
+//! into another table they would be lost, which a step must ask for explicitly.
+//!
+//! Numbers an `f64` would round reach `dynamo_model::Number` and `NumberSet` fields as marker
+//! maps (see `dynamo_model::exact`); values serialised by the engine turn such maps back into
+//! DynamoDB numbers.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_model::{NUMBER_MARKER, NUMBER_SET_MARKER};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Item;
+use super::fidelity::canonical_number;
+
+/// A value read exactly, with what the type made of the item.
+#[derive(Debug)]
+pub(crate) struct Read<T> {
+    pub value: T,
+    /// The value serialised back: equal to the item on every attribute the type holds, plus any
+    /// the type fills in by default (an `Option` written as `NULL`, a `#[serde(default)]`).
+    pub seen: Item,
+    /// Attributes of the item that the type does not hold (sorted).
+    pub not_held: Vec<String>,
+}
+
+/// Serialises a value into an item, turning the marker maps of exact numbers into numbers.
+pub fn to_item<T: Serialize>(value: &T) -> Result<Item, String> {
+    let mut item: Item = serde_dynamo::to_item(value).map_err(|e| e.to_string())?;
+    for value in item.values_mut() {
+        unmark(value);
+    }
+    Ok(item)
+}
+
+/// Turns the marker maps of exact numbers in an item serialised by plain serde_dynamo (fixtures)
+/// into DynamoDB numbers.
+pub(crate) fn unmark_item(item: &mut Item) {
+    item.values_mut().for_each(unmark);
+}
+
+/// Reads an item into `T`, exactly or not at all: the error names the attribute path, what
+/// would change, and what type would hold it.
+pub fn from_item<T: DeserializeOwned + Serialize>(item: &Item) -> Result<T, String> {
+    read_exact(item).map(|read| read.value)
+}
+
+/// Reads an item into `T` and compares the value, serialised back, with the item.
+pub(crate) fn read_exact<T: DeserializeOwned + Serialize>(item: &Item) -> Result<Read<T>, String> {
+    let first = attempt::<T>(item, item.clone());
+    match first {
+        Ok(read) => Ok(read),
+        // Numbers an f64 would round are handed to the type a second time as text, which
+        // `Number` fields read exactly; other types fail on them, and the first error stands.
+        Err(error) if item.values().any(has_inexact_number) => {
+            let marked = item.iter().map(|(k, v)| (k.clone(), mark(v))).collect();
+            attempt::<T>(item, marked).map_err(|_| error)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: Item) -> Result<Read<T>, String> {
+    let value: T =
+        serde_dynamo::from_item(input).map_err(|e| format!("does not read as the step's input type: {e}"))?;
+    let seen =
+        to_item(&value).map_err(|e| format!("the step's input type does not serialise back into an item: {e}"))?;
+    let mut not_held = Vec::new();
+    for (name, stored) in original {
+        match seen.get(name) {
+            None => not_held.push(name.clone()),
+            Some(back) => compare(name, stored, back)?,
+        }
+    }
+    not_held.sort();
+    Ok(Read { value, seen, not_held })
+}
+
+/// Whether two attribute values are the same to DynamoDB: the same type, numbers equal as
+/// numbers, sets equal as sets, lists and maps equal member by member.
+pub(crate) fn same_value(a: &AttributeValue, b: &AttributeValue) -> bool {
+    use AttributeValue as A;
+    match (a, b) {
+        (A::N(x), A::N(y)) => x == y || canonical_number(x) == canonical_number(y),
+        (A::Ns(x), A::Ns(y)) => number_set(x) == number_set(y),
+        (A::Ss(x), A::Ss(y)) => sorted(x) == sorted(y),
+        (A::Bs(x), A::Bs(y)) => {
+            sorted(&x.iter().map(|b| b.as_ref()).collect::<Vec<_>>())
+                == sorted(&y.iter().map(|b| b.as_ref()).collect::<Vec<_>>())
+        }
+        (A::L(x), A::L(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y)),
+        (A::M(x), A::M(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w))),
+        _ => a == b,
+    }
+}
+
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn number_set(v: &[String]) -> Vec<Option<(bool, String, i64)>> {
+    let mut v: Vec<_> = v.iter().map(|n| canonical_number(n)).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Compares what was stored with what the type gives back; the error says what would change.
+fn compare(path: &str, stored: &AttributeValue, back: &AttributeValue) -> Result<(), String> {
+    use AttributeValue as A;
+    let fail = |what: String| Err(format!("attribute {path}: {what}"));
+    match (stored, back) {
+        (A::N(a), A::N(b)) if !same_value(stored, back) => fail(format!(
+            "the number {a} would be written back as {b}: the step's input type cannot hold it exactly; use f64 or an integer type that holds it, or dynamo_migrate::model::Number for any DynamoDB number"
+        )),
+        (A::Ns(a), A::Ns(b)) if !same_value(stored, back) => {
+            let lost: Vec<&String> =
+                a.iter().filter(|n| !b.iter().any(|m| canonical_number(m) == canonical_number(n))).collect();
+            fail(format!(
+                "the number set would be written back without {lost:?} (rounded to {b:?}); hold it as dynamo_migrate::model::NumberSet"
+            ))
+        }
+        (A::L(a), A::L(b)) => {
+            if a.len() != b.len() {
+                return fail(format!("the list of {} element(s) would be written back with {}", a.len(), b.len()));
+            }
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                compare(&format!("{path}[{i}]"), x, y)?;
+            }
+            Ok(())
+        }
+        (A::M(a), A::M(b)) => {
+            for (k, x) in a {
+                match b.get(k) {
+                    Some(y) => compare(&format!("{path}.{k}"), x, y)?,
+                    None => {
+                        return Err(format!(
+                            "attribute {path}.{k}: the step's input type does not hold it ({}), so it would be lost; add a field for it",
+                            type_name(x)
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => {
+            fail(format!("{} would be written back as {}; {}", type_name(a), type_name(b), hint(a)))
+        }
+        (a, b) if !same_value(a, b) => fail(format!("{} would be written back changed", type_name(a))),
+        _ => Ok(()),
+    }
+}
+
+/// A DynamoDB type, in words.
+pub(crate) fn type_name(value: &AttributeValue) -> &'static str {
+    use AttributeValue as A;
+    match value {
+        A::S(_) => "a string (S)",
+        A::N(_) => "a number (N)",
+        A::B(_) => "binary (B)",
+        A::Bool(_) => "a boolean (BOOL)",
+        A::Null(_) => "NULL",
+        A::Ss(_) => "a string set (SS)",
+        A::Ns(_) => "a number set (NS)",
+        A::Bs(_) => "a binary set (BS)",
+        A::L(_) => "a list (L)",
+        A::M(_) => "a map (M)",
+        _ => "an unknown type",
+    }
+}
+
+/// What field type holds a DynamoDB type exactly.
+fn hint(stored: &AttributeValue) -> &'static str {
+    use AttributeValue as A;
+    match stored {
+        A::Ss(_) => "hold it with #[serde(with = \"serde_dynamo::string_set\")] on a Vec<String> or set field",
+        A::Ns(_) => {
+            "hold it with #[serde(with = \"serde_dynamo::number_set\")] on a Vec or set of numbers, or as dynamo_migrate::model::NumberSet"
+        }
+        A::Bs(_) => "hold it with #[serde(with = \"serde_dynamo::binary_set\")] on a Vec of serde_bytes::ByteBuf",
+        A::B(_) => "hold it as serde_bytes::ByteBuf, or with #[serde(with = \"serde_bytes\")] on a Vec<u8>",
+        A::N(_) => "hold it as a number type, or as dynamo_migrate::model::Number",
+        A::Null(_) => "hold it as an Option without skip_serializing_if, or as ()",
+        _ => "give the field a type of the same kind",
+    }
+}
+
+/// True when some number in the value would change if read into an `f64` and written back.
+fn has_inexact_number(value: &AttributeValue) -> bool {
+    match value {
+        AttributeValue::N(n) => inexact_as_f64(n),
+        AttributeValue::Ns(ns) => ns.iter().any(|n| inexact_as_f64(n)),
+        AttributeValue::L(list) => list.iter().any(has_inexact_number),
+        AttributeValue::M(map) => map.values().any(has_inexact_number),
+        _ => false,
+    }
+}
+
+/// True when the number's text would change if read into an `f64` and written back.
+pub(crate) fn inexact_as_f64(text: &str) -> bool {
+    // Fast path, without allocating: a plain decimal of at most 15 significant digits always
+    // comes back from an f64 unchanged (15 is f64's DIG). That is nearly every number real
+    // items hold, and this runs for every number of every item a typed step reads.
+    let bytes = text.as_bytes();
+    if bytes.len() <= 40 && bytes.iter().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+')) {
+        let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+        let leading_zeros =
+            bytes.iter().take_while(|b| matches!(b, b'0' | b'.' | b'-' | b'+')).filter(|b| **b == b'0').count();
+        if digits - leading_zeros <= 15 {
+            return false;
+        }
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => canonical_number(&f.to_string()) != canonical_number(text),
+        _ => true,
+    }
+}
+
+/// The value with every number an f64 would round replaced by the marker map that
+/// `dynamo_model::Number` (or, for a set, `NumberSet`) reads exactly.
+fn mark(value: &AttributeValue) -> AttributeValue {
+    use AttributeValue as A;
+    match value {
+        A::N(n) if inexact_as_f64(n) => A::M([(NUMBER_MARKER.to_owned(), A::S(n.clone()))].into()),
+        A::Ns(ns) if ns.iter().any(|n| inexact_as_f64(n)) => {
+            A::M([(NUMBER_SET_MARKER.to_owned(), A::L(ns.iter().map(|n| A::S(n.clone())).collect()))].into())
+        }
+        A::L(list) => A::L(list.iter().map(mark).collect()),
+        A::M(map) => A::M(map.iter().map(|(k, v)| (k.clone(), mark(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Turns the marker maps of `Number` and `NumberSet` back into DynamoDB numbers, at any depth.
+fn unmark(value: &mut AttributeValue) {
+    use AttributeValue as A;
+    let replacement = match value {
+        A::M(map) if map.len() == 1 => match map.iter_mut().next() {
+            Some((key, A::S(text))) if key == NUMBER_MARKER => Some(A::N(std::mem::take(text))),
+            Some((key, A::L(list))) if key == NUMBER_SET_MARKER => Some(A::Ns(
+                list.iter_mut()
+                    .filter_map(|v| match v {
+                        A::S(text) => Some(std::mem::take(text)),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
+            Some((_, inner)) => {
+                unmark(inner);
+                None
+            }
+            None => None,
+        },
+        A::M(map) => {
+            map.values_mut().for_each(unmark);
+            None
+        }
+        A::L(list) => {
+            list.iter_mut().for_each(unmark);
+            None
+        }
+        _ => None,
+    };
+    if let Some(replacement) = replacement {
+        *value = replacement;
+    }
+}
+
+#[cfg(test)]
+mod tests;
