@@ -272,7 +272,7 @@ impl Ledger {
 
     /// Deletes every checkpoint item of migration `version`, so that its passes start over;
     /// returns how many there were.
-    pub(crate) async fn delete_checkpoints(&self, version: u32) -> Result<usize> {
+    pub async fn delete_checkpoints(&self, version: u32) -> Result<usize> {
         let prefix = crate::data::checkpoint_prefix(version);
         let mut items = self
             .client

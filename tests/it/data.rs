@@ -91,7 +91,9 @@ async fn delete_where_and_none_deletes_remove_exactly_the_chosen_items() {
     let report =
         ctx.pass("accounts").none_deletes().transform(|a: Account| (a.balance > 5_000).then_some(a)).await.unwrap();
     let rich: Vec<Item> = (0..1_000).map(account).filter(|a| a.balance > 5_000).map(|a| item(&a)).collect();
-    assert_eq!(report.written, rich.len() as u64);
+    // The rich are kept as they are, so nothing is written for them: in place only changes are.
+    assert_eq!((report.written, report.unchanged), (0, rich.len() as u64));
+    assert_eq!(report.deleted, kept.len() as u64 - rich.len() as u64);
     assert_eq!(content_hash(&client, &names.physical("accounts")).await, expected_hash(&rich));
 }
 
@@ -132,7 +134,7 @@ async fn bad_items_are_named_by_key() {
     let (table, key, error) = item_error(e);
     assert_eq!(table, physical);
     assert!(key.starts_with("{id: \"acct-"), "{key}");
-    assert_eq!(error, "the transform changed or dropped key attribute id");
+    assert_eq!(error, "the transform dropped key attribute id; in place, the new item keeps the key it was read with");
 
     // An item that does not read as the input type.
     #[derive(Serialize, Deserialize)]
@@ -143,7 +145,7 @@ async fn bad_items_are_named_by_key() {
     let e = ctx.pass("accounts").transform(|w: Wrong| Some(w)).await.unwrap_err();
     let (_, key, error) = item_error(e);
     assert!(key.starts_with("{id: \"acct-"), "{key}");
-    assert!(error.starts_with("does not read as the step's input type"), "{error}");
+    assert!(error.starts_with("attribute balance: a number (N) does not read as the step's input type"), "{error}");
 
     // An item that grows past 400 KB.
     let e = ctx
@@ -188,7 +190,9 @@ async fn bad_items_are_named_by_key() {
     let (_, key, error) = item_error(e);
     assert_eq!(key, "{id: \"precise\"}");
     assert!(
-        error.starts_with("attribute rate: the number 0.12345678901234567890123456789 cannot be held exactly"),
+        error.starts_with(
+            "attribute rate: the number 0.12345678901234567890123456789 would be written back as 0.12345678901234568"
+        ),
         "{error}"
     );
 
@@ -235,8 +239,25 @@ async fn a_capacity_rate_limit_needs_a_provisioned_table() {
             .starts_with(&format!("table {}: cannot rate-limit: the table is on demand", names.physical("accounts"))),
         "{e}"
     );
-    let report = ctx.pass("accounts").rate(RateLimit::ItemsPerSecond(1_000.0)).copy().await.unwrap();
+    let report = ctx
+        .pass("accounts")
+        .rate(RateLimit::ItemsPerSecond(1_000.0))
+        .raw(|mut item| {
+            item.insert("rated".to_owned(), AttributeValue::Bool(true));
+            Ok(Change::Put(item))
+        })
+        .await
+        .unwrap();
     assert_eq!(report.written, 10);
+
+    // A rate that is not a positive number is refused before anything is read.
+    for bad in
+        [RateLimit::ItemsPerSecond(0.0), RateLimit::ItemsPerSecond(f64::NAN), RateLimit::WriteCapacityShare(-1.0)]
+    {
+        let e = ctx.pass("accounts").rate(bad).copy().await.unwrap_err();
+        assert!(matches!(e, DataError::Options { .. }), "{e}");
+        assert!(e.to_string().contains("must be"), "{e}");
+    }
 }
 
 /// Every DynamoDB type and the edges of what it stores.

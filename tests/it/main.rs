@@ -3,6 +3,7 @@
 
 mod data;
 mod environments;
+mod exact;
 mod fault_proxy;
 mod ledger;
 mod local;

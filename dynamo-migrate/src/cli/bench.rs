@@ -1,17 +1,24 @@
 //! `bench`: the data engine's speed against what DynamoDB Local allows, in one run.
 //!
-//! Fills a table with N items of about 300 bytes, then copies it three ways into new tables:
-//! (a) the seeds' way, a scan and one `PutItem` per item; (b) the ceiling, a raw 8-segment scan
-//! feeding 32 batch writers, written here without the engine; (c) the engine's typed transform.
-//! Every phase streams, so memory does not grow with N. The last line is `engine/ceiling = R`.
+//! Fills a table with N items (about 300 bytes each, or `--item-bytes`), then:
+//! (a) the naive copy, a scan and one `PutItem` per item, as a hand-written script does;
+//! (b) the copy ceiling, a raw 8-segment scan feeding 32 batch writers, written here without the
+//! engine; (c) the engine's typed transform into a new table; (d) the in-place ceiling, a raw
+//! 8-segment scan feeding 32 concurrent conditional `UpdateItem` calls (conditional single-item
+//! writes cannot be batched, so this is what an in-place pass on a live table can reach);
+//! (e) the engine's typed backfill in place. Each engine pass runs in a process of its own, so
+//! that its peak memory is the pass's alone. The last lines are `engine/ceiling = R` (copy) and
+//! `in-place/ceiling = R`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PutRequest, ScalarAttributeType, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest, ScalarAttributeType,
+    WriteRequest,
 };
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -23,23 +30,45 @@ use crate::data::{DataContext, Item};
 use crate::local::{Docker, DynamoDbLocal, LocalOptions};
 use crate::names::TableNames;
 
-/// Measure the data engine against DynamoDB Local: items/s of the seeds' one-by-one copy, of a
-/// raw parallel copy (the ceiling), and of the engine's typed transform, with peak memory.
+/// Scan segments and writes in flight of the ceilings, as the engine's defaults.
+const SEGMENTS: i32 = 8;
+const WRITERS: usize = 32;
+
+/// Measure the data engine against DynamoDB Local: items/s of a naive one-by-one copy, of a raw
+/// parallel copy and a raw parallel conditional update (the ceilings), and of the engine's
+/// typed transform into a new table and in place, with each pass's peak memory.
 /// Build it in release (`cargo xtask bench` does).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Items in the source table.
     #[arg(long, default_value_t = 50_000)]
     items: u64,
-    /// Skip the seeds' one-by-one copy (it is slow on large tables).
-    #[arg(long)]
-    skip_seed: bool,
+    /// About how many bytes each item has in DynamoDB (300 or more).
+    #[arg(long, default_value_t = 300)]
+    item_bytes: usize,
+    /// Skip the naive one-by-one copy (it is slow on large tables).
+    #[arg(long, alias = "skip-seed")]
+    skip_naive: bool,
     /// Use this running DynamoDB Local instead of starting one.
     #[arg(long)]
     endpoint: Option<String>,
+    /// Run one engine pass in this process and print what it did (the benchmark starts itself
+    /// this way for each engine pass).
+    #[arg(long, hide = true, requires_all = ["endpoint", "source", "target"])]
+    pass: Option<PassKind>,
+    #[arg(long, hide = true)]
+    source: Option<String>,
+    #[arg(long, hide = true)]
+    target: Option<String>,
 }
 
-/// The benchmark's item: about 300 bytes in DynamoDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PassKind {
+    Copy,
+    InPlace,
+}
+
+/// The benchmark's item: about 300 bytes in DynamoDB, more with a longer note.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Order {
     id: String,
@@ -53,15 +82,23 @@ struct Order {
     note: String,
 }
 
-/// The typed transform's output: the order with a derived attribute.
+/// The typed transform's output: the order with a derived attribute, named as the pass says.
 #[derive(Debug, Serialize)]
 struct OrderV2 {
     #[serde(flatten)]
     order: Order,
-    total_cents: u64,
+    #[serde(flatten)]
+    derived: BTreeMap<String, u64>,
 }
 
-fn order(i: u64) -> Order {
+const NOTE: &str = "Leave the parcel with the neighbour at number twelve if nobody answers the door; \
+                    call ahead on weekdays between nine and five, thanks.";
+
+fn order(i: u64, item_bytes: usize) -> Order {
+    let mut note = NOTE.to_owned();
+    while note.len() + 300 - NOTE.len() < item_bytes {
+        note.push_str(" And thank you again.");
+    }
     Order {
         id: format!("order-{i:010}"),
         customer: format!("Customer Number {}", i % 9973),
@@ -71,10 +108,13 @@ fn order(i: u64) -> Order {
         items: (i % 17) as u32 + 1,
         placed_at: 1_700_000_000 + i,
         tags: vec!["priority".to_owned(), format!("batch-{}", i % 31), "web".to_owned()],
-        note: "Leave the parcel with the neighbour at number twelve if nobody answers the door; \
-               call ahead on weekdays between nine and five, thanks."
-            .to_owned(),
+        note,
     }
+}
+
+fn derive(order: Order, attribute: &str) -> OrderV2 {
+    let cents = (order.total * 100.0).round() as u64;
+    OrderV2 { order, derived: [(attribute.to_owned(), cents)].into() }
 }
 
 /// A line of `/proc/self/status` in MiB: `VmHWM` is the peak resident memory, `VmRSS` the current.
@@ -137,6 +177,9 @@ async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
 
 impl BenchArgs {
     pub async fn run(self) -> Result<(), Failure> {
+        if let Some(kind) = self.pass {
+            return self.run_one_pass(kind).await;
+        }
         let options = LocalOptions {
             endpoint: self.endpoint.clone(),
             docker: Docker::Never,
@@ -149,10 +192,11 @@ impl BenchArgs {
         let table = |name: &str| format!("{prefix}{name}");
         let ctx = DataContext::new(client.clone(), TableNames::new(prefix.clone()));
         println!(
-            "DynamoDB Local at {} ({}), {} items of about 300 bytes",
+            "DynamoDB Local at {} ({}), {} items of about {} bytes",
             server.endpoint(),
             server.backend(),
-            self.items
+            self.items,
+            self.item_bytes.max(300)
         );
 
         create_table(&client, &table("source")).await?;
@@ -161,64 +205,114 @@ impl BenchArgs {
         let mut next = 0;
         while next < self.items {
             let end = (next + chunk).min(self.items);
-            let items: Vec<Item> =
-                (next..end).map(|i| serde_dynamo::to_item(order(i)).expect("an order is an item")).collect();
+            let items: Vec<Item> = (next..end)
+                .map(|i| serde_dynamo::to_item(order(i, self.item_bytes)).expect("an order is an item"))
+                .collect();
             ctx.put_items("source", items).await?;
             next = end;
         }
         report("fill (engine writers)", self.items, start);
 
-        let mut seed = None;
-        if !self.skip_seed {
-            create_table(&client, &table("seed")).await?;
+        let mut naive = None;
+        if !self.skip_naive {
+            create_table(&client, &table("naive")).await?;
             let start = Instant::now();
-            let copied = seed_copy(&client, &table("source"), &table("seed")).await?;
-            seed = Some(report("(a) seeds' way: scan + PutItem each", copied, start));
+            let copied = naive_copy(&client, &table("source"), &table("naive")).await?;
+            naive = Some(report("(a) naive copy: scan + PutItem each", copied, start));
         }
 
-        // The ceiling and the engine run twice each, alternately, and the better run of each
+        // Each ceiling and engine pass runs twice, alternately, and the better run of each
         // counts: DynamoDB Local's JIT and the machine's other load make any single run noisy.
-        let (mut ceiling, mut engine) = (0.0f64, 0.0f64);
-        let mut peak_engine = 0.0f64;
+        let (mut ceiling, mut engine, mut in_place_ceiling, mut in_place) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let (mut copy_rss, mut in_place_rss) = (0.0f64, 0.0f64);
         for round in 1..=2 {
             let target = table(&format!("ceiling{round}"));
             create_table(&client, &target).await?;
             let start = Instant::now();
             let copied = ceiling_copy(&client, &table("source"), &target).await?;
-            ceiling = ceiling.max(report(
-                &format!("(b) ceiling, run {round}: raw 8-segment scan + 32 batch writers"),
-                copied,
-                start,
-            ));
+            let what = format!("(b) copy ceiling, run {round}: raw {SEGMENTS}-segment scan + {WRITERS} batch writers");
+            ceiling = ceiling.max(report(&what, copied, start));
 
             let target = table(&format!("engine{round}"));
             create_table(&client, &target).await?;
-            if round == 1 {
-                println!("peak RSS before the engine: {:.1} MiB", peak_rss_mib());
-            }
-            let sampler = RssSampler::start();
+            let (rate, rss) = self.child_pass(server.endpoint(), PassKind::Copy, &table("source"), &target)?;
+            println!(
+                "(c) engine copy, run {round}: typed transform into a new table: {rate:.0} items/s, peak RSS {rss:.1} MiB"
+            );
+            engine = engine.max(rate);
+            copy_rss = copy_rss.max(rss);
+
             let start = Instant::now();
-            let done = ctx
-                .pass("source")
-                .into_physical(target)
-                .segments(8)
-                .transform(|order: Order| {
-                    let total_cents = (order.total * 100.0).round() as u64;
-                    Some(OrderV2 { order, total_cents })
-                })
-                .await?;
-            engine = engine.max(report(
-                &format!("(c) engine, run {round}: typed transform into a new table"),
-                done.written,
-                start,
-            ));
-            peak_engine = peak_engine.max(sampler.stop());
+            let attribute = format!("ceiling{round}");
+            let updated = ceiling_update(&client, &table("source"), &attribute).await?;
+            let what = format!(
+                "(d) in-place ceiling, run {round}: raw {SEGMENTS}-segment scan + {WRITERS} concurrent conditional UpdateItem"
+            );
+            in_place_ceiling = in_place_ceiling.max(report(&what, updated, start));
+
+            let (rate, rss) =
+                self.child_pass(server.endpoint(), PassKind::InPlace, &table("source"), &format!("engine{round}"))?;
+            println!(
+                "(e) engine in place, run {round}: typed backfill, a conditional UpdateItem per item: {rate:.0} items/s, peak RSS {rss:.1} MiB"
+            );
+            in_place = in_place.max(rate);
+            in_place_rss = in_place_rss.max(rss);
         }
-        println!("peak RSS of the tool while the engine ran (sampled): {peak_engine:.1} MiB");
-        if let Some(seed) = seed {
-            println!("engine/seeds = {:.1}", engine / seed);
+        println!("peak RSS of the runner during a pass: copy {copy_rss:.1} MiB, in place {in_place_rss:.1} MiB");
+        if let Some(naive) = naive {
+            println!("engine/naive = {:.1}", engine / naive);
         }
         println!("engine/ceiling = {:.2}", engine / ceiling);
+        println!("in-place/ceiling = {:.2}", in_place / in_place_ceiling);
+        Ok(())
+    }
+
+    /// Runs one engine pass in a child process (this binary again) and returns its items/s and
+    /// its peak resident memory.
+    fn child_pass(&self, endpoint: &str, kind: PassKind, source: &str, target: &str) -> anyhow::Result<(f64, f64)> {
+        let kind = match kind {
+            PassKind::Copy => "copy",
+            PassKind::InPlace => "in-place",
+        };
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(["bench", "--pass", kind, "--endpoint", endpoint, "--source", source, "--target", target])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("running an engine pass in a child process")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(out.status.success(), "the engine pass failed: {text}");
+        let field = |name: &str| -> anyhow::Result<f64> {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("the engine pass printed no {name}: {text}"))
+        };
+        Ok((field("items_per_s")?, field("peak_rss_mib")?))
+    }
+
+    /// The body of a child process: one engine pass, then what it did on one line.
+    async fn run_one_pass(self, kind: PassKind) -> Result<(), Failure> {
+        let (endpoint, source, target) =
+            (self.endpoint.unwrap_or_default(), self.source.unwrap_or_default(), self.target.unwrap_or_default());
+        let client = connect(&Target::local(&endpoint)).await;
+        let ctx = DataContext::new(client, TableNames::new(""));
+        let sampler = RssSampler::start();
+        let start = Instant::now();
+        let done = match kind {
+            PassKind::Copy => {
+                ctx.pass(&source)
+                    .into_physical(target)
+                    .segments(SEGMENTS as u32)
+                    .transform(|o: Order| Some(derive(o, "total_cents")))
+                    .await?
+            }
+            PassKind::InPlace => {
+                ctx.pass(&source).segments(SEGMENTS as u32).transform(move |o: Order| Some(derive(o, &target))).await?
+            }
+        };
+        let secs = start.elapsed().as_secs_f64();
+        let peak = sampler.stop().max(peak_rss_mib());
+        println!("items={} items_per_s={:.1} peak_rss_mib={peak:.1}", done.written, done.written as f64 / secs);
         Ok(())
     }
 }
@@ -230,8 +324,8 @@ fn report(what: &str, items: u64, start: Instant) -> f64 {
     rate
 }
 
-/// The seeds' data migration: scan page by page and put each item with its own call.
-async fn seed_copy(client: &Client, source: &str, target: &str) -> anyhow::Result<u64> {
+/// The naive copy: scan page by page and put each item with its own call.
+async fn naive_copy(client: &Client, source: &str, target: &str) -> anyhow::Result<u64> {
     let mut copied = 0;
     let mut items = client.scan().table_name(source).into_paginator().items().send();
     while let Some(item) = items.next().await {
@@ -241,11 +335,9 @@ async fn seed_copy(client: &Client, source: &str, target: &str) -> anyhow::Resul
     Ok(copied)
 }
 
-/// The ceiling: what a hand-written copy reaches without the engine's transform, checkpoints
-/// or accounting: 8 scan segments feed a bounded channel drained by 32 batch writers.
+/// The copy ceiling: what a hand-written copy reaches without the engine's transform,
+/// checkpoints or accounting: 8 scan segments feed a bounded channel drained by 32 batch writers.
 async fn ceiling_copy(client: &Client, source: &str, target: &str) -> anyhow::Result<u64> {
-    const SEGMENTS: i32 = 8;
-    const WRITERS: usize = 32;
     let (tx, rx) = mpsc::channel::<Vec<WriteRequest>>(WRITERS * 2);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let mut scanners = tokio::task::JoinSet::new();
@@ -286,6 +378,64 @@ async fn ceiling_copy(client: &Client, source: &str, target: &str) -> anyhow::Re
                     let out = client.batch_write_item().request_items(&target, batch).send().await?;
                     batch = out.unprocessed_items.and_then(|mut u| u.remove(&target)).unwrap_or_default();
                 }
+            }
+            anyhow::Ok(written)
+        });
+    }
+    while let Some(done) = scanners.join_next().await {
+        done??;
+    }
+    let mut written = 0;
+    while let Some(done) = writers.join_next().await {
+        written += done??;
+    }
+    Ok(written)
+}
+
+/// The in-place ceiling: what a hand-written backfill that keeps the application's writes
+/// reaches: 8 scan segments feed 32 workers, each making one conditional `UpdateItem` at a time
+/// (SET of the derived attribute, on the condition that the item exists and the total it was
+/// computed from is unchanged).
+async fn ceiling_update(client: &Client, table: &str, attribute: &str) -> anyhow::Result<u64> {
+    let (tx, rx) = mpsc::channel::<Item>(WRITERS * 4);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut scanners = tokio::task::JoinSet::new();
+    for segment in 0..SEGMENTS {
+        let (client, table, tx) = (client.clone(), table.to_owned(), tx.clone());
+        scanners.spawn(async move {
+            let mut pages =
+                client.scan().table_name(table).segment(segment).total_segments(SEGMENTS).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                for item in page?.items.unwrap_or_default() {
+                    tx.send(item).await?;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    drop(tx);
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..WRITERS {
+        let (client, table, rx, attribute) = (client.clone(), table.to_owned(), rx.clone(), attribute.to_owned());
+        writers.spawn(async move {
+            let mut written = 0u64;
+            loop {
+                let Some(item) = rx.lock().await.recv().await else { break };
+                let Some(AttributeValue::N(total)) = item.get("total") else { continue };
+                let cents = (total.parse::<f64>()? * 100.0).round() as u64;
+                client
+                    .update_item()
+                    .table_name(&table)
+                    .key("id", item["id"].clone())
+                    .update_expression("SET #derived = :cents")
+                    .condition_expression("attribute_exists(id) AND #total = :total")
+                    .expression_attribute_names("#derived", &attribute)
+                    .expression_attribute_names("#total", "total")
+                    .expression_attribute_values(":cents", AttributeValue::N(cents.to_string()))
+                    .expression_attribute_values(":total", AttributeValue::N(total.clone()))
+                    .send()
+                    .await?;
+                written += 1;
             }
             anyhow::Ok(written)
         });

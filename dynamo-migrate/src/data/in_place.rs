@@ -45,13 +45,22 @@ pub(crate) fn plan(read: &Item, keys: &[String], mapped: Mapped) -> Result<Optio
         Change::Delete => Ok(Some(Write { key, op: Op::Delete, expect: expectations(read, Vec::new(), seen_names()) })),
         Change::Put(new) => {
             for name in keys {
-                if new.get(name).is_some_and(|value| Some(value) != read.get(name)) {
-                    return Err(format!("the transform changed key attribute {name}; a key cannot change in place"));
+                match new.get(name) {
+                    None => {
+                        return Err(format!(
+                            "the transform dropped key attribute {name}; in place, the new item keeps the key it was read with"
+                        ));
+                    }
+                    Some(value) if !read.get(name).is_some_and(|old| same_value(old, value)) => {
+                        return Err(format!(
+                            "the transform changed key attribute {name}; a key cannot change in place"
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
-            // Every stored attribute the function saw and dropped is removed (a key attribute may
-            // be missing from the new value: the update addresses the item by its key); one the
-            // type filled in by default and dropped again was never stored.
+            // Every stored attribute the function saw and dropped is removed; one the type filled
+            // in by default and dropped again was never stored.
             let mut remove: Vec<String> = base
                 .keys()
                 .filter(|name| !keys.contains(name) && !new.contains_key(*name) && read.contains_key(*name))

@@ -69,8 +69,21 @@ pub(crate) fn read_exact<T: DeserializeOwned + Serialize>(item: &Item) -> Result
 }
 
 fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: Item) -> Result<Read<T>, String> {
-    let value: T =
-        serde_dynamo::from_item(input).map_err(|e| format!("does not read as the step's input type: {e}"))?;
+    let input: serde_dynamo::Item = input.into();
+    let deserializer = serde_dynamo::Deserializer::from_attribute_value(serde_dynamo::AttributeValue::M(input.into()));
+    let value: T = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let attribute = path.split(['.', '[']).next().unwrap_or_default();
+        match original.get(attribute) {
+            Some(stored) => format!(
+                "attribute {path}: {} does not read as the step's input type ({}); {}",
+                type_name(stored),
+                e.inner(),
+                hint(stored)
+            ),
+            None => format!("does not read as the step's input type: {}", e.inner()),
+        }
+    })?;
     let seen =
         to_item(&value).map_err(|e| format!("the step's input type does not serialise back into an item: {e}"))?;
     let mut not_held = Vec::new();

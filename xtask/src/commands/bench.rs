@@ -4,24 +4,33 @@ use clap::Args;
 
 use super::{Profile, flag, run_runner};
 
-/// Benchmark the data engine on DynamoDB Local (release build): fills a table, then copies it
-/// the seeds' way (scan + one PutItem per item), the raw way (8-segment scan + 32 batch writers:
-/// the ceiling), and with the engine's typed transform. Prints items/s and peak RSS; the last
-/// line is `engine/ceiling = R`.
+/// Benchmark the data engine on DynamoDB Local (release build).
+///
+/// Fills a table, then copies it naively (scan + one PutItem per item), the raw way (8-segment
+/// scan + 32 batch writers: the copy ceiling) and with the engine's typed transform; then
+/// updates it in place the raw way (32 concurrent conditional UpdateItem: the in-place ceiling)
+/// and with the engine's typed backfill. Prints items/s and each engine pass's peak RSS; the
+/// last lines are `engine/ceiling = R` and `in-place/ceiling = R`.
+///
+/// Example: `cargo xtask bench --items 20000 --item-bytes 4096`
 #[derive(Debug, Args)]
 pub struct Bench {
     /// Items in the source table.
     #[arg(long, default_value_t = 50_000)]
     items: u64,
-    /// Skip the seeds' one-by-one copy (slow on large tables).
+    /// About how many bytes each item has in DynamoDB (300 or more).
+    #[arg(long, default_value_t = 300)]
+    item_bytes: usize,
+    /// Skip the naive one-by-one copy (slow on large tables).
     #[arg(long)]
-    skip_seed: bool,
+    skip_naive: bool,
 }
 
 impl Bench {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let mut args = vec!["bench".to_owned(), "--items".to_owned(), self.items.to_string()];
-        flag(&mut args, "--skip-seed", self.skip_seed);
+        args.extend(["--item-bytes".to_owned(), self.item_bytes.to_string()]);
+        flag(&mut args, "--skip-naive", self.skip_naive);
         run_runner(Profile::Release, &args)
     }
 }
