@@ -31,6 +31,8 @@ pub struct StepReport {
     pub skipped: Vec<String>,
     pub fixtures_written: u64,
     pub data: Option<DataReport>,
+    /// Checks made after the step (that a data step is idempotent).
+    pub checked: Vec<String>,
 }
 
 /// What one migration did.
@@ -267,8 +269,14 @@ impl Migrator {
         step: &Step,
         names: &mut TableNames,
     ) -> Result<StepReport> {
-        let mut report =
-            StepReport { step: step.describe(), calls: vec![], skipped: vec![], fixtures_written: 0, data: None };
+        let mut report = StepReport {
+            step: step.describe(),
+            calls: vec![],
+            skipped: vec![],
+            fixtures_written: 0,
+            data: None,
+            checked: vec![],
+        };
         match step {
             Step::Schema(schema_step) => {
                 let logical = schema_step.table();
@@ -313,7 +321,7 @@ impl Migrator {
                             deleted: would.deleted,
                         });
                     }
-                    report.calls.push("run again over its own output: nothing to write (idempotent)".to_owned());
+                    report.checked.push("run again over its own output: nothing to write (idempotent)".to_owned());
                 }
             }
             Step::Rebuild(rebuild) => {

@@ -342,3 +342,19 @@ async fn a_rebuild_conversion_refuses_to_lose_attributes_unless_told() {
         failure.error
     );
 }
+
+#[tokio::test]
+async fn a_step_that_is_not_idempotent_is_named_when_checked() {
+    let (client, names) = (support::client().await, support::names("idempotent"));
+    filled(&client, &names, "things", 30).await;
+    let exclaim = DataStep::new("exclaim_names", |ctx| async move {
+        Ok(ctx.backfill("things", |n: Named| Some(Named { name: format!("{}!", n.name), ..n })).await?)
+    });
+    let migrations = vec![Migration::new(1, "exclaim", "appends to every name").data(exclaim)];
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test").with_idempotence_check(true);
+    let failure = migrator.run(&migrations, None).await.unwrap_err();
+    assert_eq!(
+        failure.error.to_string(),
+        "migration 1 (exclaim), data step exclaim_names: data step exclaim_names is not idempotent: run a second time over its own output it would write 30 item(s) and delete 0; a step in place must leave what it already changed alone (after a crash, the page in flight is done again)"
+    );
+}

@@ -111,10 +111,20 @@ pub(crate) fn print_migration(m: &MigrationReport) {
             println!("        {} fixture item(s) written first", step.fixtures_written);
         }
         if let Some(d) = &step.data {
-            println!(
+            let mut line = format!(
                 "        scanned {}, written {}, unchanged {}, deleted {}, failed {}",
                 d.scanned, d.written, d.unchanged, d.deleted, d.failed
             );
+            if d.conflicts + d.vanished > 0 {
+                line.push_str(&format!(
+                    " ({} re-read and redone after a concurrent write, {} deleted by someone else meanwhile)",
+                    d.conflicts, d.vanished
+                ));
+            }
+            println!("{line}");
+        }
+        for check in &step.checked {
+            println!("        {check}");
         }
     }
 }
