@@ -81,7 +81,7 @@ pub async fn preview(
                 }
                 Step::Data(data) => {
                     planned.note = Some(format!(
-                        "data step {}: async Rust over the tables (scans and batch writes; resumable from checkpoints)",
+                        "data step {}: async Rust over the tables (scans; conditional writes of what changed in place, batch writes into other tables; resumable from checkpoints)",
                         data.name
                     ));
                 }

@@ -9,6 +9,9 @@
 //! and ours fails our condition, and we read the item again (the failed call returns it, strongly
 //! consistent), transform it again and retry, a bounded number of times.
 //!
+//! "What the function saw" includes what it saw absent: a typed function's input type names the
+//! attributes it could hold, and those the item lacked must still be absent.
+//!
 //! DynamoDB limits an expression to 4 KB: the attributes the function changes are always in the
 //! condition; the other attributes it saw are added while the condition stays within that size.
 
@@ -39,7 +42,7 @@ pub(crate) enum Op {
 pub(crate) fn plan(read: &Item, keys: &[String], mapped: Mapped) -> Result<Option<Write>, String> {
     let key: Item = keys.iter().filter_map(|k| Some((k.clone(), read.get(k)?.clone()))).collect();
     let base = mapped.seen.as_ref().unwrap_or(read);
-    let seen_names = || base.keys().filter(|name| !keys.contains(name)).cloned();
+    let seen_names = || base.keys().filter(|name| !keys.contains(name)).cloned().chain(mapped.absent.iter().cloned());
     match mapped.change {
         Change::Keep => Ok(None),
         Change::Delete => Ok(Some(Write { key, op: Op::Delete, expect: expectations(read, Vec::new(), seen_names()) })),

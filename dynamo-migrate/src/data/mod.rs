@@ -65,11 +65,25 @@ pub(crate) struct Mapped {
     pub seen: Option<Item>,
     /// Attributes of the item the input type does not hold, with their DynamoDB types.
     pub not_held: Vec<(String, &'static str)>,
+    /// Attributes the input type could hold that the item does not have: the function saw them
+    /// absent.
+    pub absent: Vec<String>,
 }
 
 impl Mapped {
     fn raw(change: Change) -> Mapped {
-        Mapped { change, seen: None, not_held: Vec::new() }
+        Mapped { change, seen: None, not_held: Vec::new(), absent: Vec::new() }
+    }
+
+    fn typed(change: Change, seen: Item, not_held: Vec<String>, item: &Item, fields: Option<&[&str]>) -> Mapped {
+        let not_held = not_held.into_iter().map(|name| (name.clone(), typed::type_name(&item[&name]))).collect();
+        let absent = fields
+            .unwrap_or_default()
+            .iter()
+            .filter(|name| !item.contains_key(**name) && !seen.contains_key(**name))
+            .map(|name| (*name).to_owned())
+            .collect();
+        Mapped { change, seen: Some(seen), not_held, absent }
     }
 }
 
@@ -335,14 +349,14 @@ where
     New: Serialize + 'static,
     F: Fn(Old) -> Option<New> + Send + Sync + 'static,
 {
+    let fields = typed::field_names::<Old>();
     Arc::new(move |item: Item| -> Result<Mapped, String> {
-        let read = typed::read_exact::<Old>(&item)?;
-        let not_held = read.not_held.iter().map(|name| (name.clone(), typed::type_name(&item[name]))).collect();
-        let change = match f(read.value) {
+        let typed::Read { value, seen, not_held } = typed::read_exact::<Old>(&item)?;
+        let change = match f(value) {
             Some(new) => Change::Put(to_item(&new).map_err(|e| format!("the new value is not an item: {e}"))?),
             None => none.clone(),
         };
-        Ok(Mapped { change, seen: Some(read.seen), not_held })
+        Ok(Mapped::typed(change, seen, not_held, &item, fields))
     })
 }
 
@@ -431,10 +445,11 @@ impl PassBuilder<'_> {
         T: DeserializeOwned + Serialize + 'static,
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
+        let fields = typed::field_names::<T>();
         let map = move |item: Item| -> Result<Mapped, String> {
-            let read = typed::read_exact::<T>(&item)?;
-            let change = if f(&read.value) { Change::Delete } else { Change::Keep };
-            Ok(Mapped { change, seen: Some(read.seen), not_held: Vec::new() })
+            let typed::Read { value, seen, not_held } = typed::read_exact::<T>(&item)?;
+            let change = if f(&value) { Change::Delete } else { Change::Keep };
+            Ok(Mapped::typed(change, seen, not_held, &item, fields))
         };
         self.run(Arc::new(map)).await
     }

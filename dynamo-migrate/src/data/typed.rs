@@ -97,6 +97,49 @@ fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: Item) -> Res
     Ok(Read { value, seen, not_held })
 }
 
+/// The attribute names a struct type can hold (its serde field names, renames applied), or
+/// `None` for types that are not plain structs (maps, flattened structs). A typed write in place is
+/// also conditional on those the item did not have staying absent: a value the function derived
+/// from an attribute's absence is stale once the application adds it.
+pub(crate) fn field_names<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    struct Probe;
+    #[derive(Debug)]
+    struct ProbeError(Option<&'static [&'static str]>);
+    impl std::fmt::Display for ProbeError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("not a struct")
+        }
+    }
+    impl std::error::Error for ProbeError {}
+    impl serde::de::Error for ProbeError {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            ProbeError(None)
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for Probe {
+        type Error = ProbeError;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
+            Err(ProbeError(None))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, ProbeError> {
+            Err(ProbeError(Some(fields)))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    match T::deserialize(Probe) {
+        Err(ProbeError(fields)) => fields,
+        Ok(_) => None,
+    }
+}
+
 /// Whether two attribute values are the same to DynamoDB: the same type, numbers equal as
 /// numbers, sets equal as sets, lists and maps equal member by member.
 pub(crate) fn same_value(a: &AttributeValue, b: &AttributeValue) -> bool {
@@ -135,13 +178,13 @@ fn compare(path: &str, stored: &AttributeValue, back: &AttributeValue) -> Result
     let fail = |what: String| Err(format!("attribute {path}: {what}"));
     match (stored, back) {
         (A::N(a), A::N(b)) if !same_value(stored, back) => fail(format!(
-            "the number {a} would be written back as {b}: the step's input type cannot hold it exactly; use f64 or an integer type that holds it, or dynamo_migrate::model::Number for any DynamoDB number"
+            "the number {a} would be written back as {b}: the step's input type cannot hold it exactly; use f64 or an integer type that holds it, or dynamo_migrate::Number for any DynamoDB number"
         )),
         (A::Ns(a), A::Ns(b)) if !same_value(stored, back) => {
             let lost: Vec<&String> =
                 a.iter().filter(|n| !b.iter().any(|m| canonical_number(m) == canonical_number(n))).collect();
             fail(format!(
-                "the number set would be written back without {lost:?} (rounded to {b:?}); hold it as dynamo_migrate::model::NumberSet"
+                "the number set would be written back without {lost:?} (rounded to {b:?}); hold it as dynamo_migrate::NumberSet"
             ))
         }
         (A::L(a), A::L(b)) => {
@@ -199,11 +242,11 @@ fn hint(stored: &AttributeValue) -> &'static str {
     match stored {
         A::Ss(_) => "hold it with #[serde(with = \"serde_dynamo::string_set\")] on a Vec<String> or set field",
         A::Ns(_) => {
-            "hold it with #[serde(with = \"serde_dynamo::number_set\")] on a Vec or set of numbers, or as dynamo_migrate::model::NumberSet"
+            "hold it with #[serde(with = \"serde_dynamo::number_set\")] on a Vec or set of numbers, or as dynamo_migrate::NumberSet"
         }
         A::Bs(_) => "hold it with #[serde(with = \"serde_dynamo::binary_set\")] on a Vec of serde_bytes::ByteBuf",
         A::B(_) => "hold it as serde_bytes::ByteBuf, or with #[serde(with = \"serde_bytes\")] on a Vec<u8>",
-        A::N(_) => "hold it as a number type, or as dynamo_migrate::model::Number",
+        A::N(_) => "hold it as a number type, or as dynamo_migrate::Number",
         A::Null(_) => "hold it as an Option without skip_serializing_if, or as ()",
         _ => "give the field a type of the same kind",
     }

@@ -163,3 +163,16 @@ fn only_numbers_an_f64_would_round_are_handed_over_as_text() {
     assert!(!inexact_as_f64("1E-130"), "its shortest f64 form is the same number");
     assert!(inexact_as_f64("9.9999999999999999999999999999999999999E+125"));
 }
+
+#[test]
+fn a_struct_names_the_attributes_it_can_hold() {
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Customer {
+        id: u64,
+        #[serde(rename = "eMail")]
+        email: Option<String>,
+    }
+    assert_eq!(field_names::<Customer>(), Some(&["id", "eMail"][..]));
+    assert_eq!(field_names::<HashMap<String, String>>(), None);
+}
