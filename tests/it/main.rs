@@ -6,6 +6,7 @@ mod data;
 mod environments;
 mod fault_proxy;
 mod ledger;
+mod live;
 mod local;
 mod schema_steps;
 mod support;
