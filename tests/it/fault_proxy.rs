@@ -3,6 +3,10 @@
 //! so a test that wants to see the SDK's retries (and our code's behaviour when they run out) puts
 //! this proxy between the client and the server and chooses what share of which operations fail.
 //!
+//! It can also hold the chosen operations' requests for a while before forwarding them
+//! ([`FaultProxy::start_delayed`]), so that a test can slow one client's writes and widen the
+//! window in which another client's writes race them.
+//!
 //! The proxy understands just enough HTTP/1.1 for the AWS SDK: keep-alive connections, request
 //! bodies delimited by `Content-Length`, and responses delimited by `Content-Length`, chunked
 //! transfer coding or the end of the connection.
@@ -40,6 +44,32 @@ pub struct Faults {
     pub drop: f64,
 }
 
+/// How long the proxy holds each chosen request that it forwards: a time drawn uniformly from
+/// `min..=max` for each request. The default holds nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delay {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Delay {
+    /// The same delay for every chosen request.
+    pub fn fixed(delay: Duration) -> Delay {
+        Delay { min: delay, max: delay }
+    }
+
+    /// A delay drawn afresh for each chosen request, so that requests sent in one order may
+    /// arrive in another.
+    pub fn between(min: Duration, max: Duration) -> Delay {
+        Delay { min, max }
+    }
+
+    fn draw(&self) -> Duration {
+        let (min, max) = (self.min.as_micros() as u64, self.max.as_micros() as u64);
+        Duration::from_micros(fastrand::u64(min..=max))
+    }
+}
+
 /// How many requests the proxy has handled, by what it did with them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultStats {
@@ -51,6 +81,8 @@ pub struct FaultStats {
     pub server_errors: u64,
     /// Closed without an answer.
     pub dropped: u64,
+    /// Of the forwarded ones, those held for a [`Delay`] first.
+    pub delayed: u64,
 }
 
 /// A running proxy. Dropping it stops it: its listener closes and its open connections end.
@@ -70,6 +102,15 @@ impl FaultProxy {
     /// Panics on shares outside `0.0..=1.0` or summing to more than 1, on an upstream that is not
     /// an `http://` URL, and when no loopback port can be bound: these are mistakes in the test.
     pub async fn start(upstream: &str, faults: Faults, operations: &[&str]) -> FaultProxy {
+        FaultProxy::start_delayed(upstream, faults, Delay::default(), operations).await
+    }
+
+    /// As [`FaultProxy::start`], and every chosen request that is forwarded is held for `delay`
+    /// first (the upstream sees it late; the answer is relayed at once).
+    ///
+    /// Panics as [`FaultProxy::start`] does, and on a delay whose `min` exceeds its `max`.
+    pub async fn start_delayed(upstream: &str, faults: Faults, delay: Delay, operations: &[&str]) -> FaultProxy {
+        assert!(delay.min <= delay.max, "a delay's min must not exceed its max: {delay:?}");
         let Faults { throttle, server_error, drop: dropped } = faults;
         for share in [throttle, server_error, dropped] {
             assert!((0.0..=1.0).contains(&share), "a fault share must be within 0..=1, not {share}");
@@ -86,6 +127,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream: authority,
             faults,
+            delay,
             operations: operations.iter().map(|&operation| operation.to_owned()).collect(),
             counters: Counters::default(),
         });
@@ -107,6 +149,7 @@ impl FaultProxy {
             throttled: counters.throttled.load(Ordering::Relaxed),
             server_errors: counters.server_errors.load(Ordering::Relaxed),
             dropped: counters.dropped.load(Ordering::Relaxed),
+            delayed: counters.delayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -124,6 +167,7 @@ struct Shared {
     /// The upstream's `host:port`.
     upstream: String,
     faults: Faults,
+    delay: Delay,
     operations: Vec<String>,
     counters: Counters,
 }
@@ -134,11 +178,13 @@ struct Counters {
     throttled: AtomicU64,
     server_errors: AtomicU64,
     dropped: AtomicU64,
+    delayed: AtomicU64,
 }
 
 /// What the proxy does with one request.
 enum Fate {
-    Forward,
+    /// Forwarded, after this delay unless it is zero.
+    Forward(Duration),
     Throttle,
     ServerError,
     Drop,
@@ -151,7 +197,7 @@ impl Shared {
             .and_then(|target| target.rsplit_once('.'))
             .is_some_and(|(_, operation)| self.operations.iter().any(|chosen| chosen == operation));
         if !chosen {
-            return Fate::Forward;
+            return Fate::Forward(Duration::ZERO);
         }
         let Faults { throttle, server_error, drop: dropped } = self.faults;
         let roll = fastrand::f64();
@@ -162,7 +208,7 @@ impl Shared {
         } else if roll < throttle + server_error + dropped {
             Fate::Drop
         } else {
-            Fate::Forward
+            Fate::Forward(self.delay.draw())
         }
     }
 }
@@ -234,7 +280,11 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 // rather than whatever its OS makes of a reset.
                 return client.get_mut().shutdown().await;
             }
-            Fate::Forward => {
+            Fate::Forward(delay) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                    counters.delayed.fetch_add(1, Ordering::Relaxed);
+                }
                 let response = exchange(&mut upstream, &shared.upstream, &request, &head.start).await?;
                 counters.forwarded.fetch_add(1, Ordering::Relaxed);
                 client.get_mut().write_all(&response.bytes).await?;
@@ -507,7 +557,7 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpStream;
 
-    use super::{FaultProxy, FaultStats, Faults, read_chunked, read_head};
+    use super::{Delay, FaultProxy, FaultStats, Faults, read_chunked, read_head};
     use crate::support;
 
     /// A client of the proxy allowing `attempts` attempts per call, with short backoffs so that
@@ -564,6 +614,32 @@ mod tests {
 
         assert_eq!(got.item().and_then(|item| item.get("value")), Some(&AttributeValue::N("1".into())));
         assert_eq!(proxy.stats(), FaultStats { forwarded: 4, ..FaultStats::default() });
+    }
+
+    #[tokio::test]
+    async fn delayed_requests_are_forwarded_whole_and_only_the_chosen_ones_wait() {
+        let delay = Delay::fixed(Duration::from_millis(3));
+        let proxy = FaultProxy::start_delayed(support::endpoint(), Faults::default(), delay, &["PutItem"]).await;
+        let client = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+        let table = support::names("proxy_delay").physical("items");
+        create_table(&client, &table).await;
+
+        for i in 0..5 {
+            client
+                .put_item()
+                .table_name(&table)
+                .item("id", AttributeValue::S(format!("item-{i}")))
+                .item("value", AttributeValue::N(i.to_string()))
+                .send()
+                .await
+                .unwrap();
+        }
+        let got =
+            client.get_item().table_name(&table).key("id", AttributeValue::S("item-4".into())).send().await.unwrap();
+
+        assert_eq!(got.item().and_then(|item| item.get("value")), Some(&AttributeValue::N("4".into())));
+        // The table's creation and the read pass without a delay; each put waits once.
+        assert_eq!(proxy.stats(), FaultStats { forwarded: 7, delayed: 5, ..FaultStats::default() });
     }
 
     #[tokio::test]

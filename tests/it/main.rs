@@ -1,11 +1,13 @@
 //! Integration tests against DynamoDB Local, in one binary that shares one server; each test
 //! uses its own table prefix. The server is the product's own `DynamoDbLocal`.
 
+mod app_writer;
 mod data;
 mod environments;
 mod exact;
 mod fault_proxy;
 mod ledger;
+mod live;
 mod local;
 mod schema_steps;
 mod support;

@@ -62,6 +62,14 @@ pub async fn create_table(client: &Client, physical: &str, sort: bool) {
     }
 }
 
+/// Creates an on-demand table with this partition key and no sort key.
+pub async fn create_table_keyed_by(client: &Client, physical: &str, key: KeyAttr) {
+    let def = TableDef::new("unused", key);
+    for call in plan_step(None, &SchemaStep::CreateTable { table: def }).unwrap().0 {
+        execute(client, physical, &call, &ExecOptions::new(true)).await.unwrap();
+    }
+}
+
 /// Every item of a table in canonical DynamoDB JSON, sorted, hashed: equal iff the contents are.
 pub async fn content_hash(client: &Client, physical: &str) -> String {
     let mut lines = Vec::new();
