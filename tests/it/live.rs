@@ -54,7 +54,6 @@ fn email_normalised_is_set(item: &Item) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the in-place engine writes conditional diffs"]
 async fn an_in_place_backfill_beside_an_application_loses_nothing() {
     let (client, names) = (support::client().await, support::names("live_backfill"));
     let table = names.physical("customers");
