@@ -115,6 +115,21 @@ async fn a_copy_completes_exactly_through_throttling_server_errors_and_dropped_c
 }
 
 #[tokio::test]
+async fn an_in_place_backfill_completes_exactly_through_throttling_server_errors_and_dropped_connections() {
+    let (client, names) = (support::client().await, support::names("faults_in_place"));
+    filled(&client, &names, "accounts", 5_000).await;
+    let faults = Faults { throttle: 0.10, server_error: 0.04, drop: 0.03 };
+    let proxy = FaultProxy::start(support::endpoint(), faults, &["UpdateItem", "Scan"]).await;
+    let faulty = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+    let report = DataContext::new(faulty, names.clone()).backfill("accounts", tiered).await.unwrap();
+    assert_eq!((report.scanned, report.written, report.failed), (5_000, 5_000, 0));
+    let stats = proxy.stats();
+    assert!(stats.throttled > 0 && stats.server_errors > 0 && stats.dropped > 0, "{stats:?}");
+    let expected: Vec<Item> = (0..5_000).map(|i| item(&tiered(account(i)).unwrap())).collect();
+    assert_eq!(content_hash(&client, &names.physical("accounts")).await, expected_hash(&expected));
+}
+
+#[tokio::test]
 async fn bad_items_are_named_by_key() {
     let (client, names) = (support::client().await, support::names("bad"));
     filled(&client, &names, "accounts", 200).await;
