@@ -43,6 +43,11 @@ pub(crate) fn without_retries(client: &Client) -> Client {
     Client::from_conf(client.config().to_builder().retry_config(RetryConfig::disabled()).build())
 }
 
+/// Items per scan page unless the pass says otherwise. DynamoDB's own limit is 1 MB a page,
+/// which for small items is thousands of them, several MB once parsed; a pass holds two pages per
+/// segment, so a smaller page keeps its memory low at the cost of a few more Scan calls.
+const DEFAULT_PAGE_ITEMS: i32 = 1_000;
+
 /// Segments for a table of this size: at least 8, one more per 256 MiB, at most 256.
 fn default_segments(size_bytes: i64) -> u32 {
     (size_bytes.max(0) / (256 << 20)).clamp(8, 256) as u32
@@ -168,7 +173,7 @@ pub(crate) async fn run(
         dry_run: options.dry_run,
         drop_unknown_attributes: options.drop_unknown_attributes,
         segments,
-        page_size: options.page_size,
+        page_size: Some(options.page_size.unwrap_or(DEFAULT_PAGE_ITEMS)),
         map,
         writer: Writer {
             client,

@@ -55,35 +55,27 @@ pub fn from_item<T: DeserializeOwned + Serialize>(item: &Item) -> Result<T, Stri
 
 /// Reads an item into `T` and compares the value, serialised back, with the item.
 pub(crate) fn read_exact<T: DeserializeOwned + Serialize>(item: &Item) -> Result<Read<T>, String> {
-    let first = attempt::<T>(item, item.clone());
+    let first = attempt::<T>(item, || item.clone());
     match first {
         Ok(read) => Ok(read),
         // Numbers an f64 would round are handed to the type a second time as text, which
         // `Number` fields read exactly; other types fail on them, and the first error stands.
         Err(error) if item.values().any(has_inexact_number) => {
-            let marked = item.iter().map(|(k, v)| (k.clone(), mark(v))).collect();
-            attempt::<T>(item, marked).map_err(|_| error)
+            attempt::<T>(item, || item.iter().map(|(k, v)| (k.clone(), mark(v))).collect()).map_err(|_| error)
         }
         Err(error) => Err(error),
     }
 }
 
-fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: Item) -> Result<Read<T>, String> {
-    let input: serde_dynamo::Item = input.into();
-    let deserializer = serde_dynamo::Deserializer::from_attribute_value(serde_dynamo::AttributeValue::M(input.into()));
-    let value: T = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let attribute = path.split(['.', '[']).next().unwrap_or_default();
-        match original.get(attribute) {
-            Some(stored) => format!(
-                "attribute {path}: {} does not read as the step's input type ({}); {}",
-                type_name(stored),
-                e.inner(),
-                hint(stored)
-            ),
-            None => format!("does not read as the step's input type: {}", e.inner()),
+fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: impl Fn() -> Item) -> Result<Read<T>, String> {
+    // The plain read is the fast path; only a failed one is read again to find the attribute.
+    let value: T = match serde_dynamo::from_item(input()) {
+        Ok(value) => value,
+        Err(plain) => {
+            return Err(read_error::<T>(original, input())
+                .unwrap_or_else(|| format!("does not read as the step's input type: {plain}")));
         }
-    })?;
+    };
     let seen =
         to_item(&value).map_err(|e| format!("the step's input type does not serialise back into an item: {e}"))?;
     let mut not_held = Vec::new();
@@ -138,6 +130,25 @@ pub(crate) fn field_names<T: DeserializeOwned>() -> Option<&'static [&'static st
         Err(ProbeError(fields)) => fields,
         Ok(_) => None,
     }
+}
+
+/// Why `input` does not read as `T`, with the attribute path (serde_path_to_error) and the
+/// field type that would hold what is stored there.
+fn read_error<T: DeserializeOwned>(original: &Item, input: Item) -> Option<String> {
+    let input: serde_dynamo::Item = input.into();
+    let deserializer = serde_dynamo::Deserializer::from_attribute_value(serde_dynamo::AttributeValue::M(input.into()));
+    let e = serde_path_to_error::deserialize::<_, T>(deserializer).err()?;
+    let path = e.path().to_string();
+    let attribute = path.split(['.', '[']).next().unwrap_or_default();
+    Some(match original.get(attribute) {
+        Some(stored) => format!(
+            "attribute {path}: {} does not read as the step's input type ({}); {}",
+            type_name(stored),
+            e.inner(),
+            hint(stored)
+        ),
+        None => format!("does not read as the step's input type: {}", e.inner()),
+    })
 }
 
 /// Whether two attribute values are the same to DynamoDB: the same type, numbers equal as
