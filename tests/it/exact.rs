@@ -52,12 +52,13 @@ struct Named {
     name: String,
 }
 
-/// An input type that holds every attribute of `awkward` exactly.
+/// An input type that holds every attribute of `awkward` exactly (its weights, `n.5`, are exact
+/// in an `f32`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Whole {
     id: String,
     name: String,
-    weight: f64,
+    weight: f32,
     phone: String,
     #[serde(with = "serde_dynamo::string_set")]
     tags: BTreeSet<String>,
