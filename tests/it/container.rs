@@ -139,7 +139,7 @@ async fn container_runs_a_data_step() {
     ];
     let migrator = Migrator::new(client.clone(), TableNames::new("data_"), true, "test").with_fixtures(true);
     let report = migrator.run(&migrations, None).await.expect("the migrations run");
-    let data = report.applied[1].steps[0].data.clone().expect("a data report");
+    let data = report.applied[1].steps[0].data.expect("a data report");
     assert_eq!((data.scanned, data.written, data.failed), (300, 300, 0));
     let item = client
         .get_item()
