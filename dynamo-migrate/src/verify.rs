@@ -44,6 +44,12 @@ pub struct TableCheck {
 pub struct VerifyReport {
     pub endpoint: String,
     pub backend: String,
+    /// The container's image, when DynamoDB Local ran in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Why DynamoDB Local did not run in a container, when one was tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why_not_container: Option<String>,
     pub local_start_ms: u128,
     pub applied: Vec<MigrationReport>,
     pub tables: Vec<TableCheck>,
@@ -97,6 +103,8 @@ pub async fn verify(
     let mut report = VerifyReport {
         endpoint: server.endpoint().to_owned(),
         backend: server.backend().to_owned(),
+        image: server.image().map(str::to_owned),
+        why_not_container: server.why_not_container().map(str::to_owned),
         local_start_ms: server.started_in().as_millis(),
         applied: vec![],
         tables: vec![],

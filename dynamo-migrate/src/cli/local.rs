@@ -52,9 +52,13 @@ impl LocalArgs {
             ..LocalOptions::default()
         };
         let server = DynamoDbLocal::start(&options).await.map_err(usage)?;
+        let backend = match (server.image(), server.why_not_container()) {
+            (Some(image), _) => format!("container of {image}"),
+            (None, Some(why)) => format!("{}; no container: {why}", server.backend()),
+            (None, None) => server.backend().to_owned(),
+        };
         println!(
-            "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({}) is running at {} (ready in {:.2} s)",
-            server.backend(),
+            "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({backend}) is running at {} (ready in {:.2} s)",
             server.endpoint(),
             server.started_in().as_secs_f64()
         );

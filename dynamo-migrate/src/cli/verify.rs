@@ -54,9 +54,13 @@ impl VerifyArgs {
 }
 
 fn print_human(report: &VerifyReport) {
+    let backend = match (&report.image, &report.why_not_container) {
+        (Some(image), _) => format!("container of {image}"),
+        (None, Some(why)) => format!("{}; no container: {why}", report.backend),
+        (None, None) => report.backend.clone(),
+    };
     println!(
-        "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({}) at {}, ready in {:.2} s",
-        report.backend,
+        "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({backend}) at {}, ready in {:.2} s",
         report.endpoint,
         report.local_start_ms as f64 / 1000.0
     );
