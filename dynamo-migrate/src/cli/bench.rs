@@ -394,10 +394,10 @@ async fn ceiling_copy(client: &Client, source: &str, target: &str) -> anyhow::Re
     Ok(written)
 }
 
-/// The in-place ceiling: what a hand-written backfill that keeps the application's writes
-/// reaches: 8 scan segments feed 32 workers, each making one conditional `UpdateItem` at a time
-/// (SET of the derived attribute, on the condition that the item exists and the total it was
-/// computed from is unchanged).
+/// The in-place ceiling: the same requests the engine makes, hand-written: 8 scan segments feed 32
+/// workers, each making one conditional `UpdateItem` at a time that SETs the derived attribute on
+/// the condition that the item exists and every attribute it read is unchanged (what keeps a
+/// concurrent application write from being overwritten by a value computed from stale input).
 async fn ceiling_update(client: &Client, table: &str, attribute: &str) -> anyhow::Result<u64> {
     let (tx, rx) = mpsc::channel::<Item>(WRITERS * 4);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -425,18 +425,21 @@ async fn ceiling_update(client: &Client, table: &str, attribute: &str) -> anyhow
                 let Some(item) = rx.lock().await.recv().await else { break };
                 let Some(AttributeValue::N(total)) = item.get("total") else { continue };
                 let cents = (total.parse::<f64>()? * 100.0).round() as u64;
-                client
+                let mut update = client
                     .update_item()
                     .table_name(&table)
                     .key("id", item["id"].clone())
                     .update_expression("SET #derived = :cents")
-                    .condition_expression("attribute_exists(id) AND #total = :total")
                     .expression_attribute_names("#derived", &attribute)
-                    .expression_attribute_names("#total", "total")
-                    .expression_attribute_values(":cents", AttributeValue::N(cents.to_string()))
-                    .expression_attribute_values(":total", AttributeValue::N(total.clone()))
-                    .send()
-                    .await?;
+                    .expression_attribute_values(":cents", AttributeValue::N(cents.to_string()));
+                let mut condition = "attribute_exists(id) AND attribute_not_exists(#derived)".to_owned();
+                for (i, (name, value)) in item.iter().filter(|(name, _)| *name != "id").enumerate() {
+                    condition.push_str(&format!(" AND #a{i} = :a{i}"));
+                    update = update
+                        .expression_attribute_names(format!("#a{i}"), name)
+                        .expression_attribute_values(format!(":a{i}"), value.clone());
+                }
+                update.condition_expression(condition).send().await?;
                 written += 1;
             }
             anyhow::Ok(written)

@@ -101,6 +101,7 @@ struct Shared {
     in_place: bool,
     dry_run: bool,
     drop_unknown_attributes: bool,
+    version_attribute: Option<String>,
     segments: u32,
     page_size: Option<i32>,
     map: Arc<MapFn>,
@@ -172,6 +173,7 @@ pub(crate) async fn run(
         in_place,
         dry_run: options.dry_run,
         drop_unknown_attributes: options.drop_unknown_attributes,
+        version_attribute: options.version_attribute.clone(),
         segments,
         page_size: Some(options.page_size.unwrap_or(DEFAULT_PAGE_ITEMS)),
         map,
@@ -490,7 +492,7 @@ async fn change_in_place(shared: &Shared, mut read: Item) -> Result<Outcome, Dat
             Ok(mapped) => mapped,
             Err(error) => return Ok(Outcome::Failed { key, error }),
         };
-        let write = match in_place::plan(&read, &shared.source_keys, mapped) {
+        let write = match in_place::plan(&read, &shared.source_keys, mapped, shared.version_attribute.as_deref()) {
             Ok(Some(write)) => write,
             Ok(None) => return Ok(Outcome::Unchanged { conflicts }),
             Err(error) => return Ok(Outcome::Failed { key, error }),

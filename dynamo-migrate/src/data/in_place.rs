@@ -9,6 +9,9 @@
 //! and ours fails our condition, and we read the item again (the failed call returns it, strongly
 //! consistent), transform it again and retry, a bounded number of times.
 //!
+//! A step may name a version attribute instead (one the application changes on every write): the
+//! condition is then on it and the changed attributes, which is cheaper for wide items.
+//!
 //! "What the function saw" includes what it saw absent: a typed function's input type names the
 //! attributes it could hold, and those the item lacked must still be absent.
 //!
@@ -39,10 +42,24 @@ pub(crate) enum Op {
 }
 
 /// What to write, if anything, so that the item `read` becomes what the function made of it.
-pub(crate) fn plan(read: &Item, keys: &[String], mapped: Mapped) -> Result<Option<Write>, String> {
+/// With a `version` attribute (one the application changes on every write), the condition is on
+/// it and the changed attributes instead of on everything the function saw.
+pub(crate) fn plan(
+    read: &Item,
+    keys: &[String],
+    mapped: Mapped,
+    version: Option<&str>,
+) -> Result<Option<Write>, String> {
     let key: Item = keys.iter().filter_map(|k| Some((k.clone(), read.get(k)?.clone()))).collect();
     let base = mapped.seen.as_ref().unwrap_or(read);
-    let seen_names = || base.keys().filter(|name| !keys.contains(name)).cloned().chain(mapped.absent.iter().cloned());
+    let seen_names = || -> Vec<String> {
+        match version {
+            Some(version) => vec![version.to_owned()],
+            None => {
+                base.keys().filter(|name| !keys.contains(name)).cloned().chain(mapped.absent.iter().cloned()).collect()
+            }
+        }
+    };
     match mapped.change {
         Change::Keep => Ok(None),
         Change::Delete => Ok(Some(Write { key, op: Op::Delete, expect: expectations(read, Vec::new(), seen_names()) })),
@@ -88,11 +105,7 @@ pub(crate) fn plan(read: &Item, keys: &[String], mapped: Mapped) -> Result<Optio
 }
 
 /// The condition's attributes: those changed first (always), then the others the function saw.
-fn expectations(
-    read: &Item,
-    changed: Vec<String>,
-    seen: impl Iterator<Item = String>,
-) -> Vec<(String, Option<AttributeValue>)> {
+fn expectations(read: &Item, changed: Vec<String>, seen: Vec<String>) -> Vec<(String, Option<AttributeValue>)> {
     let mut names = changed;
     for name in seen {
         if !names.contains(&name) {

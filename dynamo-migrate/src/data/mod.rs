@@ -181,6 +181,9 @@ pub struct PassOptions {
     pub dead_letter: Option<PathBuf>,
     /// Into another table, a typed conversion may drop attributes its input type does not hold.
     pub drop_unknown_attributes: bool,
+    /// In place, writes are conditional on this attribute (which the application changes on
+    /// every write) and the changed ones, instead of on every attribute the function saw.
+    pub version_attribute: Option<String>,
     /// Compute what the pass would write and count it, but write nothing (how `verify` proves
     /// that an in-place pass is idempotent).
     pub dry_run: bool,
@@ -205,6 +208,7 @@ impl Default for PassOptions {
             rate: None,
             dead_letter: None,
             drop_unknown_attributes: false,
+            version_attribute: None,
             dry_run: false,
         }
     }
@@ -414,6 +418,13 @@ impl PassBuilder<'_> {
     /// Sends items that fail to this JSON-lines file instead of stopping the step.
     pub fn dead_letter(mut self, path: impl Into<PathBuf>) -> Self {
         self.options.dead_letter = Some(path.into());
+        self
+    }
+    /// In place, makes each write conditional on this attribute and the attributes it changes,
+    /// instead of on every attribute the function saw: for applications that change a version
+    /// attribute on every write, and items too wide to compare whole.
+    pub fn version_attribute(mut self, name: &str) -> Self {
+        self.options.version_attribute = Some(name.to_owned());
         self
     }
     /// In place, a transform's `None` deletes the item instead of leaving it.

@@ -34,10 +34,10 @@ fn typed(change: Change) -> Mapped {
 
 #[test]
 fn an_unchanged_item_is_not_written() {
-    assert_eq!(plan(&read(), &keys(), typed(Change::Put(seen()))).unwrap(), None);
-    assert_eq!(plan(&read(), &keys(), typed(Change::Keep)).unwrap(), None);
+    assert_eq!(plan(&read(), &keys(), typed(Change::Put(seen())), None).unwrap(), None);
+    assert_eq!(plan(&read(), &keys(), typed(Change::Keep), None).unwrap(), None);
     let raw = Mapped { change: Change::Put(read()), seen: None, not_held: vec![], absent: vec![] };
-    assert_eq!(plan(&read(), &keys(), raw).unwrap(), None);
+    assert_eq!(plan(&read(), &keys(), raw, None).unwrap(), None);
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn only_changed_attributes_are_written_on_the_condition_that_what_was_seen_holds
     let mut new = seen();
     new.insert("email_normalised".into(), s("a@x"));
     new.remove("name");
-    let write = plan(&read(), &keys(), typed(Change::Put(new))).unwrap().unwrap();
+    let write = plan(&read(), &keys(), typed(Change::Put(new)), None).unwrap().unwrap();
     assert_eq!(write.key, item(&[("id", s("1"))]));
     assert_eq!(write.op, Op::Update { set: vec![("email_normalised".into(), s("a@x"))], remove: vec!["name".into()] });
     // Changed attributes first, then the rest of what the type saw; never the attribute it did
@@ -78,7 +78,7 @@ fn a_raw_function_saw_every_attribute() {
     let mut new = read();
     new.insert("name".into(), s("Ada L."));
     let write =
-        plan(&read(), &keys(), Mapped { change: Change::Put(new), seen: None, not_held: vec![], absent: vec![] })
+        plan(&read(), &keys(), Mapped { change: Change::Put(new), seen: None, not_held: vec![], absent: vec![] }, None)
             .unwrap()
             .unwrap();
     assert_eq!(write.op, Op::Update { set: vec![("name".into(), s("Ada L."))], remove: vec![] });
@@ -89,14 +89,14 @@ fn a_raw_function_saw_every_attribute() {
 
 #[test]
 fn deletes_are_conditional_and_keys_cannot_change() {
-    let write = plan(&read(), &keys(), typed(Change::Delete)).unwrap().unwrap();
+    let write = plan(&read(), &keys(), typed(Change::Delete), None).unwrap().unwrap();
     assert_eq!(write.op, Op::Delete);
     assert_eq!(write.expect.len(), 3, "email and name as seen, nickname absent: {:?}", write.expect);
     assert_eq!(write.expressions("id").update, None);
 
     let mut moved = seen();
     moved.insert("id".into(), s("2"));
-    let error = plan(&read(), &keys(), typed(Change::Put(moved))).unwrap_err();
+    let error = plan(&read(), &keys(), typed(Change::Put(moved)), None).unwrap_err();
     assert_eq!(error, "the transform changed key attribute id; a key cannot change in place");
 }
 
@@ -108,9 +108,10 @@ fn the_condition_stays_within_dynamodb_s_expression_limit_but_keeps_every_change
     }
     let mut new = wide.clone();
     new.insert("attribute_399".into(), s("changed"));
-    let write = plan(&wide, &keys(), Mapped { change: Change::Put(new), seen: None, not_held: vec![], absent: vec![] })
-        .unwrap()
-        .unwrap();
+    let write =
+        plan(&wide, &keys(), Mapped { change: Change::Put(new), seen: None, not_held: vec![], absent: vec![] }, None)
+            .unwrap()
+            .unwrap();
     let e = write.expressions("id");
     assert!(e.condition.len() <= 4_096, "{}", e.condition.len());
     assert!(e.condition.starts_with("attribute_exists(#a1) AND #a2 = :v1 AND"), "{}", &e.condition[..80]);
@@ -122,4 +123,14 @@ fn the_condition_stays_within_dynamodb_s_expression_limit_but_keeps_every_change
     };
     let referenced = e.names.iter().filter(|(p, _)| used(p)).count();
     assert_eq!(referenced, e.names.len(), "no placeholder is left unused (DynamoDB refuses them)");
+}
+
+#[test]
+fn a_named_version_attribute_replaces_the_condition_on_everything_seen() {
+    let mut read = read();
+    read.insert("version".into(), A::N("7".into()));
+    let mut new = seen();
+    new.insert("email_normalised".into(), s("a@x"));
+    let write = plan(&read, &keys(), typed(Change::Put(new)), Some("version")).unwrap().unwrap();
+    assert_eq!(write.expect, vec![("email_normalised".into(), None), ("version".into(), Some(A::N("7".into())))]);
 }
