@@ -543,34 +543,11 @@ async fn conditional_write(shared: &Shared, write: &Write) -> Result<Written, Da
             limiter.take(1.0).await;
         }
         let consumed = if capacity { ReturnConsumedCapacity::Total } else { ReturnConsumedCapacity::None };
-        let (sent, used) = match &write.op {
-            Op::Update { .. } => {
-                let sent = writer
-                    .client
-                    .update_item()
-                    .table_name(&writer.table)
-                    .set_key(Some(write.key.clone()))
-                    .set_update_expression(e.update.clone())
-                    .condition_expression(&e.condition)
-                    .set_expression_attribute_names(Some(e.names.iter().cloned().collect()))
-                    .set_expression_attribute_values(Some(e.values.iter().cloned().collect()))
-                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                    .return_consumed_capacity(consumed)
-                    .send()
-                    .await;
-                let used = sent.as_ref().ok().and_then(|o| o.consumed_capacity()).and_then(|c| c.capacity_units());
-                let sent = sent.map(drop).map_err(|e| match e.as_service_error() {
-                    Some(
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c),
-                    ) => Failure::Changed(c.item.clone()),
-                    _ => Failure::Other(classify(&e)),
-                });
-                (sent, used)
-            }
-            Op::Delete => {
-                let sent = writer
-                    .client
-                    .delete_item()
+        // UpdateItem and DeleteItem take the same conditional parts through builders of
+        // different types; the macro sends either and reads its outcome the same way.
+        macro_rules! send_conditional {
+            ($builder:expr, $error:path) => {{
+                let sent = $builder
                     .table_name(&writer.table)
                     .set_key(Some(write.key.clone()))
                     .condition_expression(&e.condition)
@@ -582,13 +559,21 @@ async fn conditional_write(shared: &Shared, write: &Write) -> Result<Written, Da
                     .await;
                 let used = sent.as_ref().ok().and_then(|o| o.consumed_capacity()).and_then(|c| c.capacity_units());
                 let sent = sent.map(drop).map_err(|e| match e.as_service_error() {
-                    Some(
-                        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(c),
-                    ) => Failure::Changed(c.item.clone()),
+                    Some($error(c)) => Failure::Changed(c.item.clone()),
                     _ => Failure::Other(classify(&e)),
                 });
                 (sent, used)
-            }
+            }};
+        }
+        let (sent, used) = match &write.op {
+            Op::Update { .. } => send_conditional!(
+                writer.client.update_item().set_update_expression(e.update.clone()),
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException
+            ),
+            Op::Delete => send_conditional!(
+                writer.client.delete_item(),
+                aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException
+            ),
         };
         if let (Some(Rate::Capacity(limiter)), Some(used)) = (&writer.rate, used) {
             limiter.settle(used - 1.0).await;
