@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Skip the naive one-by-one copy (it is slow on large tables).
     #[arg(long, alias = "skip-seed")]
     skip_naive: bool,
+    /// How many times each ceiling and engine pass runs; the best run of each counts.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Use this running DynamoDB Local instead of starting one.
     #[arg(long)]
     endpoint: Option<String>,
@@ -221,11 +224,12 @@ impl BenchArgs {
             naive = Some(report("(a) naive copy: scan + PutItem each", copied, start));
         }
 
-        // Each ceiling and engine pass runs twice, alternately, and the better run of each
-        // counts: DynamoDB Local's JIT and the machine's other load make any single run noisy.
+        // Each ceiling and engine pass runs `rounds` times (twice by default), alternately, and the
+        // best run of each counts: DynamoDB Local's JIT and the machine's other load make any
+        // single run noisy.
         let (mut ceiling, mut engine, mut in_place_ceiling, mut in_place) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         let (mut copy_rss, mut in_place_rss) = (0.0f64, 0.0f64);
-        for round in 1..=2 {
+        for round in 1..=self.rounds {
             let target = table(&format!("ceiling{round}"));
             create_table(&client, &target).await?;
             let start = Instant::now();
@@ -243,7 +247,7 @@ impl BenchArgs {
             copy_rss = copy_rss.max(rss);
         }
         // In place after every copy, so that the copies read the items as filled.
-        for round in 1..=2 {
+        for round in 1..=self.rounds {
             let start = Instant::now();
             let attribute = format!("ceiling{round}");
             let updated = ceiling_update(&client, &table("source"), &attribute).await?;

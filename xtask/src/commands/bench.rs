@@ -24,6 +24,9 @@ pub struct Bench {
     /// Skip the naive one-by-one copy (slow on large tables).
     #[arg(long)]
     skip_naive: bool,
+    /// How many times each ceiling and engine pass runs; the best run of each counts.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
 }
 
 impl Bench {
@@ -31,6 +34,7 @@ impl Bench {
         let mut args = vec!["bench".to_owned(), "--items".to_owned(), self.items.to_string()];
         args.extend(["--item-bytes".to_owned(), self.item_bytes.to_string()]);
         flag(&mut args, "--skip-naive", self.skip_naive);
+        args.extend(["--rounds".to_owned(), self.rounds.to_string()]);
         run_runner(Profile::Release, &args)
     }
 }
