@@ -66,7 +66,8 @@ fn only_changed_attributes_are_written_on_the_condition_that_what_was_seen_holds
     let e = write.expressions("id");
     assert_eq!(e.update.as_deref(), Some("SET #a0 = :v0 REMOVE #a1"));
     assert_eq!(
-        e.condition, "attribute_exists(#a2) AND attribute_not_exists(#a3) AND #a4 = :v1 AND #a5 = :v2 AND attribute_not_exists(#a6)",
+        e.condition,
+        "attribute_exists(#a2) AND attribute_not_exists(#a3) AND #a4 = :v1 AND #a5 = :v2 AND attribute_not_exists(#a6)",
         "{:?}",
         e.names
     );
