@@ -95,6 +95,7 @@ struct Shared {
     source_keys: Vec<String>,
     in_place: bool,
     dry_run: bool,
+    consistent_read: bool,
     drop_unknown_attributes: bool,
     segments: u32,
     page_size: Option<i32>,
@@ -166,6 +167,7 @@ pub(crate) async fn run(
         source_keys: source.keys.clone(),
         in_place,
         dry_run: options.dry_run,
+        consistent_read: options.consistent_read,
         drop_unknown_attributes: options.drop_unknown_attributes,
         segments,
         page_size: options.page_size,
@@ -271,6 +273,7 @@ async fn scan_page(
             .segment(segment as i32)
             .total_segments(shared.segments as i32)
             .set_limit(shared.page_size)
+            .consistent_read(shared.consistent_read)
             .set_exclusive_start_key(start.clone())
             .send()
             .await;
@@ -300,7 +303,7 @@ fn map_one(shared: &Shared, item: Item, key: &Item) -> Result<Result<Mapped, Str
 }
 
 /// The text of a panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -332,26 +335,34 @@ fn transform_one(shared: &Shared, item: Item, counts: &mut DataReport) -> Result
 /// What goes into another table: a whole item with the target's whole key, and nothing lost
 /// that the step did not say it may lose.
 fn copied(shared: &Shared, mapped: Mapped) -> Result<Change, String> {
+    into_other_table(mapped, &shared.writer.table, &shared.writer.keys, shared.drop_unknown_attributes)
+}
+
+/// What a function made of an item, as a whole item for table `target` (keyed by `keys`): refused
+/// when it would lose attributes its input type does not hold (unless `drop_unknown_attributes`)
+/// or lacks a key attribute. The copy and the rebuild's replay both go through it.
+pub(super) fn into_other_table(
+    mapped: Mapped,
+    target: &str,
+    keys: &[String],
+    drop_unknown_attributes: bool,
+) -> Result<Change, String> {
     let Change::Put(new) = &mapped.change else { return Ok(mapped.change) };
-    if !mapped.not_held.is_empty() && !shared.drop_unknown_attributes {
+    if !mapped.not_held.is_empty() && !drop_unknown_attributes {
         let names: Vec<String> = mapped.not_held.iter().map(|(name, kind)| format!("{name} ({kind})")).collect();
         return Err(format!(
-            "the step's input type does not hold attribute(s) {}, so the item written to {} would lose them; add fields for them, or call .drop_unknown_attributes() on the step to drop them on purpose",
+            "the step's input type does not hold attribute(s) {}, so the item written to {target} would lose them; add fields for them, or call .drop_unknown_attributes() on the step to drop them on purpose",
             names.join(", "),
-            shared.writer.table
         ));
     }
-    for name in &shared.writer.keys {
+    for name in keys {
         match new.get(name) {
             Some(AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_)) => {}
             Some(_) => {
-                return Err(format!(
-                    "key attribute {name} of table {} is not a string, number or binary",
-                    shared.writer.table
-                ));
+                return Err(format!("key attribute {name} of table {target} is not a string, number or binary"));
             }
             None => {
-                return Err(format!("the transform dropped key attribute {name} of table {}", shared.writer.table));
+                return Err(format!("the transform dropped key attribute {name} of table {target}"));
             }
         }
     }
@@ -682,33 +693,6 @@ fn fail(shared: &Shared, key: &Item, error: &str, counts: &mut DataReport) -> Re
             error: error.to_owned(),
         }),
     }
-}
-
-/// The number of items in a table, by a parallel `Select: COUNT` scan (exact, unlike
-/// `ItemCount`, which AWS refreshes about every six hours).
-pub(crate) async fn count_items(client: &Client, table: &str) -> Result<u64, DataError> {
-    const SEGMENTS: i32 = 8;
-    let counts = futures::future::try_join_all((0..SEGMENTS).map(|segment| async move {
-        let mut count = 0u64;
-        let mut pages = client
-            .scan()
-            .table_name(table)
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .segment(segment)
-            .total_segments(SEGMENTS)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| DataError::Aws {
-                action: format!("Scan {table} (count)"),
-                detail: DisplayErrorContext(&e).to_string(),
-            })?;
-            count += page.count() as u64;
-        }
-        Ok::<_, DataError>(count)
-    }))
-    .await?;
-    Ok(counts.into_iter().sum())
 }
 
 /// Writes items with the pass machinery (batches, retries, bounded concurrency), without a scan.

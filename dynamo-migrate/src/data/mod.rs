@@ -17,6 +17,8 @@ mod engine;
 mod fidelity;
 mod in_place;
 mod rate;
+mod replay;
+mod stream;
 mod typed;
 mod writer;
 
@@ -33,9 +35,11 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub(crate) use checkpoint::{CheckpointStore, checkpoint_prefix};
-pub(crate) use engine::count_items;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
 pub use rate::RateLimit;
+pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
+pub(crate) use replay::{Replay, key_attributes, now_ms};
+pub(crate) use stream::ensure_stream;
 pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};
 pub(crate) use writer::backoff;
@@ -184,6 +188,8 @@ pub struct PassOptions {
     /// Compute what the pass would write and count it, but write nothing (how `verify` proves
     /// that an in-place pass is idempotent).
     pub dry_run: bool,
+    /// Scan with strongly consistent reads (a rebuild's copy: see `replay`'s rule).
+    pub consistent_read: bool,
 }
 
 impl PassOptions {
@@ -206,6 +212,7 @@ impl Default for PassOptions {
             dead_letter: None,
             drop_unknown_attributes: false,
             dry_run: false,
+            consistent_read: false,
         }
     }
 }
