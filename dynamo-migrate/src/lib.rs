@@ -44,8 +44,8 @@ pub use migration::{
     DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, checksum,
 };
 pub use migrator::{
-    DEFAULT_QUIET_WINDOW, MigrationReport, Migrator, RebuildState, RunFailure, RunReport, StepReport, SyncReport,
-    names_after, rebuild_states,
+    COPY_LIMIT, DEFAULT_QUIET_WINDOW, MigrationReport, Migrator, RebuildState, RunFailure, RunReport, StepReport,
+    SyncReport, names_after, rebuild_states,
 };
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};

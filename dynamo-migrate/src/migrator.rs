@@ -85,7 +85,12 @@ pub struct Migrator {
     check_idempotence: bool,
     streams: Option<StreamsClient>,
     quiet_window: Duration,
+    copy_limit: Duration,
 }
+
+/// The longest a rebuild's copy may be estimated to take: stream records live 24 hours, and the
+/// catch-up must start well before the oldest of them expire.
+pub const COPY_LIMIT: Duration = Duration::from_secs(12 * 3600);
 
 /// How long an old table must have had no writes before `delete_old_table` deletes it, unless
 /// the migrator is told otherwise: none on DynamoDB Local, where nothing else writes.
@@ -118,7 +123,14 @@ impl Migrator {
             check_idempotence: false,
             streams: None,
             quiet_window: if local { Duration::ZERO } else { DEFAULT_QUIET_WINDOW },
+            copy_limit: COPY_LIMIT,
         }
+    }
+
+    /// The longest a rebuild's copy may be estimated to take before the rebuild is refused.
+    pub fn with_copy_limit(mut self, limit: Duration) -> Self {
+        self.copy_limit = limit;
+        self
     }
 
     /// The DynamoDB Streams client through which rebuilds replay their old table's writes
@@ -503,6 +515,10 @@ impl Migrator {
         let map = rebuild.map.clone().unwrap_or_else(copy_map);
         let mut options = rebuild.options.clone();
         options.consistent_read = true;
+        if header.phase == Phase::Copying {
+            let estimate = self.estimate_copy(&ctx, &old, &new, &options, &map, live.item_count).await?;
+            report.calls.push(estimate);
+        }
         let copy_started = Instant::now();
         let copied = ctx.run_pass(old.clone(), new.clone(), options, map).await?;
         let copy_secs = copy_started.elapsed().as_secs_f64();
@@ -530,6 +546,41 @@ impl Migrator {
         ));
         report.replay = Some(caught_up);
         Ok(copied)
+    }
+
+    /// Estimates the copy's duration from the old table's item count and the rate measured on a
+    /// sample (the first page of every segment), and refuses a copy that would not end well
+    /// within the stream's 24-hour retention; returns the estimate as a report line.
+    async fn estimate_copy(
+        &self,
+        ctx: &DataContext,
+        old: &str,
+        new: &str,
+        options: &crate::data::PassOptions,
+        map: &std::sync::Arc<crate::data::MapFn>,
+        item_count: Option<i64>,
+    ) -> Result<String> {
+        let items = item_count.unwrap_or(0).max(0) as f64;
+        let (sampled, took) = ctx.sample_pass(old.to_owned(), new.to_owned(), options.clone(), map.clone()).await?;
+        let mut rate = sampled as f64 / took.as_secs_f64().max(0.001);
+        if let Some(crate::data::RateLimit::ItemsPerSecond(limit)) = options.rate {
+            rate = rate.min(limit);
+        }
+        let estimate = Duration::from_secs_f64(if sampled == 0 { 0.0 } else { items / rate.max(0.001) });
+        let line = format!(
+            "estimated copy: {items:.0} items at {rate:.0} items/s (measured on {sampled} items) = {}",
+            human(estimate)
+        );
+        if estimate > self.copy_limit {
+            return Err(Error::Rebuild {
+                table: old.to_owned(),
+                reason: format!(
+                    "{line}, more than the {} a copy may take: stream records live 24 hours, and the catch-up must begin well before the first of them expire. The copy has not started (a sample of it was written to {new}); give the rebuild more writers or segments (RebuildStep::options), raise the tables' write capacity, or lift a rate limit, then run `cargo xtask migrate --env <environment>` again",
+                    human(self.copy_limit)
+                ),
+            });
+        }
+        Ok(line)
     }
 
     /// Before an old version of `logical` is deleted: when the rebuild that replaced it went the
@@ -648,6 +699,18 @@ impl Migrator {
             }
         }
         Ok(reports)
+    }
+}
+
+/// A duration for people: seconds, minutes or hours.
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
     }
 }
 

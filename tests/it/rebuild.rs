@@ -4,13 +4,13 @@
 //! deletion must wait until nothing writes to it. A catch-up killed with SIGKILL resumes from its
 //! shard checkpoints and ends exact.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_migrate::{
-    DataContext, Destructive, KeyAttr, LockOptions, Migration, Migrator, Phase, RebuildStep, ReplayStore, Status,
-    StreamView, TableDef, TableNames,
+    DataContext, Destructive, KeyAttr, LockOptions, Migration, Migrator, PassOptions, Phase, RateLimit, RebuildStep,
+    ReplayStore, Status, StreamView, TableDef, TableNames,
 };
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +112,11 @@ async fn a_rebuild_beside_an_application_ends_exactly_the_transform_of_the_old_t
     let (old, new) = (names.physical("customers"), names.physical_version("customers", 2));
     let migrator = migrator(&client, &names).await;
     migrator.run(&migrations(false), Some(1)).await.unwrap();
-    let seed: Vec<Item> = (0..20_000).map(customer).collect();
+    // 20,000 items and 300 writes/s; the measurement in the README runs this same test with
+    // more of both (REBUILD_ITEMS=50000 REBUILD_WRITES_PER_SECOND=500).
+    let number = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (items, writes_per_second) = (number("REBUILD_ITEMS", 20_000), number("REBUILD_WRITES_PER_SECOND", 300));
+    let seed: Vec<Item> = (0..items).map(customer).collect();
     DataContext::new(client.clone(), names.clone()).put_items("customers", seed.clone()).await.unwrap();
 
     let writer = AppWriter::start(
@@ -122,7 +126,7 @@ async fn a_rebuild_beside_an_application_ends_exactly_the_transform_of_the_old_t
         seed,
         "name",
         put_by_application,
-        WriterOptions { workers: 8, writes_per_second: 300.0, mix: (6, 2, 2), fresh_keys: 500 },
+        WriterOptions { workers: 8, writes_per_second: writes_per_second as f64, mix: (6, 2, 2), fresh_keys: 500 },
     );
     // The application is serving before the rebuild starts, and goes on after it ends.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -152,12 +156,18 @@ async fn a_rebuild_beside_an_application_ends_exactly_the_transform_of_the_old_t
     assert_eq!(log.counts().uncertain, 0, "DynamoDB Local answers every write");
     assert!(violations.is_empty(), "the old table is the application's model: {}", summary(&violations));
 
+    let sync_started = Instant::now();
     let synced = migrator.sync(&migrations(false), None).await.unwrap();
+    let sync_took = sync_started.elapsed();
     println!("sync: {synced:?}");
     assert_eq!(synced.len(), 1);
     let want = transform_of_old(&client, &old).await;
     let got = content_hash(&client, &new).await;
-    println!("old table converted: {want}; new table: {got}; rebuild took {rebuild_took:?}");
+    println!("old table converted: {want}; new table: {got}");
+    println!(
+        "{items} items, application at {writes_per_second} writes/s: rebuild (copy + catch-up) {rebuild_took:.1?}, sync after the application stopped {sync_took:.1?}, from the rebuild's start to the new table exact {:.1?}",
+        started.elapsed()
+    );
     assert_eq!(got, want, "the new table is exactly the conversion of the old one");
     // Every acknowledged write is in the new table as the conversion of the model's item.
     let model: Vec<Item> = log
@@ -262,4 +272,58 @@ async fn a_catch_up_killed_with_sigkill_resumes_from_its_shard_checkpoints() {
     // only what the killed one had not checkpointed.
     assert!(replay.records < 22_858, "{replay:?}");
     assert_eq!(content_hash(&client, &new).await, transform_of_old(&client, &old).await);
+}
+
+#[tokio::test]
+async fn a_copy_estimated_to_outlast_the_stream_retention_is_refused_with_its_estimate() {
+    let (client, names) = (support::client().await, support::names("rebuild_estimate"));
+    let migrator = migrator(&client, &names).await.with_copy_limit(Duration::from_secs(60));
+    migrator.run(&migrations(false), Some(1)).await.unwrap();
+    let seed: Vec<Item> = (0..2_000).map(customer).collect();
+    DataContext::new(client.clone(), names.clone()).put_items("customers", seed).await.unwrap();
+    // At 10 items/s, 2,000 items take 200 s: more than the 60 s this migrator allows.
+    let v2 = TableDef::new("customers", KeyAttr::n("customer_nr")).version(2).sort_key(KeyAttr::s("record"));
+    // `options` replaces every option, so it comes before `drop_unknown_attributes`.
+    let slow = RebuildStep::convert(v2, profile)
+        .options(PassOptions { rate: Some(RateLimit::ItemsPerSecond(10.0)), ..PassOptions::default() })
+        .drop_unknown_attributes();
+    let mut slow_migrations = migrations(false);
+    slow_migrations[1] = Migration::new(2, "rebuild_customers", "rebuild").rebuild_table(slow);
+    let refused = migrator.run(&slow_migrations, Some(2)).await.unwrap_err();
+    let message = refused.error.to_string();
+    println!("{message}");
+    assert!(message.contains("estimated copy: 2000 items at 10 items/s"), "{message}");
+    assert!(message.contains("more than the 60 s a copy may take"), "{message}");
+}
+
+#[tokio::test]
+async fn a_catch_up_whose_records_may_have_expired_is_refused_saying_what_to_do() {
+    let (client, names) = (support::client().await, support::names("rebuild_expired"));
+    let migrator = migrator(&client, &names).await;
+    migrator.run(&migrations(false), Some(1)).await.unwrap();
+    DataContext::new(client.clone(), names.clone())
+        .put_items("customers", (0..100).map(customer).collect())
+        .await
+        .unwrap();
+    migrator.run(&migrations(false), Some(2)).await.unwrap();
+
+    // Make the replay's checkpoints 21 hours old, as if the last sync had been that long ago.
+    let long_ago = (SystemTime::now() - Duration::from_secs(21 * 3600)).duration_since(UNIX_EPOCH).unwrap().as_millis();
+    for mut item in all_items(&client, names.ledger()).await {
+        let Some(AttributeValue::S(id)) = item.get("id") else { continue };
+        if !id.starts_with("replay#0000000002#") {
+            continue;
+        }
+        for field in ["synced_from_ms", "copy_started_ms", "applied_until_ms", "last_write_ms"] {
+            if item.contains_key(field) {
+                item.insert(field.to_owned(), AttributeValue::N(long_ago.to_string()));
+            }
+        }
+        client.put_item().table_name(names.ledger()).set_item(Some(item)).send().await.unwrap();
+    }
+    let refused = migrator.sync(&migrations(false), None).await.unwrap_err();
+    let message = refused.to_string();
+    println!("{message}");
+    assert!(message.contains("records not yet applied may be 21 h old"), "{message}");
+    assert!(message.contains("--rerun --restart-passes"), "{message}");
 }

@@ -106,6 +106,8 @@ struct Shared {
     checkpoints: CheckpointStore,
     progress: ProgressBar,
     cancel: watch::Receiver<bool>,
+    /// A sample: each segment stops after this many pages.
+    max_pages: Option<u32>,
 }
 
 /// Runs a pass to its end (or to Ctrl-C), resuming from the checkpoints of an earlier run.
@@ -117,6 +119,39 @@ pub(crate) async fn run(
     checkpoints: &CheckpointStore,
     cancel: watch::Receiver<bool>,
     show_progress: bool,
+) -> Result<DataReport, DataError> {
+    run_pages(client, pass, options, map, checkpoints, cancel, show_progress, None).await
+}
+
+/// Copies a sample (the first page of every segment, nothing checkpointed) into the target and
+/// returns how many items it read and how long it took: the measured rate a rebuild estimates
+/// its copy's duration from. Items it writes are written again by the copy itself.
+pub(crate) async fn sample(
+    client: &Client,
+    pass: PassIdentity,
+    mut options: PassOptions,
+    map: Arc<MapFn>,
+) -> Result<(u64, std::time::Duration), DataError> {
+    let (_, cancel) = watch::channel(false);
+    options.page_size = Some(options.page_size.unwrap_or(100).min(100));
+    // The sample measures what the tables allow; a rate limit is applied to the estimate
+    // instead, so that a slow limit does not make the sample itself slow.
+    options.rate = None;
+    let started = std::time::Instant::now();
+    let report = run_pages(client, pass, options, map, &CheckpointStore::default(), cancel, false, Some(1)).await?;
+    Ok((report.scanned, started.elapsed()))
+}
+
+#[expect(clippy::too_many_arguments, reason = "the one internal function behind run and sample")]
+async fn run_pages(
+    client: &Client,
+    pass: PassIdentity,
+    options: PassOptions,
+    map: Arc<MapFn>,
+    checkpoints: &CheckpointStore,
+    cancel: watch::Receiver<bool>,
+    show_progress: bool,
+    max_pages: Option<u32>,
 ) -> Result<DataReport, DataError> {
     let source = table_info(client, &pass.source, "source").await?;
     let in_place = pass.source == pass.target;
@@ -184,6 +219,7 @@ pub(crate) async fn run(
         checkpoints: checkpoints.clone(),
         progress,
         cancel,
+        max_pages,
         pass,
     });
 
@@ -227,7 +263,7 @@ pub(crate) async fn run(
     if let Some(e) = first_error {
         return Err(e);
     }
-    if segments_done < segments {
+    if segments_done < segments && shared.max_pages.is_none() {
         return Err(DataError::Interrupted { table: shared.source.clone(), done: segments_done, segments });
     }
     report.resumed = resumed;
@@ -241,10 +277,13 @@ async fn run_segment(shared: &Arc<Shared>, segment: u32, state: SegmentState) ->
         return Ok((counts, true));
     }
     let mut done = false;
+    let mut pages = 0;
     let mut next = Some(tokio::spawn(scan_page(shared.clone(), segment, state.key)));
     while let Some(page) = next.take() {
         let (items, last_key) = page.await.expect("a scan task does not panic")?;
-        if last_key.is_some() && !*shared.cancel.borrow() {
+        pages += 1;
+        let more = shared.max_pages.is_none_or(|max| pages < max);
+        if last_key.is_some() && more && !*shared.cancel.borrow() {
             next = Some(tokio::spawn(scan_page(shared.clone(), segment, last_key.clone())));
         }
         let scanned = items.len() as u64;

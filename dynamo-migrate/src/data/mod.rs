@@ -307,6 +307,19 @@ impl DataContext {
         Ok(report)
     }
 
+    /// Copies a sample of `source` into `target` (see `engine::sample`): items read, time taken.
+    pub(crate) async fn sample_pass(
+        &self,
+        source: String,
+        target: String,
+        options: PassOptions,
+        map: Arc<MapFn>,
+    ) -> Result<(u64, std::time::Duration), DataError> {
+        options.check().map_err(|problem| DataError::Options { table: source.clone(), problem })?;
+        let identity = checkpoint::PassIdentity { place: format!("step {}, sample", self.step), source, target };
+        engine::sample(&self.client, identity, options, map).await
+    }
+
     /// Shows a progress bar on a terminal.
     pub fn with_progress(mut self, on: bool) -> Self {
         self.progress = on;
