@@ -289,18 +289,21 @@ impl Ledger {
         .await
     }
 
-    /// Deletes every checkpoint item of migration `version`, so that its passes start over;
-    /// returns how many there were.
+    /// Deletes every checkpoint item of migration `version`, so that its passes start over,
+    /// and the replay items of its rebuild, so that a rebuild starts over from a new stream
+    /// position; returns how many there were.
     pub async fn delete_checkpoints(&self, version: u32) -> Result<usize> {
         let prefix = crate::data::checkpoint_prefix(version);
+        let replay = crate::data::replay_prefix(version);
         let mut items = self
             .client
             .scan()
             .table_name(&self.table)
             .consistent_read(true)
-            .filter_expression("begins_with(#id, :prefix)")
+            .filter_expression("begins_with(#id, :prefix) OR begins_with(#id, :replay)")
             .expression_attribute_names("#id", ID)
             .expression_attribute_values(":prefix", AttributeValue::S(prefix))
+            .expression_attribute_values(":replay", AttributeValue::S(replay))
             .projection_expression("#id")
             .into_paginator()
             .items()

@@ -334,7 +334,12 @@ impl Migrator {
                         if *old == names.version(logical) {
                             return Err(PlanError::CurrentVersion { table: logical.to_owned(), version: *old }.into());
                         }
-                        report.replay = self.before_cut_over(ledger, migrations, logical, *old, names).await?;
+                        if let Some((replayed, line)) =
+                            self.before_cut_over(ledger, migrations, logical, *old, names).await?
+                        {
+                            report.calls.push(line);
+                            report.replay = Some(replayed);
+                        }
                         *old
                     }
                     _ => names.version(logical),
@@ -593,7 +598,7 @@ impl Migrator {
         logical: &str,
         old: u32,
         names: &TableNames,
-    ) -> Result<Option<ReplayReport>> {
+    ) -> Result<Option<(ReplayReport, String)>> {
         let Some((version, rebuild)) = rebuild_of(migrations, logical, old + 1) else { return Ok(None) };
         let store = ReplayStore::new(ledger.clone(), version);
         let Some(mut header) = store.header().await? else {
@@ -620,7 +625,16 @@ impl Migrator {
         }
         header.phase = Phase::CutOver;
         store.save_header(&header).await?;
-        Ok(Some(replayed))
+        let line = format!(
+            "replayed the stream of {} once more: {} records ({} puts, {} deletes); no write for {} s (quiet window {} s)",
+            header.source,
+            replayed.records,
+            replayed.puts,
+            replayed.deletes,
+            quiet_for.as_secs(),
+            self.quiet_window.as_secs()
+        );
+        Ok(Some((replayed, line)))
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) use checkpoint::{CheckpointStore, checkpoint_prefix};
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
 pub use rate::RateLimit;
 pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
-pub(crate) use replay::{Replay, key_attributes, now_ms};
+pub(crate) use replay::{Replay, key_attributes, now_ms, prefix as replay_prefix};
 pub(crate) use stream::ensure_stream;
 pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};

@@ -10,7 +10,9 @@
 //! # The rule
 //!
 //! After a catch-up, for every key, the new table holds the transform of the old table's latest
-//! item (as of the moment the catch-up read each shard to its end), or nothing if it was deleted;
+//! item (as of the moment the catch-up started: it reads each shard until it is closed, until an
+//! empty page, or until a record written after that moment, so that an application that keeps
+//! writing is not chased for ever), or nothing if it was deleted;
 //! this holds for items created, changed or deleted while the copy ran, before or after the scan
 //! passed them. The argument:
 //!
@@ -81,7 +83,7 @@ pub enum ReplayError {
     #[error("replay of {table} into {target}: item {key}: {error}")]
     Item { table: String, target: String, key: String, error: String },
     #[error(
-        "replay of {table} into {target}: records not yet applied may be {age_h} h old, and stream records are kept for 24 h, so some may be gone; the new table cannot be proved current. Rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes` and `cargo xtask migrate --env <environment>`"
+        "replay of {table} into {target}: records not yet applied may be {age_h} h old, and stream records are kept for 24 h, so some may be gone; the new table cannot be proved current, and the old one is not deleted. Rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes` (it forgets the copy's and the replay's checkpoints) and `cargo xtask migrate --env <environment>`; once migration {version} has succeeded, run `cargo xtask sync --env <environment>` at least daily until cut-over"
     )]
     RecordsExpired { table: String, target: String, version: u32, age_h: u64 },
     #[error(
@@ -172,7 +174,8 @@ pub struct ReplayStore {
     version: u32,
 }
 
-fn prefix(version: u32) -> String {
+/// The prefix of every replay item of migration `version`.
+pub(crate) fn prefix(version: u32) -> String {
     format!("replay#{version:010}#")
 }
 
