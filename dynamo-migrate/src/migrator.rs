@@ -422,13 +422,16 @@ impl Migrator {
             table: rebuild.table.name.clone(),
             reason: "the migrator has no DynamoDB Streams client (Migrator::with_streams), so it cannot replay the old table's writes".to_owned(),
         })?;
+        let source_keys = key_attributes(&self.client, &header.source).await?;
+        let target_keys = key_attributes(&self.client, &header.target).await?;
         Ok(Replay {
             dynamo: self.client.clone(),
             streams,
             source: header.source.clone(),
-            source_keys: key_attributes(&self.client, &header.source).await?,
+            keys_carry_over: rebuild.map.is_none() && source_keys == target_keys,
+            source_keys,
             target: header.target.clone(),
-            target_keys: key_attributes(&self.client, &header.target).await?,
+            target_keys,
             stream_arn: header.stream_arn.clone(),
             map: rebuild.map.clone().unwrap_or_else(copy_map),
             drop_unknown_attributes: rebuild.options.drop_unknown_attributes,

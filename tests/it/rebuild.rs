@@ -327,3 +327,60 @@ async fn a_catch_up_whose_records_may_have_expired_is_refused_saying_what_to_do(
     assert!(message.contains("records not yet applied may be 21 h old"), "{message}");
     assert!(message.contains("--rerun --restart-passes"), "{message}");
 }
+
+#[tokio::test]
+async fn a_stream_without_what_the_replay_needs_is_refused_not_replaced_and_a_copy_reuses_new_images() {
+    let (client, names) = (support::client().await, support::names("rebuild_stream_view"));
+    let old = names.physical("customers");
+    let with_new_images = || {
+        vec![
+            Migration::new(1, "create_customers", "create")
+                .create_table(TableDef::new("customers", KeyAttr::n("customer_nr")).stream(StreamView::NewImage)),
+        ]
+    };
+    let migrator = migrator(&client, &names).await;
+    migrator.run(&with_new_images(), None).await.unwrap();
+    DataContext::new(client.clone(), names.clone())
+        .put_items("customers", (0..50).map(customer).collect())
+        .await
+        .unwrap();
+
+    // A conversion needs old images (a REMOVE must find the converted key): refused, and the
+    // stream its consumers read is left as it is.
+    let mut converting = migrations(false);
+    converting[0] = with_new_images().remove(0);
+    let refused = migrator.run(&converting, Some(2)).await.unwrap_err();
+    let message = refused.error.to_string();
+    assert!(message.contains("already has a stream with view NEW_IMAGE"), "{message}");
+    assert!(message.contains("Replacing it would stop its consumers"), "{message}");
+    let described = client.describe_table().table_name(&old).send().await.unwrap().table.unwrap();
+    assert_eq!(
+        described.stream_specification().and_then(|s| s.stream_view_type()).map(|v| v.as_str()),
+        Some("NEW_IMAGE")
+    );
+
+    // A plain copy into the same key attributes can use it: a REMOVE's keys are the new key.
+    let (client2, names2) = (support::client().await, support::names("rebuild_stream_copy"));
+    let migrator = self::migrator(&client2, &names2).await;
+    let copy = |v: u32| TableDef::new("customers", KeyAttr::n("customer_nr")).version(v);
+    let copies = vec![
+        with_new_images().remove(0),
+        Migration::new(2, "copy_customers", "copy").rebuild_table(RebuildStep::copy(copy(2))),
+    ];
+    migrator.run(&copies[..1], None).await.unwrap();
+    DataContext::new(client2.clone(), names2.clone())
+        .put_items("customers", (0..50).map(customer).collect())
+        .await
+        .unwrap();
+    migrator.run(&copies, None).await.unwrap();
+    let old2 = names2.physical_version("customers", 1);
+    for i in 0..10u64 {
+        let key = Item::from([("customer_nr".to_owned(), AttributeValue::N(i.to_string()))]);
+        client2.delete_item().table_name(&old2).set_key(Some(key)).send().await.unwrap();
+    }
+    migrator.sync(&copies, None).await.unwrap();
+    assert_eq!(
+        content_hash(&client2, &names2.physical_version("customers", 2)).await,
+        content_hash(&client2, &old2).await
+    );
+}

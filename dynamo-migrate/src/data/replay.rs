@@ -298,6 +298,9 @@ pub(crate) struct Replay {
     pub target_keys: Vec<String>,
     pub stream_arn: String,
     pub map: Arc<MapFn>,
+    /// The rebuild copies items unchanged into a table with the same key attributes: a record's
+    /// keys are then the new table's key, without an old image.
+    pub keys_carry_over: bool,
     pub drop_unknown_attributes: bool,
     pub store: ReplayStore,
     pub cancel: watch::Receiver<bool>,
@@ -310,26 +313,26 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
-/// One item of a stream record in the DynamoDB client's types.
-fn from_stream(item: &HashMap<String, StreamValue>) -> Item {
-    item.iter().map(|(k, v)| (k.clone(), value(v))).collect()
+/// One item of a stream record in the DynamoDB client's types; a type this SDK does not know is
+/// an error, never a value changed in silence.
+fn from_stream(item: &HashMap<String, StreamValue>) -> Result<Item, String> {
+    item.iter().map(|(k, v)| Ok((k.clone(), value(v).map_err(|e| format!("attribute {k}: {e}"))?))).collect()
 }
 
-fn value(v: &StreamValue) -> AttributeValue {
-    match v {
+fn value(v: &StreamValue) -> Result<AttributeValue, String> {
+    Ok(match v {
         StreamValue::S(s) => AttributeValue::S(s.clone()),
         StreamValue::N(n) => AttributeValue::N(n.clone()),
         StreamValue::B(b) => AttributeValue::B(Blob::new(b.as_ref().to_vec())),
         StreamValue::Ss(s) => AttributeValue::Ss(s.clone()),
         StreamValue::Ns(n) => AttributeValue::Ns(n.clone()),
         StreamValue::Bs(b) => AttributeValue::Bs(b.iter().map(|b| Blob::new(b.as_ref().to_vec())).collect()),
-        StreamValue::M(m) => AttributeValue::M(from_stream(m)),
-        StreamValue::L(l) => AttributeValue::L(l.iter().map(value).collect()),
+        StreamValue::M(m) => AttributeValue::M(from_stream(m)?),
+        StreamValue::L(l) => AttributeValue::L(l.iter().map(value).collect::<Result<_, _>>()?),
         StreamValue::Null(n) => AttributeValue::Null(*n),
         StreamValue::Bool(b) => AttributeValue::Bool(*b),
-        // A type newer than this SDK: keep the replay honest by failing on it where it is used.
-        _ => AttributeValue::Null(true),
-    }
+        other => return Err(format!("a value of a type this version does not know: {other:?}")),
+    })
 }
 
 impl Replay {
@@ -640,31 +643,31 @@ impl Replay {
         let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
         for record in records {
             let Some(stream) = &record.dynamodb else { continue };
-            let keys = stream.keys.as_ref().map(from_stream).unwrap_or_default();
+            let keys = stream.keys.as_ref().map(from_stream).transpose().unwrap_or_default().unwrap_or_default();
+            let item_error = |error: String| ReplayError::Item {
+                table: self.source.clone(),
+                target: self.target.clone(),
+                key: key_text(&keys, &self.source_keys),
+                error,
+            };
             let old_key = match &stream.old_image {
-                Some(old) => self.target_key(from_stream(old)),
-                // Without old images (a reused NEW_IMAGE stream, allowed only for a copy into
-                // the same key attributes) the record's keys are the new table's.
-                None => self.target_keys.iter().all(|k| keys.contains_key(k)).then(|| key_of(&keys, &self.target_keys)),
+                Some(old) => self.target_key(from_stream(old).map_err(item_error)?),
+                // Without old images (a reused NEW_IMAGE stream, allowed only for a plain copy
+                // into the same key attributes) the record's keys are the new table's.
+                None if self.keys_carry_over => Some(key_of(&keys, &self.target_keys)),
+                None => None,
             };
             let put = match (record.event_name.as_ref(), &stream.new_image) {
                 (Some(OperationType::Remove), _) | (_, None) => None,
                 (_, Some(new)) => {
-                    let mapped = self.transform(from_stream(new));
+                    let mapped = from_stream(new).and_then(|new| self.transform(new));
                     let change = mapped.and_then(|m| {
                         into_other_table(m, &self.target, &self.target_keys, self.drop_unknown_attributes)
                     });
                     match change {
                         Ok(Change::Put(item)) => Some(item),
                         Ok(Change::Keep | Change::Delete) => None,
-                        Err(error) => {
-                            return Err(ReplayError::Item {
-                                table: self.source.clone(),
-                                target: self.target.clone(),
-                                key: key_text(&keys, &self.source_keys),
-                                error,
-                            });
-                        }
+                        Err(error) => return Err(item_error(error)),
                     }
                 }
             };
