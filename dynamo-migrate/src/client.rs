@@ -88,6 +88,18 @@ pub async fn connect(target: &Target) -> Client {
     Client::from_conf(builder.build())
 }
 
+/// A DynamoDB Streams client for `target`, which reads the stream a table rebuild replays.
+/// DynamoDB Streams has an endpoint of its own on AWS (`streams.dynamodb.<region>…`); DynamoDB
+/// Local serves it on the same port as DynamoDB, so a local target's endpoint is used for both.
+pub async fn connect_streams(target: &Target) -> aws_sdk_dynamodbstreams::Client {
+    let config = sdk_config(target).await;
+    let mut builder = aws_sdk_dynamodbstreams::config::Builder::from(&config);
+    if let Some(endpoint) = &target.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
+}
+
 /// An STS client for `target`, to ask whose credentials these are.
 pub async fn connect_sts(target: &Target) -> aws_sdk_sts::Client {
     let config = sdk_config(target).await;

@@ -38,6 +38,14 @@ pub fn expected_tables<'a>(migrations: impl IntoIterator<Item = &'a Migration>) 
                 };
             }
             Step::Rebuild(rebuild) => {
+                // The rebuild enables a stream on the old version when it has none (see
+                // `data::stream`), and leaves it there until the old version is deleted.
+                let old = (rebuild.table.name.clone(), current.get(&rebuild.table.name).copied().unwrap_or(1));
+                if let Some(old) = tables.get_mut(&old)
+                    && old.stream.is_none()
+                {
+                    old.stream = Some(dynamo_model::StreamView::NewAndOldImages);
+                }
                 current.insert(rebuild.table.name.clone(), rebuild.table.version);
                 tables.insert((rebuild.table.name.clone(), rebuild.table.version), rebuild.table.clone());
             }

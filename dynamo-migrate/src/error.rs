@@ -66,6 +66,12 @@ pub enum Error {
         "data step {step} is not idempotent: run a second time over its own output it would write {written} item(s) and delete {deleted}; a step in place must leave what it already changed alone (after a crash, the page in flight is done again)"
     )]
     NotIdempotent { step: String, written: u64, deleted: u64 },
+    #[error(
+        "table {table} was last written to at {since} ({quiet_s} s ago), within the quiet window of {window_s} s, so it is not deleted: the application may still write to it. Deploy the code that uses {new} everywhere, then run `cargo xtask sync --env <environment> --until-quiet {window_s}` and `cargo xtask migrate --env <environment>` again"
+    )]
+    NotQuiet { table: String, new: String, since: String, quiet_s: u64, window_s: u64 },
+    #[error(transparent)]
+    Replay(Box<crate::data::ReplayError>),
     #[error("rebuild of table {table}: {reason}")]
     Rebuild { table: String, reason: String },
     #[error("building a DynamoDB request: {0}")]
@@ -78,8 +84,18 @@ impl Error {
         use crate::data::DataError;
         match self {
             Error::Pass(DataError::Interrupted { .. }) | Error::Interrupted { .. } => true,
+            Error::Replay(e) => matches!(**e, crate::data::ReplayError::Interrupted { .. }),
             Error::Data(e) => matches!(e.downcast_ref::<DataError>(), Some(DataError::Interrupted { .. })),
             Error::Step { source, .. } => source.is_interrupted(),
+            _ => false,
+        }
+    }
+
+    /// True when a cut-over was refused because the old table is still written to.
+    pub fn is_not_quiet(&self) -> bool {
+        match self {
+            Error::NotQuiet { .. } => true,
+            Error::Step { source, .. } => source.is_not_quiet(),
             _ => false,
         }
     }
@@ -95,6 +111,12 @@ impl Error {
             detail: DisplayErrorContext(&err).to_string(),
             source: Box::new(err),
         }
+    }
+}
+
+impl From<crate::data::ReplayError> for Error {
+    fn from(e: crate::data::ReplayError) -> Self {
+        Error::Replay(Box::new(e))
     }
 }
 

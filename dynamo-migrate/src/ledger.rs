@@ -30,6 +30,11 @@ pub fn now() -> String {
     DateTime::from(SystemTime::now()).fmt(Format::DateTime).unwrap_or_default()
 }
 
+/// A time in milliseconds since the epoch as RFC 3339.
+pub(crate) fn rfc3339_millis(ms: u64) -> String {
+    DateTime::from_millis(ms as i64).fmt(Format::DateTime).unwrap_or_default()
+}
+
 /// The ledger of one environment.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -270,18 +275,35 @@ impl Ledger {
         }
     }
 
-    /// Deletes every checkpoint item of migration `version`, so that its passes start over;
-    /// returns how many there were.
+    /// Writes an item of migration `version`'s rebuild replay (see `data::replay`), fenced by the
+    /// migration lock alone: unlike a scan checkpoint, a replay also runs after its migration
+    /// succeeded (`sync`, and the `delete_old_table` step of a later migration).
+    pub(crate) async fn save_replay(&self, version: u32, mut item: HashMap<String, AttributeValue>) -> Result<()> {
+        item.insert("migration".to_owned(), AttributeValue::N(version.to_string()));
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build()?;
+        // The put has no condition of its own: only the lock check can cancel the transaction.
+        self.transact(TransactWriteItem::builder().put(put).build(), version, || Error::LedgerConflict {
+            version,
+            name: "(rebuild replay)".to_owned(),
+        })
+        .await
+    }
+
+    /// Deletes every checkpoint item of migration `version`, so that its passes start over,
+    /// and the replay items of its rebuild, so that a rebuild starts over from a new stream
+    /// position; returns how many there were.
     pub async fn delete_checkpoints(&self, version: u32) -> Result<usize> {
         let prefix = crate::data::checkpoint_prefix(version);
+        let replay = crate::data::replay_prefix(version);
         let mut items = self
             .client
             .scan()
             .table_name(&self.table)
             .consistent_read(true)
-            .filter_expression("begins_with(#id, :prefix)")
+            .filter_expression("begins_with(#id, :prefix) OR begins_with(#id, :replay)")
             .expression_attribute_names("#id", ID)
             .expression_attribute_values(":prefix", AttributeValue::S(prefix))
+            .expression_attribute_values(":replay", AttributeValue::S(replay))
             .projection_expression("#id")
             .into_paginator()
             .items()

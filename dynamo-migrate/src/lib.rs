@@ -23,10 +23,11 @@ mod sdk;
 mod sequence;
 mod verify;
 
-pub use client::{Target, connect, connect_sts, is_local_endpoint};
+pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
 pub use data::{
-    Change, DataContext, DataError, DataReport, PassBuilder, PassOptions, RateLimit, canonical_item, canonical_json,
-    canonical_number, from_item, key_text, to_item,
+    Change, DataContext, DataError, DataReport, PassBuilder, PassOptions, Phase, RESUME_LIMIT, RateLimit, ReplayError,
+    ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number, from_item, key_text,
+    to_item,
 };
 pub use drift::{DriftKind, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
@@ -44,7 +45,10 @@ pub use lock::{Lock, LockHolder, LockOptions, force_unlock, holder as lock_holde
 pub use migration::{
     DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, checksum,
 };
-pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport, names_after};
+pub use migrator::{
+    COPY_LIMIT, DEFAULT_QUIET_WINDOW, MigrationReport, Migrator, RebuildState, RunFailure, RunReport, StepReport,
+    SyncReport, names_after, rebuild_states,
+};
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{PlannedMigration, PlannedStep, preview};

@@ -109,7 +109,7 @@ pub async fn preview(
                         }
                     }
                     planned.calls.push(format!(
-                        "copy {old} -> {new} ({} items by DynamoDB's estimate), then compare counts",
+                        "make sure {old} has a stream (NEW_AND_OLD_IMAGES, enabled if it has none), copy {old} -> {new} ({} items by DynamoDB's estimate), then replay the stream into {new} (catch-up); {old} stays, waiting for cut-over",
                         items.map_or("an unknown number of".to_owned(), |n| n.to_string())
                     ));
                     names.set_version(table, rebuild.table.version);

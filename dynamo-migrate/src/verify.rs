@@ -7,7 +7,7 @@ use std::time::Instant;
 use dynamo_model::{FieldDiff, TableSchema, diff_tables};
 use serde::Serialize;
 
-use crate::client::{Target, connect};
+use crate::client::{Target, connect, connect_streams};
 use crate::data::key_text;
 use crate::error::Error;
 use crate::live::{describe, list_tables};
@@ -98,6 +98,7 @@ pub async fn verify(
     let names = TableNames::new(options.table_prefix.clone());
     let migrator = Migrator::new(client.clone(), names.clone(), true, "verify (DynamoDB Local)")
         .with_fixtures(true)
+        .with_streams(connect_streams(&target).await)
         .with_idempotence_check(true);
 
     let mut report = VerifyReport {

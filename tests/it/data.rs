@@ -369,7 +369,7 @@ async fn a_rebuild_without_a_transform_keeps_every_item_exactly() {
         Migration::new(2, "rebuild_odd", "rebuild")
             .rebuild_table(RebuildStep::copy(TableDef::new("odd", KeyAttr::s("id")).version(2))),
     ];
-    let migrator = Migrator::new(client.clone(), names.clone(), true, "test");
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test").with_streams(support::streams().await);
     let report = migrator.run(&migrations, None).await.unwrap();
     assert_eq!(report.applied[1].steps[0].data.unwrap().written, items.len() as u64);
     let after = content_hash(&client, &names.physical_version("odd", 2)).await;

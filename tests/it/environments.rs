@@ -139,6 +139,7 @@ fn help_describes_every_option() {
         ("plan", &["--env", "--environments", "--format"][..]),
         ("migrate", &["--env", "--yes", "--allow-drift", "--target", "--lock-wait", "--lock-lease", "--format"][..]),
         ("status", &["--env", "--format"][..]),
+        ("sync", &["--env", "--yes", "--until-quiet", "--lock-wait", "--lock-lease", "--format"][..]),
         ("unlock", &["--env", "--force"][..]),
         ("recover", &["--env", "--version", "--rerun", "--resolved"][..]),
     ] {
@@ -323,6 +324,59 @@ async fn plan_writes_nothing_and_lists_the_calls() {
         refused.stderr
     );
     assert_eq!(ledger.records().await.unwrap(), records);
+}
+
+#[tokio::test]
+async fn the_example_rebuild_waits_for_cut_over_and_sync_replays_what_is_written_meanwhile() {
+    let envs = Envs::new("sync", "");
+    let args = |command: &'static str, more: &[&'static str]| {
+        let mut args = vec![command, "--env", "dev", "--environments", envs.file(), "--format", "json"];
+        args.extend_from_slice(more);
+        args
+    };
+    let json = |run: &Run| -> serde_json::Value {
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr))
+    };
+    let migrate = run("example", &args("migrate", &["--target", "5"]));
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    let status = run("example", &args("status", &[]));
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let status = json(&status);
+    assert_eq!(status["rebuilds"][0]["phase"], "waiting_for_cut_over", "{status:#}");
+    assert_eq!(status["drift"], serde_json::json!([]), "the stream the rebuild left is expected");
+
+    // The application, not yet moved, writes to version 1; sync takes it to version 2.
+    let client = support::client().await;
+    let customer = dynamo_migrate::to_item(&serde_json::json!({
+        "customer_nr": 77, "name": "Late", "email": "Late@Example.com", "email_normalised": "late@example.com"
+    }))
+    .unwrap();
+    client.put_item().table_name(envs.names.physical("customers")).set_item(Some(customer)).send().await.unwrap();
+    let sync = run("example", &args("sync", &[]));
+    assert_eq!(sync.code, 0, "{}", sync.stderr);
+    let sync = json(&sync);
+    assert_eq!(sync["ok"], true, "{sync:#}");
+    assert_eq!(sync["rebuilds"][0]["version"], 5, "{sync:#}");
+    assert_eq!(sync["rebuilds"][0]["replay"]["puts"], 1, "{sync:#}");
+    let copied = client
+        .get_item()
+        .table_name(envs.names.physical_version("customers", 2))
+        .key("customer_nr", AttributeValue::N("77".to_owned()))
+        .key("record", AttributeValue::S("profile".to_owned()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copied.item.and_then(|i| i.get("name").cloned()), Some(AttributeValue::S("Late".to_owned())));
+
+    // A protected environment needs --yes for sync, as for migrate.
+    let refused = run("example", &["sync", "--env", "prod", "--environments", envs.file()]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+
+    // On DynamoDB Local the quiet window is zero: migration 6 replays once more and cuts over.
+    let migrate = run("example", &args("migrate", &[]));
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    let status = json(&run("example", &args("status", &[])));
+    assert_eq!(status["rebuilds"][0]["phase"], "cut_over", "{status:#}");
 }
 
 #[tokio::test]

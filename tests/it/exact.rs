@@ -332,7 +332,7 @@ async fn a_rebuild_conversion_refuses_to_lose_attributes_unless_told() {
             Migration::new(2, "rebuild", if drop { "rebuild, dropping" } else { "rebuild" }).rebuild_table(convert),
         ]
     };
-    let migrator = Migrator::new(client.clone(), names.clone(), true, "test");
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test").with_streams(support::streams().await);
     migrator.run(&migrations(false)[..1], None).await.unwrap();
     DataContext::new(client.clone(), names.clone()).put_items("things", (0..20).map(awkward).collect()).await.unwrap();
     let failure = migrator.run(&migrations(false), None).await.unwrap_err();

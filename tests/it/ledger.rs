@@ -19,7 +19,8 @@ fn three() -> Vec<Migration> {
 }
 
 async fn migrator(test: &str) -> (Migrator, Ledger) {
-    let migrator = Migrator::new(support::client().await, support::names(test), true, "test");
+    let migrator = Migrator::new(support::client().await, support::names(test), true, "test")
+        .with_streams(support::streams().await);
     let ledger = migrator.ledger();
     (migrator, ledger)
 }

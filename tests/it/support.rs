@@ -46,6 +46,11 @@ pub async fn client() -> Client {
     connect(&Target::local(endpoint())).await
 }
 
+/// A DynamoDB Streams client of the shared server (DynamoDB Local serves streams on its port).
+pub async fn streams() -> aws_sdk_dynamodbstreams::Client {
+    dynamo_migrate::connect_streams(&Target::local(endpoint())).await
+}
+
 /// Table names with a prefix no other test uses.
 pub fn names(test: &str) -> TableNames {
     TableNames::new(format!("t{}_{test}_", NEXT.fetch_add(1, Ordering::Relaxed)))

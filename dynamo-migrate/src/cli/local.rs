@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::verify::print_migration;
 use super::{Failure, usage};
-use crate::client::{Target, connect};
+use crate::client::{Target, connect, connect_streams};
 use crate::environment::Environments;
 use crate::local::{Docker, DynamoDbLocal, LocalOptions};
 use crate::migrator::Migrator;
@@ -64,7 +64,8 @@ impl LocalArgs {
         );
         if self.apply {
             let client = connect(&Target::local(server.endpoint())).await;
-            let migrator = Migrator::new(client, env.names(), true, "local").with_fixtures(true);
+            let streams = connect_streams(&Target::local(server.endpoint())).await;
+            let migrator = Migrator::new(client, env.names(), true, "local").with_fixtures(true).with_streams(streams);
             let report = migrator.run(&project.migrations, None).await.context("applying the migrations")?;
             println!("applied {} migration(s) with table prefix {:?}:", report.applied.len(), env.table_prefix);
             for m in &report.applied {

@@ -81,6 +81,7 @@ impl MigrateArgs {
         };
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
+            .with_streams(session.streams.clone())
             .with_cancel(cancelled)
             .with_progress(std::io::stderr().is_terminal() && self.format == Format::Human);
         let result = migrator.run(&project.migrations, self.target).await;

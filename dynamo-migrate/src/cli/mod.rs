@@ -12,6 +12,7 @@ mod recover;
 mod session;
 mod setup;
 mod status;
+mod sync;
 mod unlock;
 mod verify;
 
@@ -79,6 +80,7 @@ enum Command {
     Plan(plan::PlanArgs),
     Migrate(migrate::MigrateArgs),
     Status(status::StatusArgs),
+    Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
     Local(local::LocalArgs),
@@ -107,6 +109,7 @@ where
         Command::Plan(args) => args.run(project).await,
         Command::Migrate(args) => args.run(project).await,
         Command::Status(args) => args.run(project).await,
+        Command::Sync(args) => args.run(project).await,
         Command::Unlock(args) => args.run().await,
         Command::Recover(args) => args.run().await,
         Command::Local(args) => args.run(project).await,

@@ -9,6 +9,7 @@ use crate::Project;
 use crate::drift::{TableDrift, drift, expected_tables, known_tables};
 use crate::ledger::Ledger;
 use crate::migration::Migration;
+use crate::migrator::rebuild_states;
 use crate::preview::{PlannedMigration, preview};
 use crate::sequence::{AppliedMigration, Status, pending};
 
@@ -51,12 +52,15 @@ impl PlanArgs {
         let drifts = drift_of(&session, project, &records).await?;
         let planned =
             preview(&session.client, &session.names, &project.migrations, &pending, session.env.is_local()).await?;
+        let rebuilds =
+            if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
         match self.format {
             Format::Json => print_json(&serde_json::json!({
                 "environment": session.env.name,
                 "caller": session.caller,
                 "applied": records.len(),
                 "pending": planned,
+                "rebuilds": rebuilds,
                 "drift": drifts,
             })),
             Format::Human => {
@@ -70,6 +74,9 @@ impl PlanArgs {
                     planned.len()
                 );
                 print_drift(&drifts);
+                for rebuild in &rebuilds {
+                    println!("rebuild: {rebuild}");
+                }
                 print_plan(&planned);
             }
         }

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use clap::Args;
 
 use super::{Failure, usage};
-use crate::client::connect;
+use crate::client::{connect, connect_streams};
 use crate::environment::{Environment, Environments};
 use crate::guard::{check_account, confirm};
 use crate::names::TableNames;
@@ -29,6 +29,8 @@ pub struct EnvArgs {
 pub struct Session {
     pub env: Environment,
     pub client: Client,
+    /// The DynamoDB Streams client, for rebuilds' replays.
+    pub streams: aws_sdk_dynamodbstreams::Client,
     pub names: TableNames,
     /// Who the credentials are (the caller's ARN), or `local` for DynamoDB Local.
     pub caller: String,
@@ -59,6 +61,13 @@ impl EnvArgs {
                 DisplayErrorContext(&e)
             )));
         }
-        Ok(Session { names: env.names(), caller: identity.map_or_else(|| "local".to_owned(), |i| i.arn), env, client })
+        let streams = connect_streams(&env.target()).await;
+        Ok(Session {
+            names: env.names(),
+            caller: identity.map_or_else(|| "local".to_owned(), |i| i.arn),
+            env,
+            client,
+            streams,
+        })
     }
 }

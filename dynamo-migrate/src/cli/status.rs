@@ -11,6 +11,7 @@ use super::{Failure, Format, print_json};
 use crate::Project;
 use crate::ledger::Ledger;
 use crate::lock::holder;
+use crate::migrator::rebuild_states;
 use crate::sequence::Status;
 
 /// Show every migration as applied (when, by whom), pending, changed or missing, the lock's
@@ -91,6 +92,8 @@ impl StatusArgs {
             });
         }
         let lock = holder(&session.client, session.names.ledger()).await?;
+        let rebuilds =
+            if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
         let drifts = drift_of(&session, project, &records).await?;
         match self.format {
             Format::Json => print_json(&serde_json::json!({
@@ -98,6 +101,7 @@ impl StatusArgs {
                 "caller": session.caller,
                 "migrations": rows,
                 "lock": lock,
+                "rebuilds": rebuilds,
                 "drift": drifts,
             })),
             Format::Human => {
@@ -116,6 +120,9 @@ impl StatusArgs {
                 match &lock {
                     Some(h) => println!("lock: held by {h}"),
                     None => println!("lock: free"),
+                }
+                for rebuild in &rebuilds {
+                    println!("rebuild: {rebuild}");
                 }
                 print_drift(&drifts);
             }

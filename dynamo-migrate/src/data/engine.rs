@@ -100,6 +100,7 @@ struct Shared {
     source_keys: Vec<String>,
     in_place: bool,
     dry_run: bool,
+    consistent_read: bool,
     drop_unknown_attributes: bool,
     version_attribute: Option<String>,
     segments: u32,
@@ -111,6 +112,8 @@ struct Shared {
     checkpoints: CheckpointStore,
     progress: ProgressBar,
     cancel: watch::Receiver<bool>,
+    /// A sample: each segment stops after this many pages.
+    max_pages: Option<u32>,
 }
 
 /// Runs a pass to its end (or to Ctrl-C), resuming from the checkpoints of an earlier run.
@@ -122,6 +125,39 @@ pub(crate) async fn run(
     checkpoints: &CheckpointStore,
     cancel: watch::Receiver<bool>,
     show_progress: bool,
+) -> Result<DataReport, DataError> {
+    run_pages(client, pass, options, map, checkpoints, cancel, show_progress, None).await
+}
+
+/// Copies a sample (the first page of every segment, nothing checkpointed) into the target and
+/// returns how many items it read and how long it took: the measured rate a rebuild estimates
+/// its copy's duration from. Items it writes are written again by the copy itself.
+pub(crate) async fn sample(
+    client: &Client,
+    pass: PassIdentity,
+    mut options: PassOptions,
+    map: Arc<MapFn>,
+) -> Result<(u64, std::time::Duration), DataError> {
+    let (_, cancel) = watch::channel(false);
+    options.page_size = Some(options.page_size.unwrap_or(100).min(100));
+    // The sample measures what the tables allow; a rate limit is applied to the estimate
+    // instead, so that a slow limit does not make the sample itself slow.
+    options.rate = None;
+    let started = std::time::Instant::now();
+    let report = run_pages(client, pass, options, map, &CheckpointStore::default(), cancel, false, Some(1)).await?;
+    Ok((report.scanned, started.elapsed()))
+}
+
+#[expect(clippy::too_many_arguments, reason = "the one internal function behind run and sample")]
+async fn run_pages(
+    client: &Client,
+    pass: PassIdentity,
+    options: PassOptions,
+    map: Arc<MapFn>,
+    checkpoints: &CheckpointStore,
+    cancel: watch::Receiver<bool>,
+    show_progress: bool,
+    max_pages: Option<u32>,
 ) -> Result<DataReport, DataError> {
     let source = table_info(client, &pass.source, "source").await?;
     let in_place = pass.source == pass.target;
@@ -172,6 +208,7 @@ pub(crate) async fn run(
         source_keys: source.keys.clone(),
         in_place,
         dry_run: options.dry_run,
+        consistent_read: options.consistent_read,
         drop_unknown_attributes: options.drop_unknown_attributes,
         version_attribute: options.version_attribute.clone(),
         segments,
@@ -189,6 +226,7 @@ pub(crate) async fn run(
         checkpoints: checkpoints.clone(),
         progress,
         cancel,
+        max_pages,
         pass,
     });
 
@@ -232,7 +270,7 @@ pub(crate) async fn run(
     if let Some(e) = first_error {
         return Err(e);
     }
-    if segments_done < segments {
+    if segments_done < segments && shared.max_pages.is_none() {
         return Err(DataError::Interrupted { table: shared.source.clone(), done: segments_done, segments });
     }
     report.resumed = resumed;
@@ -246,10 +284,13 @@ async fn run_segment(shared: &Arc<Shared>, segment: u32, state: SegmentState) ->
         return Ok((counts, true));
     }
     let mut done = false;
+    let mut pages = 0;
     let mut next = Some(tokio::spawn(scan_page(shared.clone(), segment, state.key)));
     while let Some(page) = next.take() {
         let (items, last_key) = page.await.expect("a scan task does not panic")?;
-        if last_key.is_some() && !*shared.cancel.borrow() {
+        pages += 1;
+        let more = shared.max_pages.is_none_or(|max| pages < max);
+        if last_key.is_some() && more && !*shared.cancel.borrow() {
             next = Some(tokio::spawn(scan_page(shared.clone(), segment, last_key.clone())));
         }
         let scanned = items.len() as u64;
@@ -278,6 +319,7 @@ async fn scan_page(
             .segment(segment as i32)
             .total_segments(shared.segments as i32)
             .set_limit(shared.page_size)
+            .consistent_read(shared.consistent_read)
             .set_exclusive_start_key(start.clone())
             .send()
             .await;
@@ -307,7 +349,7 @@ fn map_one(shared: &Shared, item: Item, key: &Item) -> Result<Result<Mapped, Str
 }
 
 /// The text of a panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -339,26 +381,34 @@ fn transform_one(shared: &Shared, item: Item, counts: &mut DataReport) -> Result
 /// What goes into another table: a whole item with the target's whole key, and nothing lost
 /// that the step did not say it may lose.
 fn copied(shared: &Shared, mapped: Mapped) -> Result<Change, String> {
+    into_other_table(mapped, &shared.writer.table, &shared.writer.keys, shared.drop_unknown_attributes)
+}
+
+/// What a function made of an item, as a whole item for table `target` (keyed by `keys`): refused
+/// when it would lose attributes its input type does not hold (unless `drop_unknown_attributes`)
+/// or lacks a key attribute. The copy and the rebuild's replay both go through it.
+pub(super) fn into_other_table(
+    mapped: Mapped,
+    target: &str,
+    keys: &[String],
+    drop_unknown_attributes: bool,
+) -> Result<Change, String> {
     let Change::Put(new) = &mapped.change else { return Ok(mapped.change) };
-    if !mapped.not_held.is_empty() && !shared.drop_unknown_attributes {
+    if !mapped.not_held.is_empty() && !drop_unknown_attributes {
         let names: Vec<String> = mapped.not_held.iter().map(|(name, kind)| format!("{name} ({kind})")).collect();
         return Err(format!(
-            "the step's input type does not hold attribute(s) {}, so the item written to {} would lose them; add fields for them, or call .drop_unknown_attributes() on the step to drop them on purpose",
+            "the step's input type does not hold attribute(s) {}, so the item written to {target} would lose them; add fields for them, or call .drop_unknown_attributes() on the step to drop them on purpose",
             names.join(", "),
-            shared.writer.table
         ));
     }
-    for name in &shared.writer.keys {
+    for name in keys {
         match new.get(name) {
             Some(AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_)) => {}
             Some(_) => {
-                return Err(format!(
-                    "key attribute {name} of table {} is not a string, number or binary",
-                    shared.writer.table
-                ));
+                return Err(format!("key attribute {name} of table {target} is not a string, number or binary"));
             }
             None => {
-                return Err(format!("the transform dropped key attribute {name} of table {}", shared.writer.table));
+                return Err(format!("the transform dropped key attribute {name} of table {target}"));
             }
         }
     }
@@ -674,33 +724,6 @@ fn fail(shared: &Shared, key: &Item, error: &str, counts: &mut DataReport) -> Re
             error: error.to_owned(),
         }),
     }
-}
-
-/// The number of items in a table, by a parallel `Select: COUNT` scan (exact, unlike
-/// `ItemCount`, which AWS refreshes about every six hours).
-pub(crate) async fn count_items(client: &Client, table: &str) -> Result<u64, DataError> {
-    const SEGMENTS: i32 = 8;
-    let counts = futures::future::try_join_all((0..SEGMENTS).map(|segment| async move {
-        let mut count = 0u64;
-        let mut pages = client
-            .scan()
-            .table_name(table)
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .segment(segment)
-            .total_segments(SEGMENTS)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| DataError::Aws {
-                action: format!("Scan {table} (count)"),
-                detail: DisplayErrorContext(&e).to_string(),
-            })?;
-            count += page.count() as u64;
-        }
-        Ok::<_, DataError>(count)
-    }))
-    .await?;
-    Ok(counts.into_iter().sum())
 }
 
 /// Writes items with the pass machinery (batches, retries, bounded concurrency), without a scan.

@@ -17,6 +17,8 @@ mod engine;
 mod fidelity;
 mod in_place;
 mod rate;
+mod replay;
+mod stream;
 mod typed;
 mod writer;
 
@@ -33,9 +35,11 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub(crate) use checkpoint::{CheckpointStore, checkpoint_prefix};
-pub(crate) use engine::count_items;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
 pub use rate::RateLimit;
+pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
+pub(crate) use replay::{Replay, key_attributes, now_ms, prefix as replay_prefix};
+pub(crate) use stream::ensure_stream;
 pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};
 pub(crate) use writer::backoff;
@@ -187,6 +191,8 @@ pub struct PassOptions {
     /// Compute what the pass would write and count it, but write nothing (how `verify` proves
     /// that an in-place pass is idempotent).
     pub dry_run: bool,
+    /// Scan with strongly consistent reads (a rebuild's copy: see `replay`'s rule).
+    pub consistent_read: bool,
 }
 
 impl PassOptions {
@@ -210,6 +216,7 @@ impl Default for PassOptions {
             drop_unknown_attributes: false,
             version_attribute: None,
             dry_run: false,
+            consistent_read: false,
         }
     }
 }
@@ -302,6 +309,19 @@ impl DataContext {
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         *tally = *tally + report;
         Ok(report)
+    }
+
+    /// Copies a sample of `source` into `target` (see `engine::sample`): items read, time taken.
+    pub(crate) async fn sample_pass(
+        &self,
+        source: String,
+        target: String,
+        options: PassOptions,
+        map: Arc<MapFn>,
+    ) -> Result<(u64, std::time::Duration), DataError> {
+        options.check().map_err(|problem| DataError::Options { table: source.clone(), problem })?;
+        let identity = checkpoint::PassIdentity { place: format!("step {}, sample", self.step), source, target };
+        engine::sample(&self.client, identity, options, map).await
     }
 
     /// Shows a progress bar on a terminal.

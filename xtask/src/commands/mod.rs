@@ -8,6 +8,7 @@ pub mod plan;
 pub mod recover;
 pub mod setup;
 pub mod status;
+pub mod sync;
 pub mod unlock;
 pub mod verify;
 

@@ -1,0 +1,113 @@
+//! `sync`: replay what the application wrote to rebuilt tables' old versions, until cut-over.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+use tokio::sync::watch;
+
+use super::session::EnvArgs;
+use super::{Failure, Format, print_json};
+use crate::Project;
+use crate::lock::{LockOptions, owner};
+use crate::migrator::Migrator;
+
+/// Replay writes to a rebuilt table's old version until cut-over.
+///
+/// Every rebuild waiting for cut-over (its migration applied, its old version not yet deleted)
+/// has its old table's pending stream records replayed into the new version through the
+/// rebuild's transform, from the shard checkpoints in the ledger, under the migration lock.
+/// Run it while old instances of the application may still write to the old table; with
+/// `--until-quiet SECS` it keeps following until the old table has had no write for that long,
+/// after which `delete_old_table` can cut over. Ctrl-C stops it at a shard checkpoint.
+///
+/// Example: `cargo xtask sync --env prod --until-quiet 900`
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    env: EnvArgs,
+    /// Confirm a protected environment without a prompt.
+    #[arg(long)]
+    yes: bool,
+    /// Keep following until each old table has had no write for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    until_quiet: Option<u64>,
+    /// How long to wait for another run's lock, in seconds.
+    #[arg(long, default_value_t = 600)]
+    lock_wait: u64,
+    /// How long the lock outlives this run's last heartbeat, in seconds.
+    #[arg(long, default_value_t = 60)]
+    lock_lease: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+impl SyncArgs {
+    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+        let session = self.env.open(true, self.yes).await?;
+        let (cancel, cancelled) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("Ctrl-C: stopping at the next shard checkpoint (Ctrl-C again to abort)");
+                let _ = cancel.send(true);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let lock = LockOptions {
+            owner: owner(&session.caller),
+            lease: Duration::from_secs(self.lock_lease.max(3)),
+            wait: Duration::from_secs(self.lock_wait),
+        };
+        let migrator = Migrator::new(
+            session.client.clone(),
+            session.names.clone(),
+            session.env.is_local(),
+            session.caller.clone(),
+        )
+        .with_lock(lock)
+        .with_streams(session.streams.clone())
+        .with_cancel(cancelled)
+        .with_progress(std::io::stderr().is_terminal() && self.format == Format::Human);
+        let result = migrator.sync(&project.migrations, self.until_quiet.map(Duration::from_secs)).await;
+        match self.format {
+            Format::Json => print_json(&serde_json::json!({
+                "environment": session.env.name,
+                "ok": result.is_ok(),
+                "rebuilds": result.as_ref().ok(),
+                "error": result.as_ref().err().map(|e| format!("{e:#}")),
+            })),
+            Format::Human => {
+                if let Ok(reports) = &result {
+                    if reports.is_empty() {
+                        println!("environment {}: no rebuild is waiting for cut-over", session.env.name);
+                    }
+                    for r in reports {
+                        println!(
+                            "migration {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
+                            r.version,
+                            r.source,
+                            r.target,
+                            r.replay.records,
+                            r.replay.puts,
+                            r.replay.deletes,
+                            r.source,
+                            r.last_write.as_deref().unwrap_or("(none seen)"),
+                            r.quiet_s
+                        );
+                    }
+                }
+            }
+        }
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_interrupted() => {
+                Err(Failure::Work(anyhow!("interrupted by Ctrl-C at a shard checkpoint; run sync again to go on")))
+            }
+            Err(e) => Err(Failure::Work(e.into())),
+        }
+    }
+}

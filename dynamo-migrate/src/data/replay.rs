@@ -1,0 +1,785 @@
+//! The catch-up of a table rebuild: every record of the old table's stream, replayed into the
+//! new table through the rebuild's transform, with a checkpoint per shard in the ledger.
+//!
+//! A record is replayed as whole items: INSERT and MODIFY put the transform of the new image;
+//! REMOVE deletes the key the old image had in the new table (the transform of the old image);
+//! a MODIFY whose new image transforms to another key, or to nothing (`Change::Keep`/`Delete`),
+//! deletes the old image's key too. A conversion's `not_held` attributes are refused as in the
+//! copy, unless the rebuild says `drop_unknown_attributes`.
+//!
+//! # The rule
+//!
+//! After a catch-up, for every key, the new table holds the transform of the old table's latest
+//! item (as of the moment the catch-up started: it reads each shard until it is closed, until an
+//! empty page, or until a record written after that moment, so that an application that keeps
+//! writing is not chased for ever), or nothing if it was deleted;
+//! this holds for items created, changed or deleted while the copy ran, before or after the scan
+//! passed them. The argument:
+//!
+//! 1. The stream is enabled (or found usable) and ACTIVE before the copy's scan starts, so every
+//!    write to the old table after the scan started has a record in the stream.
+//! 2. The copy writes, for each key the scan meets, the transform of the item as the scan read it
+//!    (a strongly consistent scan), and nothing else writes to the new table before the replay.
+//! 3. The replay starts at `TRIM_HORIZON`: every record the stream holds, which includes every
+//!    record since before the copy began. Shards are read parent before child, and a key's
+//!    records are in one shard at a time, in the order of its writes; within a page, writes are
+//!    collapsed per key of the new table (the last one wins) and pages are applied one after
+//!    the other. Each write is a whole item (put) or a delete, so applying a key's records in
+//!    order leaves the new table holding what the last one says, whatever it held before.
+//! 4. A key of the old table with a record since the scan began therefore ends as its last
+//!    record says: the transform of its latest image, or absent after a REMOVE. A key without
+//!    such a record did not change since before the scan, so the copy wrote the transform of its
+//!    latest item, or it had none and the copy wrote nothing.
+//! 5. Replaying a prefix of a shard's records again (after a crash, between the last checkpoint
+//!    and the crash) replays them in the same order, followed by the rest: by 3 the end state is
+//!    the same. So the replay is idempotent and resumes from its shard checkpoints.
+//!
+//! It assumes that the transform maps distinct old keys to distinct new keys, and that the new
+//! table has no writer but the rebuild until cut-over (the application moves to it by deploying
+//! code that resolves the new physical name, after the migration). Records live 24 hours: a
+//! replay that may have lost some to expiry is refused (see [`ReplayError::RecordsExpired`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodbstreams::Client as StreamsClient;
+use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, OperationType, Record, Shard, ShardIteratorType};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::concurrency::Concurrency;
+use super::engine::{into_other_table, panic_message, without_retries};
+use super::fidelity::{key_of, key_text};
+use super::writer::{BATCH, Writer, backoff};
+use super::{Change, Item, MapFn};
+use crate::ledger::Ledger;
+
+/// How long stream records live.
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// A replay refuses to go on when its oldest record not yet applied may be older than this:
+/// records near the end of their 24 hours may be trimmed while the replay reads.
+pub const RESUME_LIMIT: Duration = Duration::from_secs(20 * 3600);
+/// Consecutive empty pages after which an open shard is taken as read to its end.
+const EMPTY_PAGES: u32 = 1;
+/// How coarse a record's `ApproximateCreationDateTime` may be.
+const CREATION_TIME_GRANULE_MS: u64 = 60_000;
+/// Attempts at one stream call after throttling or a transient failure.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// Why a replay stopped.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    #[error("stream of {table}: {action}: {detail}")]
+    Aws { table: String, action: String, detail: String },
+    #[error("replay of {table} into {target}: item {key}: {error}")]
+    Item { table: String, target: String, key: String, error: String },
+    #[error(
+        "replay of {table} into {target}: records not yet applied may be {age_h} h old, and stream records are kept for 24 h, so some may be gone; the new table cannot be proved current, and the old one is not deleted. Rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes` (it forgets the copy's and the replay's checkpoints) and `cargo xtask migrate --env <environment>`; once migration {version} has succeeded, run `cargo xtask sync --env <environment>` at least daily until cut-over"
+    )]
+    RecordsExpired { table: String, target: String, version: u32, age_h: u64 },
+    #[error(
+        "replay of {table}: the table's stream is now {now}, not the {then} the rebuild started from, so records in between are lost; rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes`"
+    )]
+    StreamChanged { table: String, target: String, version: u32, then: String, now: String },
+    #[error("replay of {table}: interrupted at a shard checkpoint; run again to resume")]
+    Interrupted { table: String },
+    #[error("replay checkpoints: {0}")]
+    Checkpoint(Box<crate::error::Error>),
+    #[error("replay of {table} into {target}: {source}")]
+    Write {
+        table: String,
+        target: String,
+        #[source]
+        source: Box<super::DataError>,
+    },
+}
+
+/// Where a rebuild stands, as its replay header in the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Copying,
+    CatchingUp,
+    WaitingForCutOver,
+    CutOver,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Copying => "copying",
+            Phase::CatchingUp => "catching_up",
+            Phase::WaitingForCutOver => "waiting_for_cut_over",
+            Phase::CutOver => "cut_over",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Phase> {
+        [Phase::Copying, Phase::CatchingUp, Phase::WaitingForCutOver, Phase::CutOver]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str().replace('_', " "))
+    }
+}
+
+/// A rebuild's replay, as the ledger holds it (`replay#<version>#stream`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayHeader {
+    /// The migration whose rebuild this is.
+    pub version: u32,
+    pub source: String,
+    pub target: String,
+    pub stream_arn: String,
+    pub phase: Phase,
+    /// When the copy started (milliseconds since the epoch); the stream was usable before it.
+    pub copy_started_ms: u64,
+    /// When the last completed catch-up started: every record older than that is applied.
+    pub synced_from_ms: Option<u64>,
+    /// The creation time of the newest record replayed: the old table's last known write.
+    pub last_write_ms: Option<u64>,
+    /// Records replayed over all runs.
+    pub records: u64,
+}
+
+/// Where one shard stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ShardState {
+    /// The sequence number of the last record applied.
+    after: Option<String>,
+    /// Closed and read to its end.
+    done: bool,
+    /// Every record of the shard older than this is applied (milliseconds since the epoch).
+    applied_until_ms: u64,
+}
+
+/// The ledger items of a rebuild's replay, fenced by the migration lock (a replay also runs
+/// after its migration succeeded, from `sync` and `delete_old_table`).
+#[derive(Debug, Clone)]
+pub struct ReplayStore {
+    ledger: Ledger,
+    version: u32,
+}
+
+/// The prefix of every replay item of migration `version`.
+pub(crate) fn prefix(version: u32) -> String {
+    format!("replay#{version:010}#")
+}
+
+fn text(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+impl ReplayStore {
+    pub fn new(ledger: Ledger, version: u32) -> Self {
+        ReplayStore { ledger, version }
+    }
+
+    /// The replay header of the rebuild, if it went through the online path.
+    pub async fn header(&self) -> Result<Option<ReplayHeader>, ReplayError> {
+        let id = format!("{}stream", prefix(self.version));
+        let Some(item) = self.ledger.checkpoint(&id).await.map_err(|e| ReplayError::Checkpoint(Box::new(e)))? else {
+            return Ok(None);
+        };
+        Ok(Some(ReplayHeader {
+            version: self.version,
+            source: text(&item, "source").unwrap_or_default(),
+            target: text(&item, "target").unwrap_or_default(),
+            stream_arn: text(&item, "stream_arn").unwrap_or_default(),
+            phase: text(&item, "phase").and_then(|p| Phase::parse(&p)).unwrap_or(Phase::Copying),
+            copy_started_ms: number(&item, "copy_started_ms").unwrap_or(0),
+            synced_from_ms: number(&item, "synced_from_ms"),
+            last_write_ms: number(&item, "last_write_ms"),
+            records: number(&item, "records").unwrap_or(0),
+        }))
+    }
+
+    pub async fn save_header(&self, header: &ReplayHeader) -> Result<(), ReplayError> {
+        let mut item: Item = [
+            ("id".to_owned(), AttributeValue::S(format!("{}stream", prefix(self.version)))),
+            ("source".to_owned(), AttributeValue::S(header.source.clone())),
+            ("target".to_owned(), AttributeValue::S(header.target.clone())),
+            ("stream_arn".to_owned(), AttributeValue::S(header.stream_arn.clone())),
+            ("phase".to_owned(), AttributeValue::S(header.phase.as_str().to_owned())),
+            ("copy_started_ms".to_owned(), AttributeValue::N(header.copy_started_ms.to_string())),
+            ("records".to_owned(), AttributeValue::N(header.records.to_string())),
+        ]
+        .into();
+        if let Some(ms) = header.synced_from_ms {
+            item.insert("synced_from_ms".to_owned(), AttributeValue::N(ms.to_string()));
+        }
+        if let Some(ms) = header.last_write_ms {
+            item.insert("last_write_ms".to_owned(), AttributeValue::N(ms.to_string()));
+        }
+        self.save(item).await
+    }
+
+    async fn shard(&self, shard: &str) -> Result<Option<ShardState>, ReplayError> {
+        let id = format!("{}shard#{shard}", prefix(self.version));
+        let item = self.ledger.checkpoint(&id).await.map_err(|e| ReplayError::Checkpoint(Box::new(e)))?;
+        Ok(item.map(|item| ShardState {
+            after: text(&item, "after"),
+            done: matches!(item.get("done"), Some(AttributeValue::Bool(true))),
+            applied_until_ms: number(&item, "applied_until_ms").unwrap_or(0),
+        }))
+    }
+
+    async fn save_shard(&self, shard: &str, state: &ShardState) -> Result<(), ReplayError> {
+        let mut item: Item = [
+            ("id".to_owned(), AttributeValue::S(format!("{}shard#{shard}", prefix(self.version)))),
+            ("done".to_owned(), AttributeValue::Bool(state.done)),
+            ("applied_until_ms".to_owned(), AttributeValue::N(state.applied_until_ms.to_string())),
+        ]
+        .into();
+        if let Some(after) = &state.after {
+            item.insert("after".to_owned(), AttributeValue::S(after.clone()));
+        }
+        self.save(item).await
+    }
+
+    /// Saves one item; a transient failure is tried again, a lost lock is not.
+    async fn save(&self, item: Item) -> Result<(), ReplayError> {
+        let mut attempt = 0;
+        loop {
+            match self.ledger.save_replay(self.version, item.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ crate::error::Error::LockLost { .. }) => return Err(ReplayError::Checkpoint(Box::new(e))),
+                Err(e) if attempt < 8 => {
+                    attempt += 1;
+                    tracing::warn!("saving a replay checkpoint failed, trying again: {e:#}");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(ReplayError::Checkpoint(Box::new(e))),
+            }
+        }
+    }
+}
+
+/// What one catch-up did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    pub records: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    pub shards: u64,
+    pub millis: u128,
+}
+
+/// A rebuild's replay: the stream of `source` into `target` through `map`.
+pub(crate) struct Replay {
+    pub dynamo: Client,
+    pub streams: StreamsClient,
+    pub source: String,
+    pub source_keys: Vec<String>,
+    pub target: String,
+    pub target_keys: Vec<String>,
+    pub stream_arn: String,
+    pub map: Arc<MapFn>,
+    /// The rebuild copies items unchanged into a table with the same key attributes: a record's
+    /// keys are then the new table's key, without an old image.
+    pub keys_carry_over: bool,
+    pub drop_unknown_attributes: bool,
+    pub store: ReplayStore,
+    pub cancel: watch::Receiver<bool>,
+    pub writers: usize,
+    pub progress: bool,
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// One item of a stream record in the DynamoDB client's types; a type this SDK does not know is
+/// an error, never a value changed in silence.
+fn from_stream(item: &HashMap<String, StreamValue>) -> Result<Item, String> {
+    item.iter().map(|(k, v)| Ok((k.clone(), value(v).map_err(|e| format!("attribute {k}: {e}"))?))).collect()
+}
+
+fn value(v: &StreamValue) -> Result<AttributeValue, String> {
+    Ok(match v {
+        StreamValue::S(s) => AttributeValue::S(s.clone()),
+        StreamValue::N(n) => AttributeValue::N(n.clone()),
+        StreamValue::B(b) => AttributeValue::B(Blob::new(b.as_ref().to_vec())),
+        StreamValue::Ss(s) => AttributeValue::Ss(s.clone()),
+        StreamValue::Ns(n) => AttributeValue::Ns(n.clone()),
+        StreamValue::Bs(b) => AttributeValue::Bs(b.iter().map(|b| Blob::new(b.as_ref().to_vec())).collect()),
+        StreamValue::M(m) => AttributeValue::M(from_stream(m)?),
+        StreamValue::L(l) => AttributeValue::L(l.iter().map(value).collect::<Result<_, _>>()?),
+        StreamValue::Null(n) => AttributeValue::Null(*n),
+        StreamValue::Bool(b) => AttributeValue::Bool(*b),
+        other => return Err(format!("a value of a type this version does not know: {other:?}")),
+    })
+}
+
+impl Replay {
+    /// Replays every record not yet applied, shard by shard, parent before child, until every
+    /// shard has been read to its end; saves the header with what it learnt.
+    pub(crate) async fn catch_up(&self, header: &mut ReplayHeader) -> Result<ReplayReport, ReplayError> {
+        let started = std::time::Instant::now();
+        let started_ms = now_ms();
+        let mut report = ReplayReport::default();
+        let mut states: BTreeMap<String, ShardState> = BTreeMap::new();
+        let mut handled: std::collections::BTreeSet<String> = Default::default();
+        let mut checked_expiry = false;
+        let progress = self.progress_bar();
+        loop {
+            let shards = self.shards().await?;
+            for shard in &shards {
+                let id = shard.shard_id().unwrap_or_default().to_owned();
+                if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(id) {
+                    let state = self.store.shard(entry.key()).await?.unwrap_or_default();
+                    entry.insert(state);
+                }
+            }
+            if !checked_expiry {
+                self.check_expiry(header, &shards, &states)?;
+                checked_expiry = true;
+            }
+            let ids: std::collections::BTreeSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
+            let mut round = 0;
+            for shard in parents_first(&shards) {
+                let id = shard.shard_id().unwrap_or_default().to_owned();
+                let parent_pending =
+                    shard.parent_shard_id().is_some_and(|p| ids.contains(p) && states.get(p).is_some_and(|s| !s.done));
+                if parent_pending || handled.contains(&id) {
+                    continue;
+                }
+                let state = states.get_mut(&id).expect("loaded above");
+                if !state.done {
+                    self.read_shard(&id, state, header, started_ms, &mut report, &progress).await?;
+                }
+                handled.insert(id);
+                round += 1;
+            }
+            // New child shards appeared while the parents were read: read them too.
+            if round == 0 {
+                break;
+            }
+        }
+        progress.finish_and_clear();
+        report.shards = handled.len() as u64;
+        report.millis = started.elapsed().as_millis();
+        header.synced_from_ms = Some(started_ms);
+        header.records += report.records;
+        self.store.save_header(header).await?;
+        Ok(report)
+    }
+
+    /// Refuses a replay whose oldest record not yet applied may have expired.
+    fn check_expiry(
+        &self,
+        header: &ReplayHeader,
+        shards: &[Shard],
+        states: &BTreeMap<String, ShardState>,
+    ) -> Result<(), ReplayError> {
+        let fallback = header.synced_from_ms.unwrap_or(header.copy_started_ms);
+        let oldest = shards
+            .iter()
+            .filter_map(|s| states.get(s.shard_id().unwrap_or_default()))
+            .filter(|s| !s.done)
+            .map(|s| if s.applied_until_ms > 0 { s.applied_until_ms.max(fallback) } else { fallback })
+            .min()
+            .unwrap_or(fallback);
+        let age = Duration::from_millis(now_ms().saturating_sub(oldest));
+        if age > RESUME_LIMIT {
+            return Err(ReplayError::RecordsExpired {
+                table: self.source.clone(),
+                target: self.target.clone(),
+                version: self.store.version,
+                age_h: age.as_secs() / 3600,
+            });
+        }
+        Ok(())
+    }
+
+    fn progress_bar(&self) -> indicatif::ProgressBar {
+        if !self.progress {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+        bar
+    }
+
+    /// Every shard of the stream (DescribeStream pages by `LastEvaluatedShardId`).
+    async fn shards(&self) -> Result<Vec<Shard>, ReplayError> {
+        let mut shards = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let out = self
+                .retrying("DescribeStream", || {
+                    self.streams
+                        .describe_stream()
+                        .stream_arn(&self.stream_arn)
+                        .set_exclusive_start_shard_id(start.clone())
+                        .send()
+                })
+                .await?;
+            let Some(description) = out.stream_description else { break };
+            shards.extend(description.shards.unwrap_or_default());
+            match description.last_evaluated_shard_id {
+                Some(last) => start = Some(last),
+                None => break,
+            }
+        }
+        Ok(shards)
+    }
+
+    /// Reads one shard from its checkpoint to its end (a closed shard) or to the present (an
+    /// open one), applying each page and saving the checkpoint after it.
+    async fn read_shard(
+        &self,
+        shard: &str,
+        state: &mut ShardState,
+        header: &mut ReplayHeader,
+        started_ms: u64,
+        report: &mut ReplayReport,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<(), ReplayError> {
+        let mut iterator = Some(self.iterator(shard, state).await?);
+        let (mut empty, mut attempts) = (0, 0);
+        while let Some(current) = iterator.take() {
+            if *self.cancel.borrow() {
+                return Err(ReplayError::Interrupted { table: self.source.clone() });
+            }
+            let read_at = now_ms();
+            let out = match self.streams.get_records().shard_iterator(&current).limit(1000).send().await {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_expired_iterator_exception()) => {
+                    iterator = Some(self.iterator(shard, state).await?);
+                    continue;
+                }
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_trimmed_data_access_exception()) => {
+                    return Err(self.expired(header));
+                }
+                Err(e) if super::writer::is_retryable(&e) && attempts < MAX_ATTEMPTS => {
+                    attempts += 1;
+                    tokio::time::sleep(backoff(attempts)).await;
+                    iterator = Some(current);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ReplayError::Aws {
+                        table: self.source.clone(),
+                        action: format!("GetRecords (shard {shard})"),
+                        detail: DisplayErrorContext(&e).to_string(),
+                    });
+                }
+            };
+            attempts = 0;
+            let records = out.records.unwrap_or_default();
+            let next = out.next_shard_iterator;
+            let mut newest = None;
+            if !records.is_empty() {
+                empty = 0;
+                // A record's creation time is approximate (rounded down to the second on AWS,
+                // coarser on DynamoDB Local), so the last write is put as late as it can have
+                // been: a granule after the record's time, but no later than the read that
+                // returned it. The quiet window is then never taken for longer than it was.
+                newest = records
+                    .iter()
+                    .filter_map(|r| r.dynamodb.as_ref()?.approximate_creation_date_time)
+                    .filter_map(|t| t.to_millis().ok())
+                    .max()
+                    .map(|ms| ms.max(0) as u64);
+                let (puts, deletes) = self.apply(&records).await?;
+                report.records += records.len() as u64;
+                report.puts += puts;
+                report.deletes += deletes;
+                state.after = records.last().and_then(|r| r.dynamodb.as_ref()?.sequence_number.clone());
+                if let Some(newest) = newest {
+                    state.applied_until_ms = state.applied_until_ms.max(newest);
+                    let latest = (newest + CREATION_TIME_GRANULE_MS).min(now_ms());
+                    header.last_write_ms = Some(header.last_write_ms.unwrap_or(0).max(latest));
+                }
+                let lag = newest.map_or(0, |ms| now_ms().saturating_sub(ms) / 1000);
+                progress.set_message(format!(
+                    "catching up {} -> {}: {} records replayed, newest applied record {lag} s old",
+                    self.source, self.target, report.records
+                ));
+                progress.tick();
+            } else {
+                empty += 1;
+            }
+            match next {
+                None => {
+                    state.done = true;
+                    state.applied_until_ms = state.applied_until_ms.max(read_at);
+                    self.store.save_shard(shard, state).await?;
+                }
+                Some(_) if records.is_empty() && empty >= EMPTY_PAGES => {
+                    // An open shard read to the present: every record written before this
+                    // read is applied.
+                    state.applied_until_ms = state.applied_until_ms.max(read_at);
+                    self.store.save_shard(shard, state).await?;
+                }
+                Some(_) if newest.is_some_and(|ms| ms >= started_ms) => {
+                    // Caught up with the moment this catch-up started: an application that
+                    // keeps writing would otherwise be chased for ever. What it writes from
+                    // here on is for the next replay (`sync`, `delete_old_table`).
+                    self.store.save_shard(shard, state).await?;
+                }
+                Some(next) => {
+                    if !records.is_empty() {
+                        self.store.save_shard(shard, state).await?;
+                    }
+                    iterator = Some(next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn expired(&self, header: &ReplayHeader) -> ReplayError {
+        let since = header.synced_from_ms.unwrap_or(header.copy_started_ms);
+        ReplayError::RecordsExpired {
+            table: self.source.clone(),
+            target: self.target.clone(),
+            version: self.store.version,
+            age_h: now_ms().saturating_sub(since) / 3_600_000,
+        }
+    }
+
+    /// An iterator just after the shard's checkpoint, or at its oldest record.
+    async fn iterator(&self, shard: &str, state: &ShardState) -> Result<String, ReplayError> {
+        let kind =
+            if state.after.is_some() { ShardIteratorType::AfterSequenceNumber } else { ShardIteratorType::TrimHorizon };
+        let sent = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(state.after.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(out.shard_iterator.unwrap_or_default()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_trimmed_data_access_exception()) => {
+                Err(ReplayError::RecordsExpired {
+                    table: self.source.clone(),
+                    target: self.target.clone(),
+                    version: self.store.version,
+                    age_h: RETENTION.as_secs() / 3600,
+                })
+            }
+            Err(e) => Err(ReplayError::Aws {
+                table: self.source.clone(),
+                action: format!("GetShardIterator (shard {shard})"),
+                detail: DisplayErrorContext(&e).to_string(),
+            }),
+        }
+    }
+
+    /// A stream call, retried on throttling and transient failures.
+    async fn retrying<T, E, R, F, Fut>(&self, action: &str, call: F) -> Result<T, ReplayError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, aws_sdk_dynamodbstreams::error::SdkError<E, R>>>,
+        E: std::error::Error + aws_sdk_dynamodbstreams::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(out) => return Ok(out),
+                Err(e) if super::writer::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => {
+                    return Err(ReplayError::Aws {
+                        table: self.source.clone(),
+                        action: action.to_owned(),
+                        detail: DisplayErrorContext(&e).to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The transform of one image, a panic in it caught.
+    fn transform(&self, image: Item) -> Result<super::Mapped, String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.map)(image)))
+            .unwrap_or_else(|panic| Err(format!("the transform panicked: {}", panic_message(panic.as_ref()))))
+    }
+
+    /// The key an image had in the new table, if the copy or an earlier record put it there.
+    fn target_key(&self, image: Item) -> Option<Item> {
+        match self.transform(image).ok()?.change {
+            Change::Put(new) => Some(key_of(&new, &self.target_keys)),
+            Change::Keep | Change::Delete => None,
+        }
+    }
+
+    /// Applies one page of records: collapsed to the last write per key of the new table (the
+    /// records are in order), then written in batches that never hold one key twice.
+    async fn apply(&self, records: &[Record]) -> Result<(u64, u64), ReplayError> {
+        let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
+        for record in records {
+            let Some(stream) = &record.dynamodb else { continue };
+            let keys = stream.keys.as_ref().map(from_stream).transpose().unwrap_or_default().unwrap_or_default();
+            let item_error = |error: String| ReplayError::Item {
+                table: self.source.clone(),
+                target: self.target.clone(),
+                key: key_text(&keys, &self.source_keys),
+                error,
+            };
+            let old_key = match &stream.old_image {
+                Some(old) => self.target_key(from_stream(old).map_err(item_error)?),
+                // Without old images (a reused NEW_IMAGE stream, allowed only for a plain copy
+                // into the same key attributes) the record's keys are the new table's.
+                None if self.keys_carry_over => Some(key_of(&keys, &self.target_keys)),
+                None => None,
+            };
+            let put = match (record.event_name.as_ref(), &stream.new_image) {
+                (Some(OperationType::Remove), _) | (_, None) => None,
+                (_, Some(new)) => {
+                    let mapped = from_stream(new).and_then(|new| self.transform(new));
+                    let change = mapped.and_then(|m| {
+                        into_other_table(m, &self.target, &self.target_keys, self.drop_unknown_attributes)
+                    });
+                    match change {
+                        Ok(Change::Put(item)) => Some(item),
+                        Ok(Change::Keep | Change::Delete) => None,
+                        Err(error) => return Err(item_error(error)),
+                    }
+                }
+            };
+            let put_key = put.as_ref().map(|item| key_of(item, &self.target_keys));
+            if let Some(old_key) = old_key
+                && put_key.as_ref() != Some(&old_key)
+            {
+                last.insert(key_text(&old_key, &self.target_keys), (old_key, None));
+            }
+            if let (Some(key), Some(item)) = (put_key, put) {
+                last.insert(key_text(&key, &self.target_keys), (key, Some(item)));
+            }
+        }
+        let (mut puts, mut deletes) = (0, 0);
+        let mut requests = Vec::with_capacity(last.len());
+        for (_, (key, item)) in last {
+            let request = match item {
+                Some(item) => {
+                    puts += 1;
+                    let put = PutRequest::builder().set_item(Some(item)).build().expect("the item is set");
+                    WriteRequest::builder().put_request(put).build()
+                }
+                None => {
+                    deletes += 1;
+                    let delete = DeleteRequest::builder().set_key(Some(key)).build().expect("the key is set");
+                    WriteRequest::builder().delete_request(delete).build()
+                }
+            };
+            requests.push(request);
+        }
+        let writer = Writer {
+            client: without_retries(&self.dynamo),
+            table: self.target.clone(),
+            keys: self.target_keys.clone(),
+            concurrency: Arc::new(Concurrency::new(self.writers)),
+            rate: None,
+        };
+        let batches: Vec<Vec<WriteRequest>> = requests.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let refused: Vec<Vec<super::writer::Refused>> = futures::stream::iter(batches)
+            .map(|batch| writer.write(batch))
+            .buffer_unordered(self.writers.max(1))
+            .try_collect()
+            .await
+            .map_err(|source| ReplayError::Write {
+                table: self.source.clone(),
+                target: self.target.clone(),
+                source: Box::new(source),
+            })?;
+        if let Some(r) = refused.into_iter().flatten().next() {
+            return Err(ReplayError::Item {
+                table: self.source.clone(),
+                target: self.target.clone(),
+                key: writer.key_of(&r.request),
+                error: r.error,
+            });
+        }
+        Ok((puts, deletes))
+    }
+}
+
+/// The key attribute names of a table (partition key first).
+pub(crate) async fn key_attributes(client: &Client, table: &str) -> Result<Vec<String>, ReplayError> {
+    let out = client.describe_table().table_name(table).send().await.map_err(|e| ReplayError::Aws {
+        table: table.to_owned(),
+        action: format!("DescribeTable {table}"),
+        detail: DisplayErrorContext(&e).to_string(),
+    })?;
+    let mut keys: Vec<_> = out.table.map(|t| t.key_schema.unwrap_or_default()).unwrap_or_default();
+    keys.sort_by_key(|k| k.key_type != aws_sdk_dynamodb::types::KeyType::Hash);
+    Ok(keys.into_iter().map(|k| k.attribute_name).collect())
+}
+
+/// The shards in an order where every parent comes before its children.
+fn parents_first(shards: &[Shard]) -> Vec<&Shard> {
+    let by_id: HashMap<&str, &Shard> = shards.iter().filter_map(|s| Some((s.shard_id()?, s))).collect();
+    let mut ordered = Vec::with_capacity(shards.len());
+    let mut placed = std::collections::HashSet::new();
+    fn place<'a>(
+        shard: &'a Shard,
+        by_id: &HashMap<&str, &'a Shard>,
+        placed: &mut std::collections::HashSet<&'a str>,
+        ordered: &mut Vec<&'a Shard>,
+    ) {
+        let Some(id) = shard.shard_id() else { return };
+        if !placed.insert(id) {
+            return;
+        }
+        if let Some(parent) = shard.parent_shard_id().and_then(|p| by_id.get(p)) {
+            place(parent, by_id, placed, ordered);
+        }
+        ordered.push(shard);
+    }
+    for shard in shards {
+        place(shard, &by_id, &mut placed, &mut ordered);
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str, parent: Option<&str>) -> Shard {
+        Shard::builder().shard_id(id).set_parent_shard_id(parent.map(str::to_owned)).build()
+    }
+
+    #[test]
+    fn parents_come_before_their_children_whatever_the_listing_order() {
+        let shards = [shard("c2", Some("b")), shard("c1", Some("b")), shard("b", Some("a")), shard("a", None)];
+        let order: Vec<&str> = parents_first(&shards).iter().filter_map(|s| s.shard_id()).collect();
+        let at = |id: &str| order.iter().position(|s| *s == id).unwrap();
+        assert!(at("a") < at("b") && at("b") < at("c1") && at("b") < at("c2"), "{order:?}");
+        assert_eq!(order.len(), 4);
+    }
+}
