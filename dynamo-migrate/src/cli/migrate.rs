@@ -1,19 +1,16 @@
 //! `migrate`: apply the pending migrations to an environment, safely.
 
 use std::io::IsTerminal as _;
-use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use tokio::sync::watch;
 
 use super::plan::{drift_of, print_drift};
-use super::session::EnvArgs;
+use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
 use super::verify::print_migration;
 use super::{Failure, Format, print_json};
 use crate::Project;
 use crate::ledger::Ledger;
-use crate::lock::{LockOptions, owner};
 use crate::migrator::Migrator;
 
 /// Apply the pending migrations: check the credentials' account, take the migration lock,
@@ -62,23 +59,8 @@ impl MigrateArgs {
             }
         }
 
-        let (cancel, cancelled) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "Ctrl-C: finishing the call in flight, then stopping at a checkpoint (Ctrl-C again to abort)"
-                );
-                let _ = cancel.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        let lock = LockOptions {
-            owner: owner(&session.caller),
-            lease: Duration::from_secs(self.lock_lease.max(3)),
-            wait: Duration::from_secs(self.lock_wait),
-        };
+        let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
+        let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
             .with_streams(session.streams.clone())

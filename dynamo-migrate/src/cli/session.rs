@@ -71,3 +71,29 @@ impl EnvArgs {
         })
     }
 }
+
+/// Turns true at the first Ctrl-C (after printing `what`), so that work stops at its next
+/// checkpoint; a second Ctrl-C ends the process at once.
+pub(crate) fn cancel_on_ctrl_c(what: &'static str) -> tokio::sync::watch::Receiver<bool> {
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Ctrl-C: {what} (Ctrl-C again to abort)");
+            let _ = cancel.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    cancelled
+}
+
+/// The migration lock as a command takes it: this caller as owner, a lease of at least 3 s, and
+/// how long to wait for another run.
+pub(crate) fn lock_options(caller: &str, lease_s: u64, wait_s: u64) -> crate::lock::LockOptions {
+    crate::lock::LockOptions {
+        owner: crate::lock::owner(caller),
+        lease: std::time::Duration::from_secs(lease_s.max(3)),
+        wait: std::time::Duration::from_secs(wait_s),
+    }
+}

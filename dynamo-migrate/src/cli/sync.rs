@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use tokio::sync::watch;
 
-use super::session::EnvArgs;
+use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
 use super::{Failure, Format, print_json};
 use crate::Project;
-use crate::lock::{LockOptions, owner};
 use crate::migrator::Migrator;
 
 /// Replay writes to a rebuilt table's old version until cut-over.
@@ -47,21 +45,8 @@ pub struct SyncArgs {
 impl SyncArgs {
     pub async fn run(self, project: &Project) -> Result<(), Failure> {
         let session = self.env.open(true, self.yes).await?;
-        let (cancel, cancelled) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("Ctrl-C: stopping at the next shard checkpoint (Ctrl-C again to abort)");
-                let _ = cancel.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        let lock = LockOptions {
-            owner: owner(&session.caller),
-            lease: Duration::from_secs(self.lock_lease.max(3)),
-            wait: Duration::from_secs(self.lock_wait),
-        };
+        let cancelled = cancel_on_ctrl_c("stopping at the next shard checkpoint");
+        let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(
             session.client.clone(),
             session.names.clone(),

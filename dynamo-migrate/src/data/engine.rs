@@ -480,19 +480,11 @@ async fn copy_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -
 
 /// What became of one item in place.
 enum Outcome {
-    Unchanged {
-        conflicts: u64,
-    },
-    Written {
-        conflicts: u64,
-    },
-    Deleted {
-        conflicts: u64,
-    },
+    Unchanged,
+    Written,
+    Deleted,
     /// Deleted by someone else before the pass's write: nothing to do.
-    Vanished {
-        conflicts: u64,
-    },
+    Vanished,
     /// The transform or DynamoDB refused it: to the dead-letter file, or the pass stops.
     Failed {
         key: Item,
@@ -503,29 +495,19 @@ enum Outcome {
 /// In place: each item the function changes is one conditional write, made as the items are
 /// transformed, at most as many at once as the pass allows.
 async fn write_page_in_place(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -> Result<(), DataError> {
-    let outcomes: Vec<Outcome> = futures::stream::iter(items)
+    // Each outcome comes with how many times its write found the item changed and was redone.
+    let outcomes: Vec<(Outcome, u64)> = futures::stream::iter(items)
         .map(|item| change_in_place(shared, item))
         .buffer_unordered(shared.writers)
         .try_collect()
         .await?;
-    for outcome in outcomes {
+    for (outcome, conflicts) in outcomes {
+        counts.conflicts += conflicts;
         match outcome {
-            Outcome::Unchanged { conflicts } => {
-                counts.unchanged += 1;
-                counts.conflicts += conflicts;
-            }
-            Outcome::Written { conflicts } => {
-                counts.written += 1;
-                counts.conflicts += conflicts;
-            }
-            Outcome::Deleted { conflicts } => {
-                counts.deleted += 1;
-                counts.conflicts += conflicts;
-            }
-            Outcome::Vanished { conflicts } => {
-                counts.vanished += 1;
-                counts.conflicts += conflicts;
-            }
+            Outcome::Unchanged => counts.unchanged += 1,
+            Outcome::Written => counts.written += 1,
+            Outcome::Deleted => counts.deleted += 1,
+            Outcome::Vanished => counts.vanished += 1,
             Outcome::Failed { key, error } => fail(shared, &key, &error, counts)?,
         }
     }
@@ -534,29 +516,29 @@ async fn write_page_in_place(shared: &Shared, items: Vec<Item>, counts: &mut Dat
 
 /// Transforms one item and writes the difference, conditional on what was read; when the item
 /// changed meanwhile, DynamoDB returns it as it is now, and it is transformed again.
-async fn change_in_place(shared: &Shared, mut read: Item) -> Result<Outcome, DataError> {
+async fn change_in_place(shared: &Shared, mut read: Item) -> Result<(Outcome, u64), DataError> {
     let key = key_of(&read, &shared.source_keys);
     let mut conflicts = 0;
     loop {
         let mapped = match map_one(shared, read.clone(), &key)? {
             Ok(mapped) => mapped,
-            Err(error) => return Ok(Outcome::Failed { key, error }),
+            Err(error) => return Ok((Outcome::Failed { key, error }, conflicts)),
         };
         let write = match in_place::plan(&read, &shared.source_keys, mapped, shared.version_attribute.as_deref()) {
             Ok(Some(write)) => write,
-            Ok(None) => return Ok(Outcome::Unchanged { conflicts }),
-            Err(error) => return Ok(Outcome::Failed { key, error }),
+            Ok(None) => return Ok((Outcome::Unchanged, conflicts)),
+            Err(error) => return Ok((Outcome::Failed { key, error }, conflicts)),
         };
         let delete = write.op == Op::Delete;
         if shared.dry_run {
-            return Ok(if delete { Outcome::Deleted { conflicts } } else { Outcome::Written { conflicts } });
+            return Ok((if delete { Outcome::Deleted } else { Outcome::Written }, conflicts));
         }
         match conditional_write(shared, &write).await? {
             Written::Done => {
-                return Ok(if delete { Outcome::Deleted { conflicts } } else { Outcome::Written { conflicts } });
+                return Ok((if delete { Outcome::Deleted } else { Outcome::Written }, conflicts));
             }
-            Written::Refused(error) => return Ok(Outcome::Failed { key, error }),
-            Written::Changed(None) => return Ok(Outcome::Vanished { conflicts: conflicts + 1 }),
+            Written::Refused(error) => return Ok((Outcome::Failed { key, error }, conflicts)),
+            Written::Changed(None) => return Ok((Outcome::Vanished, conflicts + 1)),
             Written::Changed(Some(now)) => {
                 conflicts += 1;
                 if conflicts as u32 >= MAX_CONFLICTS {
