@@ -193,9 +193,12 @@ impl RebuildStep {
         RebuildStep { table, map: Some(crate::data::typed_map(f, Change::Keep)), options: PassOptions::default() }
     }
 
-    /// Sets how the copy runs (segments, writers, rate, dead-letter file).
+    /// Sets how the copy runs (segments, writers, rate, dead-letter file). A
+    /// [`RebuildStep::drop_unknown_attributes`] said before or after stays said: an opt-in to
+    /// losing data must not be undone by setting a rate.
     pub fn options(mut self, options: PassOptions) -> Self {
-        self.options = options;
+        let drop_unknown = self.options.drop_unknown_attributes || options.drop_unknown_attributes;
+        self.options = PassOptions { drop_unknown_attributes: drop_unknown, ..options };
         self
     }
 
@@ -331,6 +334,13 @@ impl fmt::Display for MigrationInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setting_options_keeps_an_opt_in_to_dropping_attributes() {
+        let table = TableDef::new("t", dynamo_model::KeyAttr::s("id")).version(2);
+        let step = RebuildStep::copy(table).drop_unknown_attributes().options(PassOptions::default());
+        assert!(step.options.drop_unknown_attributes);
+    }
 
     #[test]
     fn checksum_is_sha256_of_the_source() {

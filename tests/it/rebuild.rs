@@ -283,7 +283,6 @@ async fn a_copy_estimated_to_outlast_the_stream_retention_is_refused_with_its_es
     DataContext::new(client.clone(), names.clone()).put_items("customers", seed).await.unwrap();
     // At 10 items/s, 2,000 items take 200 s: more than the 60 s this migrator allows.
     let v2 = TableDef::new("customers", KeyAttr::n("customer_nr")).version(2).sort_key(KeyAttr::s("record"));
-    // `options` replaces every option, so it comes before `drop_unknown_attributes`.
     let slow = RebuildStep::convert(v2, profile)
         .options(PassOptions { rate: Some(RateLimit::ItemsPerSecond(10.0)), ..PassOptions::default() })
         .drop_unknown_attributes();
