@@ -4,8 +4,9 @@
 //! Each segment is a task that scans a page, transforms it, writes it, records its checkpoint,
 //! and meanwhile scans the next page. Into another table, items go in batches of 25; in place,
 //! each changed item is one conditional write (see `in_place`). The writes in flight of all
-//! segments share one adaptive bound (see `concurrency`). Memory is bounded by two pages per
-//! segment and the writes in flight, whatever the table's size.
+//! segments share one adaptive bound (see `concurrency`). Memory is bounded by two pages for each
+//! of at most `ACTIVE_SEGMENTS` running segments and the writes in flight, whatever the table's
+//! size.
 //!
 //! The pass's calls go through a client without the SDK's own retries: every throttle then
 //! reaches the pass, which retries it with backoff and lowers its concurrency, instead of the
@@ -43,10 +44,17 @@ pub(crate) fn without_retries(client: &Client) -> Client {
     Client::from_conf(client.config().to_builder().retry_config(RetryConfig::disabled()).build())
 }
 
+/// Segments scanned at once, whatever their number.
+const ACTIVE_SEGMENTS: usize = 16;
+
+/// Batches a segment prepares ahead of the writers: enough for every write slot to be busy while
+/// the segments run, few enough that transformed items waiting for a slot stay few.
+const BATCHES_AHEAD: usize = 8;
+
 /// Items per scan page unless the pass says otherwise. DynamoDB's own limit is 1 MB a page,
 /// which for small items is thousands of them, several MB once parsed; a pass holds two pages per
 /// segment, so a smaller page keeps its memory low at the cost of a few more Scan calls.
-const DEFAULT_PAGE_ITEMS: i32 = 1_000;
+const DEFAULT_PAGE_ITEMS: i32 = 500;
 
 /// Segments for a table of this size: at least 8, one more per 256 MiB, at most 256.
 fn default_segments(size_bytes: i64) -> u32 {
@@ -232,12 +240,23 @@ async fn run_pages(
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut resumed = 0;
+    // A big table has up to 256 segments; at most ACTIVE_SEGMENTS of them run at once, so that
+    // the pages held (two per running segment) do not grow with the table.
+    let active = Arc::new(tokio::sync::Semaphore::new(ACTIVE_SEGMENTS));
     for segment in 0..segments {
         let state = stored.as_ref().and_then(|s| s.states.get(&segment).cloned()).unwrap_or_default();
         resumed += state.counts.scanned;
         shared.progress.inc(state.counts.scanned);
-        let shared = shared.clone();
-        tasks.spawn(async move { run_segment(&shared, segment, state).await });
+        let (shared, active) = (shared.clone(), active.clone());
+        tasks.spawn(async move {
+            let _running = active.acquire_owned().await.expect("the semaphore is never closed");
+            if *shared.cancel.borrow() && !state.done {
+                // Ctrl-C before this segment started: it stays where it was, for the next run.
+                let counts = state.counts;
+                return Ok((counts, false));
+            }
+            run_segment(&shared, segment, state).await
+        });
     }
     let mut report = DataReport::default();
     let mut segments_done = 0;
@@ -460,7 +479,7 @@ async fn copy_page(shared: &Shared, items: Vec<Item>, counts: &mut DataReport) -
                 }
                 shared.writer.write(batch).await.map(|refused| (puts, refused))
             })
-            .buffer_unordered(shared.writers)
+            .buffer_unordered(shared.writers.min(BATCHES_AHEAD))
             .try_collect::<Vec<_>>()
             .await
     };

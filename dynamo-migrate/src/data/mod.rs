@@ -174,7 +174,7 @@ pub enum DataError {
 pub struct PassOptions {
     /// Parallel scan segments; by default 8, more for large tables (one per 256 MiB).
     pub segments: Option<u32>,
-    /// Items per scan page (DynamoDB's `Limit`); by default 1,000, or what fits in DynamoDB's
+    /// Items per scan page (DynamoDB's `Limit`); by default 500, or what fits in DynamoDB's
     /// 1 MB. A segment records its checkpoint and checks for Ctrl-C once per page.
     pub page_size: Option<i32>,
     /// The most writes in flight at once over all segments (`BatchWriteItem` calls into another
