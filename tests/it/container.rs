@@ -243,13 +243,26 @@ async fn container_left_by_a_killed_owner_and_guard_is_swept_at_the_next_start()
     let guards = processes_mentioning(&id);
     assert_eq!(guards.len(), 1, "one guard holds container {id}");
     Command::new("kill").args(["-KILL", &guards[0].to_string()]).status().unwrap();
+    wait_dead(guards[0]);
+    // Checked while the owner lives: once it is dead, any test starting a server beside this one
+    // may sweep the container first, which is what this test is about anyway.
+    assert!(exists(&id).await, "with its guard gone, the container stays while its owner lives");
     child.kill().unwrap();
     child.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(exists(&id).await, "with its guard gone, the container stays until the next start");
     let server = start(&options).await;
     assert!(!exists(&id).await, "the next start removed the dead owner's container");
     drop(server);
+}
+
+/// Waits until `pid` is gone or a zombie (its parent, the killed owner, may not have reaped it).
+fn wait_dead(pid: u32) {
+    let start = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "process {pid} still runs 10 s after SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Processes whose command line mentions `text` (the container guard names its container).
