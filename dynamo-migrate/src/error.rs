@@ -2,30 +2,41 @@
 
 use std::error::Error as StdError;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::RequestId;
 use thiserror::Error;
 
 use crate::planner::PlanError;
 use crate::sequence::SequenceErrors;
 
-type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+/// Stands for the environment's name in the commands that messages suggest
+/// (`cargo xtask recover --env <environment> …`); the command line puts the name in.
+pub const ENVIRONMENT_PLACEHOLDER: &str = "<environment>";
 
 /// What went wrong while talking to DynamoDB or applying migrations.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A DynamoDB call failed; `action` says which call on which table.
-    #[error("{action}: {detail}")]
-    Aws {
-        action: String,
-        detail: String,
-        #[source]
-        source: BoxError,
-    },
+    /// A DynamoDB call failed; `action` says which call on which table, `failure` what AWS said.
+    #[error("{action}: {failure}")]
+    Aws { action: String, failure: SdkFailure },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("the ledger refuses to run: {0}")]
-    Sequence(#[from] SequenceErrors),
+    Sequence(SequenceErrors),
+    #[error(
+        "nothing was applied: {} problem(s) in the migrations to apply: {}; fix them, check with `cargo xtask verify`, then run `cargo xtask plan --env <environment>`",
+        .problems.len(),
+        .problems.join("; ")
+    )]
+    Invalid { problems: Vec<String> },
+    #[error(
+        "the live tables differ from what the applied migrations produced, so nothing was applied: {}. See `cargo xtask status --env <environment>`, put the difference right, or apply anyway with `cargo xtask migrate --env <environment> --allow-drift`",
+        .drifts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Drift { drifts: Vec<crate::drift::TableDrift> },
+    #[error(transparent)]
+    Recovery(#[from] crate::sequence::RecoveryError),
     #[error(
         "timed out after {waited_s} s waiting for table {table} to become ACTIVE with every index ACTIVE (last seen: {state})"
     )]
@@ -35,17 +46,12 @@ pub enum Error {
     #[error("ledger table {table}: record {id} cannot be read: {reason}")]
     LedgerRecord { table: String, id: String, reason: String },
     #[error(
-        "migration {version} ({name}) is being recorded by another run: its ledger record changed under us; run status to see the ledger"
+        "migration {version} ({name}) is being recorded by another run: its ledger record changed under us; see `cargo xtask status --env <environment>`"
     )]
     LedgerConflict { version: u32, name: String },
-    #[error("migration {version} ({name}), {step}: {source:#}")]
-    Step {
-        version: u32,
-        name: String,
-        step: String,
-        #[source]
-        source: Box<Error>,
-    },
+    /// The message holds the cause's, so the cause is not a `source` (printed once, not twice).
+    #[error("migration {version} ({name}), {step}: {cause:#}")]
+    Step { version: u32, name: String, step: String, cause: Box<Error> },
     #[error(
         "the migration lock in {table} is held by {holder}; waited {waited_s} s. If that run is dead, its lease expires by itself; see unlock"
     )]
@@ -54,7 +60,9 @@ pub enum Error {
         "ledger table {table}: this run no longer holds the migration lock (it was taken over, or force-unlocked), so it stops without recording more of migration {version}"
     )]
     LockLost { table: String, version: u32 },
-    #[error("ledger table {table}: migration {version} has no running, failed or interrupted record to recover")]
+    #[error(
+        "ledger table {table}: the record of migration {version} is no longer in the state this run expects (another run or a recover changed it); see `cargo xtask status --env <environment>`"
+    )]
     NotDirty { table: String, version: u32 },
     #[error("interrupted by Ctrl-C before {before}; run again to resume")]
     Interrupted { before: String },
@@ -75,7 +83,7 @@ pub enum Error {
     #[error("rebuild of table {table}: {reason}")]
     Rebuild { table: String, reason: String },
     #[error("building a DynamoDB request: {0}")]
-    Build(#[from] aws_sdk_dynamodb::error::BuildError),
+    Build(aws_sdk_dynamodb::error::BuildError),
 }
 
 impl Error {
@@ -86,7 +94,7 @@ impl Error {
             Error::Pass(DataError::Interrupted { .. }) | Error::Interrupted { .. } => true,
             Error::Replay(e) => matches!(**e, crate::data::ReplayError::Interrupted { .. }),
             Error::Data(e) => matches!(e.downcast_ref::<DataError>(), Some(DataError::Interrupted { .. })),
-            Error::Step { source, .. } => source.is_interrupted(),
+            Error::Step { cause, .. } => cause.is_interrupted(),
             _ => false,
         }
     }
@@ -95,22 +103,41 @@ impl Error {
     pub fn is_not_quiet(&self) -> bool {
         match self {
             Error::NotQuiet { .. } => true,
-            Error::Step { source, .. } => source.is_not_quiet(),
+            Error::Step { cause, .. } => cause.is_not_quiet(),
             _ => false,
         }
     }
 
-    /// Wraps an SDK error with the action that failed, keeping the source and its full context.
+    /// Wraps an SDK error with the action that failed.
     pub(crate) fn aws<E, R>(action: impl Into<String>) -> impl FnOnce(SdkError<E, R>) -> Error
     where
-        E: StdError + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
+        E: ProvideErrorMetadata + StdError + 'static,
+        R: std::fmt::Debug,
     {
-        move |err| Error::Aws {
-            action: action.into(),
-            detail: DisplayErrorContext(&err).to_string(),
-            source: Box::new(err),
+        move |err| Error::Aws { action: action.into(), failure: SdkFailure::of(&err) }
+    }
+
+    /// What AWS said, when this is (or wraps) a failed call.
+    pub fn sdk_failure(&self) -> Option<&SdkFailure> {
+        match self {
+            Error::Aws { failure, .. } => Some(failure),
+            Error::Step { cause, .. } => cause.sdk_failure(),
+            _ => None,
         }
+    }
+}
+
+// By hand rather than `#[from]`, which would make the inner error a `source` as well: its
+// message is already in this one's, and a chain printed with `{:#}` would say it twice.
+impl From<SequenceErrors> for Error {
+    fn from(e: SequenceErrors) -> Self {
+        Error::Sequence(e)
+    }
+}
+
+impl From<aws_sdk_dynamodb::error::BuildError> for Error {
+    fn from(e: aws_sdk_dynamodb::error::BuildError) -> Self {
+        Error::Build(e)
     }
 }
 
@@ -121,3 +148,62 @@ impl From<crate::data::ReplayError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed AWS call in a few words: the service's error code, its message and the request id
+/// (what AWS support asks for), or, when no answer came, what failed on the way. The SDK's own
+/// `Debug` output (kilobytes of request and response) stays out of messages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SdkFailure {
+    /// The service's error code (`ValidationException`), when DynamoDB answered.
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl SdkFailure {
+    pub fn of<E, R>(err: &SdkError<E, R>) -> SdkFailure
+    where
+        E: ProvideErrorMetadata + StdError + 'static,
+        R: std::fmt::Debug,
+    {
+        match err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                SdkFailure {
+                    code: e.code().map(str::to_owned),
+                    message: e.message().map_or_else(|| error_chain(e), str::to_owned),
+                    request_id: e.meta().request_id().map(str::to_owned),
+                }
+            }
+            // No answer from DynamoDB (no connection, a time-out, an unreadable response).
+            _ => SdkFailure { code: None, message: error_chain(err), request_id: None },
+        }
+    }
+}
+
+impl std::fmt::Display for SdkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(code) = &self.code {
+            write!(f, "{code}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// An error and its sources' messages, `: `-separated, each said once.
+pub fn error_chain(err: &dyn StdError) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn StdError> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}

@@ -38,7 +38,7 @@ impl ExecOptions {
 pub async fn execute(client: &Client, physical: &str, call: &Call, options: &ExecOptions) -> Result<Outcome> {
     let action = call.describe(physical);
     let outcome = send(client, physical, call, options).await.map_err(|e| match e {
-        Error::Aws { detail, source, .. } => Error::Aws { action: action.clone(), detail, source },
+        Error::Aws { failure, .. } => Error::Aws { action: action.clone(), failure },
         other => other,
     })?;
     if outcome == Outcome::Done {

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use crate::error::SdkFailure;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -46,7 +46,7 @@ pub async fn check_account(env: &Environment) -> Result<Option<CallerIdentity>, 
     let identity = sts.get_caller_identity().send().await.map_err(|e| GuardError::NoIdentity {
         env: env.name.clone(),
         account: expected.clone(),
-        detail: DisplayErrorContext(&e).to_string(),
+        detail: SdkFailure::of(&e).to_string(),
     })?;
     let account = identity.account().unwrap_or_default().to_owned();
     let arn = identity.arn().unwrap_or_default().to_owned();

@@ -47,6 +47,10 @@ pub enum LocalError {
     )]
     NotLocal(String),
     #[error(
+        "no DynamoDB answers at {endpoint} ({detail}): start DynamoDB Local there (`cargo xtask local`), or leave out --endpoint to have verify start its own"
+    )]
+    Unreachable { endpoint: String, detail: String },
+    #[error(
         "DynamoDB Local needs Java 17 or later and none was found (looked at $JAVA_HOME/bin/java and java on PATH): install a JRE (for example the openjdk-17-jre-headless package), start a Docker engine, or give the endpoint of a running DynamoDB Local"
     )]
     NoJava,
@@ -64,7 +68,7 @@ pub enum LocalError {
     Image { name: String, reason: String },
     #[error("DynamoDB Local did not start ({reason}); its output ends with:\n{log}")]
     Start { reason: String, log: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

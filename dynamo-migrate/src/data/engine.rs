@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::SdkFailure;
 use aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
@@ -79,7 +81,7 @@ async fn table_info(client: &Client, table: &str, role: &str) -> Result<TableInf
         Err(e) => {
             return Err(DataError::Aws {
                 action: format!("DescribeTable {table}"),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: SdkFailure::of(&e).to_string(),
             });
         }
     };
@@ -351,7 +353,7 @@ async fn scan_page(
             Err(e) => {
                 return Err(DataError::Aws {
                     action: format!("Scan {} (segment {segment})", shared.source),
-                    detail: DisplayErrorContext(&e).to_string(),
+                    detail: SdkFailure::of(&e).to_string(),
                 });
             }
         }
@@ -678,7 +680,7 @@ enum Class {
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     error: &SdkError<E, R>,
 ) -> Class {
-    let detail = DisplayErrorContext(error).to_string();
+    let detail = SdkFailure::of(error).to_string();
     if is_retryable(error) {
         Class::Retry { throttled: is_throttling(error), detail }
     } else if let SdkError::ServiceError(s) = error

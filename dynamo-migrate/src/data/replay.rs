@@ -44,8 +44,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::SdkFailure;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodbstreams::Client as StreamsClient;
@@ -94,13 +94,8 @@ pub enum ReplayError {
     Interrupted { table: String },
     #[error("replay checkpoints: {0}")]
     Checkpoint(Box<crate::error::Error>),
-    #[error("replay of {table} into {target}: {source}")]
-    Write {
-        table: String,
-        target: String,
-        #[source]
-        source: Box<super::DataError>,
-    },
+    #[error("replay of {table} into {target}: {cause}")]
+    Write { table: String, target: String, cause: Box<super::DataError> },
 }
 
 /// Where a rebuild stands, as its replay header in the ledger records it.
@@ -487,7 +482,7 @@ impl Replay {
                     return Err(ReplayError::Aws {
                         table: self.source.clone(),
                         action: format!("GetRecords (shard {shard})"),
-                        detail: DisplayErrorContext(&e).to_string(),
+                        detail: SdkFailure::of(&e).to_string(),
                     });
                 }
             };
@@ -591,7 +586,7 @@ impl Replay {
             Err(e) => Err(ReplayError::Aws {
                 table: self.source.clone(),
                 action: format!("GetShardIterator (shard {shard})"),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: SdkFailure::of(&e).to_string(),
             }),
         }
     }
@@ -616,7 +611,7 @@ impl Replay {
                     return Err(ReplayError::Aws {
                         table: self.source.clone(),
                         action: action.to_owned(),
-                        detail: DisplayErrorContext(&e).to_string(),
+                        detail: SdkFailure::of(&e).to_string(),
                     });
                 }
             }
@@ -714,7 +709,7 @@ impl Replay {
             .map_err(|source| ReplayError::Write {
                 table: self.source.clone(),
                 target: self.target.clone(),
-                source: Box::new(source),
+                cause: Box::new(source),
             })?;
         if let Some(r) = refused.into_iter().flatten().next() {
             return Err(ReplayError::Item {
@@ -733,7 +728,7 @@ pub(crate) async fn key_attributes(client: &Client, table: &str) -> Result<Vec<S
     let out = client.describe_table().table_name(table).send().await.map_err(|e| ReplayError::Aws {
         table: table.to_owned(),
         action: format!("DescribeTable {table}"),
-        detail: DisplayErrorContext(&e).to_string(),
+        detail: SdkFailure::of(&e).to_string(),
     })?;
     let mut keys: Vec<_> = out.table.map(|t| t.key_schema.unwrap_or_default()).unwrap_or_default();
     keys.sort_by_key(|k| k.key_type != aws_sdk_dynamodb::types::KeyType::Hash);

@@ -10,7 +10,9 @@ use super::concurrency::Concurrency;
 use super::fidelity::key_text;
 use super::rate::Limiter;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::SdkFailure;
 use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, WriteRequest};
 
 /// BatchWriteItem takes at most 25 requests.
@@ -88,12 +90,12 @@ impl Writer {
                     if is_throttling(&e) {
                         self.concurrency.throttled();
                     }
-                    tracing::debug!(table = %self.table, error = %DisplayErrorContext(&e), "retrying a batch");
+                    tracing::debug!(table = %self.table, error = %SdkFailure::of(&e), "retrying a batch");
                 }
                 Err(e) => {
                     return Err(DataError::Aws {
                         action: format!("BatchWriteItem to table {}", self.table),
-                        detail: DisplayErrorContext(&e).to_string(),
+                        detail: SdkFailure::of(&e).to_string(),
                     });
                 }
             }
@@ -165,7 +167,7 @@ where
 {
     let message = match error.as_service_error().and_then(|s| s.message()) {
         Some(m) => format!("DynamoDB refused it: {m}"),
-        None => DisplayErrorContext(error).to_string(),
+        None => SdkFailure::of(error).to_string(),
     };
     (is_retryable(error), message)
 }

@@ -160,7 +160,7 @@ impl ContainerServer {
         while start.elapsed() < READY_TIMEOUT {
             match client.list_tables().limit(1).customize().config_override(quick.clone()).send().await {
                 Ok(_) => return Ok(()),
-                Err(e) => last_error = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                Err(e) => last_error = crate::error::SdkFailure::of(&e).to_string(),
             }
             let running = docker.inspect_container(&self.id, None).await.ok().and_then(|c| c.state?.running);
             if running != Some(true) {
