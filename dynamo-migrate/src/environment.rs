@@ -31,6 +31,11 @@ pub struct Environment {
     /// `GetCallerIdentity`).
     pub sts_endpoint: Option<String>,
     pub ledger_table: Option<String>,
+    /// This environment uses the same tables as another one on purpose (same endpoint, prefix
+    /// and ledger): without it, two such environments are refused, since they would silently
+    /// share one ledger.
+    #[serde(default)]
+    pub shares_tables: bool,
 }
 
 impl Environment {
@@ -66,8 +71,8 @@ impl Environment {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(
@@ -76,8 +81,53 @@ pub enum ConfigError {
     MissingAccount { path: PathBuf, env: String },
     #[error("{path}: environment {env}: account_id {account} must be 12 digits")]
     BadAccount { path: PathBuf, env: String, account: String },
+    #[error(
+        "{path}: environment {env}: {key} = {value:?} is not a URL ({reason}); write it as http://127.0.0.1:8000 or https://dynamodb.eu-west-1.amazonaws.com"
+    )]
+    BadEndpoint { path: PathBuf, env: String, key: &'static str, value: String, reason: String },
+    #[error(
+        "{path}: environment {env}: table_prefix {prefix:?} {problem}; DynamoDB table names are 3 to 255 characters of a-z, A-Z, 0-9, _, - and ."
+    )]
+    BadPrefix { path: PathBuf, env: String, prefix: String, problem: String },
+    #[error("{path}: environment {env}: ledger_table {ledger:?} {problem}")]
+    BadLedger { path: PathBuf, env: String, ledger: String, problem: String },
+    #[error(
+        "{path}: environments {first} and {second} use the same tables ({where_}, table prefix {prefix:?}, ledger {ledger}), so they would share one ledger and overwrite each other's tables: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both"
+    )]
+    SharedTables { path: PathBuf, first: String, second: String, where_: String, prefix: String, ledger: String },
     #[error("unknown environment {env}; {path} defines: {}", .known.join(", "))]
     Unknown { env: String, path: PathBuf, known: Vec<String> },
+}
+
+/// The longest table prefix: DynamoDB allows 255 characters in a table name, and the prefix leaves
+/// room for a table name of up to 200 characters with its version suffix (`_v12345`).
+pub const MAX_PREFIX: usize = 48;
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// What is wrong with `name` as a DynamoDB table name, if anything.
+pub fn table_name_problem(name: &str) -> Option<String> {
+    if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
+        return Some(format!("{name:?} holds {c:?}, but table names are a-z, A-Z, 0-9, _, - and ."));
+    }
+    if !(3..=255).contains(&name.len()) {
+        return Some(format!("{name:?} is {} characters long, but table names are 3 to 255", name.len()));
+    }
+    None
+}
+
+/// An endpoint must be an http(s) URL with a host.
+fn check_url(value: &str) -> Result<(), String> {
+    let url = url::Url::parse(value).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the scheme is {}, not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".to_owned());
+    }
+    Ok(())
 }
 
 /// All environments of a workspace.
@@ -89,8 +139,7 @@ pub struct Environments {
 
 impl Environments {
     pub fn load(path: &Path) -> Result<Environments, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
         Environments::parse(path, &text)
     }
 
@@ -100,6 +149,20 @@ impl Environments {
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         for (name, env) in &mut environments {
             env.name = name.clone();
+            // First: a malformed endpoint would otherwise read as a remote one missing its account.
+            for (key, value) in [("endpoint", &env.endpoint), ("sts_endpoint", &env.sts_endpoint)] {
+                if let Some(value) = value
+                    && let Err(reason) = check_url(value)
+                {
+                    return Err(ConfigError::BadEndpoint {
+                        path: path.to_owned(),
+                        env: name.clone(),
+                        key,
+                        value: value.clone(),
+                        reason,
+                    });
+                }
+            }
             match &env.account_id {
                 None if !env.is_local() => {
                     return Err(ConfigError::MissingAccount { path: path.to_owned(), env: name.clone() });
@@ -113,8 +176,84 @@ impl Environments {
                 }
                 _ => {}
             }
+            let bad_prefix = |problem: String| ConfigError::BadPrefix {
+                path: path.to_owned(),
+                env: name.clone(),
+                prefix: env.table_prefix.clone(),
+                problem,
+            };
+            if let Some(c) = env.table_prefix.chars().find(|c| !is_name_char(*c)) {
+                return Err(bad_prefix(format!("holds {c:?}")));
+            }
+            if env.table_prefix.len() > MAX_PREFIX {
+                return Err(bad_prefix(format!(
+                    "is {} characters long; at most {MAX_PREFIX} leave room for table names",
+                    env.table_prefix.len()
+                )));
+            }
+            if let Some(ledger) = &env.ledger_table
+                && let Some(problem) = table_name_problem(&format!("{}{ledger}", env.table_prefix))
+            {
+                return Err(ConfigError::BadLedger {
+                    path: path.to_owned(),
+                    env: name.clone(),
+                    ledger: ledger.clone(),
+                    problem: format!("with the prefix, {problem}"),
+                });
+            }
+        }
+        let mut seen: BTreeMap<(String, String), &Environment> = BTreeMap::new();
+        for env in environments.values() {
+            let where_ = match &env.endpoint {
+                Some(endpoint) => format!("endpoint {}", endpoint.trim_end_matches('/')),
+                None => format!("account {} in {}", env.account_id.as_deref().unwrap_or("?"), env.region),
+            };
+            let key = (where_, env.names().ledger().to_owned());
+            if let Some(first) = seen.get(&key)
+                && !(first.shares_tables && env.shares_tables)
+            {
+                return Err(ConfigError::SharedTables {
+                    path: path.to_owned(),
+                    first: first.name.clone(),
+                    second: env.name.clone(),
+                    where_: key.0,
+                    prefix: env.table_prefix.clone(),
+                    ledger: key.1,
+                });
+            }
+            seen.insert(key, env);
         }
         Ok(Environments { path: path.to_owned(), environments })
+    }
+
+    /// Checks the environments against the workspace's tables: the ledger must not be one of
+    /// them, and every physical name (prefix, table, version suffix) must be a valid one.
+    pub fn check_tables(&self, tables: &[(String, u32)]) -> Result<(), ConfigError> {
+        for env in self.environments.values() {
+            let names = env.names();
+            for (table, version) in tables {
+                let physical = names.physical_version(table, *version);
+                if physical == names.ledger() {
+                    return Err(ConfigError::BadLedger {
+                        path: self.path.clone(),
+                        env: env.name.clone(),
+                        ledger: env.ledger_table.clone().unwrap_or_else(|| DEFAULT_LEDGER_TABLE.to_owned()),
+                        problem: format!(
+                            "is the name of table {table}, which the migrations create; name the ledger something else"
+                        ),
+                    });
+                }
+                if let Some(problem) = table_name_problem(&physical) {
+                    return Err(ConfigError::BadPrefix {
+                        path: self.path.clone(),
+                        env: env.name.clone(),
+                        prefix: env.table_prefix.clone(),
+                        problem: format!("makes a table name DynamoDB refuses: {problem}"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Result<&Environment, ConfigError> {
@@ -188,5 +327,77 @@ mod tests {
         );
         let message = parse("[prod]\nregion = \"eu-west-1\"\naccount_id = \"12345\"\n").unwrap_err().to_string();
         assert_eq!(message, "environments.toml: environment prod: account_id 12345 must be 12 digits");
+    }
+
+    #[test]
+    fn an_endpoint_must_be_a_url() {
+        let message = parse("[dev]\nregion = \"us-east-1\"\nendpoint = \"not a url\"\n").unwrap_err().to_string();
+        assert!(
+            message.starts_with("environments.toml: environment dev: endpoint = \"not a url\" is not a URL (relative URL without a base)"),
+            "{message}"
+        );
+        let message =
+            parse("[dev]\nregion = \"us-east-1\"\nendpoint = \"ftp://127.0.0.1:8000\"\n").unwrap_err().to_string();
+        assert!(message.contains("the scheme is ftp, not http or https"), "{message}");
+    }
+
+    #[test]
+    fn a_prefix_is_within_dynamodb_names_and_leaves_room() {
+        let local = |prefix: &str| {
+            format!(
+                "[dev]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\ntable_prefix = \"{prefix}\"\n"
+            )
+        };
+        let message = parse(&local("dev/")).unwrap_err().to_string();
+        assert!(
+            message.starts_with("environments.toml: environment dev: table_prefix \"dev/\" holds '/'"),
+            "{message}"
+        );
+        let message = parse(&local(&"p".repeat(49))).unwrap_err().to_string();
+        assert!(message.contains("is 49 characters long; at most 48 leave room for table names"), "{message}");
+        let envs = parse(&local(&"p".repeat(48))).unwrap();
+        // The longest table name with the longest prefix still makes a valid name, one more does not.
+        envs.check_tables(&[("t".repeat(200), 99_999)]).unwrap();
+        let message = envs.check_tables(&[("t".repeat(205), 99_999)]).unwrap_err().to_string();
+        assert!(
+            message.contains("makes a table name DynamoDB refuses") && message.contains("260 characters long"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn environments_on_one_endpoint_do_not_share_tables_unless_marked() {
+        let two = |extra: &str| {
+            format!(
+                "[a]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\ntable_prefix = \"x_\"\n{extra}\
+                 [b]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000/\"\ntable_prefix = \"x_\"\n{extra}"
+            )
+        };
+        let message = parse(&two("")).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "environments.toml: environments a and b use the same tables (endpoint http://127.0.0.1:8000, table prefix \"x_\", ledger x_dynamo_migrate_ledger), so they would share one ledger and overwrite each other's tables: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both"
+        );
+        parse(&two("shares_tables = true\n")).unwrap();
+        // The same prefix in two accounts is two sets of tables.
+        parse("[a]\nregion = \"eu-west-1\"\naccount_id = \"111111111111\"\n[b]\nregion = \"eu-west-1\"\naccount_id = \"222222222222\"\n").unwrap();
+    }
+
+    #[test]
+    fn the_ledger_is_not_a_table_of_the_migrations() {
+        let envs = parse(
+            "[dev]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\nledger_table = \"customers\"\n",
+        )
+        .unwrap();
+        let message = envs.check_tables(&[("customers".to_owned(), 1)]).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "environments.toml: environment dev: ledger_table \"customers\" is the name of table customers, which the migrations create; name the ledger something else"
+        );
+        let message =
+            parse("[dev]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\nledger_table = \"a b\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(message.contains("ledger_table \"a b\" with the prefix, \"a b\" holds ' '"), "{message}");
     }
 }

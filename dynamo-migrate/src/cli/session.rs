@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use clap::Args;
 
 use super::{Failure, usage};
+use crate::Project;
 use crate::client::{connect, connect_streams};
 use crate::environment::{Environment, Environments};
 use crate::guard::{check_account, confirm};
@@ -37,11 +38,20 @@ pub struct Session {
 }
 
 impl EnvArgs {
-    /// Loads the environment, checks the credentials' account (for every environment that names
+    /// Loads the environment (checked against the tables `project`'s migrations create), checks the credentials' account (for every environment that names
     /// one), asks for confirmation when `writes` and the environment is protected, and checks
     /// that DynamoDB answers. Every refusal is a usage error (exit 2) before anything is written.
-    pub async fn open(&self, writes: bool, yes: bool) -> Result<Session, Failure> {
+    pub async fn open(&self, project: Option<&Project>, writes: bool, yes: bool) -> Result<Session, Failure> {
         let environments = Environments::load(&self.environments).map_err(usage)?;
+        if let Some(project) = project {
+            let tables: Vec<(String, u32)> = project
+                .migrations
+                .iter()
+                .flat_map(|m| &m.steps)
+                .filter_map(|s| s.sets_version().map(|(t, v)| (t.to_owned(), v)))
+                .collect();
+            environments.check_tables(&tables).map_err(usage)?;
+        }
         let env = environments.get(&self.env).map_err(usage)?.clone();
         let identity = check_account(&env).await.map_err(usage)?;
         if writes {
@@ -58,7 +68,7 @@ impl EnvArgs {
             return Err(usage(anyhow!(
                 "environment {}: {reason} at {endpoint}: {}",
                 env.name,
-                DisplayErrorContext(&e)
+                crate::error::SdkFailure::of(&e)
             )));
         }
         let streams = connect_streams(&env.target()).await;
