@@ -31,7 +31,7 @@ pub use data::{
 };
 pub use drift::{DriftKind, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
-pub use error::{Error, Result};
+pub use error::{ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
 pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
@@ -43,7 +43,8 @@ pub use local::{
 };
 pub use lock::{Lock, LockHolder, LockOptions, force_unlock, holder as lock_holder};
 pub use migration::{
-    DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, checksum,
+    DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, check_files, checksum,
+    parse_file_name,
 };
 pub use migrator::{
     COPY_LIMIT, DEFAULT_QUIET_WINDOW, MigrationReport, Migrator, RebuildState, RunFailure, RunReport, StepReport,
@@ -52,7 +53,10 @@ pub use migrator::{
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{PlannedMigration, PlannedStep, preview};
-pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};
+pub use sequence::{
+    AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
+    plan_recovery,
+};
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a

@@ -251,12 +251,62 @@ pub struct Migration {
     pub name: String,
     pub checksum: String,
     pub steps: Vec<Step>,
+    /// The file that registered it through [`migration!`](crate::migration!), as the compiler
+    /// names it (relative to the workspace root for a workspace member).
+    pub source_file: Option<String>,
+    /// What is wrong with its registration (a file name that is not `mNNNN_<name>.rs`, or another
+    /// migration's file); `verify`, `plan` and `migrate` refuse to run while one stands.
+    pub registration_error: Option<String>,
+}
+
+/// Registers the migration of the file it is written in: `migration!("m0007_create_orders.rs")`
+/// takes version 7 and name `create_orders` from the file's name and its checksum from the
+/// file's content, and records an error (reported before anything runs) when the name is not
+/// the file's own, so that a copied migration cannot carry another one's checksum.
+#[macro_export]
+macro_rules! migration {
+    ($file:literal) => {
+        $crate::Migration::from_file($file, file!(), include_str!($file))
+    };
 }
 
 impl Migration {
     /// A migration whose checksum is taken from `source`, normally `include_str!` of its own file.
     pub fn new(version: u32, name: impl Into<String>, source: &str) -> Self {
-        Migration { version, name: name.into(), checksum: checksum(source), steps: Vec::new() }
+        Migration {
+            version,
+            name: name.into(),
+            checksum: checksum(source),
+            steps: Vec::new(),
+            source_file: None,
+            registration_error: None,
+        }
+    }
+
+    /// What [`migration!`](crate::migration!) expands to: `file` is the name it was given,
+    /// `written_in` the file the macro was written in, `source` the content of `file`.
+    pub fn from_file(file: &str, written_in: &str, source: &str) -> Self {
+        let own = std::path::Path::new(written_in).file_name().and_then(|n| n.to_str()) == Some(file);
+        let (version, name, mut error) = match parse_file_name(file) {
+            Some((version, name)) => (version, name.to_owned(), None),
+            None => (
+                0,
+                file.trim_end_matches(".rs").to_owned(),
+                Some(format!(
+                    "migration file {file} is not named mNNNN_<name>.rs (a version of 1 to 4 digits, then the name in lowercase words joined by _)"
+                )),
+            ),
+        };
+        if error.is_none() && !own {
+            error = Some(format!(
+                "{written_in} registers migration!(\"{file}\"), another migration's file: each migration registers its own file, so that its checksum is of its own source"
+            ));
+        }
+        Migration {
+            source_file: Some(written_in.to_owned()),
+            registration_error: error,
+            ..Migration::new(version, name, source)
+        }
     }
 
     pub fn create_table(self, table: TableDef) -> Self {
@@ -317,6 +367,70 @@ impl Migration {
     }
 }
 
+/// `(7, "create_orders")` from `m0007_create_orders.rs`.
+pub fn parse_file_name(file: &str) -> Option<(u32, &str)> {
+    let stem = file.strip_prefix('m')?.strip_suffix(".rs")?;
+    let (digits, name) = stem.split_once('_')?;
+    let valid_name = !name.is_empty()
+        && name.split('_').all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) || !valid_name {
+        return None;
+    }
+    Some((digits.parse().ok()?, name))
+}
+
+/// Where the registrations and the files on disk disagree: a `mNNNN_*.rs` file beside the
+/// registered ones that no migration registers, or a registered migration whose file's content
+/// is not what was compiled. Needs the sources (run from the workspace root, as `cargo xtask`
+/// does); a migration whose file cannot be found is not checked here.
+pub fn check_files(migrations: &[Migration]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for m in migrations {
+        let Some(file) = &m.source_file else { continue };
+        let Some(path) = locate(file) else { continue };
+        let Ok(source) = std::fs::read_to_string(&path) else { continue };
+        if checksum(&source) != m.checksum {
+            problems.push(format!(
+                "migration {} ({}): {file} is not what was compiled (its checksum differs); build again",
+                m.version, m.name
+            ));
+        }
+        if let Some(dir) = path.parent() {
+            dirs.insert(dir.to_owned());
+        }
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        files.sort();
+        for file in files.iter().filter(|f| f.starts_with('m') && f.ends_with(".rs") && parse_file_name(f).is_some()) {
+            let registered = migrations.iter().any(|m| {
+                m.source_file.as_deref().and_then(|s| std::path::Path::new(s).file_name()?.to_str()) == Some(file)
+            });
+            if !registered {
+                problems.push(format!(
+                    "{} is a migration file that no migration!(\"{file}\") registers: add it to the migrations crate's list, or remove it",
+                    dir.join(file).display()
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Finds `file` (as the compiler names it: relative to the workspace root) from the current
+/// directory or one of its parents, so that the check works from the root (`cargo xtask`) and
+/// from a member crate (its tests).
+fn locate(file: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(file);
+    if path.is_absolute() {
+        return path.exists().then(|| path.to_owned());
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().map(|dir| dir.join(path)).find(|p| p.exists())
+}
+
 /// A migration's identity: what is compared with the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MigrationInfo {
@@ -340,6 +454,48 @@ mod tests {
         let table = TableDef::new("t", dynamo_model::KeyAttr::s("id")).version(2);
         let step = RebuildStep::copy(table).drop_unknown_attributes().options(PassOptions::default());
         assert!(step.options.drop_unknown_attributes);
+    }
+
+    #[test]
+    fn the_migration_macro_takes_version_and_name_from_its_own_file() {
+        let m = Migration::from_file("m0007_create_orders.rs", "migrations/src/m0007_create_orders.rs", "source");
+        assert_eq!((m.version, m.name.as_str(), m.registration_error), (7, "create_orders", None));
+        assert_eq!(m.checksum, checksum("source"));
+    }
+
+    #[test]
+    fn registering_another_file_or_a_badly_named_one_is_an_error() {
+        let copied = Migration::from_file("m0002_add_index.rs", "migrations/src/m0003_other.rs", "source");
+        assert_eq!(
+            copied.registration_error.unwrap(),
+            "migrations/src/m0003_other.rs registers migration!(\"m0002_add_index.rs\"), another migration's file: each migration registers its own file, so that its checksum is of its own source"
+        );
+        for bad in ["m7_x.rs", "0007_x.rs", "m0007_Orders.rs", "m0007_.rs", "m0007_a__b.rs", "m0007-orders.rs"] {
+            let m = Migration::from_file(bad, &format!("migrations/src/{bad}"), "");
+            assert!(m.registration_error.unwrap().contains("is not named mNNNN_<name>.rs"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn files_that_no_migration_registers_or_that_changed_are_found() {
+        let dir = std::env::temp_dir().join(format!("migration-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+        std::fs::write(file("m0001_first.rs"), "one").unwrap();
+        std::fs::write(file("m0002_second.rs"), "two, edited after the build").unwrap();
+        std::fs::write(file("m0003_forgotten.rs"), "three").unwrap();
+        std::fs::write(file("mod_helpers.rs"), "not a migration").unwrap();
+        let registered = [
+            Migration::from_file("m0001_first.rs", &file("m0001_first.rs"), "one"),
+            Migration::from_file("m0002_second.rs", &file("m0002_second.rs"), "two"),
+        ];
+        let problems = check_files(&registered);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("migration 2 (second):") && problems[0].contains("is not what was compiled"));
+        assert!(problems[1].ends_with(
+            "m0003_forgotten.rs is a migration file that no migration!(\"m0003_forgotten.rs\") registers: add it to the migrations crate's list, or remove it"
+        ));
     }
 
     #[test]

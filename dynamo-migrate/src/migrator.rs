@@ -20,6 +20,7 @@ use crate::data::{
     CheckpointStore, DataContext, DataReport, Phase, Replay, ReplayHeader, ReplayReport, ReplayStore, copy_map,
     ensure_stream, key_attributes, now_ms, unmark_item,
 };
+use crate::drift::{drift, expected_tables, known_tables};
 use crate::error::{Error, Result};
 use crate::executor::{ExecOptions, Outcome, execute};
 use crate::ledger::{Ledger, now};
@@ -28,6 +29,7 @@ use crate::lock::{Lock, LockOptions};
 use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
 use crate::names::TableNames;
 use crate::planner::{PlanError, plan_step};
+use crate::preview::validate;
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// What one step did.
@@ -83,6 +85,10 @@ pub struct Migrator {
     progress: bool,
     lock: LockOptions,
     check_idempotence: bool,
+    /// Refuse to apply while the live tables differ from what the applied migrations produced.
+    refuse_drift: bool,
+    /// Check that the migration files on disk and the registrations agree.
+    check_files: bool,
     streams: Option<StreamsClient>,
     quiet_window: Duration,
     copy_limit: Duration,
@@ -121,10 +127,29 @@ impl Migrator {
             progress: false,
             lock: LockOptions::new("dynamo-migrate"),
             check_idempotence: false,
+            refuse_drift: false,
+            check_files: false,
             streams: None,
             quiet_window: if local { Duration::ZERO } else { DEFAULT_QUIET_WINDOW },
             copy_limit: COPY_LIMIT,
         }
+    }
+
+    /// Refuses to apply anything while the live tables differ from what the applied migrations
+    /// produced; checked under the lock, so that another run's migration in flight is not taken
+    /// for drift.
+    pub fn with_drift_check(mut self, on: bool) -> Self {
+        self.refuse_drift = on;
+        self
+    }
+
+    /// Checks, before anything is written, that every `mNNNN_*.rs` file beside the migrations'
+    /// own files is registered and that each file is what was compiled (see
+    /// [`check_files`](crate::migration::check_files)): for a workspace's complete list of
+    /// migrations, as the command line runs them.
+    pub fn with_file_check(mut self, on: bool) -> Self {
+        self.check_files = on;
+        self
     }
 
     /// The longest a rebuild's copy may be estimated to take before the rebuild is refused.
@@ -191,6 +216,9 @@ impl Migrator {
     pub async fn run(&self, migrations: &[Migration], target: Option<u32>) -> Result<RunReport, RunFailure> {
         let fail = |error: Error| RunFailure { report: RunReport::default(), error };
         let ledger = self.ledger();
+        // Bad migrations are refused before anything is written, the ledger table included; the
+        // check is made again under the lock, against the records as they are then.
+        self.check_before_writing(&ledger, migrations, target).await.map_err(fail)?;
         ledger.ensure().await.map_err(fail)?;
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await.map_err(fail)?;
         let result = self.run_locked(&ledger.fenced(lock.token()), migrations, target).await;
@@ -213,24 +241,62 @@ impl Migrator {
             Err(e) => return Err(fail(report, e)),
         };
         let known: Vec<_> = migrations.iter().map(Migration::info).collect();
-        let versions = match pending(&records, &known) {
-            Ok(v) => v,
+        let versions: Vec<u32> = match pending(&records, &known) {
+            Ok(v) => v.into_iter().filter(|v| target.is_none_or(|t| *v <= t)).collect(),
             Err(e) => return Err(fail(report, e.into())),
         };
-        for version in versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)) {
+        let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
+        if let Err(e) = self.check_drift(migrations, &records).await {
+            return Err(fail(report, e));
+        }
+        if let Err(e) = self.validate(migrations, &versions, &resuming).await {
+            return Err(fail(report, e));
+        }
+        for version in versions {
             if *self.cancel.borrow() {
                 report.interrupted = true;
                 break;
             }
             let migration = migrations.iter().find(|m| m.version == version).expect("pending versions are known");
             let names = names_after(&self.names, migrations.iter().filter(|m| m.version < version));
-            let resume = records.iter().any(|r| r.version == version && r.status.is_resumable());
+            let resume = resuming.contains(&version);
             match self.apply(ledger, migrations, migration, names, resume).await {
                 Ok(done) => report.applied.push(done),
                 Err(e) => return Err(fail(report, e)),
             }
         }
         Ok(report)
+    }
+
+    async fn check_drift(&self, migrations: &[Migration], records: &[AppliedMigration]) -> Result<()> {
+        if !self.refuse_drift {
+            return Ok(());
+        }
+        let applied = migrations
+            .iter()
+            .filter(|m| records.iter().any(|r| r.version == m.version && r.status == Status::Succeeded));
+        let expected = expected_tables(applied)?;
+        let drifts = drift(&self.client, &self.names, &expected, &known_tables(migrations), self.exec.local).await?;
+        if drifts.is_empty() { Ok(()) } else { Err(Error::Drift { drifts }) }
+    }
+
+    /// The ledger's refusals and the migrations' problems, read without the lock.
+    async fn check_before_writing(&self, ledger: &Ledger, migrations: &[Migration], target: Option<u32>) -> Result<()> {
+        let records = ledger.records().await?;
+        let known: Vec<_> = migrations.iter().map(Migration::info).collect();
+        let versions: Vec<u32> =
+            pending(&records, &known)?.into_iter().filter(|v| target.is_none_or(|t| *v <= t)).collect();
+        let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
+        self.validate(migrations, &versions, &resuming).await
+    }
+
+    /// Validates and plans every pending migration against the live tables before the first
+    /// write (see `preview::validate`); nothing is applied while a problem stands.
+    async fn validate(&self, migrations: &[Migration], versions: &[u32], resuming: &[u32]) -> Result<()> {
+        let (_, problems) =
+            validate(&self.client, &self.names, migrations, versions, resuming, self.check_files, self.exec.local)
+                .await?;
+        if problems.is_empty() { Ok(()) } else { Err(Error::Invalid { problems }) }
     }
 
     async fn apply(
@@ -266,7 +332,7 @@ impl Migrator {
                 // Ctrl-C between steps: the step in flight has finished; stop here, resumable.
                 Err(Error::Interrupted { before: step.describe() })
             } else {
-                self.apply_step(ledger, migrations, migration, index, step, &mut names).await
+                self.apply_step(ledger, migrations, migration, index, step, &mut names, resume).await
             };
             match applied {
                 Ok(done) => steps.push(done),
@@ -275,7 +341,7 @@ impl Migrator {
                         version: migration.version,
                         name: migration.name.clone(),
                         step: step.describe(),
-                        source: Box::new(source),
+                        cause: Box::new(source),
                     };
                     // A cut-over refused because the old table is still written to is no failure
                     // of the migration: the next run tries again.
@@ -315,6 +381,7 @@ impl Migrator {
         index: usize,
         step: &Step,
         names: &mut TableNames,
+        resume: bool,
     ) -> Result<StepReport> {
         let mut report = StepReport {
             step: step.describe(),
@@ -334,6 +401,12 @@ impl Migrator {
                         if *old == names.version(logical) {
                             return Err(PlanError::CurrentVersion { table: logical.to_owned(), version: *old }.into());
                         }
+                        let physical = names.physical_version(logical, *old);
+                        if resume && describe(&self.client, &physical, logical, *old, self.exec.local).await?.is_none()
+                        {
+                            report.skipped.push(format!("DeleteTable {physical}: deleted by the earlier attempt"));
+                            return Ok(report);
+                        }
                         if let Some((replayed, line)) =
                             self.before_cut_over(ledger, migrations, logical, *old, names).await?
                         {
@@ -344,8 +417,8 @@ impl Migrator {
                     }
                     _ => names.version(logical),
                 };
-                self.apply_schema_step(schema_step, &names.physical_version(logical, version), version, &mut report)
-                    .await?;
+                let physical = names.physical_version(logical, version);
+                self.apply_schema_step(schema_step, &physical, version, resume, &mut report).await?;
                 if let SchemaStep::CreateTable { table } = schema_step {
                     names.set_version(&table.name, table.version);
                 }
@@ -392,6 +465,7 @@ impl Migrator {
         step: &SchemaStep,
         physical: &str,
         version: u32,
+        resume: bool,
         report: &mut StepReport,
     ) -> Result<()> {
         let live = describe(&self.client, physical, step.table(), version, self.exec.local).await?;
@@ -399,7 +473,15 @@ impl Migrator {
             SchemaStep::CreateTable { table } => live.assuming_unchecked_as(table),
             _ => live.def,
         });
-        let (calls, _) = plan_step(current.as_ref(), step)?;
+        let calls = match plan_step(current.as_ref(), step) {
+            Ok((calls, _)) => calls,
+            // A migration that runs again finds what its earlier attempt deleted gone.
+            Err(PlanError::NothingToDelete { what }) if resume => {
+                report.skipped.push(format!("delete {what}: deleted by the earlier attempt"));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         for call in &calls {
             let line = call.describe(physical);
             match execute(&self.client, physical, call, &self.exec).await? {
@@ -517,7 +599,7 @@ impl Migrator {
             }
         };
         let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
-        self.apply_schema_step(&create, &new, rebuild.table.version, report).await?;
+        self.apply_schema_step(&create, &new, rebuild.table.version, false, report).await?;
 
         let ctx = self.data_context(ledger, migration, index, names);
         let map = rebuild.map.clone().unwrap_or_else(copy_map);

@@ -170,6 +170,12 @@ pub enum PlanError {
     CurrentVersion { table: String, version: u32 },
     #[error("{0}")]
     Invalid(ValidationErrors),
+    /// A destructive step that finds nothing to destroy: most likely a wrong name, which would
+    /// otherwise be recorded as applied and hide the table or index that was meant.
+    #[error(
+        "{what} does not exist here, so there is nothing to delete: check the name (a wrong one would be recorded as applied while the table or index meant stays)"
+    )]
+    NothingToDelete { what: String },
 }
 
 fn diffs_text(diffs: &[FieldDiff]) -> String {
@@ -224,7 +230,7 @@ pub fn plan_step(current: Option<&TableDef>, step: &SchemaStep) -> Result<(Vec<C
                 return Err(PlanError::IndexIsLocal { table: table.clone(), index: index.clone() });
             }
             if current.global_index_named(index).is_none() {
-                return Ok((vec![], Some(current.clone())));
+                return Err(PlanError::NothingToDelete { what: format!("global index {index} of table {table}") });
             }
             let mut after = current.clone();
             after.global_indexes.retain(|g| &g.name != index);
@@ -301,7 +307,7 @@ pub fn plan_step(current: Option<&TableDef>, step: &SchemaStep) -> Result<(Vec<C
             Ok((calls, Some(TableDef { deletion_protection: *enabled, ..current.clone() })))
         }
         SchemaStep::DeleteTable { table, .. } => match current {
-            None => Ok((vec![], None)),
+            None => Err(PlanError::NothingToDelete { what: format!("table {table}") }),
             Some(current) if current.deletion_protection => Err(PlanError::DeletionProtected { table: table.clone() }),
             Some(_) => Ok((vec![Call::DeleteTable { table: table.clone() }], None)),
         },

@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::live::describe;
-use crate::migration::{Migration, SchemaStep, Step};
+use crate::migration::{Migration, SchemaStep, Step, check_files};
 use crate::migrator::names_after;
 use crate::names::TableNames;
-use crate::planner::plan_step;
+use crate::planner::{PlanError, plan_step};
 
 /// One step as it would run.
 #[derive(Debug, Clone, Serialize)]
@@ -33,13 +33,46 @@ pub struct PlannedMigration {
     pub steps: Vec<PlannedStep>,
 }
 
+/// Every pending migration validated and planned before anything is written: the plan, and
+/// every problem found (a registration that is not its own file, files and registrations that
+/// disagree, a step that would fail against the state the steps before it leave). `migrate`
+/// refuses while one stands, and `plan` exits 1.
+pub async fn validate(
+    client: &Client,
+    base: &TableNames,
+    migrations: &[Migration],
+    pending: &[u32],
+    resuming: &[u32],
+    files: bool,
+    local: bool,
+) -> Result<(Vec<PlannedMigration>, Vec<String>)> {
+    let mut problems: Vec<String> = migrations
+        .iter()
+        .filter_map(|m| m.registration_error.as_ref().map(|e| format!("migration {} ({}): {e}", m.version, m.name)))
+        .collect();
+    if files {
+        problems.extend(check_files(migrations));
+    }
+    let planned = preview(client, base, migrations, pending, resuming, local).await?;
+    for m in &planned {
+        for step in m.steps.iter().filter(|s| s.would_fail) {
+            let why = step.note.as_deref().unwrap_or_default().trim_start_matches("would fail: ");
+            problems.push(format!("migration {} ({}), {}: {why}", m.version, m.name, step.step));
+        }
+    }
+    Ok((planned, problems))
+}
+
 /// Plans the migrations with `pending` versions against the live tables, in order, each step
-/// against the state the steps before it leave. Reads only.
+/// against the state the steps before it leave. Reads only. In a migration that runs again
+/// (`resuming`: interrupted, or marked for re-run), a delete that finds nothing was done by the
+/// earlier attempt.
 pub async fn preview(
     client: &Client,
     base: &TableNames,
     migrations: &[Migration],
     pending: &[u32],
+    resuming: &[u32],
     local: bool,
 ) -> Result<Vec<PlannedMigration>> {
     // What each physical table is, as far as the plan has got: live at first, then planned.
@@ -69,6 +102,10 @@ pub async fn preview(
                                 planned.note = Some("no call: the table is already as this step wants".to_owned());
                             }
                             state.insert(physical, after);
+                        }
+                        Err(PlanError::NothingToDelete { .. }) if resuming.contains(&migration.version) => {
+                            planned.note = Some("no call: deleted by the earlier attempt".to_owned());
+                            state.insert(physical, after_resumed_delete(current.as_ref(), schema_step));
                         }
                         Err(e) => {
                             planned.note = Some(format!("would fail: {e}"));
@@ -120,6 +157,14 @@ pub async fn preview(
         out.push(PlannedMigration { version: migration.version, name: migration.name.clone(), steps });
     }
     Ok(out)
+}
+
+/// The table after a delete that an earlier attempt already made.
+pub(crate) fn after_resumed_delete(current: Option<&TableDef>, step: &SchemaStep) -> Option<TableDef> {
+    match step {
+        SchemaStep::DeleteTable { .. } => None,
+        _ => current.cloned(),
+    }
 }
 
 async fn current(

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::client::{Target, connect, connect_streams};
 use crate::data::key_text;
-use crate::error::Error;
+use crate::error::{Error, SdkFailure};
 use crate::live::{describe, list_tables};
 use crate::local::{DynamoDbLocal, LocalError, LocalOptions};
 use crate::migration::Migration;
@@ -70,6 +70,9 @@ pub struct VerifyOptions {
     pub local: LocalOptions,
     /// Prefix of the physical table names; each run of verify can use its own.
     pub table_prefix: String,
+    /// Check the migration files on disk against the registrations (`Migrator::with_file_check`):
+    /// for a workspace's complete list, as `cargo xtask verify` runs it.
+    pub check_files: bool,
 }
 
 /// Runs verify. An `Err` means verify could not run at all (no DynamoDB Local, or an endpoint
@@ -95,11 +98,18 @@ pub async fn verify(
     let server = DynamoDbLocal::start(&options.local).await?;
     let target = Target::local(server.endpoint());
     let client = connect(&target).await;
+    // A given endpoint is a running server or not: a setup problem, said before any work.
+    if let Some(endpoint) = &options.local.endpoint
+        && let Err(e) = client.list_tables().limit(1).send().await
+    {
+        return Err(LocalError::Unreachable { endpoint: endpoint.clone(), detail: SdkFailure::of(&e).to_string() });
+    }
     let names = TableNames::new(options.table_prefix.clone());
     let migrator = Migrator::new(client.clone(), names.clone(), true, "verify (DynamoDB Local)")
         .with_fixtures(true)
         .with_streams(connect_streams(&target).await)
-        .with_idempotence_check(true);
+        .with_idempotence_check(true)
+        .with_file_check(options.check_files);
 
     let mut report = VerifyReport {
         endpoint: server.endpoint().to_owned(),

@@ -1,8 +1,8 @@
 //! Adds the `by_postcode` index to customers, in place (DynamoDB backfills it).
 
-use dynamo_migrate::{GlobalIndex, KeyAttr, Migration};
+use dynamo_migrate::{GlobalIndex, KeyAttr, Migration, migration};
 
 pub fn migration() -> Migration {
-    Migration::new(2, "add_customers_by_postcode", include_str!("m0002_add_customers_by_postcode.rs"))
+    migration!("m0002_add_customers_by_postcode.rs")
         .add_global_index("customers", GlobalIndex::new("by_postcode", KeyAttr::s("postcode")))
 }

@@ -1,8 +1,7 @@
 //! Lets DynamoDB expire unconfirmed sign-ups through TTL on `expires_at`.
 
-use dynamo_migrate::Migration;
+use dynamo_migrate::{Migration, migration};
 
 pub fn migration() -> Migration {
-    Migration::new(3, "enable_customers_ttl", include_str!("m0003_enable_customers_ttl.rs"))
-        .enable_ttl("customers", "expires_at")
+    migration!("m0003_enable_customers_ttl.rs").enable_ttl("customers", "expires_at")
 }

@@ -3,7 +3,7 @@
 //! The item types are this migration's own frozen copies of the customer as it was before and
 //! after, not the schema crate's `Customer`, which will go on changing.
 
-use dynamo_migrate::{DataStep, Migration};
+use dynamo_migrate::{DataStep, Migration, migration};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,5 +62,5 @@ pub fn migration() -> Migration {
         Ok(ctx.backfill("customers", |before: Before| Some(normalise(before))).await?)
     })
     .fixtures("customers", fixtures());
-    Migration::new(4, "backfill_email_normalised", include_str!("m0004_backfill_email_normalised.rs")).data(step)
+    migration!("m0004_backfill_email_normalised.rs").data(step)
 }

@@ -5,7 +5,7 @@
 //!
 //! The old table stays until migration 6 deletes it.
 
-use dynamo_migrate::{GlobalIndex, KeyAttr, LocalIndex, Migration, RebuildStep, TableDef};
+use dynamo_migrate::{GlobalIndex, KeyAttr, LocalIndex, Migration, RebuildStep, TableDef, migration};
 use serde::{Deserialize, Serialize};
 
 /// A customer as migration 4 left it.
@@ -54,6 +54,6 @@ pub fn migration() -> Migration {
         .global_index(GlobalIndex::new("by_postcode", KeyAttr::s("postcode")))
         .local_index(LocalIndex::new("by_email", KeyAttr::s("email_normalised")))
         .ttl("expires_at");
-    Migration::new(5, "rebuild_customers_with_records", include_str!("m0005_rebuild_customers_with_records.rs"))
+    migration!("m0005_rebuild_customers_with_records.rs")
         .rebuild_table(RebuildStep::convert(customers_v2, |before: Before| Some(profile(before))))
 }

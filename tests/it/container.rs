@@ -156,7 +156,7 @@ async fn container_runs_a_data_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn container_verify_passes_end_to_end() {
     let Some(local) = container_options("container_verify_passes_end_to_end").await else { return };
-    let options = VerifyOptions { local, table_prefix: "verify_container_".into() };
+    let options = VerifyOptions { local, table_prefix: "verify_container_".into(), check_files: true };
     let report = verify(&schema::tables(), &migrations::all(), &options).await.expect("verify runs");
     assert_eq!(report.backend, "container", "not a container: {:?}", report.why_not_container);
     assert!(report.ok(), "{:#?}", report.problems);

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use dynamo_migrate::{
-    AppliedMigration, Destructive, Error, GlobalIndex, KeyAttr, Ledger, Lock, LockOptions, Migration, Migrator,
-    RebuildStep, SequenceError, Status, TableDef,
+    AppliedMigration, DataStep, Destructive, Error, GlobalIndex, KeyAttr, Ledger, LocalIndex, Lock, LockOptions,
+    Migration, Migrator, RebuildStep, Recovery, SequenceError, Status, TableDef, plan_recovery,
 };
 
 use crate::support;
@@ -90,8 +90,9 @@ async fn an_out_of_order_migration_is_refused() {
 #[tokio::test]
 async fn a_failed_migration_is_recorded_with_its_error_and_stops_later_runs() {
     let (migrator, ledger) = migrator("failed").await;
-    let broken = Migration::new(2, "index_on_nothing", "broken")
-        .add_global_index("no_such_table", GlobalIndex::new("by_x", KeyAttr::s("x")));
+    // A failure only running can find: the data step's own.
+    let broken = Migration::new(2, "broken_step", "broken")
+        .data(DataStep::new("explode", |_| async { anyhow::bail!("the step found a customer without a name") }));
     let migrations = vec![create(1, "alpha"), broken, create(3, "gamma")];
     let failure = migrator.run(&migrations, None).await.unwrap_err();
     assert_eq!(
@@ -101,19 +102,56 @@ async fn a_failed_migration_is_recorded_with_its_error_and_stops_later_runs() {
     );
     let message = failure.error.to_string();
     assert!(
-        message.starts_with(
-            "migration 2 (index_on_nothing), add global index by_x to no_such_table: table no_such_table does not exist"
-        ),
+        message.starts_with("migration 2 (broken_step), data step explode: the step found a customer without a name"),
         "{message}"
     );
 
     let records = ledger.records().await.unwrap();
     assert_eq!(records[1].status, Status::Failed);
-    assert!(records[1].error.as_deref().unwrap().contains("table no_such_table does not exist"));
+    assert!(records[1].error.as_deref().unwrap().contains("the step found a customer without a name"));
 
     let again = migrator.run(&migrations, None).await.unwrap_err();
     assert!(matches!(refusals(&again.error), [SequenceError::Dirty { version: 2, status: Status::Failed, .. }]));
-    assert!(again.error.to_string().contains("check the tables it touches, then run `recover --version 2 --rerun` to apply it again (resuming its data steps), or `recover --version 2 --resolved` if you completed it by hand"));
+    assert!(again.error.to_string().contains("then run `cargo xtask recover --env <environment> --version 2 --rerun` to apply it again (resuming its data steps), or `cargo xtask recover --env <environment> --version 2 --resolved` if you completed it by hand"));
+}
+
+/// Every problem of every pending migration, found before the first write: not even the ledger
+/// table is created.
+#[tokio::test]
+async fn invalid_migrations_are_all_refused_before_anything_is_written() {
+    let (migrator, ledger) = migrator("invalid").await;
+    let six_lsis = (1..=6).fold(TableDef::new("orders", KeyAttr::s("customer")).sort_key(KeyAttr::s("id")), |t, i| {
+        t.local_index(LocalIndex::new(format!("by_{i}"), KeyAttr::s(format!("a{i}"))))
+    });
+    let migrations = vec![
+        create(1, "alpha"),
+        Migration::new(2, "six_lsis", "six").create_table(six_lsis),
+        // The key type contradicts the table's own (id is S in alpha).
+        Migration::new(3, "contradicting_key", "n")
+            .add_global_index("alpha", GlobalIndex::new("by_id", KeyAttr::n("id"))),
+        Migration::new(4, "delete_nothing", "gone").delete_table("nosuch", Destructive::because("unused")),
+        Migration::new(5, "delete_no_index", "gone").delete_global_index(
+            "alpha",
+            "by_nothing",
+            Destructive::because("unused"),
+        ),
+    ];
+    let failure = migrator.run(&migrations, None).await.unwrap_err();
+    let message = failure.error.to_string();
+    assert!(message.starts_with("nothing was applied: 4 problem(s) in the migrations to apply: "), "{message}");
+    for expected in [
+        "migration 2 (six_lsis), create table orders: ",
+        "migration 3 (contradicting_key), add global index by_id to alpha: ",
+        "migration 4 (delete_nothing), DESTRUCTIVE delete table nosuch (unused): table nosuch does not exist here, so there is nothing to delete",
+        "migration 5 (delete_no_index), DESTRUCTIVE delete global index by_nothing of alpha (unused): global index by_nothing of table alpha does not exist here",
+    ] {
+        assert!(message.contains(expected), "{expected}\n  not in: {message}");
+    }
+    assert!(failure.report.applied.is_empty());
+    assert!(!ledger.exists().await.unwrap(), "not even the ledger table was created");
+    let prefix = ledger.table().trim_end_matches("dynamo_migrate_ledger");
+    let tables = dynamo_migrate::list_tables(&support::client().await).await.unwrap();
+    assert!(!tables.iter().any(|t| t.starts_with(prefix)), "no table was created: {tables:?}");
 }
 
 #[tokio::test]
@@ -139,7 +177,7 @@ async fn a_record_left_running_by_a_crash_stops_the_next_run() {
     let failure = migrator.run(&three(), None).await.unwrap_err();
     assert_eq!(
         failure.error.to_string(),
-        "the ledger refuses to run: migration 1 (create_alpha) is running since 2026-11-21T10:00:00Z (by a run that was killed): check the tables it touches, then run `recover --version 1 --rerun` to apply it again (resuming its data steps), or `recover --version 1 --resolved` if you completed it by hand"
+        "the ledger refuses to run: migration 1 (create_alpha) is running since 2026-11-21T10:00:00Z (by a run that was killed): check the tables it touches, fix its file if it was wrong, then run `cargo xtask recover --env <environment> --version 1 --rerun` to apply it again (resuming its data steps), or `cargo xtask recover --env <environment> --version 1 --resolved` if you completed it by hand"
     );
 }
 
@@ -181,10 +219,12 @@ async fn a_rebuild_must_create_the_next_version_and_an_old_version_is_not_the_cu
 async fn only_a_dirty_migration_can_be_recovered() {
     let (migrator, ledger) = migrator("recover_clean").await;
     migrator.run(&three()[..1], None).await.unwrap();
-    let error = ledger.recover(1, Status::Rerun, "the test").await.unwrap_err();
+    let records = ledger.records().await.unwrap();
+    let code = three()[0].info();
+    let error = plan_recovery(records.first(), Some(&code), 1, Recovery::Rerun).unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("ledger table {}: migration 1 has no running, failed or interrupted record to recover", ledger.table())
+        "migration 1 (create_alpha) has succeeded; an applied migration never runs again and never changes: put the change in a new migration, then run `cargo xtask migrate --env <environment>`"
     );
     assert_eq!(ledger.records().await.unwrap()[0].status, Status::Succeeded, "nothing changed");
 }

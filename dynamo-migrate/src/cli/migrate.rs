@@ -5,12 +5,11 @@ use std::io::IsTerminal as _;
 use anyhow::anyhow;
 use clap::Args;
 
-use super::plan::{drift_of, print_drift};
 use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
 use super::verify::print_migration;
-use super::{Failure, Format, print_json};
+use super::{Failure, Output};
 use crate::Project;
-use crate::ledger::Ledger;
+
 use crate::migrator::Migrator;
 
 /// Apply the pending migrations: check the credentials' account, take the migration lock,
@@ -21,7 +20,7 @@ use crate::migrator::Migrator;
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub(super) env: EnvArgs,
     /// Confirm a protected environment without a prompt.
     #[arg(long)]
     yes: bool,
@@ -37,63 +36,44 @@ pub struct MigrateArgs {
     /// How long the lock outlives this run's last heartbeat, in seconds.
     #[arg(long, default_value_t = 60)]
     lock_lease: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
 }
 
 impl MigrateArgs {
-    pub async fn run(self, project: &Project) -> Result<(), Failure> {
-        let session = self.env.open(true, self.yes).await?;
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        let session = self.env.open(Some(project), true, self.yes).await?;
         let local = session.env.is_local();
-
-        if !self.allow_drift {
-            let records = Ledger::new(session.client.clone(), &session.names).records().await?;
-            let drifts = drift_of(&session, project, &records).await?;
-            if !drifts.is_empty() {
-                print_drift(&drifts);
-                return Err(Failure::Work(anyhow!(
-                    "environment {}: the live tables differ from what the applied migrations produced; nothing was applied. Look at `status`, put the difference right, or pass --allow-drift",
-                    session.env.name
-                )));
-            }
-        }
 
         let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
         let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
+            .with_drift_check(!self.allow_drift)
+            .with_file_check(true)
             .with_streams(session.streams.clone())
             .with_cancel(cancelled)
-            .with_progress(std::io::stderr().is_terminal() && self.format == Format::Human);
+            .with_progress(std::io::stderr().is_terminal() && out.is_human());
         let result = migrator.run(&project.migrations, self.target).await;
         let (report, error) = match result {
             Ok(report) => (report, None),
             Err(failure) => (failure.report, Some(failure.error)),
         };
-        match self.format {
-            Format::Json => print_json(&serde_json::json!({
-                "environment": session.env.name,
-                "ok": error.is_none() && !report.interrupted,
-                "report": report,
-                "error": error.as_ref().map(|e| format!("{e:#}")),
-            })),
-            Format::Human => {
-                if report.applied.is_empty() && error.is_none() {
-                    println!("environment {}: nothing to apply", session.env.name);
-                } else {
-                    println!("environment {}: applied {} migration(s):", session.env.name, report.applied.len());
-                    for m in &report.applied {
-                        print_migration(m);
-                    }
+        out.facts(serde_json::json!({ "environment": session.env.name, "report": report }));
+        if out.is_human() {
+            if report.applied.is_empty() && error.is_none() {
+                println!("environment {}: nothing to apply", session.env.name);
+            } else {
+                println!("environment {}: applied {} migration(s):", session.env.name, report.applied.len());
+                for m in &report.applied {
+                    print_migration(m);
                 }
             }
         }
         match error {
-            Some(e) => Err(Failure::Work(e.into())),
-            None if report.interrupted => {
-                Err(Failure::Work(anyhow!("interrupted by Ctrl-C; run migrate again to go on")))
-            }
+            Some(e) => Err(Failure::work(e)),
+            None if report.interrupted => Err(Failure::work(anyhow!(
+                "interrupted by Ctrl-C; to go on, run `cargo xtask migrate --env {}`",
+                session.env.name
+            ))),
             None => Ok(()),
         }
     }

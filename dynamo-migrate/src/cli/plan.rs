@@ -4,13 +4,14 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::session::{EnvArgs, Session};
-use super::{Failure, Format, print_json};
+use super::{Failure, Output};
 use crate::Project;
 use crate::drift::{TableDrift, drift, expected_tables, known_tables};
+use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::migration::Migration;
 use crate::migrator::rebuild_states;
-use crate::preview::{PlannedMigration, preview};
+use crate::preview::{PlannedMigration, validate};
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// Show each pending migration and every DynamoDB call it will make (destructive ones marked),
@@ -19,10 +20,7 @@ use crate::sequence::{AppliedMigration, Status, pending};
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
-    env: EnvArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    pub(super) env: EnvArgs,
 }
 
 /// The drift of the session's live tables from what the applied migrations (those the ledger
@@ -42,45 +40,53 @@ pub(crate) async fn drift_of(
 }
 
 impl PlanArgs {
-    pub async fn run(self, project: &Project) -> Result<(), Failure> {
-        let session = self.env.open(false, false).await?;
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        let session = self.env.open(Some(project), false, false).await?;
         let ledger = Ledger::new(session.client.clone(), &session.names);
         let records = ledger.records().await?;
         let known: Vec<_> = project.migrations.iter().map(Migration::info).collect();
         let pending =
-            pending(&records, &known).map_err(|e| Failure::Work(anyhow!("the ledger refuses to run: {e}")))?;
+            pending(&records, &known).map_err(|e| Failure::work(anyhow!("the ledger refuses to run: {e}")))?;
         let drifts = drift_of(&session, project, &records).await?;
-        let planned =
-            preview(&session.client, &session.names, &project.migrations, &pending, session.env.is_local()).await?;
+        let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
+        let (planned, problems) = validate(
+            &session.client,
+            &session.names,
+            &project.migrations,
+            &pending,
+            &resuming,
+            true,
+            session.env.is_local(),
+        )
+        .await?;
         let rebuilds =
             if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
-        match self.format {
-            Format::Json => print_json(&serde_json::json!({
-                "environment": session.env.name,
-                "caller": session.caller,
-                "applied": records.len(),
-                "pending": planned,
-                "rebuilds": rebuilds,
-                "drift": drifts,
-            })),
-            Format::Human => {
-                println!(
-                    "environment {} (region {}, caller {}), ledger {}: {} applied, {} pending",
-                    session.env.name,
-                    session.env.region,
-                    session.caller,
-                    session.names.ledger(),
-                    records.len(),
-                    planned.len()
-                );
-                print_drift(&drifts);
-                for rebuild in &rebuilds {
-                    println!("rebuild: {rebuild}");
-                }
-                print_plan(&planned);
+        out.facts(serde_json::json!({
+            "environment": session.env.name,
+            "caller": session.caller,
+            "applied": records.len(),
+            "pending": planned,
+            "rebuilds": rebuilds,
+            "drift": drifts,
+            "problems": problems,
+        }));
+        if out.is_human() {
+            println!(
+                "environment {} (region {}, caller {}), ledger {}: {} applied, {} pending",
+                session.env.name,
+                session.env.region,
+                session.caller,
+                session.names.ledger(),
+                records.len(),
+                planned.len()
+            );
+            print_drift(&drifts);
+            for rebuild in &rebuilds {
+                println!("rebuild: {rebuild}");
             }
+            print_plan(&planned);
         }
-        Ok(())
+        if problems.is_empty() { Ok(()) } else { Err(Failure::work(Error::Invalid { problems })) }
     }
 }
 
