@@ -163,26 +163,24 @@ impl Ledger {
         self.transact(TransactWriteItem::builder().update(update.build()?).build(), record.version, conflict).await
     }
 
-    /// Recovers a dirty migration (running after a crash, failed, or interrupted): marks it for
-    /// re-run (the next run applies it again, resuming its data steps' checkpoints) or resolved
-    /// (the operator made the tables right by hand), recording who did it.
-    pub async fn recover(&self, version: u32, to: Status, by: &str) -> Result<()> {
-        assert!(matches!(to, Status::Rerun | Status::Succeeded), "recovery marks for re-run or resolved");
+    /// Applies a recovery that `sequence::plan_recovery` allowed, on the condition that the
+    /// record is still as it was read (and, fenced, that this run holds the lock).
+    pub async fn recover(&self, plan: &crate::sequence::RecoveryPlan, by: &str) -> Result<()> {
+        let version = plan.version;
         let update = Update::builder()
             .table_name(&self.table)
             .key(ID, AttributeValue::S(record_id(version)))
-            .update_expression("SET #status = :to, recovered_by = :by, recovered_at = :now")
-            .condition_expression("#status IN (:running, :failed, :interrupted)")
+            .update_expression("SET #status = :to, checksum = :checksum, recovered_by = :by, recovered_at = :now")
+            .condition_expression("#status = :from")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":to", AttributeValue::S(to.to_string()))
+            .expression_attribute_values(":to", AttributeValue::S(plan.to.to_string()))
+            .expression_attribute_values(":from", AttributeValue::S(plan.from.to_string()))
+            .expression_attribute_values(":checksum", AttributeValue::S(plan.checksum.clone()))
             .expression_attribute_values(":by", AttributeValue::S(by.to_owned()))
             .expression_attribute_values(":now", AttributeValue::S(now()))
-            .expression_attribute_values(":running", AttributeValue::S(Status::Running.to_string()))
-            .expression_attribute_values(":failed", AttributeValue::S(Status::Failed.to_string()))
-            .expression_attribute_values(":interrupted", AttributeValue::S(Status::Interrupted.to_string()))
             .build()?;
-        let not_dirty = || Error::NotDirty { table: self.table.clone(), version };
-        self.transact(TransactWriteItem::builder().update(update).build(), version, not_dirty).await
+        let changed = || Error::NotDirty { table: self.table.clone(), version };
+        self.transact(TransactWriteItem::builder().update(update).build(), version, changed).await
     }
 
     /// Records how a running migration ended; only a record that is still `running` (and, when

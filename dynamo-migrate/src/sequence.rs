@@ -67,11 +67,11 @@ pub struct AppliedMigration {
 #[non_exhaustive]
 pub enum SequenceError {
     #[error(
-        "migration {version} ({name}) was applied with checksum {applied}, the code now has {now}: an applied migration must not change; restore its file and put the change in a new migration"
+        "migration {version} ({name}) was applied with checksum {applied}, the code now has {now}: an applied migration must not change; restore its file, put the change in a new migration, and run `cargo xtask plan --env <environment>`"
     )]
     ChangedChecksum { version: u32, name: String, applied: String, now: String },
     #[error(
-        "migration {version} ({name}) is in the ledger but not in the code: restore it (migrations are append-only)"
+        "migration {version} ({name}) is in the ledger but not in the code: restore it (migrations are append-only), then run `cargo xtask plan --env <environment>`"
     )]
     Missing { version: u32, name: String },
     #[error(
@@ -79,7 +79,7 @@ pub enum SequenceError {
     )]
     OutOfOrder { version: u32, name: String, later: u32 },
     #[error(
-        "migration {version} ({name}) is {status} since {started_at} (by {applied_by}){}: check the tables it touches, then run `recover --version {version} --rerun` to apply it again (resuming its data steps), or `recover --version {version} --resolved` if you completed it by hand",
+        "migration {version} ({name}) is {status} since {started_at} (by {applied_by}){}: check the tables it touches, fix its file if it was wrong, then run `cargo xtask recover --env <environment> --version {version} --rerun` to apply it again (resuming its data steps), or `cargo xtask recover --env <environment> --version {version} --resolved` if you completed it by hand",
         .error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
     )]
     Dirty { version: u32, name: String, status: Status, started_at: String, applied_by: String, error: Option<String> },
@@ -170,6 +170,78 @@ pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<
     }
 
     if errors.is_empty() { Ok(pending) } else { Err(SequenceErrors(errors)) }
+}
+
+/// What `recover` is asked to do with a migration's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Apply it again with the next `migrate` (its data passes resume from their checkpoints).
+    Rerun,
+    /// Its changes were completed by hand: record it as applied, with the code's checksum.
+    Resolved,
+}
+
+/// A recovery that may go ahead: the record's status now (the write is conditional on it) and
+/// the one it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    pub version: u32,
+    pub from: Status,
+    pub to: Status,
+    /// The checksum the record gets: the code's, since a fixed file is what runs (or counts as
+    /// applied) from now on.
+    pub checksum: String,
+}
+
+/// Why a record cannot be recovered as asked; each says what to run instead.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    #[error(
+        "migration {version} is not in the code, so there is nothing to run or to record: restore its file (migrations are append-only), then run `cargo xtask status --env <environment>`"
+    )]
+    NotInCode { version: u32 },
+    #[error(
+        "migration {version} ({name}) has not started in this environment, so there is nothing to recover: `cargo xtask migrate --env <environment>` applies it"
+    )]
+    NotStarted { version: u32, name: String },
+    #[error(
+        "migration {version} ({name}) has succeeded; an applied migration never runs again and never changes: put the change in a new migration, then run `cargo xtask migrate --env <environment>`"
+    )]
+    Applied { version: u32, name: String },
+}
+
+/// The recovery state machine, one record at a time (ARCHITECTURE.md draws it):
+///
+/// - `running` (its run died), `failed`, `interrupted` or `rerun`, with `Rerun`: becomes `rerun`,
+///   which the next `migrate` resumes (a fixed file is accepted);
+/// - the same, with `Resolved`: becomes `succeeded`, with the code's checksum;
+/// - `succeeded` after an earlier `Resolved` whose checksum is not the code's (the file was fixed
+///   after resolving), with `Resolved`: takes the code's checksum;
+/// - any other `succeeded`, a version the ledger does not hold, or one the code does not: refused.
+pub fn plan_recovery(
+    record: Option<&AppliedMigration>,
+    code: Option<&MigrationInfo>,
+    version: u32,
+    how: Recovery,
+) -> Result<RecoveryPlan, RecoveryError> {
+    let Some(code) = code else { return Err(RecoveryError::NotInCode { version }) };
+    let Some(record) = record else {
+        return Err(RecoveryError::NotStarted { version, name: code.name.clone() });
+    };
+    let to = match (record.status, how) {
+        (Status::Running | Status::Failed | Status::Interrupted | Status::Rerun, Recovery::Rerun) => Status::Rerun,
+        (Status::Running | Status::Failed | Status::Interrupted | Status::Rerun, Recovery::Resolved) => {
+            Status::Succeeded
+        }
+        (Status::Succeeded, Recovery::Resolved)
+            if record.recovered_by.is_some() && record.checksum != code.checksum =>
+        {
+            Status::Succeeded
+        }
+        (Status::Succeeded, _) => return Err(RecoveryError::Applied { version, name: record.name.clone() }),
+    };
+    Ok(RecoveryPlan { version, from: record.status, to, checksum: code.checksum.clone() })
 }
 
 fn short(checksum: &str) -> String {

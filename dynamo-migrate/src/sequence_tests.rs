@@ -61,7 +61,9 @@ fn a_missing_migration_is_refused() {
     let records: Vec<_> = k.iter().map(|i| applied(i, Status::Succeeded)).collect();
     assert_eq!(
         refusal(&records, &k[..2]),
-        ["migration 3 (enable_ttl) is in the ledger but not in the code: restore it (migrations are append-only)"]
+        [
+            "migration 3 (enable_ttl) is in the ledger but not in the code: restore it (migrations are append-only), then run `cargo xtask plan --env <environment>`"
+        ]
     );
 }
 
@@ -84,7 +86,7 @@ fn running_and_failed_records_are_refused_with_how_to_recover() {
     assert_eq!(
         refusal(&records, &k),
         [
-            "migration 1 (create_customers) is running since 2026-11-21T10:00:00Z (by arn:aws:iam::123456789012:user/ci): check the tables it touches, then run `recover --version 1 --rerun` to apply it again (resuming its data steps), or `recover --version 1 --resolved` if you completed it by hand"
+            "migration 1 (create_customers) is running since 2026-11-21T10:00:00Z (by arn:aws:iam::123456789012:user/ci): check the tables it touches, fix its file if it was wrong, then run `cargo xtask recover --env <environment> --version 1 --rerun` to apply it again (resuming its data steps), or `cargo xtask recover --env <environment> --version 1 --resolved` if you completed it by hand"
         ]
     );
     let mut failed = applied(&k[0], Status::Failed);
@@ -126,4 +128,75 @@ fn a_migration_marked_for_rerun_may_have_been_fixed() {
     let mut record = applied(&k[0], Status::Rerun);
     record.checksum = "00".repeat(32);
     assert_eq!(pending(&[record], &k), Ok(vec![1, 2, 3]));
+}
+
+fn recovered(info: &MigrationInfo, status: Status, checksum: &str) -> AppliedMigration {
+    AppliedMigration {
+        checksum: checksum.to_owned(),
+        recovered_by: Some("an operator".to_owned()),
+        ..applied(info, status)
+    }
+}
+
+#[test]
+fn every_unfinished_state_can_be_rerun_or_resolved_and_takes_the_code_checksum() {
+    let code = info(7, "fix_orders");
+    for status in [Status::Running, Status::Failed, Status::Interrupted, Status::Rerun] {
+        // The file was fixed after the failure: the record still has the old checksum.
+        let record = AppliedMigration { checksum: "old".to_owned(), ..applied(&code, status) };
+        let rerun = plan_recovery(Some(&record), Some(&code), 7, Recovery::Rerun).unwrap();
+        assert_eq!((rerun.from, rerun.to, rerun.checksum.as_str()), (status, Status::Rerun, code.checksum.as_str()));
+        let resolved = plan_recovery(Some(&record), Some(&code), 7, Recovery::Resolved).unwrap();
+        assert_eq!((resolved.from, resolved.to), (status, Status::Succeeded));
+        assert_eq!(resolved.checksum, code.checksum, "{status}: resolving records the fixed file");
+        // What the plan leaves is what the next migrate accepts.
+        let after = AppliedMigration { status: resolved.to, checksum: resolved.checksum, ..record.clone() };
+        assert_eq!(pending(&[after], &[code.clone()]).unwrap(), Vec::<u32>::new());
+        let after = AppliedMigration { status: rerun.to, checksum: rerun.checksum, ..record };
+        assert_eq!(pending(&[after], &[code.clone()]).unwrap(), vec![7]);
+    }
+}
+
+#[test]
+fn a_migration_resolved_before_its_file_was_fixed_can_be_resolved_again() {
+    let code = info(7, "fix_orders");
+    let record = recovered(&code, Status::Succeeded, "old");
+    // The dead end this removes: migrate refuses the changed checksum ...
+    assert!(refusal(std::slice::from_ref(&record), &[code.clone()])[0].contains("was applied with checksum"));
+    // ... and resolving again takes the code's.
+    let plan = plan_recovery(Some(&record), Some(&code), 7, Recovery::Resolved).unwrap();
+    assert_eq!(
+        (plan.from, plan.to, plan.checksum.as_str()),
+        (Status::Succeeded, Status::Succeeded, code.checksum.as_str())
+    );
+    // Not as a re-run, and not for a migration applied normally.
+    let refused = plan_recovery(Some(&record), Some(&code), 7, Recovery::Rerun).unwrap_err();
+    assert!(matches!(refused, RecoveryError::Applied { .. }));
+    let applied_normally = AppliedMigration { checksum: "old".to_owned(), ..applied(&code, Status::Succeeded) };
+    let refused = plan_recovery(Some(&applied_normally), Some(&code), 7, Recovery::Resolved).unwrap_err();
+    assert!(matches!(refused, RecoveryError::Applied { .. }));
+}
+
+#[test]
+fn recovery_refusals_end_with_the_command_to_run() {
+    let code = info(7, "fix_orders");
+    let succeeded = applied(&code, Status::Succeeded);
+    for (record, code, expected) in [
+        (Some(&succeeded), Some(&code), "`cargo xtask migrate --env <environment>`"),
+        (None, Some(&code), "`cargo xtask migrate --env <environment>` applies it"),
+        (Some(&succeeded), None, "`cargo xtask status --env <environment>`"),
+    ] {
+        for how in [Recovery::Rerun, Recovery::Resolved] {
+            let message = plan_recovery(record, code, 7, how).unwrap_err().to_string();
+            assert!(message.starts_with("migration 7"), "{message}");
+            assert!(message.ends_with(expected), "{message}");
+        }
+    }
+}
+
+#[test]
+fn a_dirty_record_names_the_complete_recover_commands() {
+    let message = refusal(&[applied(&known()[0], Status::Failed)], &known()).join("\n");
+    assert!(message.contains("`cargo xtask recover --env <environment> --version 1 --rerun`"), "{message}");
+    assert!(message.contains("`cargo xtask recover --env <environment> --version 1 --resolved`"), "{message}");
 }

@@ -432,7 +432,7 @@ async fn a_killed_copy_resumes_from_its_checkpoints() {
     let refused = migrator.run(&slow_copy_migrations(), None).await.unwrap_err();
     assert!(refused.error.to_string().contains("migration 1 (copy_accounts) is running since"), "{}", refused.error);
 
-    ledger.recover(1, Status::Rerun, "the test").await.unwrap();
+    support::rerun(&ledger, &slow_copy_migrations(), 1).await;
     let report = migrator.run(&slow_copy_migrations(), None).await.unwrap();
     let resumed = &report.applied[0];
     assert!(resumed.resumed);

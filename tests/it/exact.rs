@@ -309,7 +309,7 @@ async fn a_resume_by_reordered_passes_is_refused_and_recover_can_restart_them() 
 
     // The operator restarts the passes on purpose: the reordered step then runs from the start.
     let ledger = migrator.ledger();
-    ledger.recover(1, Status::Rerun, "the test").await.unwrap();
+    support::rerun(&ledger, &two_passes(true), 1).await;
     assert!(ledger.delete_checkpoints(1).await.unwrap() > 0);
     let report = migrator.run(&two_passes(true), None).await.unwrap();
     assert_eq!(report.applied[0].steps[0].data.unwrap().resumed, 0);

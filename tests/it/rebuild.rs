@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_migrate::{
     DataContext, Destructive, KeyAttr, LockOptions, Migration, Migrator, PassOptions, Phase, RateLimit, RebuildStep,
-    ReplayStore, Status, StreamView, TableDef, TableNames,
+    ReplayStore, StreamView, TableDef, TableNames,
 };
 use serde::{Deserialize, Serialize};
 
@@ -261,7 +261,7 @@ async fn a_catch_up_killed_with_sigkill_resumes_from_its_shard_checkpoints() {
     println!("killed in phase {}", header.phase);
     assert_eq!(header.phase, Phase::CatchingUp);
 
-    migrator.ledger().recover(2, Status::Rerun, "the test").await.unwrap();
+    support::rerun(&migrator.ledger(), &migrations(true), 2).await;
     let resumed = migrator.run(&migrations(true), Some(2)).await.unwrap();
     let step = &resumed.applied[0].steps[0];
     for line in &step.calls {

@@ -151,3 +151,12 @@ pub fn slow_copy_step() -> dynamo_migrate::DataStep {
         Ok(done)
     })
 }
+
+/// Marks migration `version` of `migrations` for re-run, as `cargo xtask recover --rerun` does.
+pub async fn rerun(ledger: &dynamo_migrate::Ledger, migrations: &[dynamo_migrate::Migration], version: u32) {
+    let records = ledger.records().await.unwrap();
+    let code = migrations.iter().find(|m| m.version == version).map(dynamo_migrate::Migration::info);
+    let record = records.iter().find(|r| r.version == version);
+    let plan = dynamo_migrate::plan_recovery(record, code.as_ref(), version, dynamo_migrate::Recovery::Rerun).unwrap();
+    ledger.recover(&plan, "the test").await.unwrap();
+}

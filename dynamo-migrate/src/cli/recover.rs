@@ -4,22 +4,29 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::Failure;
 use super::session::EnvArgs;
+use super::{Failure, Output};
+use crate::Project;
 use crate::ledger::Ledger;
 use crate::lock::{Lock, LockOptions};
-use crate::sequence::Status;
+use crate::migration::Migration;
+use crate::sequence::{Recovery, RecoveryPlan, Status, plan_recovery};
 
-/// Recover a dirty migration (left running by a crash, failed, or interrupted): after checking
-/// the tables it touches, mark it for re-run (the next migrate applies it again: schema steps
-/// that are done plan no call, data steps resume from their checkpoints, and a fixed migration
-/// file is accepted) or resolved (you made the tables right by hand). Recorded in the ledger
-/// with who did it.
+/// Recover a migration left running by a crash, failed, interrupted, or marked for re-run.
+///
+/// After checking the tables it touches (and fixing its file, if it was wrong), mark it for
+/// re-run (the next migrate applies it again: schema steps that are done plan no call, data
+/// steps resume from their checkpoints, and the fixed file is accepted) or resolved (you made
+/// the tables right by hand; it is recorded as applied with the code's checksum). A migration
+/// resolved earlier whose file was fixed afterwards can be resolved again to take the new
+/// checksum. Recorded in the ledger with who did it.
+///
+/// Example: `cargo xtask recover --env prod --version 7 --rerun`
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["rerun", "resolved"])))]
 pub struct RecoverArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub(super) env: EnvArgs,
     /// The migration's version.
     #[arg(long)]
     version: u32,
@@ -39,31 +46,66 @@ pub struct RecoverArgs {
 }
 
 impl RecoverArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let session = self.env.open(true, self.yes).await?;
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        let session = self.env.open(Some(project), true, self.yes).await?;
+        let env = &session.env.name;
         let ledger = Ledger::new(session.client.clone(), &session.names);
+        // Refusals first, without the lock (and without creating a ledger that does not exist);
+        // the recovery itself is planned again under the lock.
+        self.plan(&ledger, project).await?;
         let options = LockOptions { wait: Duration::from_secs(30), ..LockOptions::new(&session.caller) };
         let lock = Lock::acquire(&session.client, ledger.table(), &options).await?;
-        let to = if self.rerun { Status::Rerun } else { Status::Succeeded };
-        let fenced = ledger.fenced(lock.token());
-        let mut result = fenced.recover(self.version, to, &session.caller).await.map(|()| 0);
-        if result.is_ok() && self.restart_passes {
-            result = fenced.delete_checkpoints(self.version).await;
-        }
+        let result = self.recover(&ledger.fenced(lock.token()), project, &session.caller).await;
         lock.release().await?;
-        let forgotten = result?;
-        if self.restart_passes {
-            println!(
-                "environment {}: forgot {forgotten} checkpoint(s) of migration {}: its passes start over",
-                session.env.name, self.version
-            );
+        let (plan, forgotten) = result?;
+        out.facts(serde_json::json!({
+            "environment": env,
+            "version": plan.version,
+            "from": plan.from,
+            "to": plan.to,
+            "checksum": plan.checksum,
+            "checkpoints_forgotten": forgotten,
+        }));
+        if let Some(forgotten) = forgotten {
+            out.line(format_args!(
+                "environment {env}: forgot {forgotten} checkpoint(s) of migration {}: its passes start over",
+                plan.version
+            ));
         }
-        println!(
-            "environment {}: migration {} is marked {}",
-            session.env.name,
-            self.version,
-            if self.rerun { "for re-run by the next migrate" } else { "resolved (applied)" }
-        );
+        let version = plan.version;
+        match plan.to {
+            Status::Rerun => out.line(format_args!(
+                "environment {env}: migration {version} ({} before) is marked for re-run; apply it again with `cargo xtask migrate --env {env}` (steps already done plan no call, data passes resume from their checkpoints)",
+                plan.from
+            )),
+            _ => out.line(format_args!(
+                "environment {env}: migration {version} ({} before) is recorded as applied with the code's checksum; go on with `cargo xtask migrate --env {env}`",
+                plan.from
+            )),
+        }
         Ok(())
+    }
+
+    /// What the record as it is now allows.
+    async fn plan(&self, ledger: &Ledger, project: &Project) -> Result<RecoveryPlan, Failure> {
+        let records = ledger.records().await?;
+        let record = records.iter().find(|r| r.version == self.version);
+        let code = project.migrations.iter().find(|m| m.version == self.version).map(Migration::info);
+        let how = if self.rerun { Recovery::Rerun } else { Recovery::Resolved };
+        plan_recovery(record, code.as_ref(), self.version, how).map_err(Failure::usage)
+    }
+
+    /// Reads the record under the lock, plans the recovery and applies it; returns how many
+    /// checkpoints were forgotten with --restart-passes.
+    async fn recover(
+        &self,
+        ledger: &Ledger,
+        project: &Project,
+        caller: &str,
+    ) -> Result<(RecoveryPlan, Option<usize>), Failure> {
+        let plan = self.plan(ledger, project).await?;
+        ledger.recover(&plan, caller).await?;
+        let forgotten = if self.restart_passes { Some(ledger.delete_checkpoints(self.version).await?) } else { None };
+        Ok((plan, forgotten))
     }
 }
