@@ -18,6 +18,7 @@ const CLI_PROJECT_ENV: &str = "DYNAMO_MIGRATE_TEST_CLI_PROJECT";
 fn project(name: &str) -> Project {
     match name {
         "slow" => Project { tables: vec![], migrations: slow_migrations() },
+        other if other.starts_with("bad_input:") => crate::bad_input::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }
@@ -38,24 +39,18 @@ async fn child_process_running_the_command_line() {
     let Ok(args) = std::env::var(CLI_ARGS_ENV) else { return };
     let args: Vec<String> = serde_json::from_str(&args).unwrap();
     let project = project(&std::env::var(CLI_PROJECT_ENV).unwrap_or_default());
-    let code = match dynamo_migrate::cli::execute(args, &project).await {
-        Ok(()) => 0,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message());
-            failure.exit_code()
-        }
-    };
+    let code = dynamo_migrate::cli::run(args, &project).await;
     std::process::exit(i32::from(code));
 }
 
 /// A run of the command line in a child process.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-fn cli(project: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+pub(crate) fn cli(project: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["--exact", "environments::child_process_running_the_command_line", "--nocapture", "--test-threads=1"])
@@ -75,7 +70,7 @@ fn cli(project: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn finished(output: Output) -> Run {
+pub(crate) fn finished(output: Output) -> Run {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     // libtest names the test first, on the same line as the command's own output.
     let marker = "child_process_running_the_command_line ... ";
@@ -84,25 +79,25 @@ fn finished(output: Output) -> Run {
     Run { code: output.status.code().unwrap_or(-1), stdout, stderr }
 }
 
-fn run(project: &str, args: &[&str]) -> Run {
+pub(crate) fn run(project: &str, args: &[&str]) -> Run {
     finished(cli(project, args, &[]).output().unwrap())
 }
 
 /// An environments file for one test, with environments on the shared DynamoDB Local.
-struct Envs {
+pub(crate) struct Envs {
     path: PathBuf,
-    names: TableNames,
+    pub names: TableNames,
 }
 
 impl Envs {
-    fn new(test: &str, extra: &str) -> Envs {
+    pub fn new(test: &str, extra: &str) -> Envs {
         let names = support::names(test);
         let path = std::env::temp_dir().join(format!("environments-{}-{}.toml", std::process::id(), names.prefix()));
         let text = format!(
-            "[dev]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\n\n\
-             [guarded]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\nsts_endpoint = \"{sts}\"\naccount_id = \"123456789012\"\ntable_prefix = \"{prefix}\"\n\n\
-             [other]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\nsts_endpoint = \"{sts}\"\naccount_id = \"999988887777\"\ntable_prefix = \"{prefix}\"\n\n\
-             [prod]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\nprotected = true\n\n\
+            "[dev]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\nshares_tables = true\n\n\
+             [guarded]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\nsts_endpoint = \"{sts}\"\naccount_id = \"123456789012\"\ntable_prefix = \"{prefix}\"\nshares_tables = true\n\n\
+             [other]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\nsts_endpoint = \"{sts}\"\naccount_id = \"999988887777\"\ntable_prefix = \"{prefix}\"\nshares_tables = true\n\n\
+             [prod]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\nshares_tables = true\nprotected = true\n\n\
              [unreachable]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9\"\ntable_prefix = \"{prefix}\"\n{extra}",
             endpoint = support::endpoint(),
             sts = if support::has_moto() {
@@ -116,12 +111,12 @@ impl Envs {
         Envs { path, names }
     }
 
-    fn file(&self) -> &str {
+    pub fn file(&self) -> &str {
         self.path.to_str().unwrap()
     }
 
     /// Physical tables with this test's prefix (the ledger included).
-    async fn tables(&self) -> Vec<String> {
+    pub async fn tables(&self) -> Vec<String> {
         let all = dynamo_migrate::list_tables(&support::client().await).await.unwrap();
         all.into_iter().filter(|t| t.starts_with(self.names.prefix())).collect()
     }
@@ -319,7 +314,7 @@ async fn plan_writes_nothing_and_lists_the_calls() {
     assert!(
         refused
             .stderr
-            .contains("the live tables differ from what the applied migrations produced; nothing was applied"),
+            .contains("the live tables differ from what the applied migrations produced, so nothing was applied"),
         "{}",
         refused.stderr
     );
@@ -445,7 +440,7 @@ async fn a_killed_migrate_is_reported_dirty_and_recovers() {
     assert_eq!(dirty.code, 1);
     assert!(
         dirty.stderr.contains("migration 2 (copy_accounts) is running since")
-            && dirty.stderr.contains("recover --version 2 --rerun"),
+            && dirty.stderr.contains("`cargo xtask recover --env dev --version 2 --rerun`"),
         "{}",
         dirty.stderr
     );

@@ -24,7 +24,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{Failure, usage};
+use super::{Failure, Output, usage};
 use crate::client::{Target, connect};
 use crate::data::{DataContext, Item};
 use crate::local::{Docker, DynamoDbLocal, LocalOptions};
@@ -179,7 +179,7 @@ async fn create_table(client: &Client, name: &str) -> anyhow::Result<()> {
 }
 
 impl BenchArgs {
-    pub async fn run(self) -> Result<(), Failure> {
+    pub async fn run(self, out: &Output) -> Result<(), Failure> {
         if let Some(kind) = self.pass {
             return self.run_one_pass(kind).await;
         }
@@ -194,13 +194,13 @@ impl BenchArgs {
         let prefix = format!("bench{}_", std::process::id());
         let table = |name: &str| format!("{prefix}{name}");
         let ctx = DataContext::new(client.clone(), TableNames::new(prefix.clone()));
-        println!(
+        out.line(format_args!(
             "DynamoDB Local at {} ({}), {} items of about {} bytes",
             server.endpoint(),
             server.backend(),
             self.items,
             self.item_bytes.max(300)
-        );
+        ));
 
         create_table(&client, &table("source")).await?;
         let start = Instant::now();
@@ -214,14 +214,14 @@ impl BenchArgs {
             ctx.put_items("source", items).await?;
             next = end;
         }
-        report("fill (engine writers)", self.items, start);
+        report(out, "fill (engine writers)", self.items, start);
 
         let mut naive = None;
         if !self.skip_naive {
             create_table(&client, &table("naive")).await?;
             let start = Instant::now();
             let copied = naive_copy(&client, &table("source"), &table("naive")).await?;
-            naive = Some(report("(a) naive copy: scan + PutItem each", copied, start));
+            naive = Some(report(out, "(a) naive copy: scan + PutItem each", copied, start));
         }
 
         // Each ceiling and engine pass runs `rounds` times (twice by default), alternately, and the
@@ -235,14 +235,14 @@ impl BenchArgs {
             let start = Instant::now();
             let copied = ceiling_copy(&client, &table("source"), &target).await?;
             let what = format!("(b) copy ceiling, run {round}: raw {SEGMENTS}-segment scan + {WRITERS} batch writers");
-            ceiling = ceiling.max(report(&what, copied, start));
+            ceiling = ceiling.max(report(out, &what, copied, start));
 
             let target = table(&format!("engine{round}"));
             create_table(&client, &target).await?;
             let (rate, rss) = self.child_pass(server.endpoint(), PassKind::Copy, &table("source"), &target)?;
-            println!(
+            out.line(format_args!(
                 "(c) engine copy, run {round}: typed transform into a new table: {rate:.0} items/s, peak RSS {rss:.1} MiB"
-            );
+            ));
             engine = engine.max(rate);
             copy_rss = copy_rss.max(rss);
         }
@@ -254,22 +254,38 @@ impl BenchArgs {
             let what = format!(
                 "(d) in-place ceiling, run {round}: raw {SEGMENTS}-segment scan + {WRITERS} concurrent conditional UpdateItem"
             );
-            in_place_ceiling = in_place_ceiling.max(report(&what, updated, start));
+            in_place_ceiling = in_place_ceiling.max(report(out, &what, updated, start));
 
             let (rate, rss) =
                 self.child_pass(server.endpoint(), PassKind::InPlace, &table("source"), &format!("engine{round}"))?;
-            println!(
+            out.line(format_args!(
                 "(e) engine in place, run {round}: typed backfill, a conditional UpdateItem per item: {rate:.0} items/s, peak RSS {rss:.1} MiB"
-            );
+            ));
             in_place = in_place.max(rate);
             in_place_rss = in_place_rss.max(rss);
         }
-        println!("peak RSS of the runner during a pass: copy {copy_rss:.1} MiB, in place {in_place_rss:.1} MiB");
+        out.line(format_args!(
+            "peak RSS of the runner during a pass: copy {copy_rss:.1} MiB, in place {in_place_rss:.1} MiB"
+        ));
         if let Some(naive) = naive {
-            println!("engine/naive = {:.1}", engine / naive);
+            out.line(format_args!("engine/naive = {:.1}", engine / naive));
         }
-        println!("engine/ceiling = {:.2}", engine / ceiling);
-        println!("in-place/ceiling = {:.2}", in_place / in_place_ceiling);
+        out.line(format_args!("engine/ceiling = {:.2}", engine / ceiling));
+        out.line(format_args!("in-place/ceiling = {:.2}", in_place / in_place_ceiling));
+        out.facts(serde_json::json!({
+            "items": self.items,
+            "item_bytes": self.item_bytes.max(300),
+            "items_per_s": {
+                "naive_copy": naive,
+                "copy_ceiling": ceiling,
+                "engine_copy": engine,
+                "in_place_ceiling": in_place_ceiling,
+                "engine_in_place": in_place,
+            },
+            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss },
+            "engine_over_ceiling": engine / ceiling,
+            "in_place_over_ceiling": in_place / in_place_ceiling,
+        }));
         Ok(())
     }
 
@@ -323,10 +339,10 @@ impl BenchArgs {
     }
 }
 
-fn report(what: &str, items: u64, start: Instant) -> f64 {
+fn report(out: &Output, what: &str, items: u64, start: Instant) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     let rate = items as f64 / secs;
-    println!("{what}: {items} items in {secs:.2} s = {rate:.0} items/s");
+    out.line(format_args!("{what}: {items} items in {secs:.2} s = {rate:.0} items/s"));
     rate
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::verify::print_migration;
-use super::{Failure, usage};
+use super::{Failure, Output, usage};
 use crate::client::{Target, connect, connect_streams};
 use crate::environment::Environments;
 use crate::local::{Docker, DynamoDbLocal, LocalOptions};
@@ -22,7 +22,7 @@ pub struct LocalArgs {
     apply: bool,
     /// The environment whose table prefix to use.
     #[arg(long, default_value = "local")]
-    env: String,
+    pub(super) env: String,
     /// The environments file.
     #[arg(long, default_value = "environments.toml")]
     environments: PathBuf,
@@ -35,7 +35,7 @@ pub struct LocalArgs {
 }
 
 impl LocalArgs {
-    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
         let environments = Environments::load(&self.environments).map_err(usage)?;
         let env = environments.get(&self.env).map_err(usage)?;
         // Listen where the environment expects DynamoDB Local, so that plan, migrate and status
@@ -57,25 +57,33 @@ impl LocalArgs {
             (None, Some(why)) => format!("{}; no container: {why}", server.backend()),
             (None, None) => server.backend().to_owned(),
         };
-        println!(
+        out.line(format_args!(
             "DynamoDB Local {DYNAMODB_LOCAL_VERSION} ({backend}) is running at {} (ready in {:.2} s)",
             server.endpoint(),
             server.started_in().as_secs_f64()
-        );
+        ));
+        out.facts(serde_json::json!({ "endpoint": server.endpoint(), "backend": backend }));
         if self.apply {
             let client = connect(&Target::local(server.endpoint())).await;
             let streams = connect_streams(&Target::local(server.endpoint())).await;
             let migrator = Migrator::new(client, env.names(), true, "local").with_fixtures(true).with_streams(streams);
             let report = migrator.run(&project.migrations, None).await.context("applying the migrations")?;
-            println!("applied {} migration(s) with table prefix {:?}:", report.applied.len(), env.table_prefix);
-            for m in &report.applied {
-                print_migration(m);
+            out.line(format_args!(
+                "applied {} migration(s) with table prefix {:?}:",
+                report.applied.len(),
+                env.table_prefix
+            ));
+            if out.is_human() {
+                for m in &report.applied {
+                    print_migration(m);
+                }
             }
+            out.facts(serde_json::json!({ "applied": report.applied }));
         }
-        println!("use it with: AWS_ENDPOINT_URL_DYNAMODB={} (any access key works)", server.endpoint());
-        println!("press Ctrl-C to stop");
+        out.line(format_args!("use it with: AWS_ENDPOINT_URL_DYNAMODB={} (any access key works)", server.endpoint()));
+        out.line("press Ctrl-C to stop");
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-        println!("stopping DynamoDB Local");
+        out.line("stopping DynamoDB Local");
         drop(server);
         Ok(())
     }

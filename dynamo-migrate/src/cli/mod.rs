@@ -31,45 +31,112 @@ pub enum Format {
     Json,
 }
 
-/// How a command ended, when it did not succeed.
+/// How a command ended, when it did not succeed: the error, its exit code (1 the work failed,
+/// 2 bad usage or configuration, or a guard refusing), and what the command had done by then,
+/// for the JSON document.
 #[derive(Debug)]
-pub enum Failure {
-    /// The work failed: exit 1.
-    Work(anyhow::Error),
-    /// Bad usage or configuration, or a guard refused: exit 2.
-    Usage(anyhow::Error),
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+    /// The environment's name, for the commands the message suggests.
+    environment: Option<String>,
 }
 
 impl Failure {
+    /// The work failed: exit 1.
+    pub fn work(e: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 1, error: e.into(), environment: None }
+    }
+
+    /// Bad usage or configuration, or a guard refused: exit 2.
+    pub fn usage(e: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 2, error: e.into(), environment: None }
+    }
+
     pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Work(_) => 1,
-            Failure::Usage(_) => 2,
+        self.code
+    }
+
+    /// The whole error chain, each cause once. The engine does not know how the command line
+    /// names the environment: the commands its messages suggest are completed here.
+    pub fn message(&self) -> String {
+        let message = crate::error::error_chain(self.error.as_ref());
+        match &self.environment {
+            Some(env) => message.replace(crate::ENVIRONMENT_PLACEHOLDER, env),
+            None => message,
         }
     }
 
-    /// The whole error chain.
-    pub fn message(&self) -> String {
-        match self {
-            Failure::Work(e) | Failure::Usage(e) => format!("{e:#}"),
-        }
+    /// The error for the JSON document: its message, and what AWS said when a call failed.
+    fn to_json(&self) -> serde_json::Value {
+        let aws = self.error.chain().find_map(|e| e.downcast_ref::<crate::error::Error>()?.sdk_failure());
+        serde_json::json!({ "message": self.message(), "aws": aws })
     }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure::Work(e.into())
+        Failure::work(e)
     }
 }
 
 pub(crate) fn usage(e: impl Into<anyhow::Error>) -> Failure {
-    Failure::Usage(e.into())
+    Failure::usage(e)
+}
+
+/// Where a command's output goes. For people, commands print as they go. For CI
+/// (`--format json`), they add their facts to one document, which is printed once at the end,
+/// with `ok`, `exit_code` and `error`, whether the command succeeded or not: stdout holds exactly
+/// one JSON document. Progress and narrative lines go to stderr then.
+#[derive(Debug)]
+pub struct Output {
+    format: Format,
+    document: std::sync::Mutex<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Output {
+    pub fn new(format: Format) -> Output {
+        Output { format, document: Default::default() }
+    }
+
+    pub fn is_human(&self) -> bool {
+        self.format == Format::Human
+    }
+
+    /// Adds the fields of `facts` (an object) to the JSON document.
+    pub fn facts(&self, facts: serde_json::Value) {
+        if let serde_json::Value::Object(fields) = facts {
+            self.document.lock().expect("the document").extend(fields);
+        }
+    }
+
+    /// A line for people: on stdout, or on stderr when stdout holds the JSON document.
+    pub fn line(&self, text: impl std::fmt::Display) {
+        match self.format {
+            Format::Human => println!("{text}"),
+            Format::Json => eprintln!("{text}"),
+        }
+    }
+
+    /// The document of a command that ended with `result`.
+    fn finish(&self, command: &str, result: &Result<(), Failure>) -> serde_json::Value {
+        let mut document = serde_json::Map::new();
+        document.insert("command".into(), command.into());
+        document.insert("ok".into(), result.is_ok().into());
+        document.insert("exit_code".into(), result.as_ref().err().map_or(0, Failure::exit_code).into());
+        document.insert("error".into(), result.as_ref().err().map(Failure::to_json).into());
+        document.extend(std::mem::take(&mut *self.document.lock().expect("the document")));
+        serde_json::Value::Object(document)
+    }
 }
 
 /// The runner: the engine linked with a workspace's schema and migrations.
 #[derive(Debug, Parser)]
 #[command(name = "runner", bin_name = "cargo xtask", version)]
 struct Cli {
+    /// Output format: human, or json (one JSON document on stdout, on success and on failure).
+    #[arg(long, value_enum, global = true, default_value_t)]
+    format: Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,52 +155,104 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Runs the command that `args` (without the program name) name, in this process.
-pub async fn execute<I, T>(args: I, project: &Project) -> Result<(), Failure>
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Verify(_) => "verify",
+            Command::Plan(_) => "plan",
+            Command::Migrate(_) => "migrate",
+            Command::Status(_) => "status",
+            Command::Sync(_) => "sync",
+            Command::Unlock(_) => "unlock",
+            Command::Recover(_) => "recover",
+            Command::Local(_) => "local",
+            Command::Setup(_) => "setup",
+            Command::Bench(_) => "bench",
+        }
+    }
+
+    /// The environment the command works on, to complete the commands that messages suggest.
+    fn environment(&self) -> Option<&str> {
+        match self {
+            Command::Plan(a) => Some(&a.env.env),
+            Command::Migrate(a) => Some(&a.env.env),
+            Command::Status(a) => Some(&a.env.env),
+            Command::Sync(a) => Some(&a.env.env),
+            Command::Unlock(a) => Some(&a.env.env),
+            Command::Recover(a) => Some(&a.env.env),
+            Command::Local(a) => Some(&a.env),
+            Command::Verify(_) | Command::Setup(_) | Command::Bench(_) => None,
+        }
+    }
+
+    async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        match self {
+            Command::Verify(args) => args.run(project, out).await,
+            Command::Plan(args) => args.run(project, out).await,
+            Command::Migrate(args) => args.run(project, out).await,
+            Command::Status(args) => args.run(project, out).await,
+            Command::Sync(args) => args.run(project, out).await,
+            Command::Unlock(args) => args.run(out).await,
+            Command::Recover(args) => args.run(project, out).await,
+            Command::Local(args) => args.run(project, out).await,
+            Command::Setup(args) => args.run(out).await,
+            Command::Bench(args) => args.run(out).await,
+        }
+    }
+}
+
+/// Runs the command that `args` (without the program name) name, in this process, prints how it
+/// ended (the JSON document, or the error once on stderr), and returns its exit code.
+pub async fn run<I, T>(args: I, project: &Project) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let parsed = Cli::try_parse_from(std::iter::once(OsString::from("runner")).chain(args.into_iter().map(Into::into)));
-    let cli = match parsed {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(std::iter::once(OsString::from("runner")).chain(args.iter().cloned())) {
         Ok(cli) => cli,
         // --help and --version are answers, not failures.
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             let _ = e.print();
-            return Ok(());
+            return 0;
         }
-        Err(e) => return Err(usage(e)),
+        Err(e) => {
+            let failure = Failure::usage(anyhow::anyhow!("{}", e.render().to_string().trim_end()));
+            if wants_json(&args) {
+                let out = Output::new(Format::Json);
+                print_json(&out.finish("", &Err(failure)));
+            } else {
+                let _ = e.print();
+            }
+            return 2;
+        }
     };
-    match cli.command {
-        Command::Verify(args) => args.run(project).await,
-        Command::Plan(args) => args.run(project).await,
-        Command::Migrate(args) => args.run(project).await,
-        Command::Status(args) => args.run(project).await,
-        Command::Sync(args) => args.run(project).await,
-        Command::Unlock(args) => args.run().await,
-        Command::Recover(args) => args.run().await,
-        Command::Local(args) => args.run(project).await,
-        Command::Setup(args) => args.run().await,
-        Command::Bench(args) => args.run().await,
+    let out = Output::new(cli.format);
+    let (name, environment) = (cli.command.name(), cli.command.environment().map(str::to_owned));
+    let result = cli.command.run(project, &out).await.map_err(|failure| Failure { environment, ..failure });
+    let code = result.as_ref().err().map_or(0, Failure::exit_code);
+    match out.format {
+        Format::Json => print_json(&out.finish(name, &result)),
+        Format::Human => {
+            if let Err(failure) = &result {
+                eprintln!("error: {}", failure.message());
+            }
+        }
     }
+    code
+}
+
+/// True when the arguments ask for JSON, read before they could be parsed (a usage error).
+fn wants_json(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.windows(2).any(|w| w == ["--format", "json"]) || args.contains(&"--format=json")
 }
 
 /// Parses the process's arguments, runs the command and turns its end into an exit code.
 pub fn main(project: Project) -> ExitCode {
     init_tracing();
-    // Help, version and usage errors print as clap prints them, with clap's exit codes.
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if let Err(e) = Cli::try_parse_from(&args) {
-        e.exit();
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    match runtime.block_on(execute(args.into_iter().skip(1), &project)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message());
-            ExitCode::from(failure.exit_code())
-        }
-    }
+    ExitCode::from(runtime.block_on(run(std::env::args_os().skip(1), &project)))
 }
 
 fn init_tracing() {

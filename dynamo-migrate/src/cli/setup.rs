@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::{Failure, usage};
+use super::{Failure, Output, usage};
 use crate::local::{IMAGE_ENV, VERSION, build_image, cache_dir, ensure_installed};
 
 /// Install DynamoDB Local (pinned version, checksum verified) into the cache directory, so that
@@ -26,26 +26,28 @@ pub struct SetupArgs {
 }
 
 impl SetupArgs {
-    pub async fn run(self) -> Result<(), Failure> {
+    pub async fn run(self, out: &Output) -> Result<(), Failure> {
         let cache = cache_dir(None);
         let dir = {
             let cache = cache.clone();
             tokio::task::spawn_blocking(move || ensure_installed(&cache)).await?.map_err(usage)?
         };
+        out.facts(serde_json::json!({ "version": VERSION, "installed_in": dir }));
         if !self.print_image {
-            println!("DynamoDB Local {VERSION} is installed in {}", dir.display());
+            out.line(format_args!("DynamoDB Local {VERSION} is installed in {}", dir.display()));
         }
         if self.image {
             let image = build_image(&cache).await.map_err(usage)?;
+            out.facts(serde_json::json!({ "image": image.name, "image_built": image.built }));
             if self.print_image {
-                println!("{}", image.name);
+                out.line(&image.name);
             } else if image.built {
-                println!(
+                out.line(format_args!(
                     "built image {} in {:.1} s; use it with {IMAGE_ENV}={}",
                     image.name, image.seconds, image.name
-                );
+                ));
             } else {
-                println!("image {} is up to date; use it with {IMAGE_ENV}={}", image.name, image.name);
+                out.line(format_args!("image {} is up to date; use it with {IMAGE_ENV}={}", image.name, image.name));
             }
         }
         Ok(())

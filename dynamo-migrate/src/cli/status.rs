@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::plan::{drift_of, print_drift};
 use super::session::EnvArgs;
-use super::{Failure, Format, print_json};
+use super::{Failure, Output};
 use crate::Project;
 use crate::ledger::Ledger;
 use crate::lock::holder;
@@ -20,10 +20,7 @@ use crate::sequence::Status;
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    env: EnvArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    pub(super) env: EnvArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -37,8 +34,8 @@ struct Row {
 }
 
 impl StatusArgs {
-    pub async fn run(self, project: &Project) -> Result<(), Failure> {
-        let session = self.env.open(false, false).await?;
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        let session = self.env.open(Some(project), false, false).await?;
         let ledger = Ledger::new(session.client.clone(), &session.names);
         let records = ledger.records().await?;
         let by_version: BTreeMap<u32, _> = records.iter().map(|r| (r.version, r)).collect();
@@ -95,37 +92,35 @@ impl StatusArgs {
         let rebuilds =
             if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
         let drifts = drift_of(&session, project, &records).await?;
-        match self.format {
-            Format::Json => print_json(&serde_json::json!({
-                "environment": session.env.name,
-                "caller": session.caller,
-                "migrations": rows,
-                "lock": lock,
-                "rebuilds": rebuilds,
-                "drift": drifts,
-            })),
-            Format::Human => {
-                println!(
-                    "environment {} (region {}), ledger {}",
-                    session.env.name,
-                    session.env.region,
-                    session.names.ledger()
-                );
-                for r in &rows {
-                    let when = r.at.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
-                    let by = r.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
-                    let detail = r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-                    println!("  {:04} {:<40} {}{when}{by}{detail}", r.version, r.name, r.state);
-                }
-                match &lock {
-                    Some(h) => println!("lock: held by {h}"),
-                    None => println!("lock: free"),
-                }
-                for rebuild in &rebuilds {
-                    println!("rebuild: {rebuild}");
-                }
-                print_drift(&drifts);
+        out.facts(serde_json::json!({
+            "environment": session.env.name,
+            "caller": session.caller,
+            "migrations": rows,
+            "lock": lock,
+            "rebuilds": rebuilds,
+            "drift": drifts,
+        }));
+        if out.is_human() {
+            println!(
+                "environment {} (region {}), ledger {}",
+                session.env.name,
+                session.env.region,
+                session.names.ledger()
+            );
+            for r in &rows {
+                let when = r.at.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+                let by = r.by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+                let detail = r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+                println!("  {:04} {:<40} {}{when}{by}{detail}", r.version, r.name, r.state);
             }
+            match &lock {
+                Some(h) => println!("lock: held by {h}"),
+                None => println!("lock: free"),
+            }
+            for rebuild in &rebuilds {
+                println!("rebuild: {rebuild}");
+            }
+            print_drift(&drifts);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
-use super::{Failure, Format, print_json};
+use super::{Failure, Output};
 use crate::Project;
 use crate::migrator::Migrator;
 
@@ -24,7 +24,7 @@ use crate::migrator::Migrator;
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub(super) env: EnvArgs,
     /// Confirm a protected environment without a prompt.
     #[arg(long)]
     yes: bool,
@@ -37,14 +37,11 @@ pub struct SyncArgs {
     /// How long the lock outlives this run's last heartbeat, in seconds.
     #[arg(long, default_value_t = 60)]
     lock_lease: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
 }
 
 impl SyncArgs {
-    pub async fn run(self, project: &Project) -> Result<(), Failure> {
-        let session = self.env.open(true, self.yes).await?;
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        let session = self.env.open(Some(project), true, self.yes).await?;
         let cancelled = cancel_on_ctrl_c("stopping at the next shard checkpoint");
         let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(
@@ -56,43 +53,37 @@ impl SyncArgs {
         .with_lock(lock)
         .with_streams(session.streams.clone())
         .with_cancel(cancelled)
-        .with_progress(std::io::stderr().is_terminal() && self.format == Format::Human);
+        .with_progress(std::io::stderr().is_terminal() && out.is_human());
         let result = migrator.sync(&project.migrations, self.until_quiet.map(Duration::from_secs)).await;
-        match self.format {
-            Format::Json => print_json(&serde_json::json!({
-                "environment": session.env.name,
-                "ok": result.is_ok(),
-                "rebuilds": result.as_ref().ok(),
-                "error": result.as_ref().err().map(|e| format!("{e:#}")),
-            })),
-            Format::Human => {
-                if let Ok(reports) = &result {
-                    if reports.is_empty() {
-                        println!("environment {}: no rebuild is waiting for cut-over", session.env.name);
-                    }
-                    for r in reports {
-                        println!(
-                            "migration {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
-                            r.version,
-                            r.source,
-                            r.target,
-                            r.replay.records,
-                            r.replay.puts,
-                            r.replay.deletes,
-                            r.source,
-                            r.last_write.as_deref().unwrap_or("(none seen)"),
-                            r.quiet_s
-                        );
-                    }
+        out.facts(serde_json::json!({ "environment": session.env.name, "rebuilds": result.as_ref().ok() }));
+        if out.is_human() {
+            if let Ok(reports) = &result {
+                if reports.is_empty() {
+                    println!("environment {}: no rebuild is waiting for cut-over", session.env.name);
+                }
+                for r in reports {
+                    println!(
+                        "migration {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
+                        r.version,
+                        r.source,
+                        r.target,
+                        r.replay.records,
+                        r.replay.puts,
+                        r.replay.deletes,
+                        r.source,
+                        r.last_write.as_deref().unwrap_or("(none seen)"),
+                        r.quiet_s
+                    );
                 }
             }
         }
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.is_interrupted() => {
-                Err(Failure::Work(anyhow!("interrupted by Ctrl-C at a shard checkpoint; run sync again to go on")))
-            }
-            Err(e) => Err(Failure::Work(e.into())),
+            Err(e) if e.is_interrupted() => Err(Failure::work(anyhow!(
+                "interrupted by Ctrl-C at a shard checkpoint; to go on, run `cargo xtask sync --env {}`",
+                session.env.name
+            ))),
+            Err(e) => Err(Failure::work(e)),
         }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::session::EnvArgs;
-use super::{Failure, usage};
+use super::{Failure, Output, usage};
 use crate::lock::{force_unlock, holder};
 
 /// Show who holds the migration lock (owner, since when, last heartbeat, lease). With --force,
@@ -13,7 +13,7 @@ use crate::lock::{force_unlock, holder};
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
     #[command(flatten)]
-    env: EnvArgs,
+    pub(super) env: EnvArgs,
     /// Remove the lock of a holder whose lease has run out.
     #[arg(long)]
     force: bool,
@@ -23,15 +23,20 @@ pub struct UnlockArgs {
 }
 
 impl UnlockArgs {
-    pub async fn run(self) -> Result<(), Failure> {
-        let session = self.env.open(self.force, self.yes).await?;
-        let Some(lock) = holder(&session.client, session.names.ledger()).await? else {
-            println!("environment {}: the migration lock is free", session.env.name);
+    pub async fn run(self, out: &Output) -> Result<(), Failure> {
+        let session = self.env.open(None, self.force, self.yes).await?;
+        let lock = holder(&session.client, session.names.ledger()).await?;
+        out.facts(serde_json::json!({ "environment": session.env.name, "lock": lock, "removed": false }));
+        let Some(lock) = lock else {
+            out.line(format_args!("environment {}: the migration lock is free", session.env.name));
             return Ok(());
         };
-        println!("environment {}: the migration lock is held by {lock}", session.env.name);
+        out.line(format_args!("environment {}: the migration lock is held by {lock}", session.env.name));
         if !self.force {
-            println!("to remove it once its lease has run out: unlock --force");
+            out.line(format_args!(
+                "to remove it once its lease has run out: cargo xtask unlock --env {} --force",
+                session.env.name
+            ));
             return Ok(());
         }
         if !lock.expired {
@@ -40,10 +45,14 @@ impl UnlockArgs {
             )));
         }
         if force_unlock(&session.client, session.names.ledger(), &lock.token).await? {
-            println!("removed; its run, if it still lives, can record nothing more (its ledger writes are fenced)");
+            out.facts(serde_json::json!({ "removed": true }));
+            out.line("removed; its run, if it still lives, can record nothing more (its ledger writes are fenced)");
             Ok(())
         } else {
-            Err(Failure::Work(anyhow!("the lock changed hands meanwhile; run unlock again to see its holder")))
+            Err(Failure::work(anyhow!(
+                "the lock changed hands meanwhile; to see its holder, run `cargo xtask unlock --env {}`",
+                session.env.name
+            )))
         }
     }
 }

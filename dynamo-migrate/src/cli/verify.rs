@@ -3,7 +3,7 @@
 use anyhow::anyhow;
 use clap::Args;
 
-use super::{Failure, Format, print_json, usage};
+use super::{Failure, Output, usage};
 use crate::local::{Docker, LocalOptions};
 use crate::migrator::MigrationReport;
 use crate::verify::{VerifyOptions, VerifyReport, verify};
@@ -23,13 +23,10 @@ pub struct VerifyArgs {
     /// Do not try a Docker engine; start DynamoDB Local with Java.
     #[arg(long)]
     no_docker: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    format: Format,
 }
 
 impl VerifyArgs {
-    pub async fn run(self, project: &Project) -> Result<(), Failure> {
+    pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
         let options = VerifyOptions {
             local: LocalOptions {
                 endpoint: self.endpoint,
@@ -39,16 +36,18 @@ impl VerifyArgs {
             },
             // A prefix of its own, so that a shared --endpoint is never confused with other tables.
             table_prefix: format!("verify{}_", std::process::id()),
+            check_files: true,
         };
         let report = verify(&project.tables, &project.migrations, &options).await.map_err(usage)?;
-        match self.format {
-            Format::Json => print_json(&serde_json::json!({ "ok": report.ok(), "report": report })),
-            Format::Human => print_human(&report),
+        if out.is_human() {
+            print_human(&report);
+        } else {
+            out.facts(serde_json::json!({ "report": report }));
         }
         if report.ok() {
             Ok(())
         } else {
-            Err(Failure::Work(anyhow!("verify found {} problem(s)", report.problems.len())))
+            Err(Failure::work(anyhow!("verify found {} problem(s)", report.problems.len())))
         }
     }
 }
