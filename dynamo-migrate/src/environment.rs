@@ -92,9 +92,9 @@ pub enum ConfigError {
     #[error("{path}: environment {env}: ledger_table {ledger:?} {problem}")]
     BadLedger { path: PathBuf, env: String, ledger: String, problem: String },
     #[error(
-        "{path}: environments {first} and {second} use the same tables ({where_}, table prefix {prefix:?}, ledger {ledger}), so they would share one ledger and overwrite each other's tables: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both"
+        "{path}: environments {first} and {second} use the same tables ({tables}), so they would share one ledger and overwrite each other's tables: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both"
     )]
-    SharedTables { path: PathBuf, first: String, second: String, where_: String, prefix: String, ledger: String },
+    SharedTables { path: PathBuf, first: String, second: String, tables: String },
     #[error("unknown environment {env}; {path} defines: {}", .known.join(", "))]
     Unknown { env: String, path: PathBuf, known: Vec<String> },
 }
@@ -216,9 +216,7 @@ impl Environments {
                     path: path.to_owned(),
                     first: first.name.clone(),
                     second: env.name.clone(),
-                    where_: key.0,
-                    prefix: env.table_prefix.clone(),
-                    ledger: key.1,
+                    tables: format!("{}, table prefix {:?}, ledger {}", key.0, env.table_prefix, key.1),
                 });
             }
             seen.insert(key, env);

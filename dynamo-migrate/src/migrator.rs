@@ -332,7 +332,7 @@ impl Migrator {
                 // Ctrl-C between steps: the step in flight has finished; stop here, resumable.
                 Err(Error::Interrupted { before: step.describe() })
             } else {
-                self.apply_step(ledger, migrations, migration, index, step, &mut names, resume).await
+                self.apply_step(ledger, migrations, migration, index, &mut names, resume).await
             };
             match applied {
                 Ok(done) => steps.push(done),
@@ -379,10 +379,10 @@ impl Migrator {
         migrations: &[Migration],
         migration: &Migration,
         index: usize,
-        step: &Step,
         names: &mut TableNames,
         resume: bool,
     ) -> Result<StepReport> {
+        let step = &migration.steps[index];
         let mut report = StepReport {
             step: step.describe(),
             calls: vec![],

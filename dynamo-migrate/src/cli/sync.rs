@@ -56,25 +56,25 @@ impl SyncArgs {
         .with_progress(std::io::stderr().is_terminal() && out.is_human());
         let result = migrator.sync(&project.migrations, self.until_quiet.map(Duration::from_secs)).await;
         out.facts(serde_json::json!({ "environment": session.env.name, "rebuilds": result.as_ref().ok() }));
-        if out.is_human() {
-            if let Ok(reports) = &result {
-                if reports.is_empty() {
-                    println!("environment {}: no rebuild is waiting for cut-over", session.env.name);
-                }
-                for r in reports {
-                    println!(
-                        "migration {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
-                        r.version,
-                        r.source,
-                        r.target,
-                        r.replay.records,
-                        r.replay.puts,
-                        r.replay.deletes,
-                        r.source,
-                        r.last_write.as_deref().unwrap_or("(none seen)"),
-                        r.quiet_s
-                    );
-                }
+        if out.is_human()
+            && let Ok(reports) = &result
+        {
+            if reports.is_empty() {
+                println!("environment {}: no rebuild is waiting for cut-over", session.env.name);
+            }
+            for r in reports {
+                println!(
+                    "migration {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
+                    r.version,
+                    r.source,
+                    r.target,
+                    r.replay.records,
+                    r.replay.puts,
+                    r.replay.deletes,
+                    r.source,
+                    r.last_write.as_deref().unwrap_or("(none seen)"),
+                    r.quiet_s
+                );
             }
         }
         match result {
