@@ -25,7 +25,7 @@ pub enum Error {
     #[error("the ledger refuses to run: {0}")]
     Sequence(SequenceErrors),
     #[error(
-        "nothing was applied: {} problem(s) in the migrations to apply: {}; fix them, check with `cargo xtask verify`, then run `cargo xtask plan --env <environment>`",
+        "nothing was applied: {} problem(s) in the migrations to apply: {}; fix them, then check with `cargo xtask verify`",
         .problems.len(),
         .problems.join("; ")
     )]

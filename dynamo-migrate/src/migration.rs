@@ -384,6 +384,7 @@ pub fn parse_file_name(file: &str) -> Option<(u32, &str)> {
 /// is not what was compiled. Needs the sources (run from the workspace root, as `cargo xtask`
 /// does); a migration whose file cannot be found is not checked here.
 pub fn check_files(migrations: &[Migration]) -> Vec<String> {
+    use std::path::Path;
     let mut problems = Vec::new();
     let mut dirs = std::collections::BTreeSet::new();
     for m in migrations {
@@ -396,11 +397,12 @@ pub fn check_files(migrations: &[Migration]) -> Vec<String> {
                 m.version, m.name
             ));
         }
-        if let Some(dir) = path.parent() {
-            dirs.insert(dir.to_owned());
+        if let (Some(dir), Some(named)) = (path.parent(), Path::new(file).parent()) {
+            dirs.insert((dir.to_owned(), named.to_owned()));
         }
     }
-    for dir in dirs {
+    // Read where they are, named as the compiler names them (relative to the workspace root).
+    for (dir, named) in dirs {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut files: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         files.sort();
@@ -411,7 +413,7 @@ pub fn check_files(migrations: &[Migration]) -> Vec<String> {
             if !registered {
                 problems.push(format!(
                     "{} is a migration file that no migration!(\"{file}\") registers: add it to the migrations crate's list, or remove it",
-                    dir.join(file).display()
+                    named.join(file).display()
                 ));
             }
         }

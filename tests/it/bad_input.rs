@@ -63,7 +63,7 @@ async fn an_invalid_migration_is_refused_by_plan_and_migrate_before_anything_is_
         "{}",
         plan.stderr
     );
-    assert!(first_line(&plan).ends_with("then run `cargo xtask plan --env dev`"), "{}", plan.stderr);
+    assert!(first_line(&plan).ends_with("fix them, then check with `cargo xtask verify`"), "{}", plan.stderr);
 
     let json = run("bad_input:invalid", &[&args("plan")[..], &["--format", "json"]].concat());
     assert_eq!(json.code, 1);
