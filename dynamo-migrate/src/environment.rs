@@ -11,18 +11,25 @@ use thiserror::Error;
 use crate::client::{Target, is_local_endpoint};
 use crate::names::{DEFAULT_LEDGER_TABLE, TableNames};
 
+// The doc comments are the descriptions in the file's JSON Schema (`cargo xtask schemas`).
 /// One environment: where its tables live and how carefully to treat it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     #[serde(skip)]
     pub name: String,
+    /// The AWS region of the tables, e.g. eu-west-1.
     pub region: String,
+    /// The AWS profile whose credentials to use (else the standard chain).
     pub profile: Option<String>,
+    /// A role to assume for this environment.
     pub role_arn: Option<String>,
+    /// The AWS account the credentials must belong to (12 digits); required unless the endpoint is local.
     pub account_id: Option<String>,
+    /// Put before every table name (and the ledger's): at most 48 of a-z, A-Z, 0-9, _, - and .
     #[serde(default)]
     pub table_prefix: String,
+    /// Writes need --yes, or the environment's name typed at a prompt.
     #[serde(default)]
     pub protected: bool,
     /// A DynamoDB Local or test endpoint instead of AWS.
@@ -30,6 +37,7 @@ pub struct Environment {
     /// An STS endpoint instead of AWS's, for test environments (a server that answers
     /// `GetCallerIdentity`).
     pub sts_endpoint: Option<String>,
+    /// The ledger table's name after the prefix (default dynamo_migrate_ledger).
     pub ledger_table: Option<String>,
     /// This environment uses the same tables as another one on purpose (same endpoint, prefix
     /// and ledger): without it, two such environments are refused, since they would silently

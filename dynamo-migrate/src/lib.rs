@@ -19,6 +19,7 @@ mod migrator;
 mod names;
 mod planner;
 mod preview;
+mod schemas;
 mod sdk;
 mod sequence;
 mod verify;
@@ -53,6 +54,7 @@ pub use migrator::{
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{PlannedMigration, PlannedStep, preview};
+pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
     plan_recovery,

@@ -407,9 +407,9 @@ pub fn check_files(migrations: &[Migration]) -> Vec<String> {
         let mut files: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         files.sort();
         for file in files.iter().filter(|f| f.starts_with('m') && f.ends_with(".rs") && parse_file_name(f).is_some()) {
-            let registered = migrations.iter().any(|m| {
-                m.source_file.as_deref().and_then(|s| std::path::Path::new(s).file_name()?.to_str()) == Some(file)
-            });
+            let registered = migrations
+                .iter()
+                .any(|m| m.source_file.as_deref().and_then(|s| Path::new(s).file_name()?.to_str()) == Some(file));
             if !registered {
                 problems.push(format!(
                     "{} is a migration file that no migration!(\"{file}\") registers: add it to the migrations crate's list, or remove it",

@@ -171,3 +171,11 @@ async fn an_endpoint_that_is_not_local_is_refused() {
         "endpoint https://dynamodb.eu-west-1.amazonaws.com is not local (localhost, 127.0.0.0/8 or [::1]); verify and local only run against DynamoDB Local"
     );
 }
+
+/// The committed JSON Schemas (of the items and of environments.toml) are what the code gives.
+#[test]
+fn the_committed_json_schemas_are_fresh() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let stale = dynamo_migrate::stale_schemas(&dir, &schema::tables());
+    assert_eq!(stale, Vec::<String>::new(), "stale: run `cargo xtask schemas` and commit the result");
+}

@@ -9,6 +9,7 @@ mod local;
 mod migrate;
 mod plan;
 mod recover;
+mod schemas;
 mod session;
 mod setup;
 mod status;
@@ -150,6 +151,7 @@ enum Command {
     Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
+    Schemas(schemas::SchemasArgs),
     Local(local::LocalArgs),
     Setup(setup::SetupArgs),
     Bench(bench::BenchArgs),
@@ -165,6 +167,7 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Unlock(_) => "unlock",
             Command::Recover(_) => "recover",
+            Command::Schemas(_) => "schemas",
             Command::Local(_) => "local",
             Command::Setup(_) => "setup",
             Command::Bench(_) => "bench",
@@ -181,7 +184,7 @@ impl Command {
             Command::Unlock(a) => Some(&a.env.env),
             Command::Recover(a) => Some(&a.env.env),
             Command::Local(a) => Some(&a.env),
-            Command::Verify(_) | Command::Setup(_) | Command::Bench(_) => None,
+            Command::Verify(_) | Command::Schemas(_) | Command::Setup(_) | Command::Bench(_) => None,
         }
     }
 
@@ -194,6 +197,7 @@ impl Command {
             Command::Sync(args) => args.run(project, out).await,
             Command::Unlock(args) => args.run(out).await,
             Command::Recover(args) => args.run(project, out).await,
+            Command::Schemas(args) => args.run(project, out).await,
             Command::Local(args) => args.run(project, out).await,
             Command::Setup(args) => args.run(out).await,
             Command::Bench(args) => args.run(out).await,
