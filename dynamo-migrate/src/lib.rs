@@ -63,7 +63,7 @@ pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a
 /// migration uses the same versions as the engine.
-pub use {serde_bytes, serde_dynamo};
+pub use {dynamo_model::schemars, serde_bytes, serde_dynamo};
 
 /// The table model, re-exported so that migrations need only this crate.
 pub use dynamo_model as model;

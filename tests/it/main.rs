@@ -8,6 +8,7 @@ mod data;
 mod environments;
 mod exact;
 mod fault_proxy;
+mod init;
 mod ledger;
 mod live;
 mod local;

@@ -5,6 +5,7 @@
 //! errors exit 2 as well).
 
 mod bench;
+mod init;
 mod local;
 mod migrate;
 mod plan;
@@ -144,6 +145,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Init(init::InitArgs),
     Verify(verify::VerifyArgs),
     Plan(plan::PlanArgs),
     Migrate(migrate::MigrateArgs),
@@ -160,6 +162,7 @@ enum Command {
 impl Command {
     fn name(&self) -> &'static str {
         match self {
+            Command::Init(_) => "init",
             Command::Verify(_) => "verify",
             Command::Plan(_) => "plan",
             Command::Migrate(_) => "migrate",
@@ -184,12 +187,13 @@ impl Command {
             Command::Unlock(a) => Some(&a.env.env),
             Command::Recover(a) => Some(&a.env.env),
             Command::Local(a) => Some(&a.env),
-            Command::Verify(_) | Command::Schemas(_) | Command::Setup(_) | Command::Bench(_) => None,
+            Command::Init(_) | Command::Verify(_) | Command::Schemas(_) | Command::Setup(_) | Command::Bench(_) => None,
         }
     }
 
     async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
         match self {
+            Command::Init(args) => args.run(out).await,
             Command::Verify(args) => args.run(project, out).await,
             Command::Plan(args) => args.run(project, out).await,
             Command::Migrate(args) => args.run(project, out).await,
