@@ -2,6 +2,7 @@
 //! DynamoDB Local. It knows nothing of any particular workspace's tables: the schema and
 //! migrations crates hand it their lists, and the runner binary links all three.
 
+#[cfg(feature = "cli")]
 pub mod cli;
 mod client;
 mod data;
@@ -12,6 +13,7 @@ mod executor;
 mod guard;
 mod ledger;
 mod live;
+#[cfg(feature = "local")]
 mod local;
 mod lock;
 mod migration;
@@ -22,6 +24,7 @@ mod preview;
 mod schemas;
 mod sdk;
 mod sequence;
+#[cfg(feature = "local")]
 mod verify;
 
 pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
@@ -37,6 +40,7 @@ pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
 pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
 pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
+#[cfg(feature = "local")]
 pub use local::{
     BuiltImage, ContainerNetwork, Docker, DynamoDbLocal, IMAGE_ENV, IMAGE_REPOSITORY, LocalError, LocalOptions,
     NETWORK_ENV, OFFICIAL_IMAGE, VERSION as DYNAMODB_LOCAL_VERSION, build_image, cache_dir, docker_engine,
@@ -59,6 +63,7 @@ pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
     plan_recovery,
 };
+#[cfg(feature = "local")]
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a
