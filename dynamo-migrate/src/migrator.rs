@@ -193,11 +193,36 @@ impl Migrator {
         let ledger = self.ledger();
         ledger.ensure().await.map_err(fail)?;
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await.map_err(fail)?;
-        let result = self.run_locked(&ledger.fenced(lock.token()), migrations, target).await;
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not release the migration lock (its lease will expire): {e:#}");
+        let (fenced, ledger) = self.fenced_by(&lock);
+        let result = fenced.run_locked(&ledger, migrations, target).await;
+        match self.release(lock, "migrate").await {
+            None => result,
+            Some(error) => Err(RunFailure { report: result.unwrap_or_else(|failure| failure.report), error }),
         }
-        result
+    }
+
+    /// This migrator and its ledger for the run that holds `lock`: every request goes through a
+    /// client fenced by the lock (none is sent once it is lost), every ledger write carries its
+    /// token, and the work stops at its next checkpoint on Ctrl-C or once the lock is lost.
+    fn fenced_by(&self, lock: &Lock) -> (Migrator, Ledger) {
+        let client = lock.fence(&self.client);
+        let ledger = Ledger::new(client.clone(), &self.names).fenced(lock.token());
+        (Migrator { client, cancel: lock.stop_signal(self.cancel.clone()), ..self.clone() }, ledger)
+    }
+
+    /// Releases `lock`; when it was lost meanwhile, the error that says so, whatever the run's
+    /// own result was, with the commands to see where it stopped and to go on with `command`.
+    async fn release(&self, lock: Lock, command: &str) -> Option<Error> {
+        let lost = lock.lost();
+        if let Err(e) = lock.release().await {
+            tracing::warn!("could not release the migration lock (its lease will run out): {e:#}");
+        }
+        lost.map(|loss| Error::RunLostLock {
+            table: self.names.ledger().to_owned(),
+            loss,
+            env: self.lock.env.clone().unwrap_or_else(|| "<environment>".to_owned()),
+            command: command.to_owned(),
+        })
     }
 
     async fn run_locked(
@@ -664,11 +689,12 @@ impl Migrator {
         let ledger = self.ledger();
         ledger.ensure().await?;
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await?;
-        let result = self.sync_locked(&ledger.fenced(lock.token()), migrations, until_quiet).await;
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not release the migration lock (its lease will expire): {e:#}");
+        let (fenced, ledger) = self.fenced_by(&lock);
+        let result = fenced.sync_locked(&ledger, migrations, until_quiet).await;
+        match self.release(lock, "sync").await {
+            None => result,
+            Some(error) => Err(error),
         }
-        result
     }
 
     async fn sync_locked(
