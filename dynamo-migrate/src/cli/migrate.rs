@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::plan::{drift_of, print_drift};
-use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
+use super::session::{EnvArgs, LEASE_SECS, WAIT_SECS, cancel_on_ctrl_c, lock_options};
 use super::verify::print_migration;
 use super::{Failure, Format, print_json};
 use crate::Project;
@@ -31,11 +31,11 @@ pub struct MigrateArgs {
     /// Stop after this version.
     #[arg(long)]
     target: Option<u32>,
-    /// How long to wait for another run's lock, in seconds.
-    #[arg(long, default_value_t = 600)]
+    /// How long to wait for another run's lock, in seconds (0 to 86400).
+    #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(WAIT_SECS))]
     lock_wait: u64,
-    /// How long the lock outlives this run's last heartbeat, in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// How long the lock outlives this run's last heartbeat, in seconds (3 to 3600).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(LEASE_SECS))]
     lock_lease: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -60,7 +60,7 @@ impl MigrateArgs {
         }
 
         let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
-        let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
+        let lock = lock_options(&session, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
             .with_streams(session.streams.clone())

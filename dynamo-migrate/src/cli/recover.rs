@@ -42,10 +42,15 @@ impl RecoverArgs {
     pub async fn run(self) -> Result<(), Failure> {
         let session = self.env.open(true, self.yes).await?;
         let ledger = Ledger::new(session.client.clone(), &session.names);
-        let options = LockOptions { wait: Duration::from_secs(30), ..LockOptions::new(&session.caller) };
+        let options = LockOptions {
+            wait: Duration::from_secs(30),
+            env: Some(session.env.name.clone()),
+            announce: true,
+            ..LockOptions::new(&session.caller)
+        };
         let lock = Lock::acquire(&session.client, ledger.table(), &options).await?;
         let to = if self.rerun { Status::Rerun } else { Status::Succeeded };
-        let fenced = ledger.fenced(lock.token());
+        let fenced = Ledger::new(lock.fence(&session.client), &session.names).fenced(lock.token());
         let mut result = fenced.recover(self.version, to, &session.caller).await.map(|()| 0);
         if result.is_ok() && self.restart_passes {
             result = fenced.delete_checkpoints(self.version).await;
