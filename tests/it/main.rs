@@ -10,6 +10,7 @@ mod fault_proxy;
 mod ledger;
 mod live;
 mod local;
+mod lock;
 mod rebuild;
 mod schema_steps;
 mod support;
