@@ -461,7 +461,8 @@ async fn a_killed_migrate_is_reported_dirty_and_recovers() {
     assert_eq!(json["lock"], serde_json::Value::Null);
 }
 
-#[tokio::test]
+// On a runtime of several threads: the holder's heartbeat must run while `run` blocks one.
+#[tokio::test(flavor = "multi_thread")]
 async fn unlock_removes_only_a_lock_that_is_not_renewed() {
     let envs = Envs::new("unlock", "");
     let client = support::client().await;

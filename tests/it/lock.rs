@@ -207,12 +207,6 @@ async fn a_run_paused_past_its_lease_is_taken_over_and_writes_nothing_after_it_r
     // A second run waits, sees the lock's version unchanged for a whole lease, and takes it over:
     // it finds migration 2 left running and says how to recover it; recover then marks it.
     let second = run(&envs, &["migrate", "--lock-wait", "60"]);
-    assert!(
-        second.stderr.contains(&format!("waiting for the migration lock in {}, held by ", envs.ledger()))
-            && second.stderr.contains(&format!(" pid {first_pid} (local) since ")),
-        "the waiter says whom it waits for: {}",
-        second.stderr
-    );
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(
         second.stderr.contains("migration 2 (touch_accounts) is running since")
@@ -239,6 +233,13 @@ async fn a_run_paused_past_its_lease_is_taken_over_and_writes_nothing_after_it_r
             && first.stderr.contains("`cargo xtask status --env dev`, then go on with `cargo xtask migrate --env dev`"),
         "{}",
         first.stderr
+    );
+
+    assert!(
+        second.stderr.contains(&format!("waiting for the migration lock in {}, held by ", envs.ledger()))
+            && second.stderr.contains(&format!(" pid {first_pid} (local) since ")),
+        "the waiter says whom it waits for: {}",
+        second.stderr
     );
 
     // The command it names goes on where the takeover left the migration.
