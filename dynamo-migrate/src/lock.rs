@@ -674,9 +674,9 @@ impl Lock {
         stopped
     }
 
-    /// Why the lock was lost, if it was; a lease past its deadline is lost from then on.
+    /// Why the lock was lost, if it was: found taken or removed, or past its deadline when a
+    /// request or the heartbeat looked.
     pub fn lost(&self) -> Option<LockLoss> {
-        let _ = self.lease.check();
         self.lease.lost.get().cloned()
     }
 
@@ -836,6 +836,20 @@ mod tests {
             // A renewal every third: two of them are tried before the deadline.
             assert!(lease / 3 + heartbeat_timeout(lease) < deadline(lease));
         }
+    }
+
+    #[test]
+    fn the_heartbeat_client_gives_up_within_a_quarter_of_the_lease() {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(300)).build())
+            .build();
+        let client = lock_client(&Client::from_conf(config), Duration::from_secs(60));
+        let timeouts = client.config().timeout_config().expect("timeouts");
+        assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(15)));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_secs(15)));
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_secs(15)));
     }
 
     #[test]

@@ -195,9 +195,11 @@ impl Migrator {
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await.map_err(fail)?;
         let (fenced, ledger) = self.fenced_by(&lock);
         let result = fenced.run_locked(&ledger, migrations, target).await;
-        match self.release(lock, "migrate").await {
-            None => result,
-            Some(error) => Err(RunFailure { report: result.unwrap_or_else(|failure| failure.report), error }),
+        // A run that applied everything before its lock was lost did all of its work under it.
+        match (self.release(lock, "migrate").await, result) {
+            (Some(error), Err(failure)) => Err(RunFailure { report: failure.report, error }),
+            (Some(error), Ok(report)) if report.interrupted => Err(RunFailure { report, error }),
+            (_, result) => result,
         }
     }
 
