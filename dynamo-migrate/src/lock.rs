@@ -420,11 +420,13 @@ impl std::fmt::Display for LockLoss {
             LockLoss::TakenOver { by } => write!(f, "another run took it over: it is held by {by}"),
             LockLoss::Removed => write!(f, "it was removed (by `unlock --force`) while this run held it"),
             LockLoss::Unrenewed { for_ms, lease_ms, last_error } => {
+                let lease = Duration::from_millis(*lease_ms);
                 write!(
                     f,
-                    "its heartbeat has not renewed it for {:.1} s, too close to the end of its {:.0} s lease, after which another run may take it over",
+                    "its last renewal that got through was sent {:.1} s ago, and a run stops {:.1} s after one, before its {:.0} s lease can run out and another run take the lock over",
                     *for_ms as f64 / 1000.0,
-                    *lease_ms as f64 / 1000.0
+                    deadline(lease).as_secs_f64(),
+                    lease.as_secs_f64()
                 )?;
                 match last_error {
                     Some(e) => write!(f, " (the last renewal failed: {e})"),
