@@ -285,7 +285,6 @@ pub async fn remove_unchanged(client: &Client, table: &str, seen: &LockHolder) -
         .table_name(table)
         .key("id", AttributeValue::S(LOCK_ID.to_owned()))
         .condition_expression(condition)
-        .expression_attribute_names("#rvn", "rvn")
         .set_expression_attribute_names(legacy_names(seen))
         .expression_attribute_values(":rvn", value)
         .send()
@@ -306,6 +305,7 @@ fn version_condition(seen: &LockHolder) -> (&'static str, AttributeValue) {
     }
 }
 
+/// The attribute names `version_condition` uses.
 fn legacy_names(seen: &LockHolder) -> Option<std::collections::HashMap<String, String>> {
     let mut names = std::collections::HashMap::from([("#rvn".to_owned(), "rvn".to_owned())]);
     if seen.legacy {
