@@ -1,9 +1,12 @@
 //! The one place where AWS clients are built.
 
+use std::time::Duration;
+
 use aws_config::BehaviorVersion;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_smithy_types::timeout::TimeoutConfig;
 
 /// Where to connect: a region, credentials from the standard chain (a profile, a role to
 /// assume), and, for DynamoDB Local or a test account, endpoints.
@@ -52,10 +55,30 @@ pub fn is_local_endpoint(url: &str) -> bool {
     }
 }
 
-/// The shared SDK configuration of a target: region, and credentials from aws-config's standard
-/// chain (environment, profiles, SSO, instance roles), through a role if one is given.
+/// How long a connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one attempt of a call may take: far more than the largest request this tool makes
+/// needs (a `BatchWriteItem` of 25 items of 400 KB, a `Scan` page of at most 1 MB, a stream's
+/// `GetRecords`; DynamoDB has no long polling), so that only a stuck connection hits it.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a call may take with the SDK's retries (three attempts and their backoff).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The timeouts of every client (the lock's heartbeat has shorter ones: see `lock`).
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The shared SDK configuration of a target: region, timeouts, and credentials from aws-config's
+/// standard chain (environment, profiles, SSO, instance roles), through a role if one is given.
 async fn sdk_config(target: &Target) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(target.region.clone()));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(target.region.clone()))
+        .timeout_config(timeouts());
     if let Some(profile) = &target.profile {
         loader = loader.profile_name(profile);
     }
@@ -112,7 +135,18 @@ pub async fn connect_sts(target: &Target) -> aws_sdk_sts::Client {
 
 #[cfg(test)]
 mod tests {
-    use super::is_local_endpoint;
+    use super::*;
+
+    #[tokio::test]
+    async fn every_client_has_timeouts() {
+        let client = connect(&Target::local("http://127.0.0.1:9")).await;
+        let timeouts = client.config().timeout_config().expect("timeouts are set");
+        assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(timeouts.operation_timeout(), Some(OPERATION_TIMEOUT));
+        let streams = connect_streams(&Target::local("http://127.0.0.1:9")).await;
+        assert_eq!(streams.config().timeout_config().and_then(|t| t.operation_timeout()), Some(OPERATION_TIMEOUT));
+    }
 
     #[test]
     fn only_loopback_endpoints_are_local() {

@@ -52,14 +52,17 @@ pub enum Error {
     /// The message holds the cause's, so the cause is not a `source` (printed once, not twice).
     #[error("migration {version} ({name}), {step}: {cause:#}")]
     Step { version: u32, name: String, step: String, cause: Box<Error> },
-    #[error(
-        "the migration lock in {table} is held by {holder}; waited {waited_s} s. If that run is dead, its lease expires by itself; see unlock"
-    )]
-    LockHeld { table: String, waited_s: u64, holder: String },
+    #[error("the migration lock in {table} is held by {holder}; waited {waited_s} s: {advice}")]
+    LockHeld { table: String, waited_s: u64, holder: String, advice: String },
     #[error(
         "ledger table {table}: this run no longer holds the migration lock (it was taken over, or force-unlocked), so it stops without recording more of migration {version}"
     )]
     LockLost { table: String, version: u32 },
+    /// The run lost its lock, and stopped before sending anything more (see `lock`).
+    #[error(
+        "this run lost the migration lock in {table}: {loss}; so it stopped before its next write, and wrote nothing after that. See where it stopped with `cargo xtask status --env {env}`, then go on with `cargo xtask {command} --env {env}`"
+    )]
+    RunLostLock { table: String, loss: crate::lock::LockLoss, env: String, command: String },
     #[error(
         "ledger table {table}: the record of migration {version} is no longer in the state this run expects (another run or a recover changed it); see `cargo xtask status --env <environment>`"
     )]
@@ -96,6 +99,16 @@ impl Error {
             Error::Data(e) => matches!(e.downcast_ref::<DataError>(), Some(DataError::Interrupted { .. })),
             Error::Step { cause, .. } => cause.is_interrupted(),
             _ => false,
+        }
+    }
+
+    /// True when the run's lock is lost: the ledger refused a fenced write, or a fenced client
+    /// refused to send a request (see `lock`).
+    pub fn is_lock_lost(&self) -> bool {
+        match self {
+            Error::LockLost { .. } | Error::RunLostLock { .. } => true,
+            Error::Step { cause, .. } => cause.is_lock_lost(),
+            other => crate::lock::is_fenced(other),
         }
     }
 

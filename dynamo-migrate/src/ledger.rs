@@ -13,7 +13,7 @@ use aws_smithy_types::date_time::{DateTime, Format};
 
 use crate::error::{Error, Result};
 use crate::executor::wait_until_active;
-use crate::lock::{LOCK_ID, now_millis};
+use crate::lock::LOCK_ID;
 use crate::names::TableNames;
 use crate::sequence::{AppliedMigration, Status};
 
@@ -331,19 +331,20 @@ impl Ledger {
         if self.fence.is_some() { Error::LockLost { table: self.table.clone(), version } } else { otherwise() }
     }
 
-    /// Writes `item`, in a transaction with a check that this run still holds the lock when the
-    /// ledger is fenced. A failed condition on the record becomes `conflict()`.
+    /// Writes `item`, in a transaction with a check that the lock item still carries this run's
+    /// token when the ledger is fenced. A failed condition on the record becomes `conflict()`.
     async fn transact(&self, item: TransactWriteItem, version: u32, conflict: impl FnOnce() -> Error) -> Result<()> {
         let mut items = Vec::with_capacity(2);
         if let Some(token) = &self.fence {
             let check = ConditionCheck::builder()
                 .table_name(&self.table)
                 .key(ID, AttributeValue::S(LOCK_ID.to_owned()))
-                .condition_expression("#token = :token AND #lease > :now")
+                // The token alone: a run that took the lock over wrote its own. Whether this
+                // run's lease still holds is its own clock's to judge (see `lock`), never
+                // DynamoDB's wall clock against the time another machine wrote.
+                .condition_expression("#token = :token")
                 .expression_attribute_names("#token", "token")
-                .expression_attribute_names("#lease", "lease_until_ms")
                 .expression_attribute_values(":token", AttributeValue::S(token.clone()))
-                .expression_attribute_values(":now", AttributeValue::N(now_millis().to_string()))
                 .build()?;
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }

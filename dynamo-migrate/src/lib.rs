@@ -46,7 +46,10 @@ pub use local::{
     NETWORK_ENV, OFFICIAL_IMAGE, VERSION as DYNAMODB_LOCAL_VERSION, build_image, cache_dir, docker_engine,
     ensure_installed,
 };
-pub use lock::{Lock, LockHolder, LockOptions, force_unlock, holder as lock_holder};
+pub use lock::{
+    HolderProcess, Lock, LockFenced, LockHolder, LockLoss, LockOptions, MIN_LEASE, Watched, force_unlock,
+    holder as lock_holder, remove_unchanged, watch as watch_lock,
+};
 pub use migration::{
     DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, check_files, checksum,
     parse_file_name,

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::executor::{ExecOptions, Outcome, execute};
 use crate::ledger::{Ledger, now};
 use crate::live::describe;
-use crate::lock::{Lock, LockOptions};
+use crate::lock::{Lock, LockOptions, holder as lock_holder};
 use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
 use crate::names::TableNames;
 use crate::planner::{PlanError, plan_step};
@@ -221,11 +221,38 @@ impl Migrator {
         self.check_before_writing(&ledger, migrations, target).await.map_err(fail)?;
         ledger.ensure().await.map_err(fail)?;
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await.map_err(fail)?;
-        let result = self.run_locked(&ledger.fenced(lock.token()), migrations, target).await;
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not release the migration lock (its lease will expire): {e:#}");
+        let (fenced, ledger) = self.fenced_by(&lock);
+        let result = fenced.run_locked(&ledger, migrations, target).await;
+        // A run that applied everything before its lock was lost did all of its work under it.
+        match (self.release(lock, "migrate").await, result) {
+            (Some(error), Err(failure)) => Err(RunFailure { report: failure.report, error }),
+            (Some(error), Ok(report)) if report.interrupted => Err(RunFailure { report, error }),
+            (_, result) => result,
         }
-        result
+    }
+
+    /// This migrator and its ledger for the run that holds `lock`: every request goes through a
+    /// client fenced by the lock (none is sent once it is lost), every ledger write carries its
+    /// token, and the work stops at its next checkpoint on Ctrl-C or once the lock is lost.
+    fn fenced_by(&self, lock: &Lock) -> (Migrator, Ledger) {
+        let client = lock.fence(&self.client);
+        let ledger = Ledger::new(client.clone(), &self.names).fenced(lock.token());
+        (Migrator { client, cancel: lock.stop_signal(self.cancel.clone()), ..self.clone() }, ledger)
+    }
+
+    /// Releases `lock`; when it was lost meanwhile, the error that says so, whatever the run's
+    /// own result was, with the commands to see where it stopped and to go on with `command`.
+    async fn release(&self, lock: Lock, command: &str) -> Option<Error> {
+        let lost = lock.lost();
+        if let Err(e) = lock.release().await {
+            tracing::warn!("could not release the migration lock (its lease will run out): {e:#}");
+        }
+        lost.map(|loss| Error::RunLostLock {
+            table: self.names.ledger().to_owned(),
+            loss,
+            env: self.lock.env.clone().unwrap_or_else(|| "<environment>".to_owned()),
+            command: command.to_owned(),
+        })
     }
 
     async fn run_locked(
@@ -280,14 +307,24 @@ impl Migrator {
         if drifts.is_empty() { Ok(()) } else { Err(Error::Drift { drifts }) }
     }
 
-    /// The ledger's refusals and the migrations' problems, read without the lock.
+    /// The migrations' problems, found without the lock, before anything (even the ledger table)
+    /// is written. What another run may be changing meanwhile is decided under the lock: the
+    /// ledger's refusals (a record another run holds `running` is its work in flight, not a
+    /// crash), and problems seen while the lock is held.
     async fn check_before_writing(&self, ledger: &Ledger, migrations: &[Migration], target: Option<u32>) -> Result<()> {
         let records = ledger.records().await?;
         let known: Vec<_> = migrations.iter().map(Migration::info).collect();
-        let versions: Vec<u32> =
-            pending(&records, &known)?.into_iter().filter(|v| target.is_none_or(|t| *v <= t)).collect();
+        let Ok(versions) = pending(&records, &known) else { return Ok(()) };
+        let versions: Vec<u32> = versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)).collect();
         let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
-        self.validate(migrations, &versions, &resuming).await
+        match self.validate(migrations, &versions, &resuming).await {
+            Err(Error::Invalid { .. })
+                if ledger.exists().await? && lock_holder(&self.client, ledger.table()).await?.is_some() =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Validates and plans every pending migration against the live tables before the first
@@ -746,11 +783,12 @@ impl Migrator {
         let ledger = self.ledger();
         ledger.ensure().await?;
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await?;
-        let result = self.sync_locked(&ledger.fenced(lock.token()), migrations, until_quiet).await;
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not release the migration lock (its lease will expire): {e:#}");
+        let (fenced, ledger) = self.fenced_by(&lock);
+        let result = fenced.sync_locked(&ledger, migrations, until_quiet).await;
+        match self.release(lock, "sync").await {
+            None => result,
+            Some(error) => Err(error),
         }
-        result
     }
 
     async fn sync_locked(

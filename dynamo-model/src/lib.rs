@@ -20,8 +20,8 @@ pub use table::{
 pub use table_schema::TableSchema;
 pub use validate::{ValidationError, ValidationErrors};
 
-/// An item in DynamoDB's own attribute-value form, independent of any SDK version.
-pub use serde_dynamo::Item;
 /// The schemars the table model is built on: a schema crate must derive `JsonSchema` with this
 /// major version (or use it through here, with `#[schemars(crate = "dynamo_model::schemars")]`).
 pub use schemars;
+/// An item in DynamoDB's own attribute-value form, independent of any SDK version.
+pub use serde_dynamo::Item;

@@ -233,14 +233,21 @@ async fn only_a_dirty_migration_can_be_recovered() {
 async fn a_lock_held_past_the_wait_is_named_and_nothing_is_applied() {
     let (migrator, ledger) = migrator("held").await;
     ledger.ensure().await.unwrap();
-    let holder = LockOptions { owner: "another run".into(), lease: Duration::from_secs(60), wait: Duration::ZERO };
+    let holder = LockOptions {
+        owner: "another run".into(),
+        lease: Duration::from_secs(60),
+        wait: Duration::ZERO,
+        ..LockOptions::new("test")
+    };
     let lock = Lock::acquire(&support::client().await, ledger.table(), &holder).await.unwrap();
     let impatient = migrator.with_lock(LockOptions { wait: Duration::from_secs(1), ..LockOptions::new("test") });
     let failure = impatient.run(&three(), None).await.unwrap_err();
     let message = failure.error.to_string();
     assert!(
         message.starts_with(&format!("the migration lock in {} is held by another run since ", ledger.table()))
-            && message.contains("If that run is dead, its lease expires by itself; see unlock"),
+            && message
+                .contains(&format!("its holder is alive (its process {} on this machine runs)", std::process::id()))
+            && message.contains("`cargo xtask unlock --env <environment> --force`"),
         "{message}"
     );
     assert!(matches!(failure.error, Error::LockHeld { .. }));

@@ -12,6 +12,7 @@ mod init;
 mod ledger;
 mod live;
 mod local;
+mod lock;
 mod rebuild;
 mod schema_steps;
 mod support;

@@ -151,5 +151,6 @@ async fn deletion_protection_guards_delete_table() {
     assert!(matches!(refused, Err(PlanError::DeletionProtected { ref table }) if table == "customers"));
     assert_eq!(apply(&client, &names, protect(false)).await.unwrap(), 1);
     assert_eq!(apply(&client, &names, delete()).await.unwrap(), 1);
-    assert_eq!(apply(&client, &names, delete()).await.unwrap(), 0);
+    // Deleting it again finds nothing to delete: an error, not a silent success.
+    assert!(matches!(apply(&client, &names, delete()).await, Err(PlanError::NothingToDelete { .. })));
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use anyhow::anyhow;
 use clap::Args;
 
-use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
+use super::session::{EnvArgs, LEASE_SECS, WAIT_SECS, cancel_on_ctrl_c, lock_options};
 use super::verify::print_migration;
 use super::{Failure, Output};
 use crate::Project;
@@ -30,11 +30,11 @@ pub struct MigrateArgs {
     /// Stop after this version.
     #[arg(long)]
     target: Option<u32>,
-    /// How long to wait for another run's lock, in seconds.
-    #[arg(long, default_value_t = 600)]
+    /// How long to wait for another run's lock, in seconds (0 to 86400).
+    #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(WAIT_SECS))]
     lock_wait: u64,
-    /// How long the lock outlives this run's last heartbeat, in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// How long the lock outlives this run's last heartbeat, in seconds (3 to 3600).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(LEASE_SECS))]
     lock_lease: u64,
 }
 
@@ -44,7 +44,7 @@ impl MigrateArgs {
         let local = session.env.is_local();
 
         let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
-        let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
+        let lock = lock_options(&session, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
             .with_drift_check(!self.allow_drift)

@@ -53,9 +53,15 @@ impl RecoverArgs {
         // Refusals first, without the lock (and without creating a ledger that does not exist);
         // the recovery itself is planned again under the lock.
         self.plan(&ledger, project).await?;
-        let options = LockOptions { wait: Duration::from_secs(30), ..LockOptions::new(&session.caller) };
+        let options = LockOptions {
+            wait: Duration::from_secs(30),
+            env: Some(session.env.name.clone()),
+            announce: true,
+            ..LockOptions::new(&session.caller)
+        };
         let lock = Lock::acquire(&session.client, ledger.table(), &options).await?;
-        let result = self.recover(&ledger.fenced(lock.token()), project, &session.caller).await;
+        let fenced = Ledger::new(lock.fence(&session.client), &session.names).fenced(lock.token());
+        let result = self.recover(&fenced, project, &session.caller).await;
         lock.release().await?;
         let (plan, forgotten) = result?;
         out.facts(serde_json::json!({

@@ -98,12 +98,24 @@ pub(crate) fn cancel_on_ctrl_c(what: &'static str) -> tokio::sync::watch::Receiv
     cancelled
 }
 
-/// The migration lock as a command takes it: this caller as owner, a lease of at least 3 s, and
-/// how long to wait for another run.
-pub(crate) fn lock_options(caller: &str, lease_s: u64, wait_s: u64) -> crate::lock::LockOptions {
+/// The migration lock as a command takes it: this caller as owner, the lease and the longest
+/// wait for another run (their bounds are the options' own, see `LEASE_SECS` and `WAIT_SECS`),
+/// and the environment's name for the commands its errors name; whom it waits for goes to stderr.
+pub(crate) fn lock_options(session: &Session, lease_s: u64, wait_s: u64) -> crate::lock::LockOptions {
     crate::lock::LockOptions {
-        owner: crate::lock::owner(caller),
-        lease: std::time::Duration::from_secs(lease_s.max(3)),
+        lease: std::time::Duration::from_secs(lease_s),
         wait: std::time::Duration::from_secs(wait_s),
+        env: Some(session.env.name.clone()),
+        announce: true,
+        ..crate::lock::LockOptions::new(&session.caller)
     }
 }
+
+/// The values `--lock-lease` takes, in seconds: at least `lock::MIN_LEASE` (a heartbeat every
+/// third of it must get through in a quarter of it), at most an hour (a dead run's lock stays
+/// that long).
+pub(crate) const LEASE_SECS: std::ops::RangeInclusive<u64> = 3..=3600;
+const _: () = assert!(*LEASE_SECS.start() == crate::lock::MIN_LEASE.as_secs());
+
+/// The values `--lock-wait` takes, in seconds: none (give up at once) to a day.
+pub(crate) const WAIT_SECS: std::ops::RangeInclusive<u64> = 0..=86_400;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::Args;
 
-use super::session::{EnvArgs, cancel_on_ctrl_c, lock_options};
+use super::session::{EnvArgs, LEASE_SECS, WAIT_SECS, cancel_on_ctrl_c, lock_options};
 use super::{Failure, Output};
 use crate::Project;
 use crate::migrator::Migrator;
@@ -31,11 +31,11 @@ pub struct SyncArgs {
     /// Keep following until each old table has had no write for this many seconds.
     #[arg(long, value_name = "SECS")]
     until_quiet: Option<u64>,
-    /// How long to wait for another run's lock, in seconds.
-    #[arg(long, default_value_t = 600)]
+    /// How long to wait for another run's lock, in seconds (0 to 86400).
+    #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(WAIT_SECS))]
     lock_wait: u64,
-    /// How long the lock outlives this run's last heartbeat, in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// How long the lock outlives this run's last heartbeat, in seconds (3 to 3600).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(LEASE_SECS))]
     lock_lease: u64,
 }
 
@@ -43,7 +43,7 @@ impl SyncArgs {
     pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
         let session = self.env.open(Some(project), true, self.yes).await?;
         let cancelled = cancel_on_ctrl_c("stopping at the next shard checkpoint");
-        let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
+        let lock = lock_options(&session, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(
             session.client.clone(),
             session.names.clone(),

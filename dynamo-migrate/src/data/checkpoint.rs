@@ -178,7 +178,8 @@ async fn save_retrying(record: &Record, item: Item) -> Result<(), DataError> {
     loop {
         match record.ledger.save_checkpoint(record.version, item.clone()).await {
             Ok(()) => return Ok(()),
-            Err(e @ (Error::LockLost { .. } | Error::NotDirty { .. })) => return Err(checkpoint_error(e)),
+            Err(e @ Error::NotDirty { .. }) => return Err(checkpoint_error(e)),
+            Err(e) if e.is_lock_lost() => return Err(checkpoint_error(e)),
             Err(e) if attempt < 8 => {
                 attempt += 1;
                 tracing::warn!("saving a checkpoint failed, trying again: {e:#}");

@@ -261,7 +261,7 @@ impl ReplayStore {
         loop {
             match self.ledger.save_replay(self.version, item.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(e @ crate::error::Error::LockLost { .. }) => return Err(ReplayError::Checkpoint(Box::new(e))),
+                Err(e) if e.is_lock_lost() => return Err(ReplayError::Checkpoint(Box::new(e))),
                 Err(e) if attempt < 8 => {
                     attempt += 1;
                     tracing::warn!("saving a replay checkpoint failed, trying again: {e:#}");

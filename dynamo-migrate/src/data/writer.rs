@@ -181,6 +181,12 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 /// Throttling, server errors, time-outs and dropped connections are worth another try.
 pub(crate) fn is_retryable<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     match error {
+        // A request the migration lock's fence refused to send: the run has lost its lock.
+        SdkError::DispatchFailure(failure)
+            if failure.as_connector_error().is_some_and(|e| crate::lock::is_fenced(e)) =>
+        {
+            false
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
