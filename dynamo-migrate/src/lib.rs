@@ -9,6 +9,7 @@ mod drift;
 mod environment;
 mod error;
 mod executor;
+mod generate;
 mod guard;
 mod ledger;
 mod live;
@@ -29,10 +30,14 @@ pub use data::{
     ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number, from_item, key_text,
     to_item,
 };
-pub use drift::{DriftKind, TableDrift, drift, expected_tables, known_tables};
+pub use drift::{DriftKind, SimulatedTables, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
 pub use error::{ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
+pub use generate::{
+    GenerateError, GenerateErrors, GeneratedKind, GeneratedStep, Generation, NotGenerated, generate, render,
+    render_empty,
+};
 pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
 pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
