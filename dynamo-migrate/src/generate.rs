@@ -109,7 +109,7 @@ impl GeneratedStep {
     pub fn needs_author(&self) -> bool {
         match &self.kind {
             GeneratedKind::Schema(step) => step.destructive().is_some(),
-            GeneratedKind::Rebuild { from, to } => keys_change(from, to),
+            GeneratedKind::Rebuild { from, to } => !new_keys(from, to).is_empty(),
         }
     }
 }
@@ -118,7 +118,7 @@ impl fmt::Display for GeneratedStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             GeneratedKind::Schema(step) => f.write_str(&summary(step)),
-            GeneratedKind::Rebuild { from, to } if keys_change(from, to) => write!(
+            GeneratedKind::Rebuild { from, to } if !new_keys(from, to).is_empty() => write!(
                 f,
                 "rebuild table {} as version {} with a conversion (write the values it marks)",
                 to.name, to.version
@@ -384,6 +384,12 @@ fn keys_change(from: &TableDef, to: &TableDef) -> bool {
     from.partition_key != to.partition_key || from.sort_key != to.sort_key
 }
 
+/// The key attributes of `to` that items of `from` do not have (as keys, with this type): a
+/// rebuild must compute them, in a conversion.
+fn new_keys<'a>(from: &TableDef, to: &'a TableDef) -> Vec<&'a KeyAttr> {
+    to.keys().filter(|k| !from.keys().any(|old| old == *k)).collect()
+}
+
 /// An index as it is apart from its capacity, which an update changes in place.
 fn shape(index: &GlobalIndex) -> GlobalIndex {
     GlobalIndex { throughput: None, ..index.clone() }
@@ -571,18 +577,23 @@ pub fn render(file: &str, command: &str, generation: &Generation) -> String {
             }
             GeneratedKind::Rebuild { from, to } => {
                 let table = r.table_binding(to);
-                let arg = if keys_change(from, to) {
-                    r.imports.insert("RebuildStep");
+                r.imports.insert("RebuildStep");
+                let converts = !new_keys(from, to).is_empty();
+                let arg = if converts {
                     let convert = r.conversion(from, to);
                     format!("RebuildStep::convert({table}, {convert})")
                 } else {
-                    r.imports.insert("RebuildStep");
                     format!("RebuildStep::copy({table})")
                 };
                 let comment = comment.or_else(|| {
-                    Some(if keys_change(from, to) {
+                    Some(if converts {
                         format!(
                             "Version {} is a new table: every item is converted into it, then the stream is replayed until the application moves to it.",
+                            to.version
+                        )
+                    } else if keys_change(from, to) {
+                        format!(
+                            "Version {} is a new table without the sort key: items that share a partition key become one (the last copied wins). Every item is copied, then the stream is replayed until the application moves to it.",
                             to.version
                         )
                     } else {
@@ -615,7 +626,7 @@ pub fn render(file: &str, command: &str, generation: &Generation) -> String {
     let mut uses: Vec<&str> = r.imports.iter().copied().collect();
     // rustfmt's order (style edition 2024): types before functions and macros.
     uses.sort_by_key(|u| (u.starts_with(|c: char| c.is_ascii_lowercase()), *u));
-    out.push_str(&format!("use dynamo_migrate::{{{}}};\n", uses.join(", ")));
+    out.push_str(&use_line("dynamo_migrate", &uses));
     if r.serde {
         out.push_str("use serde::{Deserialize, Serialize};\n");
     }
@@ -631,6 +642,25 @@ pub fn render(file: &str, command: &str, generation: &Generation) -> String {
     out.push_str(&chain(4, "", &format!("migration!(\"{file}\")"), &elements, ""));
     out.push_str("}\n");
     out
+}
+
+/// `use krate::{..};`, on one line when it fits, else as rustfmt's mixed layout: the names in
+/// as few indented lines as fit, with a trailing comma.
+fn use_line(krate: &str, names: &[&str]) -> String {
+    let one = format!("use {krate}::{{{}}};\n", names.join(", "));
+    if one.len() - 1 <= WIDTH {
+        return one;
+    }
+    let mut lines = vec![String::from("   ")];
+    for name in names {
+        let line = lines.last_mut().expect("a line");
+        if line.len() + 1 + name.len() + 1 > WIDTH {
+            lines.push(format!("    {name},"));
+        } else {
+            line.push_str(&format!(" {name},"));
+        }
+    }
+    format!("use {krate}::{{\n{}\n}};\n", lines.join("\n"))
 }
 
 /// One call of a chain, with the comment above it.
@@ -998,25 +1028,32 @@ impl Renderer {
             table = to.name,
             v = to.version
         ));
-        let mut assignments = String::new();
+        let mut fields = Vec::new();
+        let mut holes = false;
         for key in to.keys() {
             let (field, _) = field_ident(&key.name);
-            let old = from.keys().find(|k| k.name == key.name);
             let role = if key == &to.partition_key { "partition key" } else { "sort key" };
-            let value = match old {
-                Some(old) if old.ty == key.ty => format!("old.{field}"),
-                _ => format!(
-                    "dynamo_migrate::value_required!({})",
-                    string(&format!("{} ({}), the {role} of every item of version {}", key.name, key.ty, to.version))
-                ),
-            };
-            assignments.push_str(&format!("        {field}: {value},\n"));
+            if from.keys().any(|old| old == key) {
+                fields.push(format!("{field}: old.{field}"));
+            } else {
+                holes = true;
+                fields.push(format!(
+                    "// Every item of version {v} needs its {name}, its new {role}.\n        {field}: dynamo_migrate::value_required!({})",
+                    string(&format!("{} ({}), the {role} of every item of version {}", key.name, key.ty, to.version)),
+                    v = to.version,
+                    name = key.name,
+                ));
+            }
         }
-        let uses_old = to.keys().any(|k| from.keys().any(|o| o == k));
-        let param = if uses_old { "old" } else { "_old" };
-        self.items.push(format!(
-            "fn {function}({param}: {old_type}) -> Option<{new_type}> {{\n    Some({new_type} {{\n{assignments}    }})\n}}\n"
-        ));
+        let one_line = format!("    Some({new_type} {{ {} }})", fields.join(", "));
+        let body = if !holes && one_line.len() <= WIDTH {
+            format!("{one_line}\n")
+        } else {
+            let fields: String = fields.iter().map(|f| format!("        {f},\n")).collect();
+            format!("    Some({new_type} {{\n{fields}    }})\n")
+        };
+        let param = if to.keys().any(|k| from.keys().any(|o| o == k)) { "old" } else { "_old" };
+        self.items.push(format!("fn {function}({param}: {old_type}) -> Option<{new_type}> {{\n{body}}}\n"));
         function
     }
 

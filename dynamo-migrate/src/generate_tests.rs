@@ -196,7 +196,9 @@ fn new_tables_come_first_and_deleted_ones_last_with_their_protection_off() {
 //! Written by `cargo xtask new change --from-schema`: say here why.
 //! It compiles once every `reason_required!()` and `value_required!(..)` is replaced by what it asks for.
 
-use dynamo_migrate::{Destructive, GlobalIndex, KeyAttr, LocalIndex, Migration, Projection, StreamView, TableDef, migration};
+use dynamo_migrate::{
+    Destructive, GlobalIndex, KeyAttr, LocalIndex, Migration, Projection, StreamView, TableDef, migration,
+};
 
 pub fn migration() -> Migration {
     let orders = TableDef::new("orders", KeyAttr::s("order_id"))
@@ -263,6 +265,7 @@ struct CustomersV2 {
 fn convert_customers(old: CustomersV1) -> Option<CustomersV2> {
     Some(CustomersV2 {
         customer_nr: old.customer_nr,
+        // Every item of version 2 needs its record, its new sort key.
         record: dynamo_migrate::value_required!("record (S), the sort key of every item of version 2"),
     })
 }
@@ -436,6 +439,70 @@ fn rustfmt(source: &str) -> Option<String> {
     let output = child.wait_with_output().expect("rustfmt runs");
     assert!(output.status.success(), "rustfmt refuses the source: {}", String::from_utf8_lossy(&output.stderr));
     Some(String::from_utf8(output.stdout).expect("UTF-8"))
+}
+
+/// A migration that exercises most of the rendering: a rebuild with a conversion (and the stream
+/// it needs), an index dropped and created again, a billing switch, a stream, a new table and a
+/// deleted one.
+fn everything() -> (Vec<TableDef>, Vec<TableDef>) {
+    let current = vec![
+        customers().stream(StreamView::KeysOnly),
+        TableDef::new("orders", KeyAttr::s("order_id"))
+            .global_index(GlobalIndex::new("by_customer", KeyAttr::s("customer_id")))
+            .global_index(GlobalIndex::new("by_status", KeyAttr::s("status"))),
+        TableDef::new("audit", KeyAttr::s("id")).deletion_protection(true),
+    ];
+    let desired = vec![
+        TableDef::new("customers", KeyAttr::n("customer_nr"))
+            .version(2)
+            .sort_key(KeyAttr::s("record"))
+            .global_index(GlobalIndex::new("by_postcode", KeyAttr::s("postcode")))
+            .ttl("expires_at"),
+        TableDef::new("orders", KeyAttr::s("order_id"))
+            .provisioned(10, 5)
+            .global_index(
+                GlobalIndex::new("by_customer", KeyAttr::s("customer_id"))
+                    .projection(Projection::KeysOnly)
+                    .throughput(5, 5),
+            )
+            .global_index(GlobalIndex::new("by_status", KeyAttr::s("status")).throughput(1, 1))
+            .stream(StreamView::NewImage),
+        TableDef::new("invoices", KeyAttr::s("invoice_id")).sort_key(KeyAttr::b("digest")),
+    ];
+    (desired, current)
+}
+
+/// The rendering of `everything()`, with what its author must write filled in, is checked in
+/// (`generate/m0007_everything.rs`) and compiled with these tests: the generated source
+/// type-checks against the real builder API once reasons and values are written (and, by the
+/// `compile_fail` examples of `reason_required!` and `value_required!`, not before).
+#[path = "generate/m0007_everything.rs"]
+mod m0007_everything;
+
+#[test]
+fn a_generated_migration_compiles_once_its_author_has_written_what_it_asks_for() {
+    let (desired, current) = everything();
+    let generation = generate(&desired, &current).unwrap();
+    let source = render("m0007_everything.rs", "cargo xtask new everything --from-schema", &generation);
+    let reasons = source.matches("dynamo_migrate::reason_required!()").count();
+    assert_eq!(reasons, 2, "{source}");
+    let hole = "dynamo_migrate::value_required!(\"record (S), the sort key of every item of version 2\")";
+    assert!(source.contains(hole), "{source}");
+    let filled =
+        source.replace("dynamo_migrate::reason_required!()", "\"reviewed\"").replace(hole, "\"profile\".to_owned()");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/generate/m0007_everything.rs");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(filled.as_str()) {
+        std::fs::write(&path, &filled).unwrap();
+        panic!("{} was not the current rendering: it is now; build and run the tests again", path.display());
+    }
+
+    let compiled = m0007_everything::migration();
+    let described: Vec<String> = compiled.steps.iter().map(Step::describe).collect();
+    let expected: Vec<String> =
+        generation.migration_steps().iter().map(|s| s.describe().replace("()", "(reviewed)")).collect();
+    let expected: Vec<String> =
+        expected.into_iter().map(|s| s.replace("version 2", "version 2 with a conversion")).collect();
+    assert_eq!(described, expected);
 }
 
 // ---------------------------------------------------------------------------------------------

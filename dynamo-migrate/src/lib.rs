@@ -2,6 +2,11 @@
 //! DynamoDB Local. It knows nothing of any particular workspace's tables: the schema and
 //! migrations crates hand it their lists, and the runner binary links all three.
 
+// A generated migration is compiled with the engine's tests (`generate_tests.rs`), and names the
+// engine as a migrations crate does.
+#[cfg(test)]
+extern crate self as dynamo_migrate;
+
 pub mod cli;
 mod client;
 mod data;
@@ -12,6 +17,7 @@ mod executor;
 mod generate;
 mod guard;
 mod ledger;
+mod lint;
 mod live;
 mod local;
 mod lock;
@@ -40,6 +46,7 @@ pub use generate::{
 };
 pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
+pub use lint::{Acknowledgement, Acknowledgements, Finding, LintError, Rule, lint};
 pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
 pub use local::{
     BuiltImage, ContainerNetwork, Docker, DynamoDbLocal, IMAGE_ENV, IMAGE_REPOSITORY, LocalError, LocalOptions,

@@ -5,8 +5,10 @@
 //! errors exit 2 as well).
 
 mod bench;
+mod lint;
 mod local;
 mod migrate;
+mod new;
 mod plan;
 mod recover;
 mod session;
@@ -153,6 +155,8 @@ enum Command {
     Local(local::LocalArgs),
     Setup(setup::SetupArgs),
     Bench(bench::BenchArgs),
+    New(new::NewArgs),
+    Lint(lint::LintArgs),
 }
 
 impl Command {
@@ -168,6 +172,8 @@ impl Command {
             Command::Local(_) => "local",
             Command::Setup(_) => "setup",
             Command::Bench(_) => "bench",
+            Command::New(_) => "new",
+            Command::Lint(_) => "lint",
         }
     }
 
@@ -181,7 +187,8 @@ impl Command {
             Command::Unlock(a) => Some(&a.env.env),
             Command::Recover(a) => Some(&a.env.env),
             Command::Local(a) => Some(&a.env),
-            Command::Verify(_) | Command::Setup(_) | Command::Bench(_) => None,
+            Command::Lint(a) => a.env.as_deref(),
+            Command::Verify(_) | Command::Setup(_) | Command::Bench(_) | Command::New(_) => None,
         }
     }
 
@@ -197,6 +204,8 @@ impl Command {
             Command::Local(args) => args.run(project, out).await,
             Command::Setup(args) => args.run(out).await,
             Command::Bench(args) => args.run(out).await,
+            Command::New(args) => args.run(project, out).await,
+            Command::Lint(args) => args.run(project, out).await,
         }
     }
 }
