@@ -926,7 +926,8 @@ impl Renderer {
     fn step_call(&mut self, step: &SchemaStep) -> (String, Vec<String>) {
         // A call in the chain starts eight columns in.
         let at = |method: &str, args_before: &[&String]| {
-            8 + method.len() + 2 + args_before.iter().map(|a| a.len() + 2).sum::<usize>()
+            // The dot and parentheses of the call, and the arguments before with their ", ".
+            8 + method.len() + 3 + args_before.iter().map(|a| a.len() + 2).sum::<usize>()
         };
         match step {
             SchemaStep::CreateTable { table } => {
