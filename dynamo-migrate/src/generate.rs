@@ -199,6 +199,19 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// What the author must replace before the migration compiles, as the source writes it:
+    /// `reason_required!()` (a destructive step's reason), `value_required!(..)` (a rebuild's
+    /// new key values).
+    pub fn holes(&self) -> Vec<&'static str> {
+        let reasons =
+            self.steps.iter().any(|s| matches!(&s.kind, GeneratedKind::Schema(s) if s.destructive().is_some()));
+        let values = self.steps.iter().any(|s| matches!(&s.kind, GeneratedKind::Rebuild { .. }) && s.needs_author());
+        [(reasons, "reason_required!()"), (values, "value_required!(..)")]
+            .into_iter()
+            .filter_map(|(present, hole)| present.then_some(hole))
+            .collect()
+    }
+
     /// The steps as a migration holds them (see [`GeneratedStep::to_step`]).
     pub fn migration_steps(&self) -> Vec<Step> {
         self.steps.iter().map(GeneratedStep::to_step).collect()
@@ -617,10 +630,9 @@ pub fn render(file: &str, command: &str, generation: &Generation) -> String {
     }
     out.push_str("//!\n");
     out.push_str(&format!("//! Written by `{command}`: say here why.\n"));
-    if generation.steps.iter().any(GeneratedStep::needs_author) {
-        out.push_str(
-            "//! It compiles once every `reason_required!()` and `value_required!(..)` is replaced by what it asks for.\n",
-        );
+    let holes: Vec<String> = generation.holes().iter().map(|h| format!("`{h}`")).collect();
+    if !holes.is_empty() {
+        out.push_str(&format!("//! It compiles once every {} is replaced by what it asks for.\n", holes.join(" and ")));
     }
     out.push('\n');
     let mut uses: Vec<&str> = r.imports.iter().copied().collect();

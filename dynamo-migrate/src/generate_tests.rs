@@ -102,7 +102,7 @@ fn a_changed_projection_drops_the_index_and_creates_it_again() {
 //! - add global index by_postcode to customers.
 //!
 //! Written by `cargo xtask new change --from-schema`: say here why.
-//! It compiles once every `reason_required!()` and `value_required!(..)` is replaced by what it asks for.
+//! It compiles once every `reason_required!()` is replaced by what it asks for.
 
 use dynamo_migrate::{Destructive, GlobalIndex, KeyAttr, Migration, Projection, migration};
 
@@ -151,7 +151,7 @@ fn a_switch_to_provisioned_comes_after_the_deleted_indexes_and_before_the_new_on
 //! - add global index by_day to orders.
 //!
 //! Written by `cargo xtask new change --from-schema`: say here why.
-//! It compiles once every `reason_required!()` and `value_required!(..)` is replaced by what it asks for.
+//! It compiles once every `reason_required!()` is replaced by what it asks for.
 
 use dynamo_migrate::{Billing, Destructive, GlobalIndex, KeyAttr, Migration, Throughput, migration};
 
@@ -194,7 +194,7 @@ fn new_tables_come_first_and_deleted_ones_last_with_their_protection_off() {
 //! - delete table audit (destructive: write why).
 //!
 //! Written by `cargo xtask new change --from-schema`: say here why.
-//! It compiles once every `reason_required!()` and `value_required!(..)` is replaced by what it asks for.
+//! It compiles once every `reason_required!()` is replaced by what it asks for.
 
 use dynamo_migrate::{
     Destructive, GlobalIndex, KeyAttr, LocalIndex, Migration, Projection, StreamView, TableDef, migration,
@@ -243,7 +243,7 @@ fn a_new_sort_key_is_a_rebuild_with_a_conversion_to_write() {
 //! - rebuild table customers as version 2 with a conversion (write the values it marks).
 //!
 //! Written by `cargo xtask new change --from-schema`: say here why.
-//! It compiles once every `reason_required!()` and `value_required!(..)` is replaced by what it asks for.
+//! It compiles once every `value_required!(..)` is replaced by what it asks for.
 
 use dynamo_migrate::{GlobalIndex, KeyAttr, LocalIndex, Migration, Number, RebuildStep, TableDef, migration};
 use serde::{Deserialize, Serialize};

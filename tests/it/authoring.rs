@@ -409,3 +409,21 @@ async fn lint_with_an_environment_judges_only_its_pending_migrations() {
     assert_eq!(rules, ["billing-switch", "rebuild"]);
     assert!(doc["error"]["message"].as_str().unwrap().ends_with("then run `cargo xtask lint --env dev`"), "{doc}");
 }
+
+#[test]
+fn help_describes_new_and_lint() {
+    let ws = Workspace::new("help", &[]);
+    for (command, options) in [
+        (
+            "new",
+            &["--from-schema", "--dir", "--format", "Example: cargo xtask new add_orders_by_customer --from-schema"][..],
+        ),
+        ("lint", &["--env", "--environments", "--acknowledged", "--format", "[[acknowledge]]"][..]),
+    ] {
+        let help = ws.run("authoring:risky", &[command, "--help"]);
+        assert_eq!(help.code, 0, "{command} --help");
+        for option in options {
+            assert!(help.stdout.contains(option), "{command} --help does not describe {option}:\n{}", help.stdout);
+        }
+    }
+}

@@ -119,7 +119,7 @@ impl NewArgs {
         }
         let formatted = rustfmt(&file);
 
-        let needs_author = generation.as_ref().is_some_and(|g| g.steps.iter().any(|s| s.needs_author()));
+        let holes = generation.as_ref().map(Generation::holes).unwrap_or_default();
         let steps: Vec<serde_json::Value> = generation
             .iter()
             .flat_map(|g| &g.steps)
@@ -161,9 +161,10 @@ impl NewArgs {
         for missing in generation.iter().flat_map(|g| &g.not_generated) {
             out.line(format!("not generated: {missing}"));
         }
-        out.line(if needs_author {
+        out.line(if !holes.is_empty() {
             format!(
-                "next: write what each reason_required!() and value_required!(..) in {} asks for (it does not compile until then), then run `cargo xtask verify`",
+                "next: write what each {} in {} asks for (it does not compile until then), then run `cargo xtask verify`",
+                holes.join(" and "),
                 shown(&file)
             )
         } else if self.from_schema {
