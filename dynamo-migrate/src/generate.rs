@@ -82,7 +82,7 @@ pub enum GeneratedKind {
     /// A schema step. A destructive one has no reason yet: its author writes it.
     Schema(SchemaStep),
     /// A rebuild of `from` (the current version) into `to` (the next one).
-    Rebuild { from: TableDef, to: TableDef },
+    Rebuild { from: Box<TableDef>, to: Box<TableDef> },
 }
 
 impl GeneratedStep {
@@ -100,7 +100,7 @@ impl GeneratedStep {
     pub fn to_step(&self) -> Step {
         match &self.kind {
             GeneratedKind::Schema(step) => Step::Schema(step.clone()),
-            GeneratedKind::Rebuild { to, .. } => Step::Rebuild(RebuildStep::copy(to.clone())),
+            GeneratedKind::Rebuild { to, .. } => Step::Rebuild(RebuildStep::copy(TableDef::clone(to))),
         }
     }
 
@@ -543,7 +543,10 @@ fn rebuild(have: &TableDef, want: &TableDef) -> Vec<GeneratedStep> {
             )),
         );
     }
-    steps.push(GeneratedStep { kind: GeneratedKind::Rebuild { from: have.clone(), to: want.clone() }, comment: None });
+    steps.push(GeneratedStep {
+        kind: GeneratedKind::Rebuild { from: Box::new(have.clone()), to: Box::new(want.clone()) },
+        comment: None,
+    });
     steps
 }
 
@@ -720,7 +723,8 @@ fn chain(indent: usize, prefix: &str, root: &str, elements: &[Element], suffix: 
         let first_line = head.len() + before.len() + last.method.len() + 2;
         let overflow_lines = last.args.len() + 2;
         let own_lines = if inner.len() + last.one_line().len() + suffix.len() <= WIDTH { 1 } else { overflow_lines };
-        let args_fit = last.args.iter().all(|a| inner.len() + a.len() + 1 <= WIDTH);
+        // An argument on a line of its own, with its comma.
+        let args_fit = last.args.iter().all(|a| inner.len() + a.len() < WIDTH);
         if first_line <= WIDTH && args_fit && (overflow_lines >= 5 || own_lines >= overflow_lines) {
             return format!("{head}{before}{}", vertical_args(last, &pad, suffix));
         }

@@ -44,7 +44,7 @@ fn an_index_and_ttl_are_steps_of_their_own() {
         .global_index(GlobalIndex::new("by_name", KeyAttr::s("name")))
         .ttl("delete_after")
         .deletion_protection(true);
-    let generation = generate(&[desired.clone()], &[customers()]).unwrap();
+    let generation = generate(std::slice::from_ref(&desired), &[customers()]).unwrap();
     assert_eq!(
         steps(&generation),
         [
@@ -86,7 +86,7 @@ fn a_changed_projection_drops_the_index_and_creates_it_again() {
     let desired = TableDef::new("customers", KeyAttr::n("customer_nr")).ttl("expires_at").global_index(
         GlobalIndex::new("by_postcode", KeyAttr::s("postcode")).projection(Projection::Include(vec!["name".into()])),
     );
-    let generation = generate(&[desired.clone()], &[customers()]).unwrap();
+    let generation = generate(std::slice::from_ref(&desired), &[customers()]).unwrap();
     assert_eq!(
         steps(&generation),
         [
