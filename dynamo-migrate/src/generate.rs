@@ -289,24 +289,30 @@ pub fn generate(desired: &[TableDef], current: &[TableDef]) -> Result<Generation
             .filter(|t| t.name == name && Some(t.version) != have.map(|h| h.version))
             .map(|t| t.version)
             .collect();
-        let delete_older = |deletes: &mut Vec<GeneratedStep>, current_version: u32| {
+        // The versions a rebuild left behind; `current_version` is the one the application moves
+        // to, if the table stays.
+        let delete_older = |deletes: &mut Vec<GeneratedStep>, current_version: Option<u32>| {
             for version in &older {
+                let comment = match current_version {
+                    Some(current) => format!(
+                        "Apply once the application uses version {current} everywhere: this replays version {version}'s last writes and refuses unless it has been quiet."
+                    ),
+                    None => format!("The schema crate no longer declares {name}: version {version} goes too."),
+                };
                 deletes.push(
                     GeneratedStep::schema(SchemaStep::DeleteTable {
                         table: name.to_owned(),
                         version: Some(*version),
                         destructive: Destructive::because(NO_REASON),
                     })
-                    .with_comment(format!(
-                        "Apply once the application uses version {current_version} everywhere: this replays version {version}'s last writes and refuses unless it has been quiet."
-                    )),
+                    .with_comment(comment),
                 );
             }
         };
         match (want, have) {
             (Some(want), None) => creates.push(GeneratedStep::schema(SchemaStep::CreateTable { table: want.clone() })),
             (None, Some(have)) => {
-                delete_older(&mut deletes, have.version);
+                delete_older(&mut deletes, None);
                 if have.deletion_protection {
                     deletes.push(GeneratedStep::schema(SchemaStep::SetDeletionProtection {
                         table: name.to_owned(),
@@ -334,7 +340,7 @@ pub fn generate(desired: &[TableDef], current: &[TableDef]) -> Result<Generation
             }),
             (Some(want), Some(have)) if want.version == have.version + 1 => {
                 changes.extend(rebuild(have, want));
-                delete_older(&mut deletes, want.version);
+                delete_older(&mut deletes, Some(want.version));
                 generation.notes.push(format!(
                     "version {} of table {name} stays until a later migration deletes it, once the application uses version {} everywhere; `cargo xtask verify` asks for that migration: when this one compiles, `cargo xtask new delete_{}_v{} --from-schema` writes it",
                     have.version, want.version, ident(name), have.version
@@ -344,7 +350,7 @@ pub fn generate(desired: &[TableDef], current: &[TableDef]) -> Result<Generation
                 let structural = structural_changes(have, want);
                 if structural.is_empty() {
                     changes.extend(in_place(have, want, &mut generation.not_generated));
-                    delete_older(&mut deletes, have.version);
+                    delete_older(&mut deletes, Some(have.version));
                 } else {
                     errors.push(GenerateError::NeedsRebuild {
                         table: name.to_owned(),

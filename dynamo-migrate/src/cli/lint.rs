@@ -31,7 +31,9 @@ use crate::sequence::pending;
 /// Acknowledged findings are still listed.
 ///
 /// Example: cargo xtask lint --env prod --format json
+// Verbatim, so that the lint.toml entry keeps its lines.
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct LintArgs {
     /// Lint only the migrations pending in this environment (as named in the environments
     /// file); without it, every migration.
