@@ -17,42 +17,80 @@ use crate::planner::{PlanError, plan_step};
 
 /// Every table (each version) that `migrations`, applied in order from empty, leave.
 pub fn expected_tables<'a>(migrations: impl IntoIterator<Item = &'a Migration>) -> Result<Vec<TableDef>, PlanError> {
-    let mut tables: BTreeMap<(String, u32), TableDef> = BTreeMap::new();
-    let mut current: BTreeMap<String, u32> = BTreeMap::new();
+    let mut tables = SimulatedTables::default();
     for step in migrations.into_iter().flat_map(|m| &m.steps) {
+        tables.apply(step)?;
+    }
+    Ok(tables.tables())
+}
+
+/// The tables, each version, as schema steps and rebuilds leave them: the planner's pure
+/// simulation, without a database. A table's current version is the one steps name (a create
+/// or a rebuild makes its version current); older versions are those rebuilds left behind.
+#[derive(Debug, Clone, Default)]
+pub struct SimulatedTables {
+    tables: BTreeMap<(String, u32), TableDef>,
+    current: BTreeMap<String, u32>,
+}
+
+impl SimulatedTables {
+    /// A state holding `tables`; of several versions of one table, the highest is current.
+    pub fn from_tables(tables: impl IntoIterator<Item = TableDef>) -> Self {
+        let mut state = SimulatedTables::default();
+        for table in tables {
+            let current = state.current.entry(table.name.clone()).or_insert(table.version);
+            *current = (*current).max(table.version);
+            state.tables.insert((table.name.clone(), table.version), table);
+        }
+        state
+    }
+
+    /// The current version of the table named `name` (logically), if it exists.
+    pub fn current(&self, name: &str) -> Option<&TableDef> {
+        self.tables.get(&(name.to_owned(), *self.current.get(name)?))
+    }
+
+    /// Every table, each version, by name and then version.
+    pub fn tables(&self) -> Vec<TableDef> {
+        self.tables.values().cloned().collect()
+    }
+
+    /// Applies one step, as the planner plans it; a data step changes no definition.
+    pub fn apply(&mut self, step: &Step) -> Result<(), PlanError> {
         match step {
             Step::Schema(SchemaStep::CreateTable { table }) => {
                 plan_step(None, &SchemaStep::CreateTable { table: table.clone() })?;
-                current.insert(table.name.clone(), table.version);
-                tables.insert((table.name.clone(), table.version), table.clone());
+                self.current.insert(table.name.clone(), table.version);
+                self.tables.insert((table.name.clone(), table.version), table.clone());
             }
             Step::Schema(SchemaStep::DeleteTable { table, version: Some(old), .. }) => {
-                tables.remove(&(table.clone(), *old));
+                self.tables.remove(&(table.clone(), *old));
             }
             Step::Schema(step) => {
-                let key = (step.table().to_owned(), current.get(step.table()).copied().unwrap_or(1));
-                let (_, after) = plan_step(tables.get(&key), step)?;
+                let key = (step.table().to_owned(), self.current.get(step.table()).copied().unwrap_or(1));
+                let (_, after) = plan_step(self.tables.get(&key), step)?;
                 match after {
-                    Some(after) => tables.insert(key, after),
-                    None => tables.remove(&key),
+                    Some(after) => self.tables.insert(key, after),
+                    None => self.tables.remove(&key),
                 };
             }
             Step::Rebuild(rebuild) => {
                 // The rebuild enables a stream on the old version when it has none (see
                 // `data::stream`), and leaves it there until the old version is deleted.
-                let old = (rebuild.table.name.clone(), current.get(&rebuild.table.name).copied().unwrap_or(1));
-                if let Some(old) = tables.get_mut(&old)
+                let name = &rebuild.table.name;
+                let old = (name.clone(), self.current.get(name).copied().unwrap_or(1));
+                if let Some(old) = self.tables.get_mut(&old)
                     && old.stream.is_none()
                 {
                     old.stream = Some(dynamo_model::StreamView::NewAndOldImages);
                 }
-                current.insert(rebuild.table.name.clone(), rebuild.table.version);
-                tables.insert((rebuild.table.name.clone(), rebuild.table.version), rebuild.table.clone());
+                self.current.insert(name.clone(), rebuild.table.version);
+                self.tables.insert((name.clone(), rebuild.table.version), rebuild.table.clone());
             }
             Step::Data(_) => {}
         }
+        Ok(())
     }
-    Ok(tables.into_values().collect())
 }
 
 /// How one table stands against what is expected of it.

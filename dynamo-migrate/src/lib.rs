@@ -2,6 +2,11 @@
 //! DynamoDB Local. It knows nothing of any particular workspace's tables: the schema and
 //! migrations crates hand it their lists, and the runner binary links all three.
 
+// A generated migration is compiled with the engine's tests (`generate_tests.rs`), and names the
+// engine as a migrations crate does.
+#[cfg(test)]
+extern crate self as dynamo_migrate;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 mod client;
@@ -10,8 +15,10 @@ mod drift;
 mod environment;
 mod error;
 mod executor;
+mod generate;
 mod guard;
 mod ledger;
+mod lint;
 mod live;
 #[cfg(feature = "local")]
 mod local;
@@ -33,12 +40,17 @@ pub use data::{
     ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number, from_item, key_text,
     to_item,
 };
-pub use drift::{DriftKind, TableDrift, drift, expected_tables, known_tables};
+pub use drift::{DriftKind, SimulatedTables, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
 pub use error::{ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
+pub use generate::{
+    GenerateError, GenerateErrors, GeneratedKind, GeneratedStep, Generation, NotGenerated, generate, render,
+    render_empty,
+};
 pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
+pub use lint::{Acknowledgement, Acknowledgements, Finding, LintError, Rule, lint};
 pub use live::{LiveTable, NOT_CHECKED_ON_LOCAL, describe, list_tables};
 #[cfg(feature = "local")]
 pub use local::{

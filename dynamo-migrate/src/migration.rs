@@ -424,7 +424,7 @@ pub fn check_files(migrations: &[Migration]) -> Vec<String> {
 /// Finds `file` (as the compiler names it: relative to the workspace root) from the current
 /// directory or one of its parents, so that the check works from the root (`cargo xtask`) and
 /// from a member crate (its tests).
-fn locate(file: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn locate(file: &str) -> Option<std::path::PathBuf> {
     let path = std::path::Path::new(file);
     if path.is_absolute() {
         return path.exists().then(|| path.to_owned());

@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use xshell::{Shell, cmd};
 
-/// Commands that work on DynamoDB Local or the machine (built with the dev profile, shared with
-/// the tests); every other command works on real data, where speed counts (release).
-const DEV_COMMANDS: &[&str] = &["verify", "local", "setup"];
+/// Commands that work on DynamoDB Local, the machine or the workspace's files (built with the dev
+/// profile, shared with the tests); every other command works on real data, where speed counts
+/// (release).
+const DEV_COMMANDS: &[&str] = &["verify", "local", "setup", "new", "lint", "init", "schemas"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

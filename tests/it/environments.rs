@@ -19,6 +19,7 @@ fn project(name: &str) -> Project {
     match name {
         "slow" => Project { tables: vec![], migrations: slow_migrations() },
         other if other.starts_with("bad_input:") => crate::bad_input::project(other),
+        other if other.starts_with("authoring:") => crate::authoring::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }
@@ -51,22 +52,30 @@ pub(crate) struct Run {
 }
 
 pub(crate) fn cli(project: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = child(project, args);
+    command
+        .env(support::ENDPOINT_ENV, support::endpoint())
+        // Credentials for STS (moto takes any); DynamoDB Local takes any too.
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+}
+
+/// The command line in a child process, for commands that need no DynamoDB (`cli` adds the
+/// shared DynamoDB Local and credentials).
+pub(crate) fn child(project: &str, args: &[&str]) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["--exact", "environments::child_process_running_the_command_line", "--nocapture", "--test-threads=1"])
         .env(CLI_ARGS_ENV, serde_json::to_string(args).unwrap())
         .env(CLI_PROJECT_ENV, project)
-        .env(support::ENDPOINT_ENV, support::endpoint())
-        // Credentials for STS (moto takes any); DynamoDB Local takes any too.
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
     command
 }
 

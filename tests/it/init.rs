@@ -86,19 +86,57 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     std::fs::write(root.join("environments.toml"), include_str!("../../dynamo-migrate/templates/environments.toml"))
         .unwrap();
     std::fs::copy(repository().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+    let xtask = |args: &[&str]| xtask(&root, args);
+    let verify = xtask(&["verify", "--no-docker"]);
+    assert!(verify.contains("applied 0 migration(s) from empty") && verify.contains("verify passed"), "{verify}");
+
+    // The user's first table, and the migration written from it.
+    std::fs::write(root.join("schema/src/lib.rs"), ORDERS).unwrap();
+    let new = xtask(&["new", "create_orders", "--from-schema"]);
+    assert!(new.contains("wrote migrations/src/m0001_create_orders.rs"), "{new}");
+    let verify = xtask(&["verify", "--no-docker"]);
+    assert!(verify.contains("applied 1 migration(s) from empty") && verify.contains("verify passed"), "{verify}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// What a user writes in the schema crate: a table and its item type.
+const ORDERS: &str = r#"//! The shop's tables.
+
+use dynamo_model::{KeyAttr, TableDef, TableSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An order of a customer.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Order {
+    pub customer: String,
+    pub id: String,
+    pub total_cents: u64,
+}
+
+/// Every table of the application.
+pub fn tables() -> Vec<TableSchema> {
+    vec![TableSchema::new::<Order>(TableDef::new("orders", KeyAttr::s("customer")).sort_key(KeyAttr::s("id")))]
+}
+"#;
+
+/// Runs `cargo xtask args` in the workspace `root`, with this workspace's target directory, and
+/// returns what it printed (it must succeed).
+fn xtask(root: &Path, args: &[&str]) -> String {
     let target = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().to_owned();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let verify = Command::new(cargo)
-        .args(["xtask", "verify", "--no-docker"])
-        .current_dir(&root)
+    let output = Command::new(cargo)
+        .arg("xtask")
+        .args(args)
+        .current_dir(root)
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    let stderr = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("applied 0 migration(s) from empty") && stdout.contains("verify passed"), "{stdout}");
-    std::fs::remove_dir_all(&root).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("$ cargo xtask {}\n{stdout}{stderr}", args.join(" "));
+    assert!(output.status.success(), "cargo xtask {args:?}: {stdout}{stderr}");
+    stdout
 }
 
 /// The xtask and runner `init` writes are this workspace's own.

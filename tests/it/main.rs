@@ -2,6 +2,7 @@
 //! uses its own table prefix. The server is the product's own `DynamoDbLocal`.
 
 mod app_writer;
+mod authoring;
 mod bad_input;
 mod container;
 mod data;

@@ -4,10 +4,13 @@
 //! lock held too long), 2 bad usage or configuration, or a guard refusing (clap's own usage
 //! errors exit 2 as well).
 
+mod baseline;
 mod bench;
 mod init;
+mod lint;
 mod local;
 mod migrate;
+mod new;
 mod plan;
 mod recover;
 mod schemas;
@@ -153,10 +156,13 @@ enum Command {
     Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
+    Baseline(baseline::BaselineArgs),
     Schemas(schemas::SchemasArgs),
     Local(local::LocalArgs),
     Setup(setup::SetupArgs),
     Bench(bench::BenchArgs),
+    New(new::NewArgs),
+    Lint(lint::LintArgs),
 }
 
 impl Command {
@@ -170,10 +176,13 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Unlock(_) => "unlock",
             Command::Recover(_) => "recover",
+            Command::Baseline(_) => "baseline",
             Command::Schemas(_) => "schemas",
             Command::Local(_) => "local",
             Command::Setup(_) => "setup",
             Command::Bench(_) => "bench",
+            Command::New(_) => "new",
+            Command::Lint(_) => "lint",
         }
     }
 
@@ -186,8 +195,15 @@ impl Command {
             Command::Sync(a) => Some(&a.env.env),
             Command::Unlock(a) => Some(&a.env.env),
             Command::Recover(a) => Some(&a.env.env),
+            Command::Baseline(a) => Some(&a.env.env),
             Command::Local(a) => Some(&a.env),
-            Command::Init(_) | Command::Verify(_) | Command::Schemas(_) | Command::Setup(_) | Command::Bench(_) => None,
+            Command::Lint(a) => a.env.as_deref(),
+            Command::Init(_)
+            | Command::Verify(_)
+            | Command::Schemas(_)
+            | Command::Setup(_)
+            | Command::Bench(_)
+            | Command::New(_) => None,
         }
     }
 
@@ -201,10 +217,13 @@ impl Command {
             Command::Sync(args) => args.run(project, out).await,
             Command::Unlock(args) => args.run(out).await,
             Command::Recover(args) => args.run(project, out).await,
+            Command::Baseline(args) => args.run(project, out).await,
             Command::Schemas(args) => args.run(project, out).await,
             Command::Local(args) => args.run(project, out).await,
             Command::Setup(args) => args.run(out).await,
             Command::Bench(args) => args.run(out).await,
+            Command::New(args) => args.run(project, out).await,
+            Command::Lint(args) => args.run(project, out).await,
         }
     }
 }
