@@ -1098,16 +1098,20 @@ fn string(text: &str) -> String {
     format!("{text:?}")
 }
 
-/// A snake_case identifier for a name of DynamoDB's (letters, digits, `_`, `-`, `.`).
-fn ident(name: &str) -> String {
-    let mut out: String = name
-        .chars()
+/// `name` in lowercase words joined by `_` (every other character separates words).
+pub(crate) fn snake_case(name: &str) -> String {
+    name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
         .collect::<String>()
         .split('_')
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
-        .join("_");
+        .join("_")
+}
+
+/// A snake_case identifier for a name of DynamoDB's (letters, digits, `_`, `-`, `.`).
+fn ident(name: &str) -> String {
+    let mut out = snake_case(name);
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out = format!("t_{out}");
     }

@@ -198,14 +198,7 @@ fn check_name(name: &str, from_schema: bool) -> Result<(), Failure> {
     if parse_file_name(&format!("m0001_{name}.rs")).is_some() {
         return Ok(());
     }
-    let suggestion: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-        .collect::<String>()
-        .split('_')
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join("_");
+    let suggestion = crate::generate::snake_case(name);
     let suggestion = if suggestion.is_empty() { "add_orders_by_customer".to_owned() } else { suggestion };
     Err(usage(anyhow!(
         "migration name {name:?} is not lowercase words joined by _ (letters a-z and digits): run `cargo xtask new {suggestion}{}`",
