@@ -19,6 +19,7 @@ mod migrator;
 mod names;
 mod planner;
 mod preview;
+mod rules;
 mod sdk;
 mod sequence;
 mod verify;
@@ -52,6 +53,7 @@ pub use migrator::{
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{PlannedMigration, PlannedStep, preview};
+pub use rules::{Described, History, Kind, Recorded, Refusal, Rule, RuleBook, RuleScope};
 pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 

@@ -28,6 +28,7 @@ use crate::lock::{Lock, LockOptions};
 use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
 use crate::names::TableNames;
 use crate::planner::{PlanError, plan_step};
+use crate::rules::{Recorded, RuleBook, RuleScope, counted};
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// What one step did.
@@ -86,6 +87,8 @@ pub struct Migrator {
     streams: Option<StreamsClient>,
     quiet_window: Duration,
     copy_limit: Duration,
+    rules: RuleScope,
+    environment: String,
 }
 
 /// The longest a rebuild's copy may be estimated to take: stream records live 24 hours, and the
@@ -124,7 +127,22 @@ impl Migrator {
             streams: None,
             quiet_window: if local { Duration::ZERO } else { DEFAULT_QUIET_WINDOW },
             copy_limit: COPY_LIMIT,
+            rules: RuleScope::Run,
+            environment: "<environment>".to_owned(),
         }
+    }
+
+    /// How much history the pre-flight counts against AWS's control-plane rules (see `rules`):
+    /// the tables' and the whole run's (the default), or each migration's alone (`verify`).
+    pub fn with_rules(mut self, scope: RuleScope) -> Self {
+        self.rules = scope;
+        self
+    }
+
+    /// The environment's name, for the commands a refusal suggests.
+    pub fn with_environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = name.into();
+        self
     }
 
     /// The longest a rebuild's copy may be estimated to take before the rebuild is refused.
@@ -217,7 +235,16 @@ impl Migrator {
             Ok(v) => v,
             Err(e) => return Err(fail(report, e.into())),
         };
-        for version in versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)) {
+        let versions: Vec<u32> = versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)).collect();
+        // Before the first write: a call AWS would refuse now, given what the tables and this
+        // run have changed recently, stops the run (see `rules`).
+        let book = RuleBook::new(now_ms(), self.rules, &self.environment);
+        let checked =
+            crate::preview::preflight(&self.client, &self.names, migrations, &versions, self.exec.local, book);
+        if let Err(e) = checked.await {
+            return Err(fail(report, e));
+        }
+        for version in versions {
             if *self.cancel.borrow() {
                 report.interrupted = true;
                 break;
@@ -344,8 +371,8 @@ impl Migrator {
                     }
                     _ => names.version(logical),
                 };
-                self.apply_schema_step(schema_step, &names.physical_version(logical, version), version, &mut report)
-                    .await?;
+                let physical = names.physical_version(logical, version);
+                self.apply_schema_step(ledger, migration.version, schema_step, &physical, version, &mut report).await?;
                 if let SchemaStep::CreateTable { table } = schema_step {
                     names.set_version(&table.name, table.version);
                 }
@@ -386,9 +413,12 @@ impl Migrator {
         Ok(report)
     }
 
-    /// Plans a schema step against the live table and makes its calls.
+    /// Plans a schema step against the live table and makes its calls, recording in the ledger
+    /// those AWS counts (see `rules`) as made by migration `migration`.
     async fn apply_schema_step(
         &self,
+        ledger: &Ledger,
+        migration: u32,
         step: &SchemaStep,
         physical: &str,
         version: u32,
@@ -403,7 +433,13 @@ impl Migrator {
         for call in &calls {
             let line = call.describe(physical);
             match execute(&self.client, physical, call, &self.exec).await? {
-                Outcome::Done => report.calls.push(line),
+                Outcome::Done => {
+                    report.calls.push(line);
+                    if let Some(kind) = counted(current.as_ref(), call) {
+                        let change = Recorded { kind, at_ms: now_ms(), version: migration };
+                        ledger.record_control_change(physical, change).await?;
+                    }
+                }
                 Outcome::Skipped(why) => report.skipped.push(format!("{line}: {why}")),
             }
         }
@@ -517,7 +553,7 @@ impl Migrator {
             }
         };
         let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
-        self.apply_schema_step(&create, &new, rebuild.table.version, report).await?;
+        self.apply_schema_step(ledger, migration.version, &create, &new, rebuild.table.version, report).await?;
 
         let ctx = self.data_context(ledger, migration, index, names);
         let map = rebuild.map.clone().unwrap_or_else(copy_map);

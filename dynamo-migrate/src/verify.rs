@@ -99,7 +99,8 @@ pub async fn verify(
     let migrator = Migrator::new(client.clone(), names.clone(), true, "verify (DynamoDB Local)")
         .with_fixtures(true)
         .with_streams(connect_streams(&target).await)
-        .with_idempotence_check(true);
+        .with_idempotence_check(true)
+        .with_rules(crate::rules::RuleScope::EachMigration);
 
     let mut report = VerifyReport {
         endpoint: server.endpoint().to_owned(),

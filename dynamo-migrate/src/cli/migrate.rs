@@ -63,6 +63,7 @@ impl MigrateArgs {
         let lock = lock_options(&session.caller, self.lock_lease, self.lock_wait);
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
+            .with_environment(&session.env.name)
             .with_streams(session.streams.clone())
             .with_cancel(cancelled)
             .with_progress(std::io::stderr().is_terminal() && self.format == Format::Human);

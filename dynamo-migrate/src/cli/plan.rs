@@ -50,8 +50,9 @@ impl PlanArgs {
         let pending =
             pending(&records, &known).map_err(|e| Failure::Work(anyhow!("the ledger refuses to run: {e}")))?;
         let drifts = drift_of(&session, project, &records).await?;
+        let local = session.env.is_local();
         let planned =
-            preview(&session.client, &session.names, &project.migrations, &pending, session.env.is_local()).await?;
+            preview(&session.client, &session.names, &project.migrations, &pending, local, &session.env.name).await?;
         let rebuilds =
             if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
         match self.format {
