@@ -73,7 +73,7 @@ pub enum Error {
     #[error(transparent)]
     Replay(Box<crate::data::ReplayError>),
     /// A call AWS would refuse now (see `rules`), found before the run wrote anything.
-    #[error("{0}; nothing was applied")]
+    #[error("{0} Nothing was applied.")]
     Refused(crate::rules::Refusal),
     #[error("rebuild of table {table}: {reason}")]
     Rebuild { table: String, reason: String },

@@ -2,6 +2,7 @@
 //! uses its own table prefix. The server is the product's own `DynamoDbLocal`.
 
 mod app_writer;
+mod aws_rules;
 mod container;
 mod data;
 mod environments;
@@ -11,6 +12,7 @@ mod ledger;
 mod live;
 mod local;
 mod rebuild;
+mod rules_proxy;
 mod schema_steps;
 mod support;
 mod verify;
