@@ -59,8 +59,9 @@ pub async fn preview(
 }
 
 /// The pre-flight of a run: plans it as [`preview`] does and refuses it, before anything is
-/// written, when AWS would refuse a call of it now. A step that cannot be planned ends the check
-/// there: the run stops at that step anyway, before any later call.
+/// written, when AWS would refuse a call of it now. A migration that breaks a rule by itself is
+/// named first, since it must be split whenever it runs; otherwise the first refused call. A
+/// step that cannot be planned ends the check there: the run stops at that step anyway.
 pub(crate) async fn preflight(
     client: &Client,
     base: &TableNames,
@@ -69,22 +70,27 @@ pub(crate) async fn preflight(
     local: bool,
     book: RuleBook,
 ) -> Result<()> {
-    for migration in plan_run(client, base, migrations, pending, local, book).await? {
+    let mut first = None;
+    'run: for migration in plan_run(client, base, migrations, pending, local, book).await? {
         for step in migration.steps {
             if let Some(refusal) = step.refused {
-                return Err(Error::Step {
+                let split = refusal.split;
+                let refused = Error::Step {
                     version: migration.version,
-                    name: migration.name,
+                    name: migration.name.clone(),
                     step: step.step,
                     source: Box::new(Error::Refused(refusal)),
-                });
-            }
-            if step.would_fail {
-                return Ok(());
+                };
+                if split {
+                    return Err(refused);
+                }
+                first.get_or_insert(refused);
+            } else if step.would_fail {
+                break 'run;
             }
         }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 async fn plan_run(
@@ -95,7 +101,9 @@ async fn plan_run(
     local: bool,
     book: RuleBook,
 ) -> Result<Vec<PlannedMigration>> {
-    let mut tables = Tables { client, ledger: Ledger::new(client.clone(), base), local, state: BTreeMap::new(), book };
+    let solo = RuleBook::new(book.now_ms(), RuleScope::EachMigration, book.environment());
+    let ledger = Ledger::new(client.clone(), base);
+    let mut tables = Tables { client, ledger, local, state: BTreeMap::new(), book, solo };
     let mut out = Vec::new();
     for migration in migrations.iter().filter(|m| pending.contains(&m.version)) {
         let mut names = names_after(base, migrations.iter().filter(|m| m.version < migration.version));
@@ -192,6 +200,8 @@ struct Tables<'a> {
     local: bool,
     state: BTreeMap<String, Option<TableDef>>,
     book: RuleBook,
+    /// The same rules for each migration by itself: what it breaks alone, it must be split for.
+    solo: RuleBook,
 }
 
 impl Tables<'_> {
@@ -227,7 +237,8 @@ impl Tables<'_> {
         Ok(def)
     }
 
-    /// Adds `calls` to the step's plan, checked against AWS's rules.
+    /// Adds `calls` to the step's plan, checked against AWS's rules: first what the migration
+    /// breaks by itself, then what it breaks given the history and the run.
     fn admit(
         &mut self,
         planned: &mut PlannedStep,
@@ -237,7 +248,9 @@ impl Tables<'_> {
         calls: &[Call],
     ) {
         planned.calls.extend(calls.iter().map(|c| c.describe(physical)));
-        if let Err(refusal) = self.book.admit(version, physical, current, calls) {
+        let alone = self.solo.admit(version, physical, current, calls);
+        let given_history = self.book.admit(version, physical, current, calls);
+        if let Err(refusal) = alone.and(given_history) {
             planned.note = Some(refusal.message.clone());
             planned.would_fail = true;
             planned.refused = Some(refusal);

@@ -238,6 +238,9 @@ pub struct Refusal {
     /// The earliest time the call can be made, RFC 3339, and in milliseconds since the epoch.
     pub possible_at: String,
     pub possible_at_ms: u64,
+    /// The migration breaks the rule by itself, whatever came before: it must be split, and
+    /// waiting does not help.
+    pub split: bool,
     /// The whole explanation: the rule, the changes that count against it, when, and what to do.
     pub message: String,
 }
@@ -268,6 +271,16 @@ pub struct RuleBook {
 impl RuleBook {
     pub fn new(now_ms: u64, scope: RuleScope, environment: impl Into<String>) -> Self {
         RuleBook { now_ms, scope, environment: environment.into(), tables: BTreeMap::new(), version: None }
+    }
+
+    /// The time the book judges at, in milliseconds since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The environment named in the commands a refusal suggests.
+    pub fn environment(&self) -> &str {
+        &self.environment
     }
 
     /// True when the tables' history before the run counts ([`RuleScope::Run`]).
@@ -418,7 +431,8 @@ impl RuleBook {
         let earlier_in_run =
             window.iter().any(|c| matches!(&c.source, Source::Run { version: v, .. } if *v != version));
         let env = &self.environment;
-        let advice = if this_migration >= rule.alone() {
+        let split = this_migration >= rule.alone();
+        let advice = if split {
             format!("This migration alone makes too many such changes: {}.", rule.split())
         } else if earlier_in_run {
             format!(
@@ -436,11 +450,13 @@ impl RuleBook {
             call: described.clone(),
             possible_at: possible_at.clone(),
             possible_at_ms,
+            split,
             message: format!(
-                "{described} would be refused by AWS: {}; changes that count: {}{}. It becomes possible at {possible_at}. {advice}",
+                "{described} would be refused by AWS: {}; changes that count: {}{}.{} {advice}",
                 rule.text(),
                 counted.join(", "),
-                detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+                if split { String::new() } else { format!(" It becomes possible at {possible_at}.") }
             ),
         }
     }

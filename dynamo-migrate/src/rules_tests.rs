@@ -48,9 +48,10 @@ fn changing_the_ttl_attribute_in_one_step_is_refused_with_when_it_becomes_possib
     assert_eq!(refusal.call, "UpdateTimeToLive prod_customers: enable on valid_until");
     assert_eq!(refusal.possible_at_ms, NOW + 60 * MINUTE);
     assert_eq!(refusal.possible_at, "2026-03-10T13:00:00Z");
+    assert!(refusal.split);
     assert_eq!(
         refusal.message,
-        "UpdateTimeToLive prod_customers: enable on valid_until would be refused by AWS: AWS refuses a TTL change (UpdateTimeToLive) on a table for up to an hour after the one before (ValidationException: Time to live has been modified multiple times within a fixed interval); changes that count: 2026-03-10T12:00:00Z (UpdateTimeToLive prod_customers: disable on expires_at, in this migration). It becomes possible at 2026-03-10T13:00:00Z. This migration alone makes too many such changes: change TTL in migrations applied at least an hour apart (a new TTL attribute: disable_ttl in one, enable_ttl in a later one)."
+        "UpdateTimeToLive prod_customers: enable on valid_until would be refused by AWS: AWS refuses a TTL change (UpdateTimeToLive) on a table for up to an hour after the one before (ValidationException: Time to live has been modified multiple times within a fixed interval); changes that count: 2026-03-10T12:00:00Z (UpdateTimeToLive prod_customers: disable on expires_at, in this migration). This migration alone makes too many such changes: change TTL in migrations applied at least an hour apart (a new TTL attribute: disable_ttl in one, enable_ttl in a later one)."
     );
 }
 

@@ -104,7 +104,7 @@ fn now_ms() -> u64 {
 }
 
 #[tokio::test]
-async fn a_ttl_attribute_changed_in_one_migration_is_reported_by_plan_and_refused_before_any_write() {
+async fn a_ttl_change_soon_after_another_or_twice_in_a_migration_is_refused_before_any_write() {
     let s = setup("rules_ttl_attribute").await;
     // The table was made before this tool's time: no TTL change is known.
     support::create_table_keyed_by(&support::client().await, &s.physical(), KeyAttr::n("customer_nr")).await;
@@ -117,8 +117,7 @@ async fn a_ttl_attribute_changed_in_one_migration_is_reported_by_plan_and_refuse
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
-    let migrations = vec![Migration::new(2, "ttl_on_valid_until", "ttl").enable_ttl("customers", "valid_until")];
-    // The proxy saw that TTL change; wait for nothing: the rule is about the step itself too.
+    let migrations = vec![Migration::new(2, "no_ttl", "no ttl").disable_ttl("customers")];
     let plan = s.plan(&migrations).await;
     let in_plan = refused(&plan).clone();
     assert_eq!(in_plan.rule, Rule::TtlCoolDown);
@@ -129,14 +128,15 @@ async fn a_ttl_attribute_changed_in_one_migration_is_reported_by_plan_and_refuse
     assert!(refusal.possible_at_ms > now_ms() && refusal.possible_at_ms <= now_ms() + HOUR_MS, "{refusal:?}");
     assert!(refusal.message.contains("(reported by DynamoDB)"), "{}", refusal.message);
 
-    // Without the outside change, the migration alone changes TTL twice.
+    // A migration that changes TTL twice by itself: the history refuses its first call, but it
+    // must be split whenever it runs, and that is what the pre-flight says.
     let s = setup("rules_ttl_attribute_alone").await;
     s.migrator.run(&[create(customers().ttl("expires_at"))], None).await.unwrap();
     let change = Migration::new(2, "ttl_on_valid_until", "ttl").enable_ttl("customers", "valid_until");
     let migrations = vec![create(customers().ttl("expires_at")), change];
     let refusal = s.refused_before_any_write(&migrations).await;
-    assert!(refusal.call.ends_with("disable on expires_at"), "{refusal:?}");
-    assert!(refusal.message.contains("by migration 1, recorded in the ledger"), "{}", refusal.message);
+    assert!(refusal.split && refusal.call.ends_with("enable on valid_until"), "{refusal:?}");
+    assert!(refusal.message.contains("disable on expires_at, in this migration"), "{}", refusal.message);
 
     let verify_like = Migrator::new(s.client.clone(), s.names.clone(), true, "test")
         .with_rules(dynamo_migrate::RuleScope::EachMigration);
