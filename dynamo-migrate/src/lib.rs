@@ -53,7 +53,7 @@ pub use migrator::{
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{PlannedMigration, PlannedStep, preview};
-pub use rules::{Described, History, Kind, Recorded, Refusal, Rule, RuleBook, RuleScope};
+pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule, RuleBook, RuleScope};
 pub use sequence::{AppliedMigration, SequenceError, SequenceErrors, Status, pending};
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
 

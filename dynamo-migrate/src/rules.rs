@@ -56,7 +56,7 @@ const SAME_CHANGE_MS: u64 = 5 * 60_000;
 /// A kind of change the ledger records because AWS counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub enum ChangeKind {
     Ttl,
     OnDemand,
     TableClass,
@@ -65,22 +65,22 @@ pub enum Kind {
 /// One change this tool made, as its ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recorded {
-    pub kind: Kind,
+    pub kind: ChangeKind,
     pub at_ms: u64,
     /// The migration that made it.
     pub version: u32,
 }
 
 /// The changes of `calls` (made on a table that was `current`) that the ledger records.
-pub fn counted(current: Option<&TableDef>, call: &Call) -> Option<Kind> {
+pub fn counted(current: Option<&TableDef>, call: &Call) -> Option<ChangeKind> {
     match call {
-        Call::EnableTtl { .. } | Call::DisableTtl { .. } => Some(Kind::Ttl),
+        Call::EnableTtl { .. } | Call::DisableTtl { .. } => Some(ChangeKind::Ttl),
         Call::UpdateBilling { billing: Some(Billing::PayPerRequest), .. }
             if current.is_some_and(|c| matches!(c.billing, Billing::Provisioned(_))) =>
         {
-            Some(Kind::OnDemand)
+            Some(ChangeKind::OnDemand)
         }
-        Call::SetTableClass { .. } => Some(Kind::TableClass),
+        Call::SetTableClass { .. } => Some(ChangeKind::TableClass),
         _ => None,
     }
 }
@@ -146,7 +146,7 @@ impl History {
     /// ledger has the same one.
     pub fn new(described: &Described, recorded: &[Recorded], created_ms: Option<u64>) -> History {
         let since = created_ms.map_or(0, |c| c.saturating_sub(SAME_CHANGE_MS));
-        let of = |kind: Kind, last: Option<u64>| {
+        let of = |kind: ChangeKind, last: Option<u64>| {
             let mut changes: Vec<Change> = recorded
                 .iter()
                 .filter(|r| r.kind == kind && r.at_ms >= since)
@@ -161,10 +161,10 @@ impl History {
             changes
         };
         History {
-            ttl: of(Kind::Ttl, None),
+            ttl: of(ChangeKind::Ttl, None),
             ttl_in_transition: described.ttl_in_transition,
-            on_demand: of(Kind::OnDemand, described.last_switch_to_on_demand_ms),
-            table_class: of(Kind::TableClass, described.last_table_class_update_ms),
+            on_demand: of(ChangeKind::OnDemand, described.last_switch_to_on_demand_ms),
+            table_class: of(ChangeKind::TableClass, described.last_table_class_update_ms),
             decreases: described
                 .decreases
                 .iter()

@@ -17,7 +17,7 @@ fn book() -> RuleBook {
     RuleBook::new(NOW, RuleScope::Run, "prod")
 }
 
-fn recorded(kind: Kind, minutes_ago: u64, version: u32) -> Recorded {
+fn recorded(kind: ChangeKind, minutes_ago: u64, version: u32) -> Recorded {
     Recorded { kind, at_ms: NOW - minutes_ago * MINUTE, version }
 }
 
@@ -58,7 +58,7 @@ fn changing_the_ttl_attribute_in_one_step_is_refused_with_when_it_becomes_possib
 #[test]
 fn a_ttl_change_within_the_hour_of_one_the_ledger_recorded_is_refused_and_after_it_admitted() {
     let mut book = book();
-    book.learn(TABLE, History::new(&Described::default(), &[recorded(Kind::Ttl, 10, 3)], None));
+    book.learn(TABLE, History::new(&Described::default(), &[recorded(ChangeKind::Ttl, 10, 3)], None));
     let refusal = admit(&mut book, 4, &customers().ttl("expires_at"), ttl(None)).unwrap_err();
     assert_eq!(refusal.possible_at_ms, NOW + 50 * MINUTE);
     assert!(
@@ -70,7 +70,7 @@ fn a_ttl_change_within_the_hour_of_one_the_ledger_recorded_is_refused_and_after_
     );
 
     let mut book = self::book();
-    book.learn(TABLE, History::new(&Described::default(), &[recorded(Kind::Ttl, 61, 3)], None));
+    book.learn(TABLE, History::new(&Described::default(), &[recorded(ChangeKind::Ttl, 61, 3)], None));
     admit(&mut book, 4, &customers().ttl("expires_at"), ttl(None)).unwrap();
 }
 
@@ -103,7 +103,7 @@ fn ttl_changes_by_two_migrations_of_one_run_say_to_apply_the_first_alone() {
 #[test]
 fn each_migration_alone_ignores_history_and_earlier_migrations_but_not_its_own_changes() {
     let mut book = RuleBook::new(NOW, RuleScope::EachMigration, "verify");
-    book.learn(TABLE, History::new(&Described::default(), &[recorded(Kind::Ttl, 1, 1)], None));
+    book.learn(TABLE, History::new(&Described::default(), &[recorded(ChangeKind::Ttl, 1, 1)], None));
     admit(&mut book, 2, &customers(), ttl(Some("expires_at"))).unwrap();
     admit(&mut book, 3, &customers().ttl("expires_at"), ttl(None)).unwrap();
     let refusal = admit(&mut book, 4, &customers().ttl("expires_at"), ttl(Some("valid_until"))).unwrap_err();
@@ -117,7 +117,11 @@ fn a_fifth_switch_to_on_demand_in_24_hours_is_refused_until_the_oldest_leaves_th
     let described = Described { last_switch_to_on_demand_ms: Some(NOW - 60 * MINUTE), ..Described::default() };
     let history = History::new(
         &described,
-        &[recorded(Kind::OnDemand, 23 * 60, 1), recorded(Kind::OnDemand, 120, 2), recorded(Kind::OnDemand, 60, 3)],
+        &[
+            recorded(ChangeKind::OnDemand, 23 * 60, 1),
+            recorded(ChangeKind::OnDemand, 120, 2),
+            recorded(ChangeKind::OnDemand, 60, 3),
+        ],
         None,
     );
     book.learn(TABLE, history);
@@ -136,7 +140,7 @@ fn a_fifth_switch_to_on_demand_in_24_hours_is_refused_until_the_oldest_leaves_th
 fn a_switch_dynamodb_reports_but_the_ledger_does_not_know_counts_too() {
     let mut book = book();
     let described = Described { last_switch_to_on_demand_ms: Some(NOW - 5 * 60 * MINUTE), ..Described::default() };
-    let recorded: Vec<Recorded> = (1..=3).map(|v| recorded(Kind::OnDemand, 10 * u64::from(v), v)).collect();
+    let recorded: Vec<Recorded> = (1..=3).map(|v| recorded(ChangeKind::OnDemand, 10 * u64::from(v), v)).collect();
     book.learn(TABLE, History::new(&described, &recorded, None));
     let refusal = admit(&mut book, 4, &customers().provisioned(5, 5), billing(Billing::PayPerRequest)).unwrap_err();
     assert!(refusal.message.contains("2026-03-10T07:00:00Z (reported by DynamoDB)"), "{}", refusal.message);
@@ -148,7 +152,7 @@ fn a_third_table_class_change_in_30_days_is_refused() {
     let day = 24 * 60;
     let mut book = book();
     let described = Described { last_table_class_update_ms: Some(NOW - 10 * day * MINUTE), ..Described::default() };
-    book.learn(TABLE, History::new(&described, &[recorded(Kind::TableClass, 20 * day, 1)], None));
+    book.learn(TABLE, History::new(&described, &[recorded(ChangeKind::TableClass, 20 * day, 1)], None));
     let class = |c| SchemaStep::SetTableClass { table: "customers".into(), class: c };
     let refusal = admit(&mut book, 2, &customers(), class(TableClass::StandardInfrequentAccess)).unwrap_err();
     assert_eq!(refusal.rule, Rule::TableClassChanges);
@@ -232,7 +236,7 @@ fn a_switch_to_provisioned_is_neither_counted_nor_a_decrease() {
 
 #[test]
 fn changes_recorded_before_the_table_was_created_belong_to_an_older_table() {
-    let history = History::new(&Described::default(), &[recorded(Kind::Ttl, 30, 1)], Some(NOW - 10 * MINUTE));
+    let history = History::new(&Described::default(), &[recorded(ChangeKind::Ttl, 30, 1)], Some(NOW - 10 * MINUTE));
     let mut book = book();
     book.learn(TABLE, history);
     admit(&mut book, 2, &customers(), ttl(Some("expires_at"))).unwrap();
@@ -242,9 +246,9 @@ fn changes_recorded_before_the_table_was_created_belong_to_an_older_table() {
 fn only_ttl_switches_to_on_demand_and_class_changes_are_recorded() {
     let provisioned_table = customers().provisioned(5, 5);
     let (calls, _) = plan_step(Some(&provisioned_table), &billing(Billing::PayPerRequest)).unwrap();
-    assert_eq!(counted(Some(&provisioned_table), &calls[0]), Some(Kind::OnDemand));
+    assert_eq!(counted(Some(&provisioned_table), &calls[0]), Some(ChangeKind::OnDemand));
     let (calls, _) = plan_step(Some(&customers()), &billing(provisioned(5, 5))).unwrap();
     assert_eq!(counted(Some(&customers()), &calls[0]), None);
     let (calls, _) = plan_step(Some(&customers()), &ttl(Some("expires_at"))).unwrap();
-    assert_eq!(counted(Some(&customers()), &calls[0]), Some(Kind::Ttl));
+    assert_eq!(counted(Some(&customers()), &calls[0]), Some(ChangeKind::Ttl));
 }
