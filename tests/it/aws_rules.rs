@@ -23,17 +23,21 @@ struct Setup {
 }
 
 async fn setup(test: &str) -> Setup {
-    let proxy = RulesProxy::start(support::endpoint()).await;
+    let proxy = RulesProxy::start(support::rules_endpoint()).await;
     let client = client_of(&proxy).await;
     let names = support::names(test);
-    let migrator = Migrator::new(client.clone(), names.clone(), true, "test")
-        .with_streams(support::streams().await)
-        .with_environment("prod");
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test").with_environment("prod");
     let ledger = migrator.ledger();
     Setup { proxy, client, names, migrator, ledger }
 }
 
 impl Setup {
+    /// Deletes the test's tables: on DynamoDB Local, each table with TTL on holds a thread
+    /// (see `support::rules_endpoint`).
+    async fn end(self) {
+        support::delete_tables(&support::rules_client().await, &self.names).await;
+    }
+
     fn physical(&self) -> String {
         self.names.physical("customers")
     }
@@ -107,7 +111,7 @@ fn now_ms() -> u64 {
 async fn a_ttl_change_soon_after_another_or_twice_in_a_migration_is_refused_before_any_write() {
     let s = setup("rules_ttl_attribute").await;
     // The table was made before this tool's time: no TTL change is known.
-    support::create_table_keyed_by(&support::client().await, &s.physical(), KeyAttr::n("customer_nr")).await;
+    support::create_table_keyed_by(&support::rules_client().await, &s.physical(), KeyAttr::n("customer_nr")).await;
     s.client
         .update_time_to_live()
         .table_name(s.physical())
@@ -128,6 +132,8 @@ async fn a_ttl_change_soon_after_another_or_twice_in_a_migration_is_refused_befo
     assert!(refusal.possible_at_ms > now_ms() && refusal.possible_at_ms <= now_ms() + HOUR_MS, "{refusal:?}");
     assert!(refusal.message.contains("(reported by DynamoDB)"), "{}", refusal.message);
 
+    s.end().await;
+
     // A migration that changes TTL twice by itself: the history refuses its first call, but it
     // must be split whenever it runs, and that is what the pre-flight says.
     let s = setup("rules_ttl_attribute_alone").await;
@@ -147,6 +153,7 @@ async fn a_ttl_change_soon_after_another_or_twice_in_a_migration_is_refused_befo
         "{message}"
     );
     assert_eq!(s.proxy.refusals(), [], "no call reached the proxy to be refused");
+    s.end().await;
 }
 
 #[tokio::test]
@@ -173,6 +180,7 @@ async fn a_ttl_change_within_the_hour_of_the_tools_last_is_refused_with_when_it_
         refusal.message
     );
     assert_eq!(s.proxy.refusals(), []);
+    s.end().await;
 }
 
 #[tokio::test]
@@ -198,6 +206,7 @@ async fn two_ttl_changes_in_one_run_are_refused_before_the_first_migration_is_ap
     let refusal = s.refused_before_any_write(&migrations).await;
     assert!(refusal.message.contains("by migration 2, recorded in the ledger"), "{}", refusal.message);
     assert_eq!(s.proxy.refusals(), []);
+    s.end().await;
 }
 
 #[tokio::test]
@@ -229,6 +238,7 @@ async fn switches_to_on_demand_beyond_four_in_a_day_are_refused_before_any_write
     assert!(refusal.possible_at_ms > now_ms() + 23 * HOUR_MS, "{refusal:?}");
     let in_plan = refused(&s.plan(&migrations).await).clone();
     assert_eq!((in_plan.rule, in_plan.call), (refusal.rule, refusal.call));
+    s.end().await;
 }
 
 #[tokio::test]
@@ -253,6 +263,7 @@ async fn table_class_changes_beyond_two_in_30_days_are_refused_before_any_write(
     let refusal = s.refused_before_any_write(&migrations).await;
     assert!(refusal.possible_at_ms > now_ms() + 29 * 24 * HOUR_MS, "{refusal:?}");
     assert!(refusal.message.contains("by migration 2, recorded in the ledger"), "{}", refusal.message);
+    s.end().await;
 }
 
 #[tokio::test]
@@ -282,6 +293,7 @@ async fn a_decrease_after_four_today_is_refused_before_any_write() {
     assert!(refusal.message.contains("(the table has had 4 decrease(s) today)"), "{}", refusal.message);
     assert!(refusal.message.contains("(reported by DynamoDB)"), "{}", refusal.message);
     assert_eq!(s.proxy.refusals(), []);
+    s.end().await;
 }
 
 #[tokio::test]
@@ -321,6 +333,7 @@ async fn a_stream_view_change_is_a_destructive_replacement_that_says_its_consume
         describe(&s.client, &s.physical(), "customers", 1, true).await.unwrap().unwrap().def.stream
             == Some(StreamView::NewImage)
     );
+    s.end().await;
 }
 
 async fn stream_arn(s: &Setup) -> String {
@@ -381,6 +394,7 @@ async fn a_gsi_projection_change_deletes_and_recreates_the_index_instead_of_a_re
         .unwrap();
     assert_eq!(found.count(), 7, "the new index is backfilled");
     assert!(found.items().iter().all(|i| i.contains_key("name")), "and projects every attribute");
+    s.end().await;
 }
 
 #[tokio::test]
@@ -402,4 +416,5 @@ async fn a_create_whose_ttl_call_failed_completes_on_the_next_run_from_that_call
     assert!(s.table().await.contains("ttl_attribute: Some(\"expires_at\")"), "{}", s.table().await);
     assert_eq!(s.proxy.passed_on("CreateTable", &s.physical()), 1, "the table was created once");
     assert_eq!(s.proxy.passed_on("UpdateTimeToLive", &s.physical()), 1);
+    s.end().await;
 }

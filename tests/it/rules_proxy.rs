@@ -584,12 +584,12 @@ mod tests {
 
     #[tokio::test]
     async fn changing_a_ttl_attribute_off_then_on_is_refused_as_aws_refuses_it() {
-        let proxy = RulesProxy::start(support::endpoint()).await;
+        let proxy = RulesProxy::start(support::rules_endpoint()).await;
         let client = client_of(&proxy).await;
         let physical = support::names("rp_ttl").physical("customers");
         let def = TableDef::new("customers", KeyAttr::n("nr")).ttl("expires_at");
         // Created behind the proxy's back: it has seen no TTL change of this table.
-        create(&support::client().await, &physical, &def).await;
+        create(&support::rules_client().await, &physical, &def).await;
 
         let step = SchemaStep::UpdateTtl { table: "customers".into(), attribute: Some("valid_until".into()) };
         let error = naive(&client, &physical, &def, step).await.unwrap_err();
@@ -608,11 +608,13 @@ mod tests {
         assert_eq!(proxy.passed("UpdateTimeToLive"), 1, "the disable went through, the enable did not");
         let ttl = client.describe_time_to_live().table_name(&physical).send().await.unwrap();
         assert_eq!(ttl.time_to_live_description().unwrap().time_to_live_status().unwrap().as_str(), "DISABLING");
+        // A table with TTL on holds one of DynamoDB Local's job threads (see `support::rules_endpoint`).
+        client.delete_table().table_name(&physical).send().await.unwrap();
     }
 
     #[tokio::test]
     async fn a_fifth_switch_to_on_demand_in_a_day_is_refused() {
-        let proxy = RulesProxy::start(support::endpoint()).await;
+        let proxy = RulesProxy::start(support::rules_endpoint()).await;
         let client = client_of(&proxy).await;
         let physical = support::names("rp_on_demand").physical("customers");
         let provisioned = TableDef::new("customers", KeyAttr::n("nr")).provisioned(5, 5);
@@ -640,7 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_third_table_class_change_in_30_days_is_refused_and_the_class_is_described() {
-        let proxy = RulesProxy::start(support::endpoint()).await;
+        let proxy = RulesProxy::start(support::rules_endpoint()).await;
         let client = client_of(&proxy).await;
         let physical = support::names("rp_class").physical("customers");
         let standard = TableDef::new("customers", KeyAttr::n("nr"));
@@ -659,7 +661,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fifth_decrease_within_the_hour_is_refused_and_decreases_are_described() {
-        let proxy = RulesProxy::start(support::endpoint()).await;
+        let proxy = RulesProxy::start(support::rules_endpoint()).await;
         let client = client_of(&proxy).await;
         let physical = support::names("rp_decrease").physical("customers");
         create(&client, &physical, &TableDef::new("customers", KeyAttr::n("nr")).provisioned(10, 10)).await;
