@@ -83,6 +83,9 @@ pub enum Error {
     NotQuiet { table: String, new: String, since: String, quiet_s: u64, window_s: u64 },
     #[error(transparent)]
     Replay(Box<crate::data::ReplayError>),
+    /// A call AWS would refuse now (see `rules`), found before the run wrote anything.
+    #[error("{0} Nothing was applied.")]
+    Refused(crate::rules::Refusal),
     #[error("rebuild of table {table}: {reason}")]
     Rebuild { table: String, reason: String },
     #[error("building a DynamoDB request: {0}")]

@@ -153,6 +153,13 @@ fn summary(step: &SchemaStep) -> String {
             format!("turn the stream of {table} to {}", stream_name(*view))
         }
         SchemaStep::UpdateStream { table, stream: None } => format!("turn the stream of {table} off"),
+        SchemaStep::ReplaceStream { table, stream, .. } => {
+            format!("replace the stream of {table} by a {} one (destructive: write why)", stream_name(*stream))
+        }
+        SchemaStep::ReplaceGlobalIndex { table, index, .. } => {
+            format!("replace global index {} of {table} (destructive: write why)", index.name)
+        }
+        SchemaStep::SetTableClass { table, class } => format!("set the table class of {table} to {class:?}"),
         SchemaStep::SetDeletionProtection { table, enabled } => {
             format!("turn deletion protection of {table} {}", if *enabled { "on" } else { "off" })
         }
@@ -485,14 +492,27 @@ fn in_place(have: &TableDef, want: &TableDef, not_generated: &mut Vec<NotGenerat
         }
         steps.push(step);
     }
-    if have.stream != want.stream {
-        let mut step = GeneratedStep::schema(SchemaStep::UpdateStream { table: table.clone(), stream: want.stream });
-        if have.stream.is_some() {
-            step = step.with_comment(
+    match (have.stream, want.stream) {
+        // Another view is another stream (a new ARN): a destructive replacement.
+        (Some(_), Some(view)) if have.stream != want.stream => steps.push(
+            GeneratedStep::schema(SchemaStep::ReplaceStream {
+                table: table.clone(),
+                stream: view,
+                destructive: Destructive::because(NO_REASON),
+            })
+            .with_comment(
                 "This ends the current stream: its consumers (triggers, replicas, a rebuild's replay) lose their place.",
-            );
+            ),
+        ),
+        (Some(_), None) => steps.push(
+            GeneratedStep::schema(SchemaStep::UpdateStream { table: table.clone(), stream: None }).with_comment(
+                "This ends the current stream: its consumers (triggers, replicas, a rebuild's replay) lose their place.",
+            ),
+        ),
+        (None, Some(_)) => {
+            steps.push(GeneratedStep::schema(SchemaStep::UpdateStream { table: table.clone(), stream: want.stream }))
         }
-        steps.push(step);
+        _ => {}
     }
     if have.deletion_protection != want.deletion_protection {
         steps.push(GeneratedStep::schema(SchemaStep::SetDeletionProtection {
@@ -518,7 +538,12 @@ fn in_place(have: &TableDef, want: &TableDef, not_generated: &mut Vec<NotGenerat
         );
     }
     if have.table_class != want.table_class {
-        missing("table_class", format!("{:?}", have.table_class), format!("{:?}", want.table_class));
+        steps.push(
+            GeneratedStep::schema(SchemaStep::SetTableClass { table: table.clone(), class: want.table_class })
+                .with_comment(
+                    "AWS allows two table class changes in 30 days: `cargo xtask plan` says when one is refused.",
+                ),
+        );
     }
     if have.tags != want.tags {
         missing("tags", format!("{:?}", have.tags), format!("{:?}", want.tags));
@@ -538,11 +563,17 @@ fn rebuild(have: &TableDef, want: &TableDef) -> Vec<GeneratedStep> {
         Some(StreamView::KeysOnly | StreamView::OldImage) => false,
     };
     if !usable {
-        steps.push(
-            GeneratedStep::schema(SchemaStep::UpdateStream {
+        let stream = Some(StreamView::NewAndOldImages);
+        let step = match have.stream {
+            Some(_) => SchemaStep::ReplaceStream {
                 table: have.name.clone(),
-                stream: Some(StreamView::NewAndOldImages),
-            })
+                stream: StreamView::NewAndOldImages,
+                destructive: Destructive::because(NO_REASON),
+            },
+            None => SchemaStep::UpdateStream { table: have.name.clone(), stream },
+        };
+        steps.push(
+            GeneratedStep::schema(step)
             .with_comment(format!(
                 "The rebuild replays the old version's stream, which must carry new and old images: this replaces the {} stream, and its consumers lose their place.",
                 have.stream.map_or("", stream_name)
@@ -1005,6 +1036,18 @@ impl Renderer {
                     None => "None".to_owned(),
                 };
                 ("update_stream".into(), vec![string(table), view])
+            }
+            SchemaStep::ReplaceStream { table, stream, .. } => {
+                ("replace_stream".into(), vec![string(table), self.stream_view(*stream), self.reason()])
+            }
+            SchemaStep::ReplaceGlobalIndex { table, index, .. } => {
+                let table = string(table);
+                let arg = self.global_index(index, at("replace_global_index", &[&table]));
+                ("replace_global_index".into(), vec![table, arg, self.reason()])
+            }
+            SchemaStep::SetTableClass { table, class } => {
+                self.imports.insert("TableClass");
+                ("set_table_class".into(), vec![string(table), format!("TableClass::{class:?}")])
             }
             SchemaStep::SetDeletionProtection { table, enabled } => {
                 ("deletion_protection".into(), vec![string(table), enabled.to_string()])

@@ -15,10 +15,15 @@ use crate::error::{Error, Result};
 use crate::executor::wait_until_active;
 use crate::lock::LOCK_ID;
 use crate::names::TableNames;
+use crate::rules::Recorded;
 use crate::sequence::{AppliedMigration, Status};
 
 const ID: &str = "id";
 const MIGRATION_PREFIX: &str = "migration#";
+/// The ledger's item of a table's control-plane changes that AWS counts (see `rules`).
+const CONTROL_PREFIX: &str = "control#";
+/// How long a recorded control-plane change is kept: the longest window a rule counts in.
+const CONTROL_KEPT_MS: u64 = crate::rules::TABLE_CLASS_WINDOW_MS;
 
 /// The ledger's item id of a migration, zero-padded so that ids sort like versions.
 fn record_id(version: u32) -> String {
@@ -320,6 +325,58 @@ impl Ledger {
             deleted += 1;
         }
         Ok(deleted)
+    }
+
+    /// The control-plane changes this tool made to the physical table `physical` that AWS
+    /// counts (TTL changes, switches to on-demand, table class changes), oldest first; none when
+    /// the ledger table does not exist yet.
+    pub(crate) async fn control_changes(&self, physical: &str) -> Result<Vec<Recorded>> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ID, AttributeValue::S(format!("{CONTROL_PREFIX}{physical}")))
+            .consistent_read(true)
+            .send()
+            .await;
+        let item = match got {
+            Ok(out) => out.item,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
+            Err(e) => {
+                return Err(Error::aws(format!("GetItem {} (control-plane changes of {physical})", self.table))(e));
+            }
+        };
+        let Some(item) = item else { return Ok(Vec::new()) };
+        let Some(changes) = item.get("changes").cloned() else { return Ok(Vec::new()) };
+        let changes: Vec<Recorded> = serde_dynamo::from_attribute_value(changes).map_err(|e| Error::LedgerRecord {
+            table: self.table.clone(),
+            id: format!("{CONTROL_PREFIX}{physical}"),
+            reason: e.to_string(),
+        })?;
+        Ok(changes)
+    }
+
+    /// Adds `change`, made to `physical` by migration `change.version`, to the table's recorded
+    /// control-plane changes, forgetting those older than any rule counts; fenced by the lock.
+    pub(crate) async fn record_control_change(&self, physical: &str, change: Recorded) -> Result<()> {
+        let mut changes = self.control_changes(physical).await?;
+        changes.retain(|c| c.at_ms + CONTROL_KEPT_MS > change.at_ms);
+        let version = change.version;
+        changes.push(change);
+        let mut item: HashMap<String, AttributeValue> = HashMap::new();
+        item.insert(ID.to_owned(), AttributeValue::S(format!("{CONTROL_PREFIX}{physical}")));
+        item.insert("table".to_owned(), AttributeValue::S(physical.to_owned()));
+        item.insert(
+            "changes".to_owned(),
+            serde_dynamo::to_attribute_value(&changes).expect("recorded changes are always an attribute value"),
+        );
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build()?;
+        // The put has no condition of its own: only the lock check can cancel the transaction.
+        self.transact(TransactWriteItem::builder().put(put).build(), version, || Error::LedgerConflict {
+            version,
+            name: format!("(control-plane changes of {physical})"),
+        })
+        .await
     }
 
     /// `condition`, and when fenced, that the record is still this run's.

@@ -28,6 +28,7 @@ mod migrator;
 mod names;
 mod planner;
 mod preview;
+mod rules;
 mod schemas;
 mod sdk;
 mod sequence;
@@ -72,7 +73,8 @@ pub use migrator::{
 };
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
-pub use preview::{PlannedMigration, PlannedStep, preview};
+pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
+pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,

@@ -171,6 +171,27 @@ pub fn lint(migrations: &[Migration]) -> Result<Vec<Finding>, LintError> {
                         );
                     }
                 }
+                Step::Schema(SchemaStep::ReplaceStream { table, stream, destructive }) => {
+                    let before = tables.current(table).and_then(|t| t.stream).map_or("current", view);
+                    found(
+                        Rule::StreamReplacement,
+                        table,
+                        format!(
+                            "replaces the {before} stream of {table} (by a {} one): its consumers (triggers, replicas, a rebuild's replay) lose their place",
+                            view(*stream)
+                        ),
+                        Some(&destructive.reason),
+                    )
+                }
+                Step::Schema(SchemaStep::ReplaceGlobalIndex { table, index, destructive }) => found(
+                    Rule::DeleteIndex,
+                    table,
+                    format!(
+                        "replaces global index {} of {table}: queries on it fail until it is created and backfilled again",
+                        index.name
+                    ),
+                    Some(&destructive.reason),
+                ),
                 Step::Schema(SchemaStep::UpdateBilling { table, billing, .. }) => {
                     if let Some(before) = tables.current(table).map(|t| t.billing)
                         && std::mem::discriminant(&before) != std::mem::discriminant(billing)
@@ -328,7 +349,7 @@ mod tests {
             Migration::new(1, "create_alpha", "1").create_table(alpha),
             Migration::new(2, "drop_by_x", "2").delete_global_index("alpha", "by_x", Destructive::because("unused")),
             Migration::new(3, "keys_only", "3")
-                .update_stream("alpha", Some(StreamView::KeysOnly))
+                .replace_stream("alpha", StreamView::KeysOnly, Destructive::because(" "))
                 .update_billing("alpha", Billing::Provisioned(dynamo_model::Throughput { read: 5, write: 5 }), vec![])
                 .update_billing("alpha", Billing::Provisioned(dynamo_model::Throughput { read: 9, write: 9 }), vec![]),
             Migration::new(4, "rebuild_alpha", "4")

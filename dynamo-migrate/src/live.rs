@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types as sdk;
 use dynamo_model::{Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, TableDef, Throughput};
 
 use crate::error::{Error, Result};
+use crate::rules::{Decreases, Described};
 use crate::sdk::{key_type_from, projection_from, stream_view_from, table_class_from};
 
 /// Fields that DynamoDB Local cannot report (it has no `ListTagsOfResource` and no
@@ -20,6 +21,10 @@ pub struct LiveTable {
     pub def: TableDef,
     pub not_checked: Vec<&'static str>,
     pub item_count: Option<i64>,
+    /// When the table was created, in milliseconds since the epoch.
+    pub created_ms: Option<u64>,
+    /// What the descriptions say of the table's recent control-plane changes (see `rules`).
+    pub described: Described,
 }
 
 impl LiveTable {
@@ -58,6 +63,8 @@ pub async fn describe(
     let mut def =
         from_description(&table, logical).map_err(|reason| Error::Unreadable { table: physical.to_owned(), reason })?;
     def.version = version;
+    let created_ms = table.creation_date_time().and_then(millis);
+    let mut described = described_changes(&table, created_ms);
 
     let ttl = client
         .describe_time_to_live()
@@ -65,10 +72,14 @@ pub async fn describe(
         .send()
         .await
         .map_err(Error::aws(format!("DescribeTimeToLive {physical}")))?;
-    if let Some(ttl) = ttl.time_to_live_description()
-        && matches!(ttl.time_to_live_status(), Some(sdk::TimeToLiveStatus::Enabled | sdk::TimeToLiveStatus::Enabling))
-    {
-        def.ttl_attribute = ttl.attribute_name().map(str::to_owned);
+    if let Some(ttl) = ttl.time_to_live_description() {
+        if matches!(ttl.time_to_live_status(), Some(sdk::TimeToLiveStatus::Enabled | sdk::TimeToLiveStatus::Enabling)) {
+            def.ttl_attribute = ttl.attribute_name().map(str::to_owned);
+        }
+        described.ttl_in_transition = matches!(
+            ttl.time_to_live_status(),
+            Some(sdk::TimeToLiveStatus::Enabling | sdk::TimeToLiveStatus::Disabling)
+        );
     }
 
     let mut not_checked = Vec::new();
@@ -96,7 +107,48 @@ pub async fn describe(
             def.tags = tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
         }
     }
-    Ok(Some(LiveTable { def, not_checked, item_count: table.item_count() }))
+    Ok(Some(LiveTable { def, not_checked, item_count: table.item_count(), created_ms, described }))
+}
+
+/// A timestamp in milliseconds since the epoch; `None` for the epoch itself, which DynamoDB Local
+/// reports for changes that never happened.
+fn millis(t: &aws_smithy_types::DateTime) -> Option<u64> {
+    u64::try_from(t.to_millis().ok()?).ok().filter(|ms| *ms > 0)
+}
+
+/// What `DescribeTable` says of the table's last switch to on-demand, last class change and
+/// throughput decreases. A switch at the table's creation is its creation on demand, not a switch.
+fn described_changes(table: &sdk::TableDescription, created_ms: Option<u64>) -> Described {
+    let decreases = |t: Option<&sdk::ProvisionedThroughputDescription>| {
+        t.map(|t| Decreases {
+            today: t.number_of_decreases_today().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            last_ms: t.last_decrease_date_time().and_then(millis),
+        })
+        .filter(|d| d.today > 0 || d.last_ms.is_some())
+    };
+    let mut by_target = BTreeMap::new();
+    if let Some(d) = decreases(table.provisioned_throughput()) {
+        by_target.insert(String::new(), d);
+    }
+    for g in table.global_secondary_indexes() {
+        if let Some(d) = decreases(g.provisioned_throughput()) {
+            by_target.insert(g.index_name().unwrap_or_default().to_owned(), d);
+        }
+    }
+    let switched = table
+        .billing_mode_summary()
+        .and_then(|b| b.last_update_to_pay_per_request_date_time())
+        .and_then(millis)
+        .filter(|at| created_ms.is_none_or(|created| at.abs_diff(created) > 60_000));
+    Described {
+        last_switch_to_on_demand_ms: switched,
+        last_table_class_update_ms: table
+            .table_class_summary()
+            .and_then(|c| c.last_update_date_time())
+            .and_then(millis),
+        ttl_in_transition: false,
+        decreases: by_target,
+    }
 }
 
 /// The model of a `TableDescription`; an error names what DynamoDB returned that the model lacks.

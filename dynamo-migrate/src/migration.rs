@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use dynamo_model::{Billing, GlobalIndex, Item, StreamView, TableDef};
+use dynamo_model::{Billing, GlobalIndex, Item, StreamView, TableClass, TableDef};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -62,10 +62,30 @@ pub enum SchemaStep {
         billing: Billing,
         index_throughput: Vec<(String, dynamo_model::Throughput)>,
     },
-    /// Turns the stream on with a view, or off with `None`.
+    /// Turns the stream on with a view, or off with `None`. A different view on a table that has
+    /// a stream is refused: that is [`SchemaStep::ReplaceStream`].
     UpdateStream {
         table: String,
         stream: Option<StreamView>,
+    },
+    /// Replaces the table's stream by one with another view: off, then on, which gives it a new
+    /// ARN; the old stream's consumers stop.
+    ReplaceStream {
+        table: String,
+        stream: StreamView,
+        destructive: Destructive,
+    },
+    /// Deletes a GSI and creates it again as `index` (other keys or projection), waiting for
+    /// the deletion and then the backfill; queries on the index fail meanwhile.
+    ReplaceGlobalIndex {
+        table: String,
+        index: GlobalIndex,
+        destructive: Destructive,
+    },
+    /// Changes the table class (AWS allows two changes in 30 days).
+    SetTableClass {
+        table: String,
+        class: TableClass,
     },
     SetDeletionProtection {
         table: String,
@@ -89,6 +109,9 @@ impl SchemaStep {
             | SchemaStep::UpdateTtl { table, .. }
             | SchemaStep::UpdateBilling { table, .. }
             | SchemaStep::UpdateStream { table, .. }
+            | SchemaStep::ReplaceStream { table, .. }
+            | SchemaStep::ReplaceGlobalIndex { table, .. }
+            | SchemaStep::SetTableClass { table, .. }
             | SchemaStep::SetDeletionProtection { table, .. }
             | SchemaStep::DeleteTable { table, .. } => table,
         }
@@ -97,9 +120,10 @@ impl SchemaStep {
     /// The acknowledgement of a step that deletes data, if it is one.
     pub fn destructive(&self) -> Option<&Destructive> {
         match self {
-            SchemaStep::DeleteGlobalIndex { destructive, .. } | SchemaStep::DeleteTable { destructive, .. } => {
-                Some(destructive)
-            }
+            SchemaStep::DeleteGlobalIndex { destructive, .. }
+            | SchemaStep::DeleteTable { destructive, .. }
+            | SchemaStep::ReplaceStream { destructive, .. }
+            | SchemaStep::ReplaceGlobalIndex { destructive, .. } => Some(destructive),
             _ => None,
         }
     }
@@ -335,6 +359,19 @@ impl Migration {
     }
     pub fn update_stream(self, table: &str, stream: Option<StreamView>) -> Self {
         self.schema(SchemaStep::UpdateStream { table: table.to_owned(), stream })
+    }
+    /// Replaces the table's stream by one with view `stream` (a new stream ARN: its consumers stop).
+    pub fn replace_stream(self, table: &str, stream: StreamView, destructive: Destructive) -> Self {
+        self.schema(SchemaStep::ReplaceStream { table: table.to_owned(), stream, destructive })
+    }
+    /// Deletes the GSI named like `index` and creates it again as `index` (queries on it fail until
+    /// it is backfilled): how a GSI's keys or projection change.
+    pub fn replace_global_index(self, table: &str, index: GlobalIndex, destructive: Destructive) -> Self {
+        self.schema(SchemaStep::ReplaceGlobalIndex { table: table.to_owned(), index, destructive })
+    }
+    /// Changes the table class (AWS allows two changes in a trailing 30 days).
+    pub fn set_table_class(self, table: &str, class: TableClass) -> Self {
+        self.schema(SchemaStep::SetTableClass { table: table.to_owned(), class })
     }
     pub fn deletion_protection(self, table: &str, enabled: bool) -> Self {
         self.schema(SchemaStep::SetDeletionProtection { table: table.to_owned(), enabled })

@@ -29,8 +29,17 @@ use crate::lock::{Lock, LockOptions, holder as lock_holder};
 use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
 use crate::names::TableNames;
 use crate::planner::{PlanError, plan_step};
-use crate::preview::validate;
+use crate::preview::{Pending, validate};
+use crate::rules::{Recorded, RuleBook, RuleScope, counted};
 use crate::sequence::{AppliedMigration, Status, pending};
+
+/// The migration a schema step belongs to, and whether that migration runs again (so that what
+/// its earlier attempt deleted is found gone).
+#[derive(Debug, Clone, Copy)]
+struct StepOf {
+    migration: u32,
+    resume: bool,
+}
 
 /// What one step did.
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +101,8 @@ pub struct Migrator {
     streams: Option<StreamsClient>,
     quiet_window: Duration,
     copy_limit: Duration,
+    rules: RuleScope,
+    environment: String,
 }
 
 /// The longest a rebuild's copy may be estimated to take: stream records live 24 hours, and the
@@ -132,6 +143,8 @@ impl Migrator {
             streams: None,
             quiet_window: if local { Duration::ZERO } else { DEFAULT_QUIET_WINDOW },
             copy_limit: COPY_LIMIT,
+            rules: RuleScope::Run,
+            environment: "<environment>".to_owned(),
         }
     }
 
@@ -149,6 +162,19 @@ impl Migrator {
     /// migrations, as the command line runs them.
     pub fn with_file_check(mut self, on: bool) -> Self {
         self.check_files = on;
+        self
+    }
+
+    /// How much history the pre-flight counts against AWS's control-plane rules (see `rules`):
+    /// the tables' and the whole run's (the default), or each migration's alone (`verify`).
+    pub fn with_rules(mut self, scope: RuleScope) -> Self {
+        self.rules = scope;
+        self
+    }
+
+    /// The environment's name, for the commands a refusal suggests.
+    pub fn with_environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = name.into();
         self
     }
 
@@ -273,10 +299,18 @@ impl Migrator {
             Err(e) => return Err(fail(report, e.into())),
         };
         let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
+        let pending = Pending { versions: &versions, resuming: &resuming };
         if let Err(e) = self.check_drift(migrations, &records).await {
             return Err(fail(report, e));
         }
-        if let Err(e) = self.validate(migrations, &versions, &resuming).await {
+        if let Err(e) = self.validate(migrations, pending).await {
+            return Err(fail(report, e));
+        }
+        // Before the first write: a call AWS would refuse now, given what the tables and this
+        // run have changed recently, stops the run (see `rules`).
+        let book = RuleBook::new(now_ms(), self.rules, &self.environment);
+        let checked = crate::preview::preflight(&self.client, &self.names, migrations, pending, self.exec.local, book);
+        if let Err(e) = checked.await {
             return Err(fail(report, e));
         }
         for version in versions {
@@ -317,7 +351,7 @@ impl Migrator {
         let Ok(versions) = pending(&records, &known) else { return Ok(()) };
         let versions: Vec<u32> = versions.into_iter().filter(|v| target.is_none_or(|t| *v <= t)).collect();
         let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
-        match self.validate(migrations, &versions, &resuming).await {
+        match self.validate(migrations, Pending { versions: &versions, resuming: &resuming }).await {
             Err(Error::Invalid { .. })
                 if ledger.exists().await? && lock_holder(&self.client, ledger.table()).await?.is_some() =>
             {
@@ -329,10 +363,10 @@ impl Migrator {
 
     /// Validates and plans every pending migration against the live tables before the first
     /// write (see `preview::validate`); nothing is applied while a problem stands.
-    async fn validate(&self, migrations: &[Migration], versions: &[u32], resuming: &[u32]) -> Result<()> {
+    async fn validate(&self, migrations: &[Migration], pending: Pending<'_>) -> Result<()> {
+        let (client, names, local) = (&self.client, &self.names, self.exec.local);
         let (_, problems) =
-            validate(&self.client, &self.names, migrations, versions, resuming, self.check_files, self.exec.local)
-                .await?;
+            validate(client, names, migrations, pending, self.check_files, local, &self.environment).await?;
         if problems.is_empty() { Ok(()) } else { Err(Error::Invalid { problems }) }
     }
 
@@ -455,7 +489,8 @@ impl Migrator {
                     _ => names.version(logical),
                 };
                 let physical = names.physical_version(logical, version);
-                self.apply_schema_step(schema_step, &physical, version, resume, &mut report).await?;
+                let at = StepOf { migration: migration.version, resume };
+                self.apply_schema_step(ledger, at, schema_step, (&physical, version), &mut report).await?;
                 if let SchemaStep::CreateTable { table } = schema_step {
                     names.set_version(&table.name, table.version);
                 }
@@ -496,15 +531,17 @@ impl Migrator {
         Ok(report)
     }
 
-    /// Plans a schema step against the live table and makes its calls.
+    /// Plans a schema step against the live table (`physical`, version `version`) and makes its
+    /// calls, recording in the ledger those AWS counts (see `rules`) as made by migration `at`.
     async fn apply_schema_step(
         &self,
+        ledger: &Ledger,
+        at: StepOf,
         step: &SchemaStep,
-        physical: &str,
-        version: u32,
-        resume: bool,
+        (physical, version): (&str, u32),
         report: &mut StepReport,
     ) -> Result<()> {
+        let StepOf { migration, resume } = at;
         let live = describe(&self.client, physical, step.table(), version, self.exec.local).await?;
         let current = live.map(|live| match step {
             SchemaStep::CreateTable { table } => live.assuming_unchecked_as(table),
@@ -522,7 +559,13 @@ impl Migrator {
         for call in &calls {
             let line = call.describe(physical);
             match execute(&self.client, physical, call, &self.exec).await? {
-                Outcome::Done => report.calls.push(line),
+                Outcome::Done => {
+                    report.calls.push(line);
+                    if let Some(kind) = counted(current.as_ref(), call) {
+                        let change = Recorded { kind, at_ms: now_ms(), version: migration };
+                        ledger.record_control_change(physical, change).await?;
+                    }
+                }
                 Outcome::Skipped(why) => report.skipped.push(format!("{line}: {why}")),
             }
         }
@@ -636,7 +679,8 @@ impl Migrator {
             }
         };
         let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
-        self.apply_schema_step(&create, &new, rebuild.table.version, false, report).await?;
+        let at = StepOf { migration: migration.version, resume: false };
+        self.apply_schema_step(ledger, at, &create, (&new, rebuild.table.version), report).await?;
 
         let ctx = self.data_context(ledger, migration, index, names);
         let map = rebuild.map.clone().unwrap_or_else(copy_map);

@@ -2,13 +2,24 @@
 //!
 //! A pure function, unit-tested without a database. It knows the control plane's rules: one GSI
 //! created or deleted per `UpdateTable`; TTL, point-in-time recovery and tags are calls of their
-//! own; a TTL attribute or a stream view is changed by turning it off and on again; key schema,
-//! LSIs and GSI projections cannot change in place. A step whose end state already holds plans
-//! no call, so that re-running a migration after a crash is safe.
+//! own; a TTL attribute is changed by turning it off and on again; a stream view changes only by
+//! replacing the stream (off, then on: a new stream ARN, so its consumers stop), and a GSI's keys
+//! or projection only by deleting the index and creating it again (its queries fail until the
+//! backfill ends): both destructive, so both need the migration's `Destructive` acknowledgement;
+//! key schema and LSIs cannot change in place (that needs a rebuild).
+//!
+//! Every step plans from the live state, so a step whose end state already holds plans no call,
+//! and a step of several calls that stopped half-way plans only the calls still missing (a
+//! created table whose TTL call failed: the TTL call). Re-running a migration is therefore safe.
+//!
+//! Whether AWS accepts the calls *now*, given what was changed before (a TTL change within the
+//! hour, switches to on-demand, table class changes, throughput decreases), is `rules`' part.
 
 use std::fmt;
 
-use dynamo_model::{Billing, FieldDiff, GlobalIndex, StreamView, TableDef, Throughput, ValidationErrors, diff_tables};
+use dynamo_model::{
+    Billing, FieldDiff, GlobalIndex, StreamView, TableClass, TableDef, Throughput, ValidationErrors, diff_tables,
+};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -60,6 +71,10 @@ pub enum Call {
         table: String,
         enabled: bool,
     },
+    SetTableClass {
+        table: String,
+        class: TableClass,
+    },
     TagTable {
         table: String,
         tags: Vec<(String, String)>,
@@ -82,6 +97,7 @@ impl Call {
             | Call::DisableStream { table }
             | Call::SetDeletionProtection { table, .. }
             | Call::SetPointInTimeRecovery { table, .. }
+            | Call::SetTableClass { table, .. }
             | Call::TagTable { table, .. }
             | Call::DeleteTable { table } => table,
         }
@@ -126,6 +142,7 @@ impl Call {
             Call::SetPointInTimeRecovery { enabled, .. } => {
                 format!("UpdateContinuousBackups {physical}: point-in-time recovery {}", on_off(*enabled))
             }
+            Call::SetTableClass { class, .. } => format!("UpdateTable {physical}: table class {}", class_text(*class)),
             Call::TagTable { tags, .. } => format!("TagResource {physical}: {} tag(s)", tags.len()),
             Call::DeleteTable { .. } => format!("DeleteTable {physical}"),
         }
@@ -134,6 +151,13 @@ impl Call {
 
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
+}
+
+fn class_text(class: TableClass) -> &'static str {
+    match class {
+        TableClass::Standard => "STANDARD",
+        TableClass::StandardInfrequentAccess => "STANDARD_INFREQUENT_ACCESS",
+    }
 }
 
 fn billing_text(billing: &Billing) -> String {
@@ -152,10 +176,14 @@ pub enum PlanError {
     #[error("table {table} already exists and differs from the one to create: {}", diffs_text(.diffs))]
     TableDiffers { table: String, diffs: Vec<FieldDiff> },
     #[error(
-        "table {table}: index {index} already exists and differs ({}); DynamoDB cannot change an index's keys or projection in place: rebuild the table",
+        "table {table}: index {index} already exists and differs ({}); DynamoDB cannot change an index's keys or projection in place: delete it and create it again with replace_global_index(\"{table}\", <the index>, Destructive::because(\"...\")) (queries on {index} fail until it is backfilled)",
         diffs_text(.diffs)
     )]
     IndexDiffers { table: String, index: String, diffs: Vec<FieldDiff> },
+    #[error(
+        "table {table}: changing the stream view from {from:?} to {to:?} replaces the stream: DynamoDB needs it turned off and on again, which gives it a new ARN, and its consumers (Lambda triggers, Kinesis adapters, replays) stop reading; write it as replace_stream(\"{table}\", StreamView::{to:?}, Destructive::because(\"...\")) and move the consumers to the new stream"
+    )]
+    StreamViewChange { table: String, from: StreamView, to: StreamView },
     #[error("table {table}: {index} is a local secondary index; it can only change by rebuilding the table")]
     IndexIsLocal { table: String, index: String },
     #[error(
@@ -189,18 +217,34 @@ pub fn plan_step(current: Option<&TableDef>, step: &SchemaStep) -> Result<(Vec<C
     match step {
         SchemaStep::CreateTable { table } => {
             table.validate().map_err(PlanError::Invalid)?;
-            if let Some(current) = current {
-                let diffs = diff_tables(table, current, &[]);
-                if diffs.is_empty() {
-                    return Ok((vec![], Some(current.clone())));
+            let mut calls = Vec::new();
+            let (ttl_done, pitr_done) = match current {
+                None => {
+                    calls.push(Call::CreateTable { table: table.clone() });
+                    (None, false)
                 }
-                return Err(PlanError::TableDiffers { table: table.name.clone(), diffs });
-            }
-            let mut calls = vec![Call::CreateTable { table: table.clone() }];
-            if let Some(attribute) = &table.ttl_attribute {
+                // A table that is what CreateTable made, but for the calls that follow it: a
+                // create that stopped after CreateTable, which goes on where it stopped.
+                Some(current) => {
+                    let created = TableDef {
+                        ttl_attribute: current.ttl_attribute.clone().or_else(|| table.ttl_attribute.clone()),
+                        point_in_time_recovery: current.point_in_time_recovery || table.point_in_time_recovery,
+                        ..current.clone()
+                    };
+                    let diffs = diff_tables(table, &created, &[]);
+                    if !diffs.is_empty() {
+                        let diffs = diff_tables(table, current, &[]);
+                        return Err(PlanError::TableDiffers { table: table.name.clone(), diffs });
+                    }
+                    (current.ttl_attribute.clone(), current.point_in_time_recovery)
+                }
+            };
+            if let Some(attribute) = &table.ttl_attribute
+                && ttl_done.is_none()
+            {
                 calls.push(Call::EnableTtl { table: table.name.clone(), attribute: attribute.clone() });
             }
-            if table.point_in_time_recovery {
+            if table.point_in_time_recovery && !pitr_done {
                 calls.push(Call::SetPointInTimeRecovery { table: table.name.clone(), enabled: true });
             }
             Ok((calls, Some(table.clone())))
@@ -286,6 +330,11 @@ pub fn plan_step(current: Option<&TableDef>, step: &SchemaStep) -> Result<(Vec<C
         }
         SchemaStep::UpdateStream { table, stream } => {
             let current = current.ok_or_else(missing)?;
+            if let (Some(from), Some(to)) = (current.stream, *stream)
+                && from != to
+            {
+                return Err(PlanError::StreamViewChange { table: table.clone(), from, to });
+            }
             let mut calls = Vec::new();
             if current.stream != *stream {
                 if current.stream.is_some() {
@@ -296,6 +345,53 @@ pub fn plan_step(current: Option<&TableDef>, step: &SchemaStep) -> Result<(Vec<C
                 }
             }
             Ok((calls, Some(TableDef { stream: *stream, ..current.clone() })))
+        }
+        SchemaStep::ReplaceStream { table, stream, .. } => {
+            let current = current.ok_or_else(missing)?;
+            let calls = match current.stream {
+                Some(view) if view == *stream => vec![],
+                Some(_) => vec![
+                    Call::DisableStream { table: table.clone() },
+                    Call::EnableStream { table: table.clone(), view: *stream },
+                ],
+                // Also where a replacement stopped after turning the old stream off.
+                None => vec![Call::EnableStream { table: table.clone(), view: *stream }],
+            };
+            Ok((calls, Some(TableDef { stream: Some(*stream), ..current.clone() })))
+        }
+        SchemaStep::ReplaceGlobalIndex { table, index, .. } => {
+            let current = current.ok_or_else(missing)?;
+            if current.local_indexes.iter().any(|l| l.name == index.name) {
+                return Err(PlanError::IndexIsLocal { table: table.clone(), index: index.name.clone() });
+            }
+            let mut calls = Vec::new();
+            let mut after = current.clone();
+            match current.global_index_named(&index.name) {
+                Some(existing) if existing == index => return Ok((vec![], Some(current.clone()))),
+                Some(_) => {
+                    calls.push(Call::DeleteGlobalIndex { table: table.clone(), index: index.name.clone() });
+                    after.global_indexes.retain(|g| g.name != index.name);
+                }
+                // Also where a replacement stopped after deleting the old index.
+                None => {}
+            }
+            let after = after.global_index(index.clone());
+            after.validate().map_err(PlanError::Invalid)?;
+            calls.push(Call::CreateGlobalIndex {
+                table: table.clone(),
+                index: index.clone(),
+                definition: after.clone(),
+            });
+            Ok((calls, Some(after)))
+        }
+        SchemaStep::SetTableClass { table, class } => {
+            let current = current.ok_or_else(missing)?;
+            let calls = if current.table_class == *class {
+                vec![]
+            } else {
+                vec![Call::SetTableClass { table: table.clone(), class: *class }]
+            };
+            Ok((calls, Some(TableDef { table_class: *class, ..current.clone() })))
         }
         SchemaStep::SetDeletionProtection { table, enabled } => {
             let current = current.ok_or_else(missing)?;
@@ -329,6 +425,17 @@ pub fn describe_step(step: &SchemaStep) -> String {
         }
         SchemaStep::UpdateStream { table, stream: Some(v) } => format!("enable stream {v:?} on {table}"),
         SchemaStep::UpdateStream { table, stream: None } => format!("disable stream on {table}"),
+        SchemaStep::ReplaceStream { table, stream, destructive } => format!(
+            "DESTRUCTIVE replace the stream of {table} with a {stream:?} one: a new stream ARN, its consumers stop ({})",
+            destructive.reason
+        ),
+        SchemaStep::ReplaceGlobalIndex { table, index, destructive } => format!(
+            "DESTRUCTIVE replace global index {} of {table} (delete, then create and backfill: queries on it fail meanwhile) ({})",
+            index.name, destructive.reason
+        ),
+        SchemaStep::SetTableClass { table, class } => {
+            format!("set the table class of {table} to {}", class_text(*class))
+        }
         SchemaStep::SetDeletionProtection { table, enabled } => {
             format!("turn deletion protection {} on {table}", on_off(*enabled))
         }

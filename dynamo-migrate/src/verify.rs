@@ -109,7 +109,8 @@ pub async fn verify(
         .with_fixtures(true)
         .with_streams(connect_streams(&target).await)
         .with_idempotence_check(true)
-        .with_file_check(options.check_files);
+        .with_file_check(options.check_files)
+        .with_rules(crate::rules::RuleScope::EachMigration);
 
     let mut report = VerifyReport {
         endpoint: server.endpoint().to_owned(),

@@ -78,7 +78,11 @@ fn risky() -> Vec<Migration> {
             "by_x",
             Destructive::because("no query uses it"),
         ),
-        Migration::new(3, "alpha_keys_only", "3").update_stream("alpha", Some(StreamView::KeysOnly)),
+        Migration::new(3, "alpha_keys_only", "3").replace_stream(
+            "alpha",
+            StreamView::KeysOnly,
+            Destructive::because(" "),
+        ),
         Migration::new(4, "provision_alpha", "4").update_billing(
             "alpha",
             Billing::Provisioned(Throughput { read: 5, write: 5 }),

@@ -7,7 +7,7 @@
 //! ([`FaultProxy::start_delayed`]), so that a test can slow one client's writes and widen the
 //! window in which another client's writes race them.
 //!
-//! The proxy understands just enough HTTP/1.1 for the AWS SDK: keep-alive connections, request
+//! The proxy understands just enough HTTP/1.1 for the AWS SDK (`rules_proxy` uses the same parts): keep-alive connections, request
 //! bodies delimited by `Content-Length`, and responses delimited by `Content-Length`, chunked
 //! transfer coding or the end of the connection.
 
@@ -314,14 +314,14 @@ fn injected(status: &str, body: &str) -> Vec<u8> {
 
 /// A response read from the upstream: its bytes as received, and whether the upstream connection
 /// ends after it.
-struct Response {
-    bytes: Vec<u8>,
-    closes: bool,
+pub(crate) struct Response {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) closes: bool,
 }
 
 /// Sends `request` upstream on the kept connection, opening one if there is none, and reads the
 /// response.
-async fn exchange(
+pub(crate) async fn exchange(
     upstream: &mut Option<BufReader<TcpStream>>,
     authority: &str,
     request: &[u8],
@@ -437,7 +437,11 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, out: &mut Vec<u8>) -
 }
 
 /// Appends exactly `length` bytes to `out`.
-async fn read_exact_into<R: AsyncBufRead + Unpin>(reader: &mut R, length: u64, out: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) async fn read_exact_into<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    length: u64,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     if length > MAX_BODY {
         return Err(invalid_data(format!("a body of {length} bytes is too large")));
     }
@@ -450,14 +454,14 @@ async fn read_exact_into<R: AsyncBufRead + Unpin>(reader: &mut R, length: u64, o
 }
 
 /// A message head: its bytes as received, its start line and its headers (names lowercased).
-struct Head {
-    raw: Vec<u8>,
-    start: String,
-    headers: Vec<(String, String)>,
+pub(crate) struct Head {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) start: String,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
     }
 
@@ -471,7 +475,7 @@ impl Head {
             .collect()
     }
 
-    fn content_length(&self) -> io::Result<Option<u64>> {
+    pub(crate) fn content_length(&self) -> io::Result<Option<u64>> {
         self.header("content-length")
             .map(|value| value.parse().map_err(|_| invalid_data(format!("bad Content-Length {value:?}"))))
             .transpose()
@@ -483,7 +487,7 @@ impl Head {
 
     /// Whether the connection ends after this message: `Connection: close`, or HTTP/1.0 without
     /// `Connection: keep-alive`.
-    fn closes(&self) -> bool {
+    pub(crate) fn closes(&self) -> bool {
         let connection = self.tokens("connection");
         connection.iter().any(|token| token == "close")
             || (self.start.contains("HTTP/1.0") && !connection.iter().any(|token| token == "keep-alive"))
@@ -500,7 +504,7 @@ impl Head {
 }
 
 /// Reads a message head up to its empty line; `None` if the connection closed before any of it.
-async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Option<Head>> {
+pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Option<Head>> {
     let mut raw = Vec::new();
     loop {
         let before = raw.len();
@@ -540,7 +544,7 @@ async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Option
     Ok(Some(Head { raw, start, headers }))
 }
 
-fn invalid_data(message: impl Into<String>) -> io::Error {
+pub(crate) fn invalid_data(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 

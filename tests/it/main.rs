@@ -3,6 +3,7 @@
 
 mod app_writer;
 mod authoring;
+mod aws_rules;
 mod bad_input;
 mod container;
 mod data;
@@ -15,6 +16,7 @@ mod live;
 mod local;
 mod lock;
 mod rebuild;
+mod rules_proxy;
 mod schema_steps;
 mod support;
 mod verify;

@@ -132,8 +132,43 @@ async fn streams_are_turned_on_changed_and_off() {
     apply(&client, &names, SchemaStep::CreateTable { table: customers() }).await.unwrap();
     let stream = |s| SchemaStep::UpdateStream { table: "customers".into(), stream: s };
     assert_eq!(apply(&client, &names, stream(Some(StreamView::KeysOnly))).await.unwrap(), 1);
-    assert_eq!(apply(&client, &names, stream(Some(StreamView::NewImage))).await.unwrap(), 2);
+    // Another view replaces the stream, which its consumers must be told: only a step that says so.
+    let refused = apply(&client, &names, stream(Some(StreamView::NewImage))).await;
+    assert!(matches!(refused, Err(PlanError::StreamViewChange { .. })), "{refused:?}");
+    let replace = SchemaStep::ReplaceStream {
+        table: "customers".into(),
+        stream: StreamView::NewImage,
+        destructive: Destructive::because("test"),
+    };
+    assert_eq!(apply(&client, &names, replace.clone()).await.unwrap(), 2);
+    assert_eq!(apply(&client, &names, replace).await.unwrap(), 0);
     assert_eq!(apply(&client, &names, stream(None)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_global_index_is_replaced_by_deleting_and_creating_it() {
+    let (client, names) = (support::client().await, support::names("gsi_replace"));
+    let keys_only = GlobalIndex::new("by_postcode", KeyAttr::s("postcode")).projection(Projection::KeysOnly);
+    apply(&client, &names, SchemaStep::CreateTable { table: customers().global_index(keys_only) }).await.unwrap();
+    let replace = SchemaStep::ReplaceGlobalIndex {
+        table: "customers".into(),
+        index: GlobalIndex::new("by_postcode", KeyAttr::s("postcode")).sort_key(KeyAttr::n("since")),
+        destructive: Destructive::because("test"),
+    };
+    assert_eq!(apply(&client, &names, replace.clone()).await.unwrap(), 2);
+    assert_eq!(apply(&client, &names, replace).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_table_class_change_is_skipped_on_dynamodb_local_which_keeps_none() {
+    let (client, names) = (support::client().await, support::names("class"));
+    apply(&client, &names, SchemaStep::CreateTable { table: customers() }).await.unwrap();
+    let physical = names.physical("customers");
+    let step = SchemaStep::SetTableClass { table: "customers".into(), class: TableClass::StandardInfrequentAccess };
+    let current = describe(&client, &physical, "customers", 1, true).await.unwrap().unwrap().def;
+    let (calls, _) = plan_step(Some(&current), &step).unwrap();
+    let outcome = execute(&client, &physical, &calls[0], &ExecOptions::new(true)).await.unwrap();
+    assert_eq!(outcome, dynamo_migrate::Outcome::Skipped("DynamoDB Local keeps no table class"));
 }
 
 #[tokio::test]

@@ -46,6 +46,42 @@ pub async fn client() -> Client {
     connect(&Target::local(endpoint())).await
 }
 
+static RULES_SERVER: OnceLock<DynamoDbLocal> = OnceLock::new();
+
+/// A server of their own for the tests of AWS's control-plane rules (`aws_rules`, `rules_proxy`).
+///
+/// DynamoDB Local runs one TTL deletion job per table with TTL on, each holding a thread of a pool
+/// of 10 that also runs GSI creation and deletion: with 7 tables with TTL on, no index is created
+/// or deleted any more (it stays CREATING or DELETING). These tests turn TTL on in many tables, so
+/// they keep to this server and delete their tables when they end ([`delete_tables`]).
+pub fn rules_endpoint() -> &'static str {
+    RULES_SERVER
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime
+                    .block_on(DynamoDbLocal::start(&LocalOptions { docker: Docker::Never, ..LocalOptions::default() }))
+                    .expect("DynamoDB Local starts")
+            })
+            .join()
+            .unwrap()
+        })
+        .endpoint()
+}
+
+/// A client of the rules tests' server.
+pub async fn rules_client() -> Client {
+    connect(&Target::local(rules_endpoint())).await
+}
+
+/// Deletes every table whose name starts with `names`' prefix (a test's tables, its ledger too).
+pub async fn delete_tables(client: &Client, names: &TableNames) {
+    let tables = dynamo_migrate::list_tables(client).await.unwrap();
+    for table in tables.iter().filter(|t| t.starts_with(names.prefix())) {
+        client.delete_table().table_name(table).send().await.unwrap();
+    }
+}
+
 /// A DynamoDB Streams client of the shared server (DynamoDB Local serves streams on its port).
 pub async fn streams() -> aws_sdk_dynamodbstreams::Client {
     dynamo_migrate::connect_streams(&Target::local(endpoint())).await

@@ -66,7 +66,10 @@ impl LocalArgs {
         if self.apply {
             let client = connect(&Target::local(server.endpoint())).await;
             let streams = connect_streams(&Target::local(server.endpoint())).await;
-            let migrator = Migrator::new(client, env.names(), true, "local").with_fixtures(true).with_streams(streams);
+            let migrator = Migrator::new(client, env.names(), true, "local")
+                .with_fixtures(true)
+                .with_streams(streams)
+                .with_rules(crate::RuleScope::EachMigration);
             let report = migrator.run(&project.migrations, None).await.context("applying the migrations")?;
             out.line(format_args!(
                 "applied {} migration(s) with table prefix {:?}:",

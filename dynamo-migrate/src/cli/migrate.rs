@@ -49,6 +49,7 @@ impl MigrateArgs {
             .with_lock(lock)
             .with_drift_check(!self.allow_drift)
             .with_file_check(true)
+            .with_environment(&session.env.name)
             .with_streams(session.streams.clone())
             .with_cancel(cancelled)
             .with_progress(std::io::stderr().is_terminal() && out.is_human());

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::migration::Migration;
 use crate::migrator::rebuild_states;
-use crate::preview::{PlannedMigration, validate};
+use crate::preview::{Pending, PlannedMigration, validate};
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// Show each pending migration and every DynamoDB call it will make (destructive ones marked),
@@ -49,16 +49,16 @@ impl PlanArgs {
             pending(&records, &known).map_err(|e| Failure::work(anyhow!("the ledger refuses to run: {e}")))?;
         let drifts = drift_of(&session, project, &records).await?;
         let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
-        let (planned, problems) = validate(
-            &session.client,
-            &session.names,
-            &project.migrations,
-            &pending,
-            &resuming,
-            true,
-            session.env.is_local(),
-        )
-        .await?;
+        let local = session.env.is_local();
+        let pending = Pending { versions: &pending, resuming: &resuming };
+        let (client, names, env) = (&session.client, &session.names, &session.env.name);
+        let (planned, mut problems) = validate(client, names, &project.migrations, pending, true, local, env).await?;
+        // What AWS's rules refuse now is a problem of the plan as well.
+        for m in &planned {
+            for refused in m.steps.iter().filter_map(|s| s.refused.as_ref()) {
+                problems.push(format!("migration {} ({}): {}", m.version, m.name, refused.message));
+            }
+        }
         let rebuilds =
             if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
         out.facts(serde_json::json!({

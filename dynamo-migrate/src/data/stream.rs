@@ -78,7 +78,7 @@ async fn current(client: &Client, table: &str, logical: &str, needs_old_images: 
     let refuse = |why: &str| Error::Rebuild {
         table: logical.to_owned(),
         reason: format!(
-            "{table} already has a stream with view {}, which {why}. Replacing it would stop its consumers, so the rebuild does not: add a step `.update_stream(\"{logical}\", Some(StreamView::NewAndOldImages))` in a migration before the rebuild (plan shows it), then run `cargo xtask migrate --env <environment>` again",
+            "{table} already has a stream with view {}, which {why}. Replacing it would stop its consumers, so the rebuild does not: add a step `.replace_stream(\"{logical}\", StreamView::NewAndOldImages, Destructive::because(\"...\"))` in a migration before the rebuild, once its consumers can move to the new stream (plan shows it), then run `cargo xtask migrate --env <environment>` again",
             view.as_str()
         ),
     };

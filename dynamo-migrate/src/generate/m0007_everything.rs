@@ -1,6 +1,6 @@
 //! Brings the tables to what the schema crate declares:
 //! - create table invoices;
-//! - turn the stream of customers to NEW_AND_OLD_IMAGES;
+//! - replace the stream of customers by a NEW_AND_OLD_IMAGES one (destructive: write why);
 //! - rebuild table customers as version 2 with a conversion (write the values it marks);
 //! - delete global index by_customer of orders (destructive: write why);
 //! - provision orders with 10 RCU / 5 WCU;
@@ -53,7 +53,7 @@ pub fn migration() -> Migration {
         .create_table(TableDef::new("invoices", KeyAttr::s("invoice_id")).sort_key(KeyAttr::b("digest")))
         // The rebuild replays the old version's stream, which must carry new and old images: this
         // replaces the KEYS_ONLY stream, and its consumers lose their place.
-        .update_stream("customers", Some(StreamView::NewAndOldImages))
+        .replace_stream("customers", StreamView::NewAndOldImages, Destructive::because("reviewed"))
         // Version 2 is a new table: every item is converted into it, then the stream is replayed
         // until the application moves to it.
         .rebuild_table(RebuildStep::convert(customers_v2, convert_customers))
