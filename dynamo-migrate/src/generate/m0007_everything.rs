@@ -53,7 +53,11 @@ pub fn migration() -> Migration {
         .create_table(TableDef::new("invoices", KeyAttr::s("invoice_id")).sort_key(KeyAttr::b("digest")))
         // The rebuild replays the old version's stream, which must carry new and old images: this
         // replaces the KEYS_ONLY stream, and its consumers lose their place.
-        .replace_stream("customers", StreamView::NewAndOldImages, Destructive::because("reviewed"))
+        .replace_stream(
+            "customers",
+            StreamView::NewAndOldImages,
+            Destructive::because("reviewed"),
+        )
         // Version 2 is a new table: every item is converted into it, then the stream is replayed
         // until the application moves to it.
         .rebuild_table(RebuildStep::convert(customers_v2, convert_customers))
