@@ -35,3 +35,22 @@ pub fn stale_schemas(dir: &Path, tables: &[TableSchema]) -> Vec<String> {
         .map(|(name, _)| name)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_changed_files_are_stale_and_written_ones_are_not() {
+        let dir = std::env::temp_dir().join(format!("schemas-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(stale_schemas(&dir, &[]), ["environments.json"]);
+        for (name, content) in json_schemas(&[]) {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+        assert_eq!(stale_schemas(&dir, &[]), Vec::<String>::new());
+        std::fs::write(dir.join("environments.json"), "{}").unwrap();
+        assert_eq!(stale_schemas(&dir, &[]), ["environments.json"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -452,6 +452,28 @@ async fn baseline_writes_the_first_migration_from_live_tables_and_records_it() {
     };
     let ledger = dynamo_migrate::Ledger::new(client.clone(), &envs.names);
 
+    // An environment without tables has nothing to baseline.
+    let empty = Envs::new("baseline_empty", "");
+    let args = ["baseline", "--env", "dev", "--environments", empty.file()];
+    let nothing = finished(cli("authoring:none", &args, &[]).current_dir(&workspace.root).output().unwrap());
+    assert_eq!(nothing.code, 2);
+    assert!(
+        nothing.stderr.contains("has no table with the prefix")
+            && nothing.stderr.contains("cargo xtask new <name> --from-schema"),
+        "{}",
+        nothing.stderr
+    );
+
+    // A workspace that has migrations already is past its baseline.
+    let args = ["baseline", "--env", "dev", "--environments", envs.file()];
+    let has = finished(cli("authoring:same", &args, &[]).current_dir(&workspace.root).output().unwrap());
+    assert_eq!(has.code, 2);
+    assert!(
+        has.stderr.contains("the workspace already has migrations (the first is 1 create_things)"),
+        "{}",
+        has.stderr
+    );
+
     // A protected environment without --yes (and no terminal): shown, then refused, nothing written.
     let before = workspace.files();
     let refused = baseline("prod");

@@ -131,7 +131,13 @@ impl FaultProxy {
             operations: operations.iter().map(|&operation| operation.to_owned()).collect(),
             counters: Counters::default(),
         });
-        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared))).abort_handle();
+        let accept_loop = tokio::spawn(accept_connections(
+            listener,
+            Arc::clone(&shared),
+            "fault proxy",
+            |client, shared| async move { relay(client, &shared).await },
+        ))
+        .abort_handle();
         FaultProxy { endpoint, shared, accept_loop }
     }
 
@@ -213,20 +219,34 @@ impl Shared {
     }
 }
 
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections on `listener` and serves each with `relay` in a task of its own, until
+/// the task running this is aborted. The proxies of these tests (this one and the rules proxy)
+/// share it.
+pub(crate) async fn accept_connections<S, F, Fut>(listener: TcpListener, shared: Arc<S>, name: &'static str, relay: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(TcpStream, Arc<S>) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
     // Connection tasks live in this set so that aborting this task, which drops the set, aborts
     // them too; finished ones are reaped as they end so that the set does not grow.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, Arc::clone(&shared)));
+                Ok((stream, peer)) => {
+                    let relayed = relay(stream, Arc::clone(&shared));
+                    // A failure ends only this connection.
+                    connections.spawn(async move {
+                        if let Err(e) = relayed.await {
+                            eprintln!("{name}: closing the connection from {peer}: {e}");
+                        }
+                    });
                 }
                 Err(e) => {
                     // Such errors (out of file descriptors, a connection reset before it was
                     // accepted) pass; the pause keeps the loop from spinning while they last.
-                    eprintln!("fault proxy: accepting a connection failed: {e}");
+                    eprintln!("{name}: accepting a connection failed: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
@@ -234,18 +254,10 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                 if let Err(e) = joined
                     && e.is_panic()
                 {
-                    eprintln!("fault proxy: a connection task panicked: {e}");
+                    eprintln!("{name}: a connection task panicked: {e}");
                 }
             }
         }
-    }
-}
-
-/// Serves one client connection; a failure ends only this connection.
-async fn serve(client: TcpStream, shared: Arc<Shared>) {
-    let peer = client.peer_addr().map_or_else(|_| "an unknown peer".to_owned(), |address| address.to_string());
-    if let Err(e) = relay(client, &shared).await {
-        eprintln!("fault proxy: closing the connection from {peer}: {e}");
     }
 }
 

@@ -81,6 +81,19 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     assert_eq!(snapshot(&plain), before);
     std::fs::remove_dir_all(&plain).unwrap();
 
+    // An engine path that is not a checkout of dynamo-migrate: refused, nothing written.
+    let elsewhere = new_workspace("init-elsewhere");
+    let before = snapshot(&elsewhere);
+    let not_engine = run("example", &["init", "--dir", elsewhere.to_str().unwrap(), "--engine-path", dir]);
+    assert_eq!(not_engine.code, 2);
+    assert!(
+        not_engine.stderr.contains("holds no dynamo-migrate/Cargo.toml: give the root of a dynamo-migrate checkout"),
+        "{}",
+        not_engine.stderr
+    );
+    assert_eq!(snapshot(&elsewhere), before);
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+
     // The new workspace verifies. Its Cargo.lock and target directory are this one's, so that the
     // AWS SDK is not built again (a user's first build resolves and builds them once).
     std::fs::write(root.join("environments.toml"), include_str!("../../dynamo-migrate/templates/environments.toml"))

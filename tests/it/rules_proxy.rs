@@ -34,9 +34,9 @@ use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::AbortHandle;
 
-use crate::fault_proxy::{exchange, invalid_data, read_exact_into, read_head};
+use crate::fault_proxy::{accept_connections, exchange, invalid_data, read_exact_into, read_head};
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
@@ -76,7 +76,13 @@ impl RulesProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("the rules proxy binds a loopback port");
         let endpoint = format!("http://{}", listener.local_addr().expect("a bound listener has an address"));
         let shared = Arc::new(Shared { upstream: authority, ..Shared::default() });
-        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared))).abort_handle();
+        let accept_loop = tokio::spawn(accept_connections(
+            listener,
+            Arc::clone(&shared),
+            "rules proxy",
+            |client, shared| async move { relay(client, &shared).await },
+        ))
+        .abort_handle();
         RulesProxy { endpoint, shared, accept_loop }
     }
 
@@ -438,36 +444,6 @@ impl Shared {
             }
             _ => false,
         }
-    }
-}
-
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, Arc::clone(&shared)));
-                }
-                Err(e) => {
-                    eprintln!("rules proxy: accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(joined) = connections.join_next() => {
-                if let Err(e) = joined
-                    && e.is_panic()
-                {
-                    eprintln!("rules proxy: a connection task panicked: {e}");
-                }
-            }
-        }
-    }
-}
-
-async fn serve(client: TcpStream, shared: Arc<Shared>) {
-    if let Err(e) = relay(client, &shared).await {
-        eprintln!("rules proxy: closing a connection: {e}");
     }
 }
 

@@ -26,19 +26,20 @@ pub fn endpoint() -> &'static str {
     if let Some(given) = GIVEN.get_or_init(|| std::env::var(ENDPOINT_ENV).ok()) {
         return given;
     }
-    SERVER
-        .get_or_init(|| {
-            // Started on a thread of its own: tests call this from inside their tokio runtimes.
-            std::thread::spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                runtime
-                    .block_on(DynamoDbLocal::start(&LocalOptions { docker: Docker::Never, ..LocalOptions::default() }))
-                    .expect("DynamoDB Local starts")
-            })
-            .join()
-            .unwrap()
-        })
-        .endpoint()
+    SERVER.get_or_init(start_server).endpoint()
+}
+
+/// A DynamoDB Local with Java, started on a thread of its own: tests call this from inside their
+/// tokio runtimes.
+fn start_server() -> DynamoDbLocal {
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime
+            .block_on(DynamoDbLocal::start(&LocalOptions { docker: Docker::Never, ..LocalOptions::default() }))
+            .expect("DynamoDB Local starts")
+    })
+    .join()
+    .unwrap()
 }
 
 /// A client of the shared server.
@@ -55,18 +56,7 @@ static RULES_SERVER: OnceLock<DynamoDbLocal> = OnceLock::new();
 /// or deleted any more (it stays CREATING or DELETING). These tests turn TTL on in many tables, so
 /// they keep to this server and delete their tables when they end ([`delete_tables`]).
 pub fn rules_endpoint() -> &'static str {
-    RULES_SERVER
-        .get_or_init(|| {
-            std::thread::spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                runtime
-                    .block_on(DynamoDbLocal::start(&LocalOptions { docker: Docker::Never, ..LocalOptions::default() }))
-                    .expect("DynamoDB Local starts")
-            })
-            .join()
-            .unwrap()
-        })
-        .endpoint()
+    RULES_SERVER.get_or_init(start_server).endpoint()
 }
 
 /// A client of the rules tests' server.
