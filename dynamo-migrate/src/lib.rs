@@ -28,6 +28,7 @@ mod migrator;
 mod names;
 mod planner;
 mod preview;
+mod rebuild;
 mod rules;
 mod schemas;
 mod sdk;
@@ -67,13 +68,11 @@ pub use migration::{
     DataStep, Destructive, Fixture, Migration, MigrationInfo, RebuildStep, SchemaStep, Step, check_files, checksum,
     parse_file_name,
 };
-pub use migrator::{
-    COPY_LIMIT, DEFAULT_QUIET_WINDOW, MigrationReport, Migrator, RebuildState, RunFailure, RunReport, StepReport,
-    SyncReport, names_after, rebuild_states,
-};
+pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport, names_after};
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
+pub use rebuild::{COPY_LIMIT, DEFAULT_QUIET_WINDOW, RebuildState, SyncReport, rebuild_states};
 pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{

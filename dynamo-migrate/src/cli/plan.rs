@@ -10,8 +10,8 @@ use crate::drift::{TableDrift, drift, expected_tables, known_tables};
 use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::migration::Migration;
-use crate::migrator::rebuild_states;
 use crate::preview::{Pending, PlannedMigration, validate};
+use crate::rebuild::rebuild_states;
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// Show each pending migration and every DynamoDB call it will make (destructive ones marked),

@@ -11,7 +11,7 @@ use super::{Failure, Output};
 use crate::Project;
 use crate::ledger::Ledger;
 use crate::lock::holder;
-use crate::migrator::rebuild_states;
+use crate::rebuild::rebuild_states;
 use crate::sequence::Status;
 
 /// Show every migration as applied (when, by whom), pending, changed or missing, the lock's

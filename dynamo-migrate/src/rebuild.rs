@@ -1,0 +1,411 @@
+//! Online table rebuilds: the orchestration of a `RebuildStep` (stream, new version, copy,
+//! catch-up), `sync`, and the replay before an old version is deleted. The stream replay itself
+//! is `data::replay`; the rule it keeps is argued there.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::data::{
+    DataContext, DataReport, Phase, Replay, ReplayHeader, ReplayReport, ReplayStore, copy_map, ensure_stream,
+    key_attributes, now_ms,
+};
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::live::describe;
+use crate::lock::Lock;
+use crate::migration::{Migration, RebuildStep, SchemaStep, Step};
+use crate::migrator::{Migrator, StepOf, StepReport};
+use crate::names::TableNames;
+use crate::planner::PlanError;
+
+/// The longest a rebuild's copy may be estimated to take: stream records live 24 hours, and the
+/// catch-up must start well before the oldest of them expire.
+pub const COPY_LIMIT: Duration = Duration::from_secs(12 * 3600);
+
+/// How long an old table must have had no writes before `delete_old_table` deletes it, unless
+/// the migrator is told otherwise: none on DynamoDB Local, where nothing else writes.
+pub const DEFAULT_QUIET_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl Migrator {
+    /// The rebuild's replay of `header`'s stream (see `data::replay`).
+    async fn replay(
+        &self,
+        ledger: &Ledger,
+        version: u32,
+        rebuild: &RebuildStep,
+        header: &ReplayHeader,
+    ) -> Result<Replay> {
+        let streams = self.streams.clone().ok_or_else(|| Error::Rebuild {
+            table: rebuild.table.name.clone(),
+            reason: "the migrator has no DynamoDB Streams client (Migrator::with_streams), so it cannot replay the old table's writes".to_owned(),
+        })?;
+        let source_keys = key_attributes(&self.client, &header.source).await?;
+        let target_keys = key_attributes(&self.client, &header.target).await?;
+        Ok(Replay {
+            dynamo: self.client.clone(),
+            streams,
+            source: header.source.clone(),
+            keys_carry_over: rebuild.map.is_none() && source_keys == target_keys,
+            source_keys,
+            target: header.target.clone(),
+            target_keys,
+            stream_arn: header.stream_arn.clone(),
+            map: rebuild.map.clone().unwrap_or_else(copy_map),
+            drop_unknown_attributes: rebuild.options.drop_unknown_attributes,
+            store: ReplayStore::new(ledger.clone(), version),
+            cancel: self.cancel.clone(),
+            writers: rebuild.options.writers,
+            progress: self.progress,
+        })
+    }
+
+    /// Online rebuild (see `data::replay` for the rule it keeps): makes sure the old table has a
+    /// stream, creates the next version, copies every item into it through the transform with
+    /// strongly consistent reads, then replays every stream record since before the copy. The
+    /// new table is then current as of the end of the step; the old one stays, and writes to it
+    /// are replayed by `sync` and by the `delete_old_table` step that ends it.
+    pub(crate) async fn rebuild(
+        &self,
+        ledger: &Ledger,
+        migration: &Migration,
+        index: usize,
+        rebuild: &RebuildStep,
+        names: &TableNames,
+        report: &mut StepReport,
+    ) -> Result<DataReport> {
+        let table = &rebuild.table.name;
+        let current = names.version(table);
+        if rebuild.table.version != current + 1 {
+            return Err(Error::Rebuild {
+                table: table.clone(),
+                reason: format!(
+                    "the current version is {current}, so the rebuild must create version {}, not {}",
+                    current + 1,
+                    rebuild.table.version
+                ),
+            });
+        }
+        let old = names.physical(table);
+        let new = names.physical_version(table, rebuild.table.version);
+        let Some(live) = describe(&self.client, &old, table, current, self.exec.local).await? else {
+            return Err(PlanError::TableMissing { table: table.clone(), step: report.step.clone() }.into());
+        };
+        if self.streams.is_none() {
+            return Err(Error::Rebuild {
+                table: table.clone(),
+                reason: "the migrator has no DynamoDB Streams client (Migrator::with_streams), so it cannot replay the old table's writes".to_owned(),
+            });
+        }
+        let key_names = |def: &dynamo_model::TableDef| def.keys().map(|k| k.name.clone()).collect::<Vec<_>>();
+        let needs_old_images = rebuild.map.is_some() || key_names(&live.def) != key_names(&rebuild.table);
+        let stream = ensure_stream(&self.client, &old, table, needs_old_images, self.exec.wait_timeout).await?;
+        let store = ReplayStore::new(ledger.clone(), migration.version);
+        let mut header = match store.header().await? {
+            Some(header) if header.stream_arn != stream.arn => {
+                return Err(crate::data::ReplayError::StreamChanged {
+                    table: old.clone(),
+                    target: new.clone(),
+                    version: migration.version,
+                    then: header.stream_arn,
+                    now: stream.arn,
+                }
+                .into());
+            }
+            Some(header) => header,
+            None => {
+                let header = ReplayHeader {
+                    version: migration.version,
+                    source: old.clone(),
+                    target: new.clone(),
+                    stream_arn: stream.arn.clone(),
+                    phase: Phase::Copying,
+                    copy_started_ms: now_ms(),
+                    synced_from_ms: None,
+                    last_write_ms: None,
+                    records: 0,
+                };
+                store.save_header(&header).await?;
+                report.calls.push(format!(
+                    "stream on {old} ({}): {}",
+                    if stream.old_images { "NEW_AND_OLD_IMAGES" } else { "NEW_IMAGE" },
+                    stream.arn
+                ));
+                header
+            }
+        };
+        let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
+        let at = StepOf { migration: migration.version, resume: false };
+        self.apply_schema_step(ledger, at, &create, (&new, rebuild.table.version), report).await?;
+
+        let ctx = self.data_context(ledger, migration, index, names);
+        let map = rebuild.map.clone().unwrap_or_else(copy_map);
+        let mut options = rebuild.options.clone();
+        options.consistent_read = true;
+        if header.phase == Phase::Copying {
+            let estimate = self.estimate_copy(&ctx, &old, &new, &options, &map, live.item_count).await?;
+            report.calls.push(estimate);
+        }
+        let copy_started = Instant::now();
+        let copied = ctx.run_pass(old.clone(), new.clone(), options, map).await?;
+        let copy_secs = copy_started.elapsed().as_secs_f64();
+        if header.phase == Phase::Copying {
+            header.phase = Phase::CatchingUp;
+            store.save_header(&header).await?;
+        }
+        report.calls.push(format!(
+            "copied {old} -> {new}: {} items scanned, {} written ({:.0} items/s)",
+            copied.scanned,
+            copied.written,
+            (copied.scanned - copied.resumed) as f64 / copy_secs.max(0.001)
+        ));
+
+        let replay = self.replay(ledger, migration.version, rebuild, &header).await?;
+        let caught_up = replay.catch_up(&mut header).await?;
+        header.phase = Phase::WaitingForCutOver;
+        store.save_header(&header).await?;
+        report.calls.push(format!(
+            "caught up from the stream of {old}: {} records ({} puts, {} deletes, {:.0} records/s); {new} is current, waiting for cut-over",
+            caught_up.records,
+            caught_up.puts,
+            caught_up.deletes,
+            caught_up.records as f64 / (caught_up.millis as f64 / 1000.0).max(0.001)
+        ));
+        report.replay = Some(caught_up);
+        Ok(copied)
+    }
+
+    /// Estimates the copy's duration from the old table's item count and the rate measured on a
+    /// sample (the first page of every segment), and refuses a copy that would not end well
+    /// within the stream's 24-hour retention; returns the estimate as a report line.
+    async fn estimate_copy(
+        &self,
+        ctx: &DataContext,
+        old: &str,
+        new: &str,
+        options: &crate::data::PassOptions,
+        map: &std::sync::Arc<crate::data::MapFn>,
+        item_count: Option<i64>,
+    ) -> Result<String> {
+        let items = item_count.unwrap_or(0).max(0) as f64;
+        let (sampled, took) = ctx.sample_pass(old.to_owned(), new.to_owned(), options.clone(), map.clone()).await?;
+        let mut rate = sampled as f64 / took.as_secs_f64().max(0.001);
+        if let Some(crate::data::RateLimit::ItemsPerSecond(limit)) = options.rate {
+            rate = rate.min(limit);
+        }
+        let estimate = Duration::from_secs_f64(if sampled == 0 { 0.0 } else { items / rate.max(0.001) });
+        let line = format!(
+            "estimated copy: {items:.0} items at {rate:.0} items/s (measured on {sampled} items) = {}",
+            human(estimate)
+        );
+        if estimate > self.copy_limit {
+            return Err(Error::Rebuild {
+                table: old.to_owned(),
+                reason: format!(
+                    "{line}, more than the {} a copy may take: stream records live 24 hours, and the catch-up must begin well before the first of them expire. The copy has not started (a sample of it was written to {new}); give the rebuild more writers or segments (RebuildStep::options), raise the tables' write capacity, or lift a rate limit, then run `cargo xtask migrate --env <environment>` again",
+                    human(self.copy_limit)
+                ),
+            });
+        }
+        Ok(line)
+    }
+
+    /// Before an old version of `logical` is deleted: when the rebuild that replaced it went the
+    /// online way, replays its stream once more (what old instances wrote during the deploy), then
+    /// requires the old table to have had no write for the quiet window.
+    pub(crate) async fn before_cut_over(
+        &self,
+        ledger: &Ledger,
+        migrations: &[Migration],
+        logical: &str,
+        old: u32,
+        names: &TableNames,
+    ) -> Result<Option<(ReplayReport, String)>> {
+        let Some((version, rebuild)) = rebuild_of(migrations, logical, old + 1) else { return Ok(None) };
+        let store = ReplayStore::new(ledger.clone(), version);
+        let Some(mut header) = store.header().await? else {
+            tracing::warn!(
+                "table {logical}: version {old} was rebuilt without a stream replay; deleting it without one"
+            );
+            return Ok(None);
+        };
+        if header.phase == Phase::CutOver || header.source != names.physical_version(logical, old) {
+            return Ok(None);
+        }
+        let replay = self.replay(ledger, version, rebuild, &header).await?;
+        let replayed = replay.catch_up(&mut header).await?;
+        let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
+        let quiet_for = Duration::from_millis(now_ms().saturating_sub(last_write));
+        if quiet_for < self.quiet_window {
+            return Err(Error::NotQuiet {
+                table: header.source.clone(),
+                new: header.target.clone(),
+                since: crate::ledger::rfc3339_millis(last_write),
+                quiet_s: quiet_for.as_secs(),
+                window_s: self.quiet_window.as_secs(),
+            });
+        }
+        header.phase = Phase::CutOver;
+        store.save_header(&header).await?;
+        let line = format!(
+            "replayed the stream of {} once more: {} records ({} puts, {} deletes); no write for {} s (quiet window {} s)",
+            header.source,
+            replayed.records,
+            replayed.puts,
+            replayed.deletes,
+            quiet_for.as_secs(),
+            self.quiet_window.as_secs()
+        );
+        Ok(Some((replayed, line)))
+    }
+}
+
+/// What `sync` did for one rebuild waiting for cut-over.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// The migration whose rebuild this is.
+    pub version: u32,
+    pub source: String,
+    pub target: String,
+    pub phase: Phase,
+    pub replay: ReplayReport,
+    /// The old table's last write the stream showed, RFC 3339.
+    pub last_write: Option<String>,
+    /// How long the old table has had no write, in seconds.
+    pub quiet_s: u64,
+}
+
+impl Migrator {
+    /// Replays the pending stream records of every rebuild waiting for cut-over, holding the
+    /// migration lock; with `until_quiet`, keeps following until each old table has had no write
+    /// for that long (Ctrl-C stops it at a shard checkpoint).
+    pub async fn sync(&self, migrations: &[Migration], until_quiet: Option<Duration>) -> Result<Vec<SyncReport>> {
+        let ledger = self.ledger();
+        ledger.ensure().await?;
+        let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await?;
+        let (fenced, ledger) = self.fenced_by(&lock);
+        let result = fenced.sync_locked(&ledger, migrations, until_quiet).await;
+        match self.release(lock, "sync").await {
+            None => result,
+            Some(error) => Err(error),
+        }
+    }
+
+    async fn sync_locked(
+        &self,
+        ledger: &Ledger,
+        migrations: &[Migration],
+        until_quiet: Option<Duration>,
+    ) -> Result<Vec<SyncReport>> {
+        let mut reports = Vec::new();
+        for migration in migrations {
+            for step in &migration.steps {
+                let Step::Rebuild(rebuild) = step else { continue };
+                let store = ReplayStore::new(ledger.clone(), migration.version);
+                let Some(mut header) = store.header().await? else { continue };
+                if header.phase != Phase::WaitingForCutOver {
+                    continue;
+                }
+                let replay = self.replay(ledger, migration.version, rebuild, &header).await?;
+                let mut total = ReplayReport::default();
+                let quiet = loop {
+                    let done = replay.catch_up(&mut header).await?;
+                    total.records += done.records;
+                    total.puts += done.puts;
+                    total.deletes += done.deletes;
+                    total.shards = done.shards;
+                    total.millis += done.millis;
+                    let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
+                    let quiet = Duration::from_millis(now_ms().saturating_sub(last_write));
+                    match until_quiet {
+                        Some(window) if quiet < window && !*self.cancel.borrow() => {
+                            tokio::time::sleep((window - quiet).min(Duration::from_secs(1))).await;
+                        }
+                        _ => break quiet,
+                    }
+                };
+                reports.push(SyncReport {
+                    version: migration.version,
+                    source: header.source.clone(),
+                    target: header.target.clone(),
+                    phase: header.phase,
+                    replay: total,
+                    last_write: header.last_write_ms.map(crate::ledger::rfc3339_millis),
+                    quiet_s: quiet.as_secs(),
+                });
+            }
+        }
+        Ok(reports)
+    }
+}
+
+/// A duration for people: seconds, minutes or hours.
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// Where one rebuild stands, for `status` and `plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildState {
+    #[serde(flatten)]
+    pub header: ReplayHeader,
+    /// The old table's last write the stream showed, RFC 3339.
+    pub last_write: Option<String>,
+    /// How long ago that was, in seconds: the replay's lag while catching up, the quiet time while
+    /// waiting for cut-over.
+    pub since_s: Option<u64>,
+}
+
+impl std::fmt::Display for RebuildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.header;
+        write!(f, "migration {}: {} -> {}: {}", h.version, h.source, h.target, h.phase)?;
+        match (h.phase, &self.last_write, self.since_s) {
+            (Phase::CatchingUp, Some(at), Some(s)) => write!(f, " (newest record applied written at {at}, {s} s ago)"),
+            (Phase::WaitingForCutOver, Some(at), Some(s)) => {
+                write!(f, " (quiet since {at}, {s} s; `cargo xtask sync` replays what is written meanwhile)")
+            }
+            _ => Ok(()),
+        }?;
+        write!(f, "; {} stream records replayed", h.records)
+    }
+}
+
+/// Where every rebuild of `migrations` that went the online way stands.
+pub async fn rebuild_states(ledger: &Ledger, migrations: &[Migration]) -> Result<Vec<RebuildState>> {
+    let mut states = Vec::new();
+    for migration in migrations {
+        if !migration.steps.iter().any(|s| matches!(s, Step::Rebuild(_))) {
+            continue;
+        }
+        let Some(header) = ReplayStore::new(ledger.clone(), migration.version).header().await? else { continue };
+        let last = header.last_write_ms;
+        states.push(RebuildState {
+            last_write: last.map(crate::ledger::rfc3339_millis),
+            since_s: last.map(|ms| now_ms().saturating_sub(ms) / 1000),
+            header,
+        });
+    }
+    Ok(states)
+}
+
+/// The migration version and step that rebuilt `logical` as `version`, if one did.
+pub(crate) fn rebuild_of<'a>(
+    migrations: &'a [Migration],
+    logical: &str,
+    version: u32,
+) -> Option<(u32, &'a RebuildStep)> {
+    migrations.iter().find_map(|m| {
+        m.steps.iter().find_map(|step| match step {
+            Step::Rebuild(r) if r.table.name == logical && r.table.version == version => Some((m.version, r)),
+            _ => None,
+        })
+    })
+}
