@@ -29,13 +29,7 @@ pub const DEFAULT_QUIET_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl Migrator {
     /// The rebuild's replay of `header`'s stream (see `data::replay`).
-    async fn replay(
-        &self,
-        ledger: &Ledger,
-        version: u32,
-        rebuild: &RebuildStep,
-        header: &ReplayHeader,
-    ) -> Result<Replay> {
+    async fn replay(&self, store: &ReplayStore, rebuild: &RebuildStep, header: &ReplayHeader) -> Result<Replay> {
         let streams = self.streams.clone().ok_or_else(|| Error::Rebuild {
             table: rebuild.table.name.clone(),
             reason: "the migrator has no DynamoDB Streams client (Migrator::with_streams), so it cannot replay the old table's writes".to_owned(),
@@ -53,7 +47,7 @@ impl Migrator {
             stream_arn: header.stream_arn.clone(),
             map: rebuild.map.clone().unwrap_or_else(copy_map),
             drop_unknown_attributes: rebuild.options.drop_unknown_attributes,
-            store: ReplayStore::new(ledger.clone(), version),
+            store: store.clone(),
             cancel: self.cancel.clone(),
             writers: rebuild.options.writers,
             progress: self.progress,
@@ -100,7 +94,7 @@ impl Migrator {
         let key_names = |def: &dynamo_model::TableDef| def.keys().map(|k| k.name.clone()).collect::<Vec<_>>();
         let needs_old_images = rebuild.map.is_some() || key_names(&live.def) != key_names(&rebuild.table);
         let stream = ensure_stream(&self.client, &old, table, needs_old_images, self.exec.wait_timeout).await?;
-        let store = ReplayStore::new(ledger.clone(), migration.version);
+        let store = ReplayStore::open(ledger.clone(), migration.version, index as u32, &new).await?;
         let mut header = match store.header().await? {
             Some(header) if header.stream_arn != stream.arn => {
                 return Err(crate::data::ReplayError::StreamChanged {
@@ -116,6 +110,7 @@ impl Migrator {
             None => {
                 let header = ReplayHeader {
                     version: migration.version,
+                    step: index as u32,
                     source: old.clone(),
                     target: new.clone(),
                     stream_arn: stream.arn.clone(),
@@ -160,7 +155,7 @@ impl Migrator {
             (copied.scanned - copied.resumed) as f64 / copy_secs.max(0.001)
         ));
 
-        let replay = self.replay(ledger, migration.version, rebuild, &header).await?;
+        let replay = self.replay(&store, rebuild, &header).await?;
         let caught_up = replay.catch_up(&mut header).await?;
         header.phase = Phase::WaitingForCutOver;
         store.save_header(&header).await?;
@@ -221,8 +216,13 @@ impl Migrator {
         old: u32,
         names: &TableNames,
     ) -> Result<Option<(ReplayReport, String)>> {
-        let Some((version, rebuild)) = rebuild_of(migrations, logical, old + 1) else { return Ok(None) };
-        let store = ReplayStore::new(ledger.clone(), version);
+        let Some(at) = rebuild_steps(&self.names, migrations)
+            .into_iter()
+            .find(|at| at.rebuild.table.name == logical && at.rebuild.table.version == old + 1)
+        else {
+            return Ok(None);
+        };
+        let (rebuild, store) = (at.rebuild, at.store(ledger).await?);
         let Some(mut header) = store.header().await? else {
             tracing::warn!(
                 "table {logical}: version {old} was rebuilt without a stream replay; deleting it without one"
@@ -232,7 +232,7 @@ impl Migrator {
         if header.phase == Phase::CutOver || header.source != names.physical_version(logical, old) {
             return Ok(None);
         }
-        let replay = self.replay(ledger, version, rebuild, &header).await?;
+        let replay = self.replay(&store, rebuild, &header).await?;
         let replayed = replay.catch_up(&mut header).await?;
         let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
         let quiet_for = Duration::from_millis(now_ms().saturating_sub(last_write));
@@ -265,6 +265,8 @@ impl Migrator {
 pub struct SyncReport {
     /// The migration whose rebuild this is.
     pub version: u32,
+    /// The rebuild's step in its migration, from 0.
+    pub step: u32,
     pub source: String,
     pub target: String,
     pub phase: Phase,
@@ -273,12 +275,19 @@ pub struct SyncReport {
     pub last_write: Option<String>,
     /// How long the old table has had no write, in seconds.
     pub quiet_s: u64,
+    /// Why this rebuild's replay stopped, when it did: a record that cannot be replayed stops
+    /// its own rebuild only, and the others are synced all the same.
+    pub error: Option<String>,
 }
 
 impl Migrator {
     /// Replays the pending stream records of every rebuild waiting for cut-over, holding the
     /// migration lock; with `until_quiet`, keeps following until each old table has had no write
     /// for that long (Ctrl-C stops it at a shard checkpoint).
+    ///
+    /// A rebuild whose replay fails (a record it cannot read or transform) is reported with its
+    /// error in its [`SyncReport`], and the other rebuilds are synced all the same; the run as a
+    /// whole fails only when it cannot go on at all (the lock lost, Ctrl-C, the ledger).
     pub async fn sync(&self, migrations: &[Migration], until_quiet: Option<Duration>) -> Result<Vec<SyncReport>> {
         let ledger = self.ledger();
         ledger.ensure().await?;
@@ -298,44 +307,63 @@ impl Migrator {
         until_quiet: Option<Duration>,
     ) -> Result<Vec<SyncReport>> {
         let mut reports = Vec::new();
-        for migration in migrations {
-            for step in &migration.steps {
-                let Step::Rebuild(rebuild) = step else { continue };
-                let store = ReplayStore::new(ledger.clone(), migration.version);
-                let Some(mut header) = store.header().await? else { continue };
-                if header.phase != Phase::WaitingForCutOver {
-                    continue;
-                }
-                let replay = self.replay(ledger, migration.version, rebuild, &header).await?;
-                let mut total = ReplayReport::default();
-                let quiet = loop {
-                    let done = replay.catch_up(&mut header).await?;
-                    total.records += done.records;
-                    total.puts += done.puts;
-                    total.deletes += done.deletes;
-                    total.shards = done.shards;
-                    total.millis += done.millis;
-                    let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
-                    let quiet = Duration::from_millis(now_ms().saturating_sub(last_write));
-                    match until_quiet {
-                        Some(window) if quiet < window && !*self.cancel.borrow() => {
-                            tokio::time::sleep((window - quiet).min(Duration::from_secs(1))).await;
-                        }
-                        _ => break quiet,
-                    }
-                };
-                reports.push(SyncReport {
-                    version: migration.version,
-                    source: header.source.clone(),
-                    target: header.target.clone(),
-                    phase: header.phase,
-                    replay: total,
-                    last_write: header.last_write_ms.map(crate::ledger::rfc3339_millis),
-                    quiet_s: quiet.as_secs(),
-                });
+        for at in rebuild_steps(&self.names, migrations) {
+            let store = at.store(ledger).await?;
+            let Some(mut header) = store.header().await? else { continue };
+            if header.phase != Phase::WaitingForCutOver {
+                continue;
             }
+            let mut total = ReplayReport::default();
+            let followed = self.follow(&store, at.rebuild, &mut header, until_quiet, &mut total).await;
+            let error = match followed {
+                Ok(()) => None,
+                // What stops every rebuild alike stops the run.
+                Err(e) if e.is_interrupted() || e.is_lock_lost() => return Err(e),
+                Err(e) => Some(format!("{e:#}")),
+            };
+            let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
+            reports.push(SyncReport {
+                version: at.version,
+                step: at.step,
+                source: header.source.clone(),
+                target: header.target.clone(),
+                phase: header.phase,
+                replay: total,
+                last_write: header.last_write_ms.map(crate::ledger::rfc3339_millis),
+                quiet_s: now_ms().saturating_sub(last_write) / 1000,
+                error,
+            });
         }
         Ok(reports)
+    }
+
+    /// Replays one rebuild's stream, and with `until_quiet` keeps following it until its old
+    /// table has had no write for that long; adds what it replayed to `total`.
+    async fn follow(
+        &self,
+        store: &ReplayStore,
+        rebuild: &RebuildStep,
+        header: &mut ReplayHeader,
+        until_quiet: Option<Duration>,
+        total: &mut ReplayReport,
+    ) -> Result<()> {
+        let replay = self.replay(store, rebuild, header).await?;
+        loop {
+            let done = replay.catch_up(header).await?;
+            total.records += done.records;
+            total.puts += done.puts;
+            total.deletes += done.deletes;
+            total.shards = done.shards;
+            total.millis += done.millis;
+            let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
+            let quiet = Duration::from_millis(now_ms().saturating_sub(last_write));
+            match until_quiet {
+                Some(window) if quiet < window && !*self.cancel.borrow() => {
+                    tokio::time::sleep((window - quiet).min(Duration::from_secs(1))).await;
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 }
 
@@ -379,13 +407,14 @@ impl std::fmt::Display for RebuildState {
 }
 
 /// Where every rebuild of `migrations` that went the online way stands.
-pub async fn rebuild_states(ledger: &Ledger, migrations: &[Migration]) -> Result<Vec<RebuildState>> {
+pub async fn rebuild_states(
+    ledger: &Ledger,
+    names: &TableNames,
+    migrations: &[Migration],
+) -> Result<Vec<RebuildState>> {
     let mut states = Vec::new();
-    for migration in migrations {
-        if !migration.steps.iter().any(|s| matches!(s, Step::Rebuild(_))) {
-            continue;
-        }
-        let Some(header) = ReplayStore::new(ledger.clone(), migration.version).header().await? else { continue };
+    for at in rebuild_steps(names, migrations) {
+        let Some(header) = at.store(ledger).await?.header().await? else { continue };
         let last = header.last_write_ms;
         states.push(RebuildState {
             last_write: last.map(crate::ledger::rfc3339_millis),
@@ -396,16 +425,38 @@ pub async fn rebuild_states(ledger: &Ledger, migrations: &[Migration]) -> Result
     Ok(states)
 }
 
-/// The migration version and step that rebuilt `logical` as `version`, if one did.
-pub(crate) fn rebuild_of<'a>(
-    migrations: &'a [Migration],
-    logical: &str,
-    version: u32,
-) -> Option<(u32, &'a RebuildStep)> {
-    migrations.iter().find_map(|m| {
-        m.steps.iter().find_map(|step| match step {
-            Step::Rebuild(r) if r.table.name == logical && r.table.version == version => Some((m.version, r)),
-            _ => None,
-        })
-    })
+/// One rebuild step of the migrations, where it stands among them.
+pub(crate) struct RebuildAt<'a> {
+    pub version: u32,
+    /// Its step in its migration, from 0.
+    pub step: u32,
+    pub rebuild: &'a RebuildStep,
+    /// The physical name of the version it rebuilds into.
+    pub target: String,
+}
+
+impl RebuildAt<'_> {
+    /// The ledger items of this rebuild's replay.
+    pub(crate) async fn store(&self, ledger: &Ledger) -> Result<ReplayStore> {
+        Ok(ReplayStore::open(ledger.clone(), self.version, self.step, &self.target).await?)
+    }
+}
+
+/// Every rebuild step of `migrations`, in order, with the physical name of the version it
+/// creates (table versions as the migrations before it leave them, from `names`).
+pub(crate) fn rebuild_steps<'a>(names: &TableNames, migrations: &'a [Migration]) -> Vec<RebuildAt<'a>> {
+    let mut names = names.clone();
+    let mut found = Vec::new();
+    for migration in migrations {
+        for (step, at) in migration.steps.iter().enumerate() {
+            if let Step::Rebuild(rebuild) = at {
+                let target = names.physical_version(&rebuild.table.name, rebuild.table.version);
+                found.push(RebuildAt { version: migration.version, step: step as u32, rebuild, target });
+            }
+            if let Some((table, version)) = at.sets_version() {
+                names.set_version(table, version);
+            }
+        }
+    }
+    found
 }

@@ -7,6 +7,11 @@
 //! ([`FaultProxy::start_delayed`]), so that a test can slow one client's writes and widen the
 //! window in which another client's writes race them.
 //!
+//! And it can tamper with the chosen operations ([`FaultProxy::start_tampering`]): hold requests
+//! whose body holds a given text for good (so that a test can stop a child process at a known
+//! point and kill it there, whatever the machine's speed), and rewrite text in responses (so that
+//! a client meets what DynamoDB Local never sends).
+//!
 //! The proxy understands just enough HTTP/1.1 for the AWS SDK (`rules_proxy` uses the same parts): keep-alive connections, request
 //! bodies delimited by `Content-Length`, and responses delimited by `Content-Length`, chunked
 //! transfer coding or the end of the connection.
@@ -70,6 +75,17 @@ impl Delay {
     }
 }
 
+/// What the proxy does to the chosen operations beyond faults.
+#[derive(Debug, Clone, Default)]
+pub struct Tamper {
+    /// Chosen requests whose body holds this text are held, never answered...
+    pub hold_when: Option<String>,
+    /// ...once this many of them have been let through.
+    pub hold_after: u64,
+    /// In the responses to chosen requests, every occurrence of the first text becomes the second.
+    pub rewrite: Option<(String, String)>,
+}
+
 /// How many requests the proxy has handled, by what it did with them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultStats {
@@ -83,6 +99,10 @@ pub struct FaultStats {
     pub dropped: u64,
     /// Of the forwarded ones, those held for a [`Delay`] first.
     pub delayed: u64,
+    /// Requests held for good (see [`Tamper`]), counted when held.
+    pub held: u64,
+    /// Of the forwarded ones, those whose response was rewritten.
+    pub rewritten: u64,
 }
 
 /// A running proxy. Dropping it stops it: its listener closes and its open connections end.
@@ -110,6 +130,22 @@ impl FaultProxy {
     ///
     /// Panics as [`FaultProxy::start`] does, and on a delay whose `min` exceeds its `max`.
     pub async fn start_delayed(upstream: &str, faults: Faults, delay: Delay, operations: &[&str]) -> FaultProxy {
+        FaultProxy::start_with(upstream, faults, delay, Tamper::default(), operations).await
+    }
+
+    /// As [`FaultProxy::start`] without faults, tampering with the chosen operations as `tamper`
+    /// says.
+    pub async fn start_tampering(upstream: &str, tamper: Tamper, operations: &[&str]) -> FaultProxy {
+        FaultProxy::start_with(upstream, Faults::default(), Delay::default(), tamper, operations).await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        faults: Faults,
+        delay: Delay,
+        tamper: Tamper,
+        operations: &[&str],
+    ) -> FaultProxy {
         assert!(delay.min <= delay.max, "a delay's min must not exceed its max: {delay:?}");
         let Faults { throttle, server_error, drop: dropped } = faults;
         for share in [throttle, server_error, dropped] {
@@ -128,6 +164,7 @@ impl FaultProxy {
             upstream: authority,
             faults,
             delay,
+            tamper,
             operations: operations.iter().map(|&operation| operation.to_owned()).collect(),
             counters: Counters::default(),
         });
@@ -156,6 +193,8 @@ impl FaultProxy {
             server_errors: counters.server_errors.load(Ordering::Relaxed),
             dropped: counters.dropped.load(Ordering::Relaxed),
             delayed: counters.delayed.load(Ordering::Relaxed),
+            held: counters.held.load(Ordering::Relaxed),
+            rewritten: counters.rewritten.load(Ordering::Relaxed),
         }
     }
 }
@@ -174,6 +213,7 @@ struct Shared {
     upstream: String,
     faults: Faults,
     delay: Delay,
+    tamper: Tamper,
     operations: Vec<String>,
     counters: Counters,
 }
@@ -185,6 +225,10 @@ struct Counters {
     server_errors: AtomicU64,
     dropped: AtomicU64,
     delayed: AtomicU64,
+    held: AtomicU64,
+    rewritten: AtomicU64,
+    /// Requests that matched `hold_when`, held or not.
+    matched: AtomicU64,
 }
 
 /// What the proxy does with one request.
@@ -197,11 +241,15 @@ enum Fate {
 }
 
 impl Shared {
-    fn fate(&self, request: &Head) -> Fate {
-        let chosen = request
+    /// Whether the request is of one of the chosen operations.
+    fn chosen(&self, request: &Head) -> bool {
+        request
             .header("x-amz-target")
             .and_then(|target| target.rsplit_once('.'))
-            .is_some_and(|(_, operation)| self.operations.iter().any(|chosen| chosen == operation));
+            .is_some_and(|(_, operation)| self.operations.iter().any(|chosen| chosen == operation))
+    }
+
+    fn fate(&self, chosen: bool) -> Fate {
         if !chosen {
             return Fate::Forward(Duration::ZERO);
         }
@@ -272,8 +320,10 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
             return Err(invalid_data("request bodies with a transfer coding are not supported"));
         }
         let closes = head.closes();
-        let fate = shared.fate(&head);
+        let chosen = shared.chosen(&head);
+        let fate = shared.fate(chosen);
         let length = head.content_length()?.unwrap_or(0);
+        let head_length = head.raw.len();
         let mut request = head.raw;
         read_exact_into(&mut client, length, &mut request).await?;
         let counters = &shared.counters;
@@ -297,7 +347,23 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
                     tokio::time::sleep(delay).await;
                     counters.delayed.fetch_add(1, Ordering::Relaxed);
                 }
-                let response = exchange(&mut upstream, &shared.upstream, &request, &head.start).await?;
+                let body = &request[head_length..];
+                let matches = shared
+                    .tamper
+                    .hold_when
+                    .as_deref()
+                    .is_some_and(|needle| chosen && contains(body, needle.as_bytes()));
+                let hold = matches && counters.matched.fetch_add(1, Ordering::Relaxed) >= shared.tamper.hold_after;
+                if hold {
+                    counters.held.fetch_add(1, Ordering::Relaxed);
+                    // Until the proxy is dropped, which aborts this connection's task.
+                    std::future::pending::<()>().await;
+                }
+                let mut response = exchange(&mut upstream, &shared.upstream, &request, &head.start).await?;
+                if let (true, Some((from, to))) = (chosen, &shared.tamper.rewrite) {
+                    response.bytes = rewrite(&response.bytes, from, to)?;
+                    counters.rewritten.fetch_add(1, Ordering::Relaxed);
+                }
                 counters.forwarded.fetch_add(1, Ordering::Relaxed);
                 client.get_mut().write_all(&response.bytes).await?;
                 if response.closes {
@@ -311,6 +377,33 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// A response with every `from` in its body replaced by `to`, and its `Content-Length` made
+/// to fit. DynamoDB Local always sends a `Content-Length`.
+fn rewrite(response: &[u8], from: &str, to: &str) -> io::Result<Vec<u8>> {
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .ok_or_else(|| invalid_data("a response without the end of its head"))?;
+    let head = std::str::from_utf8(&response[..split]).map_err(|_| invalid_data("a response head is not UTF-8"))?;
+    let body = String::from_utf8_lossy(&response[split + 4..]).replace(from, to);
+    let mut lines: Vec<String> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("transfer-encoding:") {
+            return Err(invalid_data("rewriting a chunked response is not supported"));
+        }
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            lines.push(format!("Content-Length: {}", body.len()));
+        } else {
+            lines.push(line.to_owned());
+        }
+    }
+    Ok(format!("{}\r\n\r\n{body}", lines.join("\r\n")).into_bytes())
 }
 
 /// An injected error response, with the headers DynamoDB sends.

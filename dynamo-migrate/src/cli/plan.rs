@@ -59,8 +59,11 @@ impl PlanArgs {
                 problems.push(format!("migration {} ({}): {}", m.version, m.name, refused.message));
             }
         }
-        let rebuilds =
-            if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
+        let rebuilds = if ledger.exists().await? {
+            rebuild_states(&ledger, &session.names, &project.migrations).await?
+        } else {
+            vec![]
+        };
         out.facts(serde_json::json!({
             "environment": session.env.name,
             "caller": session.caller,

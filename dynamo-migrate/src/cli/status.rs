@@ -89,8 +89,11 @@ impl StatusArgs {
             });
         }
         let lock = holder(&session.client, session.names.ledger()).await?;
-        let rebuilds =
-            if ledger.exists().await? { rebuild_states(&ledger, &project.migrations).await? } else { vec![] };
+        let rebuilds = if ledger.exists().await? {
+            rebuild_states(&ledger, &session.names, &project.migrations).await?
+        } else {
+            vec![]
+        };
         let drifts = drift_of(&session, project, &records).await?;
         out.facts(serde_json::json!({
             "environment": session.env.name,

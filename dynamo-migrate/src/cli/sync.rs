@@ -63,22 +63,48 @@ impl SyncArgs {
                 println!("environment {}: no rebuild is waiting for cut-over", session.env.name);
             }
             for r in reports {
-                println!(
-                    "migration {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
-                    r.version,
-                    r.source,
-                    r.target,
-                    r.replay.records,
-                    r.replay.puts,
-                    r.replay.deletes,
-                    r.source,
-                    r.last_write.as_deref().unwrap_or("(none seen)"),
-                    r.quiet_s
-                );
+                match &r.error {
+                    None => println!(
+                        "migration {} step {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
+                        r.version,
+                        r.step + 1,
+                        r.source,
+                        r.target,
+                        r.replay.records,
+                        r.replay.puts,
+                        r.replay.deletes,
+                        r.source,
+                        r.last_write.as_deref().unwrap_or("(none seen)"),
+                        r.quiet_s
+                    ),
+                    Some(error) => println!(
+                        "migration {} step {}: {} -> {}: stopped after {} records: {error}",
+                        r.version,
+                        r.step + 1,
+                        r.source,
+                        r.target,
+                        r.replay.records
+                    ),
+                }
             }
         }
         match result {
-            Ok(_) => Ok(()),
+            Ok(reports) => match reports.iter().filter(|r| r.error.is_some()).collect::<Vec<_>>().as_slice() {
+                [] => Ok(()),
+                failed => {
+                    let which: Vec<String> = failed
+                        .iter()
+                        .map(|r| format!("{} -> {} (migration {})", r.source, r.target, r.version))
+                        .collect();
+                    Err(Failure::work(anyhow!(
+                        "{} of {} rebuild(s) could not be synced: {}; the others were. Each stops at the record named above; once its cause is mended, run `cargo xtask sync --env {}` again",
+                        failed.len(),
+                        reports.len(),
+                        which.join(", "),
+                        session.env.name
+                    )))
+                }
+            },
             Err(e) if e.is_interrupted() => Err(Failure::work(anyhow!(
                 "interrupted by Ctrl-C at a shard checkpoint; to go on, run `cargo xtask sync --env {}`",
                 session.env.name

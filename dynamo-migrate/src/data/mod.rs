@@ -17,6 +17,7 @@ mod engine;
 mod fidelity;
 mod in_place;
 mod rate;
+mod records;
 mod replay;
 mod stream;
 mod typed;

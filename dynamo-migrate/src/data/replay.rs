@@ -58,6 +58,7 @@ use tokio::sync::watch;
 use super::concurrency::Concurrency;
 use super::engine::{into_other_table, panic_message, without_retries};
 use super::fidelity::{key_of, key_text};
+use super::records::{MendRecords, UnreadableRecord};
 use super::writer::{BATCH, Writer, backoff};
 use super::{Change, Item, MapFn};
 use crate::ledger::Ledger;
@@ -80,8 +81,8 @@ const MAX_ATTEMPTS: u32 = 10;
 pub enum ReplayError {
     #[error("stream of {table}: {action}: {detail}")]
     Aws { table: String, action: String, detail: String },
-    #[error("replay of {table} into {target}: item {key}: {error}")]
-    Item { table: String, target: String, key: String, error: String },
+    #[error("replay of {table} into {target}: item {key} ({at}): {error}")]
+    Item { table: String, target: String, key: String, at: String, error: String },
     #[error(
         "replay of {table} into {target}: records not yet applied may be {age_h} h old, and stream records are kept for 24 h, so some may be gone; the new table cannot be proved current, and the old one is not deleted. Rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes` (it forgets the copy's and the replay's checkpoints) and `cargo xtask migrate --env <environment>`; once migration {version} has succeeded, run `cargo xtask sync --env <environment>` at least daily until cut-over"
     )]
@@ -90,6 +91,10 @@ pub enum ReplayError {
         "replay of {table}: the table's stream is now {now}, not the {then} the rebuild started from, so records in between are lost; rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes`"
     )]
     StreamChanged { table: String, target: String, version: u32, then: String, now: String },
+    #[error(
+        "replay of {table} into {target}: stream {stream}, shard {shard}: {record}. The replay of this rebuild stops before that record (what came before it is applied); other rebuilds go on. It is a record neither DynamoDB's format nor this tool's reader knows: report it with this message"
+    )]
+    UnreadableRecord { table: String, target: String, stream: String, shard: String, record: String },
     #[error("replay of {table}: interrupted at a shard checkpoint; run again to resume")]
     Interrupted { table: String },
     #[error("replay checkpoints: {0}")]
@@ -131,11 +136,13 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// A rebuild's replay, as the ledger holds it (`replay#<version>#stream`).
+/// A rebuild's replay, as the ledger holds it (`replay#<version>#step<step>#stream`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplayHeader {
     /// The migration whose rebuild this is.
     pub version: u32,
+    /// The rebuild's step in its migration, from 0.
+    pub step: u32,
     pub source: String,
     pub target: String,
     pub stream_arn: String,
@@ -167,11 +174,20 @@ struct ShardState {
 pub struct ReplayStore {
     ledger: Ledger,
     version: u32,
+    step: u32,
+    /// Where this rebuild's items are: `replay#<version>#<step>#` (see [`ReplayStore::open`]).
+    items: String,
 }
 
-/// The prefix of every replay item of migration `version`.
+/// The prefix of every replay item of migration `version`, whatever its step.
 pub(crate) fn prefix(version: u32) -> String {
     format!("replay#{version:010}#")
+}
+
+/// The prefix of the replay items of the rebuild that is step `step` (from 0) of migration
+/// `version`: a migration may rebuild several tables, each with a stream and shards of its own.
+fn step_prefix(version: u32, step: u32) -> String {
+    format!("{}step{step:03}#", prefix(version))
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -189,18 +205,33 @@ fn number(item: &Item, name: &str) -> Option<u64> {
 }
 
 impl ReplayStore {
-    pub fn new(ledger: Ledger, version: u32) -> Self {
-        ReplayStore { ledger, version }
+    /// The replay items of the rebuild that is step `step` (from 0) of migration `version`.
+    ///
+    /// Ledgers written before rebuilds were kept per step hold one rebuild per migration under
+    /// `replay#<version>#`; such a header is still found, when it is this rebuild's (its target
+    /// is `target`), so that a rebuild waiting for cut-over under an older version of this tool
+    /// is synced and cut over as before.
+    pub async fn open(ledger: Ledger, version: u32, step: u32, target: &str) -> Result<Self, ReplayError> {
+        let store = ReplayStore { ledger, version, step, items: step_prefix(version, step) };
+        if store.header().await?.is_some() {
+            return Ok(store);
+        }
+        let legacy = ReplayStore { items: prefix(store.version), ..store.clone() };
+        match legacy.header().await? {
+            Some(header) if header.target == target => Ok(legacy),
+            _ => Ok(store),
+        }
     }
 
     /// The replay header of the rebuild, if it went through the online path.
     pub async fn header(&self) -> Result<Option<ReplayHeader>, ReplayError> {
-        let id = format!("{}stream", prefix(self.version));
+        let id = format!("{}stream", self.items);
         let Some(item) = self.ledger.checkpoint(&id).await.map_err(|e| ReplayError::Checkpoint(Box::new(e)))? else {
             return Ok(None);
         };
         Ok(Some(ReplayHeader {
             version: self.version,
+            step: self.step,
             source: text(&item, "source").unwrap_or_default(),
             target: text(&item, "target").unwrap_or_default(),
             stream_arn: text(&item, "stream_arn").unwrap_or_default(),
@@ -214,7 +245,7 @@ impl ReplayStore {
 
     pub async fn save_header(&self, header: &ReplayHeader) -> Result<(), ReplayError> {
         let mut item: Item = [
-            ("id".to_owned(), AttributeValue::S(format!("{}stream", prefix(self.version)))),
+            ("id".to_owned(), AttributeValue::S(format!("{}stream", self.items))),
             ("source".to_owned(), AttributeValue::S(header.source.clone())),
             ("target".to_owned(), AttributeValue::S(header.target.clone())),
             ("stream_arn".to_owned(), AttributeValue::S(header.stream_arn.clone())),
@@ -233,7 +264,7 @@ impl ReplayStore {
     }
 
     async fn shard(&self, shard: &str) -> Result<Option<ShardState>, ReplayError> {
-        let id = format!("{}shard#{shard}", prefix(self.version));
+        let id = format!("{}shard#{shard}", self.items);
         let item = self.ledger.checkpoint(&id).await.map_err(|e| ReplayError::Checkpoint(Box::new(e)))?;
         Ok(item.map(|item| ShardState {
             after: text(&item, "after"),
@@ -244,7 +275,7 @@ impl ReplayStore {
 
     async fn save_shard(&self, shard: &str, state: &ShardState) -> Result<(), ReplayError> {
         let mut item: Item = [
-            ("id".to_owned(), AttributeValue::S(format!("{}shard#{shard}", prefix(self.version)))),
+            ("id".to_owned(), AttributeValue::S(format!("{}shard#{shard}", self.items))),
             ("done".to_owned(), AttributeValue::Bool(state.done)),
             ("applied_until_ms".to_owned(), AttributeValue::N(state.applied_until_ms.to_string())),
         ]
@@ -384,6 +415,18 @@ impl Replay {
         Ok(report)
     }
 
+    /// One page of a shard's records, read through `mend` (see `records`).
+    async fn get_records(
+        &self,
+        iterator: &str,
+        mend: MendRecords,
+    ) -> Result<
+        aws_sdk_dynamodbstreams::operation::get_records::GetRecordsOutput,
+        aws_sdk_dynamodbstreams::error::SdkError<aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError>,
+    > {
+        self.streams.get_records().shard_iterator(iterator).limit(1000).customize().interceptor(mend).send().await
+    }
+
     /// Refuses a replay whose oldest record not yet applied may have expired.
     fn check_expiry(
         &self,
@@ -463,7 +506,7 @@ impl Replay {
                 return Err(ReplayError::Interrupted { table: self.source.clone() });
             }
             let read_at = now_ms();
-            let out = match self.streams.get_records().shard_iterator(&current).limit(1000).send().await {
+            let out = match self.get_records(&current, MendRecords::default()).await {
                 Ok(out) => out,
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_expired_iterator_exception()) => {
                     iterator = Some(self.iterator(shard, state).await?);
@@ -478,13 +521,27 @@ impl Replay {
                     iterator = Some(current);
                     continue;
                 }
-                Err(e) => {
-                    return Err(ReplayError::Aws {
-                        table: self.source.clone(),
-                        action: format!("GetRecords (shard {shard})"),
-                        detail: SdkFailure::of(&e).to_string(),
-                    });
-                }
+                // A page the SDK could not read: read once more, checking every record, to name
+                // the one that cannot be read.
+                Err(e) => match self.get_records(&current, MendRecords::diagnose()).await {
+                    Ok(out) => out,
+                    Err(again) => {
+                        return Err(match UnreadableRecord::in_error(&again) {
+                            Some(record) => ReplayError::UnreadableRecord {
+                                table: self.source.clone(),
+                                target: self.target.clone(),
+                                stream: self.stream_arn.clone(),
+                                shard: shard.to_owned(),
+                                record: record.to_string(),
+                            },
+                            None => ReplayError::Aws {
+                                table: self.source.clone(),
+                                action: format!("GetRecords (shard {shard})"),
+                                detail: SdkFailure::of(&e).to_string(),
+                            },
+                        });
+                    }
+                },
             };
             attempts = 0;
             let records = out.records.unwrap_or_default();
@@ -502,7 +559,7 @@ impl Replay {
                     .filter_map(|t| t.to_millis().ok())
                     .max()
                     .map(|ms| ms.max(0) as u64);
-                let (puts, deletes) = self.apply(&records).await?;
+                let (puts, deletes) = self.apply(shard, &records).await?;
                 report.records += records.len() as u64;
                 report.puts += puts;
                 report.deletes += deletes;
@@ -634,7 +691,7 @@ impl Replay {
 
     /// Applies one page of records: collapsed to the last write per key of the new table (the
     /// records are in order), then written in batches that never hold one key twice.
-    async fn apply(&self, records: &[Record]) -> Result<(u64, u64), ReplayError> {
+    async fn apply(&self, shard: &str, records: &[Record]) -> Result<(u64, u64), ReplayError> {
         let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
         for record in records {
             let Some(stream) = &record.dynamodb else { continue };
@@ -643,6 +700,11 @@ impl Replay {
                 table: self.source.clone(),
                 target: self.target.clone(),
                 key: key_text(&keys, &self.source_keys),
+                at: format!(
+                    "record {} of shard {shard}, stream {}",
+                    stream.sequence_number.as_deref().unwrap_or("(without a sequence number)"),
+                    self.stream_arn
+                ),
                 error,
             };
             let old_key = match &stream.old_image {
@@ -716,6 +778,7 @@ impl Replay {
                 table: self.source.clone(),
                 target: self.target.clone(),
                 key: writer.key_of(&r.request),
+                at: format!("written from shard {shard}, stream {}", self.stream_arn),
                 error: r.error,
             });
         }
