@@ -81,6 +81,19 @@ pub enum Error {
         "table {table} was last written to at {since} ({quiet_s} s ago), within the quiet window of {window_s} s, so it is not deleted: the application may still write to it. Deploy the code that uses {new} everywhere, then run `cargo xtask sync --env <environment> --until-quiet {window_s}` and `cargo xtask migrate --env <environment>` again"
     )]
     NotQuiet { table: String, new: String, since: String, quiet_s: u64, window_s: u64 },
+    /// The convergence check found the new table not the transform of the old one.
+    #[error("{new} is not the transform of {old}, so {refused}: {summary}. {what_now}")]
+    NotConverged {
+        old: String,
+        new: String,
+        /// What was not done on its word.
+        refused: String,
+        summary: String,
+        what_now: String,
+        /// Whether running again later may succeed (before a delete: the application may be
+        /// writing the new version), rather than the step having failed.
+        resumable: bool,
+    },
     #[error(transparent)]
     Replay(Box<crate::data::ReplayError>),
     /// A call AWS would refuse now (see `rules`), found before the run wrote anything.
@@ -118,7 +131,7 @@ impl Error {
     /// True when a cut-over was refused because the old table is still written to.
     pub fn is_not_quiet(&self) -> bool {
         match self {
-            Error::NotQuiet { .. } => true,
+            Error::NotQuiet { .. } | Error::NotConverged { resumable: true, .. } => true,
             Error::Step { cause, .. } => cause.is_not_quiet(),
             _ => false,
         }

@@ -38,9 +38,9 @@ mod verify;
 
 pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
 pub use data::{
-    Change, DataContext, DataError, DataReport, PassBuilder, PassOptions, Phase, RESUME_LIMIT, RateLimit, ReplayError,
-    ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number, from_item, key_text,
-    to_item,
+    Change, DataContext, DataError, DataReport, FailureBudget, PassBuilder, PassOptions, Phase, RESUME_LIMIT,
+    RateLimit, ReplayError, ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number,
+    from_item, key_text, to_item,
 };
 pub use drift::{DriftKind, SimulatedTables, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
@@ -72,7 +72,7 @@ pub use migrator::{MigrationReport, Migrator, RunFailure, RunReport, StepReport,
 pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
-pub use rebuild::{COPY_LIMIT, DEFAULT_QUIET_WINDOW, RebuildState, SyncReport, rebuild_states};
+pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
 pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{

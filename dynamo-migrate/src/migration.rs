@@ -233,6 +233,28 @@ impl RebuildStep {
         self.options.drop_unknown_attributes = true;
         self
     }
+
+    /// Keeps the items the conversion fails on in this JSON-lines file instead of stopping at the
+    /// first; the rebuild still fails (and its new version does not become current) if any did,
+    /// unless it accepts that many ([`RebuildStep::max_failed_items`]).
+    pub fn dead_letter(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.options.dead_letter = Some(path.into());
+        self
+    }
+
+    /// Accepts up to `n` items the conversion fails on, kept in the dead-letter file: the new
+    /// version becomes current without them, and `status` and `plan` say how many and where.
+    pub fn max_failed_items(mut self, n: u64) -> Self {
+        self.options.max_failed = crate::data::FailureBudget::Items(n);
+        self
+    }
+
+    /// Accepts failed items up to this share (0 to 1) of the items read, as
+    /// [`RebuildStep::max_failed_items`] does a number.
+    pub fn max_failed_fraction(mut self, share: f64) -> Self {
+        self.options.max_failed = crate::data::FailureBudget::Fraction(share);
+        self
+    }
 }
 
 /// One step of a migration.

@@ -51,6 +51,8 @@ pub struct StepReport {
     pub replay: Option<ReplayReport>,
     /// Checks made after the step (that a data step is idempotent).
     pub checked: Vec<String>,
+    /// A rebuild's convergence check, before its new version became current.
+    pub check: Option<crate::rebuild::CheckReport>,
 }
 
 /// What one migration did.
@@ -101,6 +103,9 @@ pub struct Migrator {
     pub(crate) copy_limit: Duration,
     pub(crate) rules: RuleScope,
     pub(crate) environment: String,
+    /// Deletes an old version whose convergence check found differences (the application's own
+    /// writes to the new version, after review).
+    pub(crate) accept_differences: bool,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -135,7 +140,15 @@ impl Migrator {
             copy_limit: COPY_LIMIT,
             rules: RuleScope::Run,
             environment: "<environment>".to_owned(),
+            accept_differences: false,
         }
+    }
+
+    /// Lets `delete_old_table` delete an old version whose convergence check found the new one
+    /// different: items the application has written in the new version since it moved there.
+    pub fn with_accepted_differences(mut self, on: bool) -> Self {
+        self.accept_differences = on;
+        self
     }
 
     /// Refuses to apply anything while the live tables differ from what the applied migrations
@@ -469,6 +482,7 @@ impl Migrator {
             data: None,
             replay: None,
             checked: vec![],
+            check: None,
         };
         match step {
             Step::Schema(schema_step) => {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::data::{
-    DataContext, DataReport, Phase, Replay, ReplayHeader, ReplayReport, ReplayStore, copy_map, ensure_stream,
-    key_attributes, now_ms,
+    DataContext, DataReport, DeadLetters, Phase, Replay, ReplayHeader, ReplayReport, ReplayStore, copy_map,
+    default_segments, ensure_stream, key_attributes, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -19,6 +19,11 @@ use crate::migrator::{Migrator, StepOf, StepReport};
 use crate::names::TableNames;
 use crate::planner::PlanError;
 
+mod check;
+
+pub use check::CheckReport;
+use check::Convergence;
+
 /// The longest a rebuild's copy may be estimated to take: stream records live 24 hours, and the
 /// catch-up must start well before the oldest of them expire.
 pub const COPY_LIMIT: Duration = Duration::from_secs(12 * 3600);
@@ -26,6 +31,52 @@ pub const COPY_LIMIT: Duration = Duration::from_secs(12 * 3600);
 /// How long an old table must have had no writes before `delete_old_table` deletes it, unless
 /// the migrator is told otherwise: none on DynamoDB Local, where nothing else writes.
 pub const DEFAULT_QUIET_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The fewest items a copy's sample must read for its rate to estimate the copy's duration.
+const MIN_SAMPLE: u64 = 100;
+
+/// Rounds of the convergence check before a rebuild that keeps differing is refused.
+const CHECK_ROUNDS: u32 = 5;
+
+/// Why a convergence check runs, which says whether it may repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// At the end of the rebuild, before the new version becomes current: nothing else writes it
+    /// yet, so a real difference is repaired from the old table.
+    BeforeCurrent,
+    /// Before `delete_old_table` deletes the old version: the application may write the new one
+    /// by now, so a difference is reported and the delete refused.
+    BeforeDelete,
+    /// `sync --check`: reported.
+    Compare,
+    /// `sync --check --repair`: repaired from the old table.
+    Repair,
+}
+
+impl Check {
+    fn repairs(self) -> bool {
+        matches!(self, Check::BeforeCurrent | Check::Repair)
+    }
+
+    fn refused(self) -> &'static str {
+        match self {
+            Check::BeforeCurrent => "it does not become current",
+            Check::BeforeDelete => "the old table is not deleted",
+            Check::Compare | Check::Repair => "the rebuild is not proved",
+        }
+    }
+
+    fn what_now(self, old: &str, new: &str) -> String {
+        match self {
+            Check::BeforeCurrent | Check::Repair => format!(
+                "The differences stayed through {CHECK_ROUNDS} rounds of repairs: the transform may not be a function of the item alone (a clock, a counter, randomness), or something else writes {new}. Find out which, then run `cargo xtask recover --env <environment> --version <version> --rerun`"
+            ),
+            Check::BeforeDelete | Check::Compare => format!(
+                "If the application has written these items in {new} since it moved there, they are its writes: delete {old} anyway with `cargo xtask migrate --env <environment> --accept-differences`. If it has not (no application writes {new} yet), rewrite them from {old} with `cargo xtask sync --env <environment> --check --repair`, then run `cargo xtask migrate --env <environment>`"
+            ),
+        }
+    }
+}
 
 impl Migrator {
     /// The rebuild's replay of `header`'s stream (see `data::replay`).
@@ -51,6 +102,12 @@ impl Migrator {
             cancel: self.cancel.clone(),
             writers: rebuild.options.writers,
             progress: self.progress,
+            dead_letters: match (&rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
+                (Some(path), true) => Some(std::sync::Arc::new(DeadLetters::open(path).map_err(|e| {
+                    crate::data::ReplayError::DeadLetter { path: path.display().to_string(), error: e.to_string() }
+                })?)),
+                _ => None,
+            },
         })
     }
 
@@ -119,6 +176,10 @@ impl Migrator {
                     synced_from_ms: None,
                     last_write_ms: None,
                     records: 0,
+                    failed: 0,
+                    dead_letter: rebuild.options.dead_letter.as_ref().map(|p| p.display().to_string()),
+                    checked_at_ms: None,
+                    check: None,
                 };
                 store.save_header(&header).await?;
                 report.calls.push(format!(
@@ -142,14 +203,23 @@ impl Migrator {
             report.calls.push(estimate);
         }
         let copy_started = Instant::now();
+        let budget = options.max_failed;
         let copied = ctx.run_pass(old.clone(), new.clone(), options, map).await?;
         let copy_secs = copy_started.elapsed().as_secs_f64();
         if header.phase == Phase::Copying {
             header.phase = Phase::CatchingUp;
+            header.failed = copied.failed;
             store.save_header(&header).await?;
         }
+        let failed = match (copied.failed, &header.dead_letter) {
+            (0, _) => String::new(),
+            (n, file) => format!(
+                ", {n} failed and left out (the step accepts {budget}; they are in {})",
+                file.as_deref().unwrap_or("(no file)")
+            ),
+        };
         report.calls.push(format!(
-            "copied {old} -> {new}: {} items scanned, {} written ({:.0} items/s)",
+            "copied {old} -> {new}: {} items scanned, {} written ({:.0} items/s){failed}",
             copied.scanned,
             copied.written,
             (copied.scanned - copied.resumed) as f64 / copy_secs.max(0.001)
@@ -157,17 +227,101 @@ impl Migrator {
 
         let replay = self.replay(&store, rebuild, &header).await?;
         let caught_up = replay.catch_up(&mut header).await?;
-        header.phase = Phase::WaitingForCutOver;
-        store.save_header(&header).await?;
         report.calls.push(format!(
-            "caught up from the stream of {old}: {} records ({} puts, {} deletes, {:.0} records/s); {new} is current, waiting for cut-over",
+            "caught up from the stream of {old}: {} records ({} puts, {} deletes, {:.0} records/s)",
             caught_up.records,
             caught_up.puts,
             caught_up.deletes,
             caught_up.records as f64 / (caught_up.millis as f64 / 1000.0).max(0.001)
         ));
         report.replay = Some(caught_up);
+        // The proof before the new version becomes current: nothing else writes it yet, so what
+        // differs is repaired from the old table.
+        let checked = self.converge(&store, &replay, rebuild, &mut header, Check::BeforeCurrent).await?;
+        header.phase = Phase::WaitingForCutOver;
+        store.save_header(&header).await?;
+        report.calls.push(format!("checked {}; {new} is current, waiting for cut-over", checked.summary()));
+        report.check = Some(checked);
         Ok(copied)
+    }
+
+    /// The convergence check of a rebuild (see `check`), in rounds: each compares the tables,
+    /// replays what was written meanwhile, looks again at what differed, and, where `why` allows,
+    /// repairs the real differences from the old table; it ends with a round that finds none (what
+    /// is in flight is in the stream). Records the result in the replay header.
+    async fn converge(
+        &self,
+        store: &ReplayStore,
+        replay: &Replay,
+        rebuild: &RebuildStep,
+        header: &mut ReplayHeader,
+        why: Check,
+    ) -> Result<CheckReport> {
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&header.source)
+            .send()
+            .await
+            .map_err(Error::aws(format!("DescribeTable {}", header.source)))?;
+        let (items, size) =
+            described.table.map(|t| (t.item_count.unwrap_or(0), t.table_size_bytes.unwrap_or(0))).unwrap_or((0, 0));
+        let convergence = Convergence {
+            client: self.client.clone(),
+            source: header.source.clone(),
+            source_keys: replay.source_keys.clone(),
+            target: header.target.clone(),
+            target_keys: replay.target_keys.clone(),
+            map: replay.map.clone(),
+            drop_unknown_attributes: rebuild.options.drop_unknown_attributes,
+            segments: rebuild.options.segments.unwrap_or_else(|| default_segments(size)),
+            item_count: items,
+        };
+        let repair = why.repairs();
+        let started = Instant::now();
+        let mut report =
+            CheckReport { source: header.source.clone(), target: header.target.clone(), ..CheckReport::default() };
+        for round in 1..=CHECK_ROUNDS {
+            report.start_round(round);
+            let found = convergence.differences(&mut report).await?;
+            if found.is_empty() {
+                break;
+            }
+            replay.catch_up(header).await?;
+            convergence.second_look(found, repair, &mut report).await?;
+            if report.is_clean() || !repair {
+                break;
+            }
+        }
+        report.millis = started.elapsed().as_millis();
+        header.checked_at_ms = Some(now_ms());
+        header.check = Some(report.summary());
+        store.save_header(header).await?;
+        if !rebuild.options.max_failed.allows(report.failed, report.old_items) {
+            return Err(Error::Rebuild {
+                table: rebuild.table.name.clone(),
+                reason: format!(
+                    "{} of the {} items of {} fail the transform now, and the rebuild accepts {}, so {} {}; fix the transform, or accept the losses in the rebuild with .max_failed_items(n)",
+                    report.failed,
+                    report.old_items,
+                    header.source,
+                    rebuild.options.max_failed,
+                    header.target,
+                    why.refused()
+                ),
+            });
+        }
+        if report.is_clean() {
+            return Ok(report);
+        }
+        Err(Error::NotConverged {
+            old: header.source.clone(),
+            new: header.target.clone(),
+            refused: why.refused().to_owned(),
+            summary: report.summary(),
+            what_now: why.what_now(&header.source, &header.target),
+            resumable: why == Check::BeforeDelete,
+        })
     }
 
     /// Estimates the copy's duration from the old table's item count and the rate measured on a
@@ -184,13 +338,24 @@ impl Migrator {
     ) -> Result<String> {
         let items = item_count.unwrap_or(0).max(0) as f64;
         let (sampled, took) = ctx.sample_pass(old.to_owned(), new.to_owned(), options.clone(), map.clone()).await?;
-        let mut rate = sampled as f64 / took.as_secs_f64().max(0.001);
-        if let Some(crate::data::RateLimit::ItemsPerSecond(limit)) = options.rate {
-            rate = rate.min(limit);
+        let measured = sampled as f64 / took.as_secs_f64().max(0.001);
+        let sample = format!("a sample of {sampled} items copied in {:.2} s", took.as_secs_f64());
+        // A rate measured on a few items says nothing (a page of 3 items in a millisecond); the
+        // estimate is made only from a sample of at least a page of every segment's worth.
+        if sampled < MIN_SAMPLE {
+            return Ok(format!(
+                "estimated copy: {items:.0} items (the table's ItemCount); {sample}, too few to measure a rate, so no duration is estimated"
+            ));
         }
-        let estimate = Duration::from_secs_f64(if sampled == 0 { 0.0 } else { items / rate.max(0.001) });
+        let (rate, why) = match options.rate {
+            Some(crate::data::RateLimit::ItemsPerSecond(limit)) if limit < measured => {
+                (limit, format!("the step's rate limit; {sample}, at {measured:.0} items/s"))
+            }
+            _ => (measured, format!("measured on {sample}")),
+        };
+        let estimate = Duration::from_secs_f64(items / rate.max(0.001));
         let line = format!(
-            "estimated copy: {items:.0} items at {rate:.0} items/s (measured on {sampled} items) = {}",
+            "estimated copy: {items:.0} items (the table's ItemCount) at {rate:.0} items/s ({why}) = {}",
             human(estimate)
         );
         if estimate > self.copy_limit {
@@ -245,8 +410,6 @@ impl Migrator {
                 window_s: self.quiet_window.as_secs(),
             });
         }
-        header.phase = Phase::CutOver;
-        store.save_header(&header).await?;
         let line = format!(
             "replayed the stream of {} once more: {} records ({} puts, {} deletes); no write for {} s (quiet window {} s)",
             header.source,
@@ -256,7 +419,18 @@ impl Migrator {
             quiet_for.as_secs(),
             self.quiet_window.as_secs()
         );
-        Ok(Some((replayed, line)))
+        // The proof before the old version goes. The application may write the new one by now,
+        // so a difference is reported, never repaired from the old table here.
+        let checked = match self.converge(&store, &replay, rebuild, &mut header, Check::BeforeDelete).await {
+            Ok(checked) => format!("checked {}", checked.summary()),
+            Err(Error::NotConverged { summary, .. }) if self.accept_differences => {
+                format!("checked {summary}; the differences are accepted (--accept-differences)")
+            }
+            Err(e) => return Err(e),
+        };
+        header.phase = Phase::CutOver;
+        store.save_header(&header).await?;
+        Ok(Some((replayed, format!("{line}; {checked}"))))
     }
 }
 
@@ -275,9 +449,25 @@ pub struct SyncReport {
     pub last_write: Option<String>,
     /// How long the old table has had no write, in seconds.
     pub quiet_s: u64,
-    /// Why this rebuild's replay stopped, when it did: a record that cannot be replayed stops
-    /// its own rebuild only, and the others are synced all the same.
+    /// The convergence check, when `sync --check` asked for one and it found the tables equal.
+    pub check: Option<CheckReport>,
+    /// Why this rebuild's replay or check stopped, when it did: a record that cannot be replayed
+    /// (or a check that finds differences) stops its own rebuild only, and the others are synced
+    /// all the same.
     pub error: Option<String>,
+}
+
+/// Whether `sync` checks each rebuild's convergence after its replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncCheck {
+    /// Replay only.
+    #[default]
+    No,
+    /// Compare the new table with the transform of the old one, and report what differs.
+    Compare,
+    /// Compare, and rewrite what differs from the old table: only while no application writes
+    /// the new version (it would undo their writes).
+    Repair,
 }
 
 impl Migrator {
@@ -289,11 +479,22 @@ impl Migrator {
     /// error in its [`SyncReport`], and the other rebuilds are synced all the same; the run as a
     /// whole fails only when it cannot go on at all (the lock lost, Ctrl-C, the ledger).
     pub async fn sync(&self, migrations: &[Migration], until_quiet: Option<Duration>) -> Result<Vec<SyncReport>> {
+        self.sync_and_check(migrations, until_quiet, SyncCheck::No).await
+    }
+
+    /// [`Migrator::sync`], and after each rebuild's replay its convergence check, as `check`
+    /// says; a check that finds differences is that rebuild's error.
+    pub async fn sync_and_check(
+        &self,
+        migrations: &[Migration],
+        until_quiet: Option<Duration>,
+        check: SyncCheck,
+    ) -> Result<Vec<SyncReport>> {
         let ledger = self.ledger();
         ledger.ensure().await?;
         let lock = Lock::acquire(&self.client, ledger.table(), &self.lock).await?;
         let (fenced, ledger) = self.fenced_by(&lock);
-        let result = fenced.sync_locked(&ledger, migrations, until_quiet).await;
+        let result = fenced.sync_locked(&ledger, migrations, until_quiet, check).await;
         match self.release(lock, "sync").await {
             None => result,
             Some(error) => Err(error),
@@ -305,6 +506,7 @@ impl Migrator {
         ledger: &Ledger,
         migrations: &[Migration],
         until_quiet: Option<Duration>,
+        check: SyncCheck,
     ) -> Result<Vec<SyncReport>> {
         let mut reports = Vec::new();
         for at in rebuild_steps(&self.names, migrations) {
@@ -314,8 +516,19 @@ impl Migrator {
                 continue;
             }
             let mut total = ReplayReport::default();
-            let followed = self.follow(&store, at.rebuild, &mut header, until_quiet, &mut total).await;
-            let error = match followed {
+            let mut checked = None;
+            let followed = async {
+                let replay = self.replay(&store, at.rebuild, &header).await?;
+                self.follow(&replay, &mut header, until_quiet, &mut total).await?;
+                let why = match check {
+                    SyncCheck::No => return Ok(()),
+                    SyncCheck::Compare => Check::Compare,
+                    SyncCheck::Repair => Check::Repair,
+                };
+                checked = Some(self.converge(&store, &replay, at.rebuild, &mut header, why).await?);
+                Ok::<(), Error>(())
+            };
+            let error = match followed.await {
                 Ok(()) => None,
                 // What stops every rebuild alike stops the run.
                 Err(e) if e.is_interrupted() || e.is_lock_lost() => return Err(e),
@@ -331,6 +544,7 @@ impl Migrator {
                 replay: total,
                 last_write: header.last_write_ms.map(crate::ledger::rfc3339_millis),
                 quiet_s: now_ms().saturating_sub(last_write) / 1000,
+                check: checked,
                 error,
             });
         }
@@ -341,18 +555,17 @@ impl Migrator {
     /// table has had no write for that long; adds what it replayed to `total`.
     async fn follow(
         &self,
-        store: &ReplayStore,
-        rebuild: &RebuildStep,
+        replay: &Replay,
         header: &mut ReplayHeader,
         until_quiet: Option<Duration>,
         total: &mut ReplayReport,
     ) -> Result<()> {
-        let replay = self.replay(store, rebuild, header).await?;
         loop {
             let done = replay.catch_up(header).await?;
             total.records += done.records;
             total.puts += done.puts;
             total.deletes += done.deletes;
+            total.failed += done.failed;
             total.shards = done.shards;
             total.millis += done.millis;
             let last_write = header.last_write_ms.unwrap_or(header.copy_started_ms);
@@ -402,7 +615,19 @@ impl std::fmt::Display for RebuildState {
             }
             _ => Ok(()),
         }?;
-        write!(f, "; {} stream records replayed", h.records)
+        write!(f, "; {} stream records replayed", h.records)?;
+        if h.failed > 0 {
+            write!(f, "; {} item(s) failed the transform and were left out", h.failed)?;
+            if let Some(file) = &h.dead_letter {
+                write!(f, " (in {file})")?;
+            }
+        }
+        match (h.checked_at_ms, &h.check) {
+            (Some(at), Some(check)) => {
+                write!(f, "; last convergence check at {}: {check}", crate::ledger::rfc3339_millis(at))
+            }
+            _ => write!(f, "; not checked yet"),
+        }
     }
 }
 

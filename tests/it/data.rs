@@ -224,15 +224,25 @@ async fn failed_items_go_to_the_dead_letter_file_when_the_step_says_so() {
     let path = std::env::temp_dir().join(format!("dead-letters-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let ctx = DataContext::new(client.clone(), names.clone());
-    let report = ctx
-        .pass("accounts")
-        .dead_letter(&path)
-        .raw(|item| match item.get("id") {
-            Some(AttributeValue::S(id)) if id.ends_with('7') => Err(format!("{id} is unlucky")),
-            _ => Ok(Change::Keep),
-        })
-        .await
-        .unwrap();
+    let unlucky = |item: Item| match item.get("id") {
+        Some(AttributeValue::S(id)) if id.ends_with('7') => Err(format!("{id} is unlucky")),
+        _ => Ok(Change::Keep),
+    };
+    // By default a failed item fails the step, after the pass has kept every one in the file.
+    let failed = ctx.pass("accounts").dead_letter(&path).raw(unlucky).await.unwrap_err();
+    assert!(
+        failed.to_string().starts_with(&format!(
+            "pass over {}: 50 of 500 item(s) failed, and the step accepts none; they are in the dead-letter file {}. The step is failed",
+            names.physical("accounts"),
+            path.display()
+        )),
+        "{failed}"
+    );
+    // Accepting failures without a file to keep them in is refused before anything is read.
+    let refused = ctx.pass("accounts").max_failed_items(50).raw(unlucky).await.unwrap_err();
+    assert!(refused.to_string().contains("names no dead-letter file to keep them in"), "{refused}");
+    let _ = std::fs::remove_file(&path);
+    let report = ctx.pass("accounts").dead_letter(&path).max_failed_items(50).raw(unlucky).await.unwrap();
     assert_eq!((report.scanned, report.failed, report.unchanged), (500, 50, 450));
     let lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

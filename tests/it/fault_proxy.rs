@@ -8,9 +8,9 @@
 //! window in which another client's writes race them.
 //!
 //! And it can tamper with the chosen operations ([`FaultProxy::start_tampering`]): hold requests
-//! whose body holds a given text for good (so that a test can stop a child process at a known
-//! point and kill it there, whatever the machine's speed), and rewrite text in responses (so that
-//! a client meets what DynamoDB Local never sends).
+//! whose body holds a given text until the test releases them (so that a test can stop a run at a
+//! known point and act there, or kill it there, whatever the machine's speed), and rewrite text
+//! in responses (so that a client meets what DynamoDB Local never sends).
 //!
 //! The proxy understands just enough HTTP/1.1 for the AWS SDK (`rules_proxy` uses the same parts): keep-alive connections, request
 //! bodies delimited by `Content-Length`, and responses delimited by `Content-Length`, chunked
@@ -78,7 +78,7 @@ impl Delay {
 /// What the proxy does to the chosen operations beyond faults.
 #[derive(Debug, Clone, Default)]
 pub struct Tamper {
-    /// Chosen requests whose body holds this text are held, never answered...
+    /// Chosen requests whose body holds this text are held until [`FaultProxy::release`]...
     pub hold_when: Option<String>,
     /// ...once this many of them have been let through.
     pub hold_after: u64,
@@ -99,7 +99,7 @@ pub struct FaultStats {
     pub dropped: u64,
     /// Of the forwarded ones, those held for a [`Delay`] first.
     pub delayed: u64,
-    /// Requests held for good (see [`Tamper`]), counted when held.
+    /// Requests held until [`FaultProxy::release`] (see [`Tamper`]), counted when held.
     pub held: u64,
     /// Of the forwarded ones, those whose response was rewritten.
     pub rewritten: u64,
@@ -165,6 +165,7 @@ impl FaultProxy {
             faults,
             delay,
             tamper,
+            released: tokio::sync::watch::channel(false).0,
             operations: operations.iter().map(|&operation| operation.to_owned()).collect(),
             counters: Counters::default(),
         });
@@ -197,6 +198,11 @@ impl FaultProxy {
             rewritten: counters.rewritten.load(Ordering::Relaxed),
         }
     }
+
+    /// Lets every held request through, and every later one that would be held.
+    pub fn release(&self) {
+        self.shared.released.send_replace(true);
+    }
 }
 
 impl Drop for FaultProxy {
@@ -214,6 +220,8 @@ struct Shared {
     faults: Faults,
     delay: Delay,
     tamper: Tamper,
+    /// Turns true when the test releases held requests.
+    released: tokio::sync::watch::Sender<bool>,
     operations: Vec<String>,
     counters: Counters,
 }
@@ -354,10 +362,11 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
                     .as_deref()
                     .is_some_and(|needle| chosen && contains(body, needle.as_bytes()));
                 let hold = matches && counters.matched.fetch_add(1, Ordering::Relaxed) >= shared.tamper.hold_after;
-                if hold {
+                if hold && !*shared.released.borrow() {
                     counters.held.fetch_add(1, Ordering::Relaxed);
-                    // Until the proxy is dropped, which aborts this connection's task.
-                    std::future::pending::<()>().await;
+                    let mut released = shared.released.subscribe();
+                    // The sender lives as long as the proxy, whose drop aborts this task.
+                    let _ = released.wait_for(|released| *released).await;
                 }
                 let mut response = exchange(&mut upstream, &shared.upstream, &request, &head.start).await?;
                 if let (true, Some((from, to))) = (chosen, &shared.tamper.rewrite) {

@@ -6,6 +6,7 @@ mod authoring;
 mod aws_rules;
 mod bad_input;
 mod container;
+mod converge;
 mod data;
 mod environments;
 mod exact;

@@ -529,7 +529,12 @@ async fn a_copy_estimated_to_outlast_the_stream_retention_is_refused_with_its_es
     let refused = migrator.run(&slow_migrations, Some(2)).await.unwrap_err();
     let message = refused.error.to_string();
     println!("{message}");
-    assert!(message.contains("estimated copy: 2000 items at 10 items/s"), "{message}");
+    assert!(
+        message.contains(
+            "estimated copy: 2000 items (the table's ItemCount) at 10 items/s (the step's rate limit; a sample of "
+        ),
+        "{message}"
+    );
     assert!(message.contains("more than the 60 s a copy may take"), "{message}");
 }
 

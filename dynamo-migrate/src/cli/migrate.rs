@@ -30,6 +30,11 @@ pub struct MigrateArgs {
     /// Stop after this version.
     #[arg(long)]
     target: Option<u32>,
+    /// Let `delete_old_table` delete an old version although its convergence check found the new
+    /// version different: after review, when the differences are the application's own writes
+    /// to the new version since it moved there.
+    #[arg(long)]
+    accept_differences: bool,
     /// How long to wait for another run's lock, in seconds (0 to 86400).
     #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(WAIT_SECS))]
     lock_wait: u64,
@@ -48,6 +53,7 @@ impl MigrateArgs {
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
             .with_drift_check(!self.allow_drift)
+            .with_accepted_differences(self.accept_differences)
             .with_file_check(true)
             .with_environment(&session.env.name)
             .with_streams(session.streams.clone())

@@ -10,6 +10,7 @@ use super::session::{EnvArgs, LEASE_SECS, WAIT_SECS, cancel_on_ctrl_c, lock_opti
 use super::{Failure, Output};
 use crate::Project;
 use crate::migrator::Migrator;
+use crate::rebuild::SyncCheck;
 
 /// Replay writes to a rebuilt table's old version until cut-over.
 ///
@@ -19,6 +20,10 @@ use crate::migrator::Migrator;
 /// Run it while old instances of the application may still write to the old table; with
 /// `--until-quiet SECS` it keeps following until the old table has had no write for that long,
 /// after which `delete_old_table` can cut over. Ctrl-C stops it at a shard checkpoint.
+///
+/// With `--check`, each rebuild's new table is then compared with the transform of its old one
+/// (see README, "The proof"); `--repair` also rewrites what differs from the old table, which is
+/// right only while no application writes the new version.
 ///
 /// Example: `cargo xtask sync --env prod --until-quiet 900`
 #[derive(Debug, Args)]
@@ -31,6 +36,14 @@ pub struct SyncArgs {
     /// Keep following until each old table has had no write for this many seconds.
     #[arg(long, value_name = "SECS")]
     until_quiet: Option<u64>,
+    /// After the replay, check that each new table is the transform of its old one (a
+    /// consistent scan of both; it costs reads of both tables) and report what differs.
+    #[arg(long)]
+    check: bool,
+    /// With --check, rewrite what differs from the old table. Only while no application writes
+    /// the new version yet: it would undo the application's writes there.
+    #[arg(long, requires = "check")]
+    repair: bool,
     /// How long to wait for another run's lock, in seconds (0 to 86400).
     #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(WAIT_SECS))]
     lock_wait: u64,
@@ -54,7 +67,13 @@ impl SyncArgs {
         .with_streams(session.streams.clone())
         .with_cancel(cancelled)
         .with_progress(std::io::stderr().is_terminal() && out.is_human());
-        let result = migrator.sync(&project.migrations, self.until_quiet.map(Duration::from_secs)).await;
+        let check = match (self.check, self.repair) {
+            (false, _) => SyncCheck::No,
+            (true, false) => SyncCheck::Compare,
+            (true, true) => SyncCheck::Repair,
+        };
+        let until_quiet = self.until_quiet.map(Duration::from_secs);
+        let result = migrator.sync_and_check(&project.migrations, until_quiet, check).await;
         out.facts(serde_json::json!({ "environment": session.env.name, "rebuilds": result.as_ref().ok() }));
         if out.is_human()
             && let Ok(reports) = &result
@@ -64,19 +83,24 @@ impl SyncArgs {
             }
             for r in reports {
                 match &r.error {
-                    None => println!(
-                        "migration {} step {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
-                        r.version,
-                        r.step + 1,
-                        r.source,
-                        r.target,
-                        r.replay.records,
-                        r.replay.puts,
-                        r.replay.deletes,
-                        r.source,
-                        r.last_write.as_deref().unwrap_or("(none seen)"),
-                        r.quiet_s
-                    ),
+                    None => {
+                        println!(
+                            "migration {} step {}: {} -> {}: replayed {} records ({} puts, {} deletes); last write to {} at {}, quiet for {} s",
+                            r.version,
+                            r.step + 1,
+                            r.source,
+                            r.target,
+                            r.replay.records,
+                            r.replay.puts,
+                            r.replay.deletes,
+                            r.source,
+                            r.last_write.as_deref().unwrap_or("(none seen)"),
+                            r.quiet_s
+                        );
+                        if let Some(check) = &r.check {
+                            println!("  checked {}", check.summary());
+                        }
+                    }
                     Some(error) => println!(
                         "migration {} step {}: {} -> {}: stopped after {} records: {error}",
                         r.version,

@@ -70,6 +70,11 @@ impl CheckpointStore {
         }
     }
 
+    /// The version of the migration whose checkpoints these are, if any.
+    pub(crate) fn migration(&self) -> Option<u32> {
+        self.record.as_ref().map(|r| r.version)
+    }
+
     fn header_id(record: &Record, pass: &PassIdentity) -> String {
         format!("{}{}", checkpoint_prefix(record.version), pass.place.replace(", ", "#").replace(' ', ""))
     }

@@ -59,7 +59,7 @@ const BATCHES_AHEAD: usize = 8;
 const DEFAULT_PAGE_ITEMS: i32 = 500;
 
 /// Segments for a table of this size: at least 8, one more per 256 MiB, at most 256.
-fn default_segments(size_bytes: i64) -> u32 {
+pub(crate) fn default_segments(size_bytes: i64) -> u32 {
     (size_bytes.max(0) / (256 << 20)).clamp(8, 256) as u32
 }
 
@@ -150,6 +150,9 @@ pub(crate) async fn sample(
 ) -> Result<(u64, std::time::Duration), DataError> {
     let (_, cancel) = watch::channel(false);
     options.page_size = Some(options.page_size.unwrap_or(100).min(100));
+    // Items that fail in the sample are counted, not kept: the copy itself meets them again, and
+    // keeps each once in the dead-letter file (or stops on the first).
+    options.dead_letter = None;
     // The sample measures what the tables allow; a rate limit is applied to the estimate
     // instead, so that a slow limit does not make the sample itself slow.
     options.rate = None;
@@ -295,7 +298,47 @@ async fn run_pages(
         return Err(DataError::Interrupted { table: shared.source.clone(), done: segments_done, segments });
     }
     report.resumed = resumed;
+    if shared.max_pages.is_none() && !options.max_failed.allows(report.failed, report.scanned) {
+        return Err(too_many_failed(&shared, &options, checkpoints, report));
+    }
     Ok(report)
+}
+
+/// A pass whose failed items are more than its step accepts: a failed step, whatever it wrote.
+fn too_many_failed(
+    shared: &Shared,
+    options: &PassOptions,
+    checkpoints: &CheckpointStore,
+    report: DataReport,
+) -> DataError {
+    let recover = match checkpoints.migration() {
+        Some(version) => format!(
+            "`cargo xtask recover --env <environment> --version {version} --rerun --restart-passes` (the passes start over, since the file changed)"
+        ),
+        None => "the step again".to_owned(),
+    };
+    let what_now = if shared.in_place {
+        format!(
+            "The step is failed: the other items are changed, the failed ones are as they were. Fix the transform (or accept the losses in the step with .max_failed_items(n)), then run {recover}"
+        )
+    } else {
+        format!(
+            "The step is failed, so nothing it wrote into {} becomes current and no old table is deleted on its word. Fix the transform (or accept the losses in the step with .max_failed_items(n)), then run {recover}",
+            shared.pass.target
+        )
+    };
+    DataError::TooManyFailed(Box::new(super::TooManyFailed {
+        table: shared.source.clone(),
+        into: if shared.in_place { String::new() } else { format!(" into {}", shared.pass.target) },
+        failed: report.failed,
+        read: report.scanned,
+        accepted: options.max_failed,
+        dead_letter: shared
+            .dead_letters
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), |d| d.path().display().to_string()),
+        what_now,
+    }))
 }
 
 /// Runs one segment from where it stands; returns its counts and whether it reached its end.
@@ -370,7 +413,7 @@ fn map_one(shared: &Shared, item: Item, key: &Item) -> Result<Result<Mapped, Str
 }
 
 /// The text of a panic's payload.
-pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -408,7 +451,7 @@ fn copied(shared: &Shared, mapped: Mapped) -> Result<Change, String> {
 /// What a function made of an item, as a whole item for table `target` (keyed by `keys`): refused
 /// when it would lose attributes its input type does not hold (unless `drop_unknown_attributes`)
 /// or lacks a key attribute. The copy and the rebuild's replay both go through it.
-pub(super) fn into_other_table(
+pub(crate) fn into_other_table(
     mapped: Mapped,
     target: &str,
     keys: &[String],
@@ -696,6 +739,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
 fn refused_item(shared: &Shared, refused: super::writer::Refused, counts: &mut DataReport) -> Result<(), DataError> {
     let request = &refused.request;
     let item = request.put_request.as_ref().map(|p| &p.item);
+    if shared.max_pages.is_some() {
+        counts.failed += 1;
+        return Ok(());
+    }
     match &shared.dead_letters {
         Some(dead) => {
             counts.failed += 1;
@@ -715,6 +762,10 @@ fn refused_item(shared: &Shared, refused: super::writer::Refused, counts: &mut D
 }
 
 fn fail(shared: &Shared, key: &Item, error: &str, counts: &mut DataReport) -> Result<(), DataError> {
+    if shared.max_pages.is_some() {
+        counts.failed += 1;
+        return Ok(());
+    }
     match &shared.dead_letters {
         Some(dead) => {
             counts.failed += 1;

@@ -36,6 +36,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub(crate) use checkpoint::{CheckpointStore, checkpoint_prefix};
+pub(crate) use concurrency::Concurrency;
+pub(crate) use dead_letter::DeadLetters;
+pub(crate) use engine::{default_segments, into_other_table, panic_message, without_retries};
+pub(crate) use fidelity::key_of;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
 pub use rate::RateLimit;
 pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
@@ -43,7 +47,7 @@ pub(crate) use replay::{Replay, key_attributes, now_ms, prefix as replay_prefix}
 pub(crate) use stream::ensure_stream;
 pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};
-pub(crate) use writer::backoff;
+pub(crate) use writer::{BATCH, Writer, backoff, is_retryable};
 
 use crate::names::TableNames;
 
@@ -166,8 +170,27 @@ pub enum DataError {
     Contended { table: String, key: String, attempts: u32 },
     #[error("pass over {table}: {problem}")]
     Options { table: String, problem: String },
+    #[error(transparent)]
+    TooManyFailed(Box<TooManyFailed>),
     #[error("building a request: {0}")]
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
+}
+
+/// A pass whose items failed, more of them than its step accepts.
+#[derive(Debug, Error)]
+#[error(
+    "pass over {table}{into}: {failed} of {read} item(s) failed, and the step accepts {accepted}; they are in the dead-letter file {dead_letter}. {what_now}"
+)]
+pub struct TooManyFailed {
+    pub table: String,
+    /// ` into <target>`, or nothing in place.
+    pub into: String,
+    pub failed: u64,
+    pub read: u64,
+    pub accepted: FailureBudget,
+    pub dead_letter: String,
+    /// What the failure means for the step's output, and the command to run.
+    pub what_now: String,
 }
 
 /// How a pass runs.
@@ -194,6 +217,50 @@ pub struct PassOptions {
     pub dry_run: bool,
     /// Scan with strongly consistent reads (a rebuild's copy: see `replay`'s rule).
     pub consistent_read: bool,
+    /// How many items may fail (into the dead-letter file) with the pass still a success; by
+    /// default none.
+    pub max_failed: FailureBudget,
+}
+
+/// How many of a pass's items may fail, each kept in its dead-letter file, with the step still a
+/// success. By default none may: a step whose items failed is a failed step, its migration is
+/// `failed`, and a rebuild does not become current. A migration that accepts losses says how many.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum FailureBudget {
+    /// No item may fail.
+    #[default]
+    None,
+    /// At most this many items.
+    Items(u64),
+    /// At most this share (0 to 1) of the items read.
+    Fraction(f64),
+}
+
+impl FailureBudget {
+    /// Whether `failed` of `read` items is within the budget.
+    pub fn allows(self, failed: u64, read: u64) -> bool {
+        match self {
+            FailureBudget::None => failed == 0,
+            FailureBudget::Items(n) => failed <= n,
+            FailureBudget::Fraction(share) => failed as f64 <= share * read as f64,
+        }
+    }
+
+    /// Whether any failure is accepted at all.
+    pub fn accepts_any(self) -> bool {
+        !matches!(self, FailureBudget::None | FailureBudget::Items(0)) && self != FailureBudget::Fraction(0.0)
+    }
+}
+
+impl std::fmt::Display for FailureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureBudget::None => f.write_str("none"),
+            FailureBudget::Items(n) => write!(f, "at most {n} item(s)"),
+            FailureBudget::Fraction(share) => write!(f, "at most {}% of the items read", share * 100.0),
+        }
+    }
 }
 
 impl PassOptions {
@@ -201,6 +268,17 @@ impl PassOptions {
     pub(crate) fn check(&self) -> Result<(), String> {
         if let Some(rate) = self.rate {
             rate.check()?;
+        }
+        if let FailureBudget::Fraction(share) = self.max_failed
+            && !(0.0..=1.0).contains(&share)
+        {
+            return Err(format!("max_failed_fraction({share}) is not a share from 0 to 1"));
+        }
+        if self.max_failed.accepts_any() && self.dead_letter.is_none() {
+            return Err(format!(
+                "it accepts failed items ({}) but names no dead-letter file to keep them in; add .dead_letter(\"<file>.jsonl\") to the step",
+                self.max_failed
+            ));
         }
         Ok(())
     }
@@ -218,6 +296,7 @@ impl Default for PassOptions {
             version_attribute: None,
             dry_run: false,
             consistent_read: false,
+            max_failed: FailureBudget::None,
         }
     }
 }
@@ -436,9 +515,23 @@ impl PassBuilder<'_> {
         self.options.drop_unknown_attributes = true;
         self
     }
-    /// Sends items that fail to this JSON-lines file instead of stopping the step.
+    /// Sends items that fail to this JSON-lines file instead of stopping the step at the first:
+    /// the pass goes on to its end, and then fails if any item failed, unless the step accepts
+    /// that many ([`PassBuilder::max_failed_items`], [`PassBuilder::max_failed_fraction`]).
     pub fn dead_letter(mut self, path: impl Into<PathBuf>) -> Self {
         self.options.dead_letter = Some(path.into());
+        self
+    }
+    /// Accepts up to `n` failed items (kept in the dead-letter file, which the step must name):
+    /// the step succeeds with them, and its report says how many.
+    pub fn max_failed_items(mut self, n: u64) -> Self {
+        self.options.max_failed = FailureBudget::Items(n);
+        self
+    }
+    /// Accepts failed items up to this share (0 to 1) of the items read, as
+    /// [`PassBuilder::max_failed_items`] does a number.
+    pub fn max_failed_fraction(mut self, share: f64) -> Self {
+        self.options.max_failed = FailureBudget::Fraction(share);
         self
     }
     /// In place, makes each write conditional on this attribute and the attributes it changes,

@@ -143,7 +143,7 @@ fn mend(page: Vec<u8>, diagnose: bool) -> Result<Vec<u8>, BoxError> {
                 }
             }
             if diagnose {
-                check_record(stream)?;
+                check_record(stream).map_err(|e| e as BoxError)?;
             }
         }
         mended.push(record);
@@ -176,21 +176,21 @@ fn mend_value(value: &mut Value) -> bool {
     changed
 }
 
-fn check_record(stream: &Map<String, Value>) -> Result<(), UnreadableRecord> {
+fn check_record(stream: &Map<String, Value>) -> Result<(), Box<UnreadableRecord>> {
     let sequence = stream.get("SequenceNumber").and_then(Value::as_str).unwrap_or("(without a sequence number)");
     let keys = stream.get("Keys").map_or_else(|| "(none)".to_owned(), Value::to_string);
     for image in ["Keys", "NewImage", "OldImage"] {
         let Some(Value::Object(attributes)) = stream.get(image) else { continue };
         for (name, value) in attributes {
             if let Err((path, value, reason)) = check_value(&quoted(name), value) {
-                return Err(UnreadableRecord {
+                return Err(Box::new(UnreadableRecord {
                     sequence: sequence.to_owned(),
                     keys,
                     image,
                     path,
                     value: shorten(&value.to_string()),
                     reason,
-                });
+                }));
             }
         }
     }

@@ -99,6 +99,8 @@ pub enum ReplayError {
     Interrupted { table: String },
     #[error("replay checkpoints: {0}")]
     Checkpoint(Box<crate::error::Error>),
+    #[error("dead-letter file {path}: {error}")]
+    DeadLetter { path: String, error: String },
     #[error("replay of {table} into {target}: {cause}")]
     Write { table: String, target: String, cause: Box<super::DataError> },
 }
@@ -155,6 +157,15 @@ pub struct ReplayHeader {
     pub last_write_ms: Option<u64>,
     /// Records replayed over all runs.
     pub records: u64,
+    /// Items that failed the transform and were left out of the new table (kept in
+    /// `dead_letter`), as the copy and the replays counted them; only a rebuild that accepts
+    /// failed items gets past one.
+    pub failed: u64,
+    /// The rebuild's dead-letter file, if it has one.
+    pub dead_letter: Option<String>,
+    /// When the last convergence check ran, and what it found.
+    pub checked_at_ms: Option<u64>,
+    pub check: Option<String>,
 }
 
 /// Where one shard stands.
@@ -240,6 +251,10 @@ impl ReplayStore {
             synced_from_ms: number(&item, "synced_from_ms"),
             last_write_ms: number(&item, "last_write_ms"),
             records: number(&item, "records").unwrap_or(0),
+            failed: number(&item, "failed").unwrap_or(0),
+            dead_letter: text(&item, "dead_letter"),
+            checked_at_ms: number(&item, "checked_at_ms"),
+            check: text(&item, "check"),
         }))
     }
 
@@ -252,8 +267,18 @@ impl ReplayStore {
             ("phase".to_owned(), AttributeValue::S(header.phase.as_str().to_owned())),
             ("copy_started_ms".to_owned(), AttributeValue::N(header.copy_started_ms.to_string())),
             ("records".to_owned(), AttributeValue::N(header.records.to_string())),
+            ("failed".to_owned(), AttributeValue::N(header.failed.to_string())),
         ]
         .into();
+        if let Some(path) = &header.dead_letter {
+            item.insert("dead_letter".to_owned(), AttributeValue::S(path.clone()));
+        }
+        if let Some(ms) = header.checked_at_ms {
+            item.insert("checked_at_ms".to_owned(), AttributeValue::N(ms.to_string()));
+        }
+        if let Some(check) = &header.check {
+            item.insert("check".to_owned(), AttributeValue::S(check.clone()));
+        }
         if let Some(ms) = header.synced_from_ms {
             item.insert("synced_from_ms".to_owned(), AttributeValue::N(ms.to_string()));
         }
@@ -310,6 +335,9 @@ pub struct ReplayReport {
     pub records: u64,
     pub puts: u64,
     pub deletes: u64,
+    /// Records whose new image the transform failed on, kept in the rebuild's dead-letter file
+    /// (only a rebuild that accepts failed items goes on past one).
+    pub failed: u64,
     pub shards: u64,
     pub millis: u128,
 }
@@ -332,6 +360,9 @@ pub(crate) struct Replay {
     pub cancel: watch::Receiver<bool>,
     pub writers: usize,
     pub progress: bool,
+    /// Where records whose new image the transform fails on go, when the rebuild accepts failed
+    /// items: the old key is then deleted from the new table, as the copy leaves such an item out.
+    pub dead_letters: Option<Arc<super::dead_letter::DeadLetters>>,
 }
 
 /// Milliseconds since the epoch, now.
@@ -411,6 +442,7 @@ impl Replay {
         report.millis = started.elapsed().as_millis();
         header.synced_from_ms = Some(started_ms);
         header.records += report.records;
+        header.failed += report.failed;
         self.store.save_header(header).await?;
         Ok(report)
     }
@@ -559,10 +591,11 @@ impl Replay {
                     .filter_map(|t| t.to_millis().ok())
                     .max()
                     .map(|ms| ms.max(0) as u64);
-                let (puts, deletes) = self.apply(shard, &records).await?;
+                let (puts, deletes, failed) = self.apply(shard, &records).await?;
                 report.records += records.len() as u64;
                 report.puts += puts;
                 report.deletes += deletes;
+                report.failed += failed;
                 state.after = records.last().and_then(|r| r.dynamodb.as_ref()?.sequence_number.clone());
                 if let Some(newest) = newest {
                     state.applied_until_ms = state.applied_until_ms.max(newest);
@@ -691,20 +724,24 @@ impl Replay {
 
     /// Applies one page of records: collapsed to the last write per key of the new table (the
     /// records are in order), then written in batches that never hold one key twice.
-    async fn apply(&self, shard: &str, records: &[Record]) -> Result<(u64, u64), ReplayError> {
+    async fn apply(&self, shard: &str, records: &[Record]) -> Result<(u64, u64, u64), ReplayError> {
         let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
+        let mut failed = 0;
         for record in records {
             let Some(stream) = &record.dynamodb else { continue };
             let keys = stream.keys.as_ref().map(from_stream).transpose().unwrap_or_default().unwrap_or_default();
+            let at = || {
+                format!(
+                    "record {} of shard {shard}, stream {}",
+                    stream.sequence_number.as_deref().unwrap_or("(without a sequence number)"),
+                    self.stream_arn
+                )
+            };
             let item_error = |error: String| ReplayError::Item {
                 table: self.source.clone(),
                 target: self.target.clone(),
                 key: key_text(&keys, &self.source_keys),
-                at: format!(
-                    "record {} of shard {shard}, stream {}",
-                    stream.sequence_number.as_deref().unwrap_or("(without a sequence number)"),
-                    self.stream_arn
-                ),
+                at: at(),
                 error,
             };
             let old_key = match &stream.old_image {
@@ -721,10 +758,20 @@ impl Replay {
                     let change = mapped.and_then(|m| {
                         into_other_table(m, &self.target, &self.target_keys, self.drop_unknown_attributes)
                     });
-                    match change {
-                        Ok(Change::Put(item)) => Some(item),
-                        Ok(Change::Keep | Change::Delete) => None,
-                        Err(error) => return Err(item_error(error)),
+                    match (change, &self.dead_letters) {
+                        (Ok(Change::Put(item)), _) => Some(item),
+                        (Ok(Change::Keep | Change::Delete), _) => None,
+                        (Err(error), Some(dead)) => {
+                            dead.write(&self.source, &keys, &format!("{error} ({})", at()), None).map_err(|e| {
+                                ReplayError::DeadLetter {
+                                    path: dead.path().display().to_string(),
+                                    error: e.to_string(),
+                                }
+                            })?;
+                            failed += 1;
+                            None
+                        }
+                        (Err(error), None) => return Err(item_error(error)),
                     }
                 }
             };
@@ -782,7 +829,7 @@ impl Replay {
                 error: r.error,
             });
         }
-        Ok((puts, deletes))
+        Ok((puts, deletes, failed))
     }
 }
 
