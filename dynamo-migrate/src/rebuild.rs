@@ -102,6 +102,7 @@ impl Migrator {
             cancel: self.cancel.clone(),
             writers: rebuild.options.writers,
             progress: self.progress,
+            coarse_times: self.exec.local,
             dead_letters: match (&rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
                 (Some(path), true) => Some(std::sync::Arc::new(DeadLetters::open(path).map_err(|e| {
                     crate::data::ReplayError::DeadLetter { path: path.display().to_string(), error: e.to_string() }
@@ -218,11 +219,13 @@ impl Migrator {
                 file.as_deref().unwrap_or("(no file)")
             ),
         };
+        let rate = match copied.scanned - copied.resumed {
+            0 => "all by an earlier run".to_owned(),
+            this_run => format!("{:.0} items/s", this_run as f64 / copy_secs.max(0.001)),
+        };
         report.calls.push(format!(
-            "copied {old} -> {new}: {} items scanned, {} written ({:.0} items/s){failed}",
-            copied.scanned,
-            copied.written,
-            (copied.scanned - copied.resumed) as f64 / copy_secs.max(0.001)
+            "copied {old} -> {new}: {} items scanned, {} written ({rate}){failed}",
+            copied.scanned, copied.written
         ));
 
         let replay = self.replay(&store, rebuild, &header).await?;
@@ -432,6 +435,38 @@ impl Migrator {
         store.save_header(&header).await?;
         Ok(Some((replayed, format!("{line}; {checked}"))))
     }
+}
+
+/// The convergence check's comparison of two tables through `map` (no replay, no repair), as
+/// the benchmark measures it.
+#[cfg(feature = "cli")]
+pub(crate) async fn bench_check(
+    client: aws_sdk_dynamodb::Client,
+    source: &str,
+    target: &str,
+    map: std::sync::Arc<crate::data::MapFn>,
+    segments: u32,
+) -> Result<CheckReport> {
+    let (source_keys, target_keys) = (key_attributes(&client, source).await?, key_attributes(&client, target).await?);
+    let described = client.describe_table().table_name(source).send().await.map_err(Error::aws("DescribeTable"))?;
+    let convergence = Convergence {
+        client,
+        source: source.to_owned(),
+        source_keys,
+        target: target.to_owned(),
+        target_keys,
+        map,
+        drop_unknown_attributes: false,
+        segments,
+        item_count: described.table.and_then(|t| t.item_count).unwrap_or(0),
+    };
+    let mut report = CheckReport { source: source.to_owned(), target: target.to_owned(), ..CheckReport::default() };
+    report.start_round(1);
+    let found = convergence.differences(&mut report).await?;
+    if !found.is_empty() {
+        convergence.second_look(found, false, &mut report).await?;
+    }
+    Ok(report)
 }
 
 /// What `sync` did for one rebuild waiting for cut-over.

@@ -203,7 +203,9 @@ const WHICH_ENV: &str = "DYNAMO_MIGRATE_TEST_REBUILD_WHICH";
 async fn child_process_running_a_rebuild() {
     let Ok(prefix) = std::env::var(CHILD_ENV) else { return };
     let streams = std::env::var(STREAMS_ENV).unwrap();
-    let lock = LockOptions { lease: Duration::from_secs(3), ..LockOptions::new("rebuild child") };
+    // A lease long enough for a loaded machine's heartbeats (a quarter of it each), short enough
+    // that the parent takes the lock over soon after the kill.
+    let lock = LockOptions { lease: Duration::from_secs(10), ..LockOptions::new("rebuild child") };
     let client = support::client().await;
     let migrator = Migrator::new(client, TableNames::new(prefix), true, "test")
         .with_streams(dynamo_migrate::connect_streams(&dynamo_migrate::Target::local(streams)).await)
@@ -221,8 +223,9 @@ fn spawn_child(names: &TableNames, proxy: &FaultProxy, which: &str) -> std::proc
         .env(STREAMS_ENV, proxy.endpoint())
         .env(WHICH_ENV, which)
         .env(support::ENDPOINT_ENV, support::endpoint())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        // Its failures show in the test's output, should it end before it is killed.
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap()
 }

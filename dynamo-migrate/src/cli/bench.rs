@@ -6,9 +6,11 @@
 //! engine; (c) the engine's typed transform into a new table; (d) the in-place ceiling, a raw
 //! 8-segment scan feeding 32 concurrent conditional `UpdateItem` calls (conditional single-item
 //! writes cannot be batched, so this is what an in-place pass on a live table can reach);
-//! (e) the engine's typed backfill in place. Each engine pass runs in a process of its own, so
-//! that its peak memory is the pass's alone. The last lines are `engine/ceiling = R` (copy) and
-//! `in-place/ceiling = R`.
+//! (e) the engine's typed backfill in place; (f) the check ceiling, raw 8-segment consistent
+//! scans of the source and the engine's copy at once; (g) the convergence check of that copy
+//! (both tables scanned, the source's items through the same typed transform, compared by key).
+//! Each engine pass runs in a process of its own, so that its peak memory is the pass's alone.
+//! The last lines are `engine/ceiling = R` (copy), `in-place/ceiling = R` and `check/ceiling = R`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,6 +71,7 @@ pub struct BenchArgs {
 enum PassKind {
     Copy,
     InPlace,
+    Check,
 }
 
 /// The benchmark's item: about 300 bytes in DynamoDB, more with a longer note.
@@ -246,6 +249,23 @@ impl BenchArgs {
             engine = engine.max(rate);
             copy_rss = copy_rss.max(rss);
         }
+        // The check of the first copy, against two raw scans of the same tables, before the
+        // passes in place change the source.
+        let (mut check_ceiling, mut check, mut check_rss) = (0.0f64, 0.0f64, 0.0f64);
+        for round in 1..=self.rounds {
+            let start = Instant::now();
+            let scanned = ceiling_scans(&client, &[table("source"), table("engine1")]).await?;
+            let what =
+                format!("(f) check ceiling, run {round}: raw {SEGMENTS}-segment consistent scans of both tables");
+            check_ceiling = check_ceiling.max(report(out, &what, scanned, start));
+            let (rate, rss) =
+                self.child_pass(server.endpoint(), PassKind::Check, &table("source"), &table("engine1"))?;
+            out.line(format_args!(
+                "(g) convergence check, run {round}: both tables, the source through the typed transform, compared by key: {rate:.0} items/s, peak RSS {rss:.1} MiB"
+            ));
+            check = check.max(rate);
+            check_rss = check_rss.max(rss);
+        }
         // In place after every copy, so that the copies read the items as filled.
         for round in 1..=self.rounds {
             let start = Instant::now();
@@ -265,13 +285,14 @@ impl BenchArgs {
             in_place_rss = in_place_rss.max(rss);
         }
         out.line(format_args!(
-            "peak RSS of the runner during a pass: copy {copy_rss:.1} MiB, in place {in_place_rss:.1} MiB"
+            "peak RSS of the runner during a pass: copy {copy_rss:.1} MiB, in place {in_place_rss:.1} MiB, check {check_rss:.1} MiB"
         ));
         if let Some(naive) = naive {
             out.line(format_args!("engine/naive = {:.1}", engine / naive));
         }
         out.line(format_args!("engine/ceiling = {:.2}", engine / ceiling));
         out.line(format_args!("in-place/ceiling = {:.2}", in_place / in_place_ceiling));
+        out.line(format_args!("check/ceiling = {:.2}", check / check_ceiling));
         out.facts(serde_json::json!({
             "items": self.items,
             "item_bytes": self.item_bytes.max(300),
@@ -281,10 +302,13 @@ impl BenchArgs {
                 "engine_copy": engine,
                 "in_place_ceiling": in_place_ceiling,
                 "engine_in_place": in_place,
+                "check_ceiling": check_ceiling,
+                "check": check,
             },
-            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss },
+            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss, "check": check_rss },
             "engine_over_ceiling": engine / ceiling,
             "in_place_over_ceiling": in_place / in_place_ceiling,
+            "check_over_ceiling": check / check_ceiling,
         }));
         Ok(())
     }
@@ -295,6 +319,7 @@ impl BenchArgs {
         let kind = match kind {
             PassKind::Copy => "copy",
             PassKind::InPlace => "in-place",
+            PassKind::Check => "check",
         };
         let out = std::process::Command::new(std::env::current_exe()?)
             .args(["bench", "--pass", kind, "--endpoint", endpoint, "--source", source, "--target", target])
@@ -317,6 +342,30 @@ impl BenchArgs {
         let (endpoint, source, target) =
             (self.endpoint.unwrap_or_default(), self.source.unwrap_or_default(), self.target.unwrap_or_default());
         let client = connect(&Target::local(&endpoint)).await;
+        if kind == PassKind::Check {
+            let sampler = RssSampler::start();
+            let start = Instant::now();
+            let check = crate::rebuild::bench_check(
+                client,
+                &source,
+                &target,
+                crate::data::typed_map(|o: Order| Some(derive(o, "total_cents")), crate::data::Change::Keep),
+                SEGMENTS as u32,
+            )
+            .await?;
+            let secs = start.elapsed().as_secs_f64();
+            let peak = sampler.stop().max(peak_rss_mib());
+            if !check.is_clean() {
+                return Err(anyhow::anyhow!(
+                    "the engine's copy is not the transform of the source: {}",
+                    check.summary()
+                )
+                .into());
+            }
+            let items = check.old_items + check.new_items;
+            println!("items={items} items_per_s={:.1} peak_rss_mib={peak:.1}", items as f64 / secs);
+            return Ok(());
+        }
         let ctx = DataContext::new(client, TableNames::new(""));
         let sampler = RssSampler::start();
         let start = Instant::now();
@@ -331,6 +380,7 @@ impl BenchArgs {
             PassKind::InPlace => {
                 ctx.pass(&source).segments(SEGMENTS as u32).transform(move |o: Order| Some(derive(o, &target))).await?
             }
+            PassKind::Check => unreachable!("run above"),
         };
         let secs = start.elapsed().as_secs_f64();
         let peak = sampler.stop().max(peak_rss_mib());
@@ -412,6 +462,37 @@ async fn ceiling_copy(client: &Client, source: &str, target: &str) -> anyhow::Re
         written += done??;
     }
     Ok(written)
+}
+
+/// The check ceiling: raw parallel scans of `tables` at once, strongly consistent (as the check
+/// reads), 8 segments each; the items read.
+async fn ceiling_scans(client: &Client, tables: &[String]) -> anyhow::Result<u64> {
+    let mut scanners = tokio::task::JoinSet::new();
+    for table in tables {
+        for segment in 0..SEGMENTS {
+            let (client, table) = (client.clone(), table.clone());
+            scanners.spawn(async move {
+                let mut pages = client
+                    .scan()
+                    .table_name(table)
+                    .segment(segment)
+                    .total_segments(SEGMENTS)
+                    .consistent_read(true)
+                    .into_paginator()
+                    .send();
+                let mut read = 0u64;
+                while let Some(page) = pages.next().await {
+                    read += page?.items.unwrap_or_default().len() as u64;
+                }
+                anyhow::Ok(read)
+            });
+        }
+    }
+    let mut read = 0;
+    while let Some(done) = scanners.join_next().await {
+        read += done??;
+    }
+    Ok(read)
 }
 
 /// The in-place ceiling: the same requests the engine makes, hand-written: 8 scan segments feed 32

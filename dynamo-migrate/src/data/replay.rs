@@ -72,6 +72,8 @@ pub const RESUME_LIMIT: Duration = Duration::from_secs(20 * 3600);
 const EMPTY_PAGES: u32 = 1;
 /// How coarse a record's `ApproximateCreationDateTime` may be.
 const CREATION_TIME_GRANULE_MS: u64 = 60_000;
+/// Records asked for in one `GetRecords`.
+const PAGE_RECORDS: i32 = 1000;
 /// Attempts at one stream call after throttling or a transient failure.
 const MAX_ATTEMPTS: u32 = 10;
 
@@ -363,6 +365,8 @@ pub(crate) struct Replay {
     /// Where records whose new image the transform fails on go, when the rebuild accepts failed
     /// items: the old key is then deleted from the new table, as the copy leaves such an item out.
     pub dead_letters: Option<Arc<super::dead_letter::DeadLetters>>,
+    /// The stream is DynamoDB Local's, whose records' creation times are rounded to the minute.
+    pub coarse_times: bool,
 }
 
 /// Milliseconds since the epoch, now.
@@ -456,7 +460,14 @@ impl Replay {
         aws_sdk_dynamodbstreams::operation::get_records::GetRecordsOutput,
         aws_sdk_dynamodbstreams::error::SdkError<aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError>,
     > {
-        self.streams.get_records().shard_iterator(iterator).limit(1000).customize().interceptor(mend).send().await
+        self.streams
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(PAGE_RECORDS)
+            .customize()
+            .interceptor(mend)
+            .send()
+            .await
     }
 
     /// Refuses a replay whose oldest record not yet applied may have expired.
@@ -627,6 +638,12 @@ impl Replay {
                     // Caught up with the moment this catch-up started: an application that
                     // keeps writing would otherwise be chased for ever. What it writes from
                     // here on is for the next replay (`sync`, `delete_old_table`).
+                    self.store.save_shard(shard, state).await?;
+                }
+                Some(_) if self.coarse_times && records.len() < PAGE_RECORDS as usize => {
+                    // DynamoDB Local stamps records to the minute, so the rule above would chase
+                    // a writer until the minute turns. Its page shorter than asked for is every
+                    // record there was when it was read, which was after this catch-up started.
                     self.store.save_shard(shard, state).await?;
                 }
                 Some(next) => {
