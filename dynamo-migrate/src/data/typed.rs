@@ -58,9 +58,10 @@ pub(crate) fn read_exact<T: DeserializeOwned + Serialize>(item: &Item) -> Result
     let first = attempt::<T>(item, || item.clone());
     match first {
         Ok(read) => Ok(read),
-        // Numbers an f64 would round are handed to the type a second time as text, which
-        // `Number` fields read exactly; other types fail on them, and the first error stands.
-        Err(error) if item.values().any(has_inexact_number) => {
+        // Numbers that an f64 would round and no integer type holds are handed to the type a
+        // second time as text, which `Number` fields read exactly; other types fail on them, and
+        // the first error stands.
+        Err(error) if item.values().any(needs_text) => {
             attempt::<T>(item, || item.iter().map(|(k, v)| (k.clone(), mark(v))).collect()).map_err(|_| error)
         }
         Err(error) => Err(error),
@@ -263,15 +264,22 @@ fn hint(stored: &AttributeValue) -> &'static str {
     }
 }
 
-/// True when some number in the value would change if read into an `f64` and written back.
-fn has_inexact_number(value: &AttributeValue) -> bool {
+/// True when some number in the value must reach the type as text to be read exactly.
+fn needs_text(value: &AttributeValue) -> bool {
     match value {
-        AttributeValue::N(n) => inexact_as_f64(n),
-        AttributeValue::Ns(ns) => ns.iter().any(|n| inexact_as_f64(n)),
-        AttributeValue::L(list) => list.iter().any(has_inexact_number),
-        AttributeValue::M(map) => map.values().any(has_inexact_number),
+        AttributeValue::N(n) => number_needs_text(n),
+        AttributeValue::Ns(ns) => ns.iter().any(|n| number_needs_text(n)),
+        AttributeValue::L(list) => list.iter().any(needs_text),
+        AttributeValue::M(map) => map.values().any(needs_text),
         _ => false,
     }
+}
+
+/// True when an f64 would round the number and it is not an integer that serde_dynamo hands over
+/// as an `i64` or `u64`: those every integer field and `Number` read exactly as they are, so that
+/// a `u64` field and a `Number` field can read long numbers from the same item.
+fn number_needs_text(text: &str) -> bool {
+    inexact_as_f64(text) && text.parse::<i64>().is_err() && text.parse::<u64>().is_err()
 }
 
 /// True when the number's text would change if read into an `f64` and written back.
@@ -294,13 +302,13 @@ pub(crate) fn inexact_as_f64(text: &str) -> bool {
     }
 }
 
-/// The value with every number an f64 would round replaced by the marker map that
+/// The value with every number that needs text replaced by the marker map that
 /// `dynamo_model::Number` (or, for a set, `NumberSet`) reads exactly.
 fn mark(value: &AttributeValue) -> AttributeValue {
     use AttributeValue as A;
     match value {
-        A::N(n) if inexact_as_f64(n) => A::M([(NUMBER_MARKER.to_owned(), A::S(n.clone()))].into()),
-        A::Ns(ns) if ns.iter().any(|n| inexact_as_f64(n)) => {
+        A::N(n) if number_needs_text(n) => A::M([(NUMBER_MARKER.to_owned(), A::S(n.clone()))].into()),
+        A::Ns(ns) if ns.iter().any(|n| number_needs_text(n)) => {
             A::M([(NUMBER_SET_MARKER.to_owned(), A::L(ns.iter().map(|n| A::S(n.clone())).collect()))].into())
         }
         A::L(list) => A::L(list.iter().map(mark).collect()),

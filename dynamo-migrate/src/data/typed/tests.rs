@@ -176,3 +176,19 @@ fn a_struct_names_the_attributes_it_can_hold() {
     assert_eq!(field_names::<Customer>(), Some(&["id", "eMail"][..]));
     assert_eq!(field_names::<HashMap<String, String>>(), None);
 }
+
+const NUMBER_38: &str = "12345678901234567890123456789012345678";
+
+#[test]
+fn an_integer_field_and_a_number_field_read_long_numbers_from_one_item() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Counted {
+        count: u64,
+        total: Number,
+    }
+    // 12345678901234567890 needs more digits than an f64 holds, but is a u64.
+    let stored = item(&[("count", n("12345678901234567890")), ("total", n(NUMBER_38))]);
+    let read = read_exact::<Counted>(&stored).unwrap();
+    assert_eq!(read.value.count, 12_345_678_901_234_567_890);
+    assert_eq!(read.value.total.as_str(), NUMBER_38);
+}
