@@ -9,9 +9,13 @@
 //! as *not held*: in place they are simply left alone (the engine writes only what changed);
 //! into another table they would be lost, which a step must ask for explicitly.
 //!
-//! Numbers an `f64` would round reach `dynamo_model::Number` and `NumberSet` fields as marker
-//! maps (see `dynamo_model::exact`); values serialised by the engine turn such maps back into
-//! DynamoDB numbers.
+//! Numbers an `f64` would round (and no `i64` or `u64` holds) reach `dynamo_model::Number` and
+//! `NumberSet` fields as marker maps (see `dynamo_model::exact`); values serialised by the engine
+//! turn such maps back into DynamoDB numbers.
+//!
+//! Reading an item that fits is one deserialisation and one comparison, and builds no message:
+//! this runs for every item of every typed pass. A refused item is explained by `diagnosis`,
+//! which names every attribute that fails.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use dynamo_model::{NUMBER_MARKER, NUMBER_SET_MARKER};
@@ -47,46 +51,47 @@ pub(crate) fn unmark_item(item: &mut Item) {
     item.values_mut().for_each(unmark);
 }
 
-/// Reads an item into `T`, exactly or not at all: the error names the attribute path, what
-/// would change, and what type would hold it.
+/// Reads an item into `T`, exactly or not at all: the error names every attribute that fails,
+/// with its path, its DynamoDB type there, what would change, and what type would hold it.
 pub fn from_item<T: DeserializeOwned + Serialize>(item: &Item) -> Result<T, String> {
     read_exact(item).map(|read| read.value)
 }
 
 /// Reads an item into `T` and compares the value, serialised back, with the item.
 pub(crate) fn read_exact<T: DeserializeOwned + Serialize>(item: &Item) -> Result<Read<T>, String> {
-    let first = attempt::<T>(item, || item.clone());
-    match first {
-        Ok(read) => Ok(read),
-        // Numbers an f64 would round are handed to the type a second time as text, which
-        // `Number` fields read exactly; other types fail on them, and the first error stands.
-        Err(error) if item.values().any(has_inexact_number) => {
-            attempt::<T>(item, || item.iter().map(|(k, v)| (k.clone(), mark(v))).collect()).map_err(|_| error)
-        }
-        Err(error) => Err(error),
+    if let Some(read) = attempt::<T>(item, item.clone()) {
+        return Ok(read);
     }
+    // Numbers that an f64 would round and no integer type holds are handed to the type a second
+    // time as text, which `Number` fields read exactly; other types fail on them.
+    let needs_text = item.values().any(needs_text);
+    if needs_text && let Some(read) = attempt::<T>(item, marked(item)) {
+        return Ok(read);
+    }
+    // Only a refused item pays for finding out why, however many reads that takes.
+    Err(diagnosis::explain::<T>(item, needs_text.then(|| marked(item)).as_ref()))
 }
 
-fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: impl Fn() -> Item) -> Result<Read<T>, String> {
-    // The plain read is the fast path; only a failed one is read again to find the attribute.
-    let value: T = match serde_dynamo::from_item(input()) {
-        Ok(value) => value,
-        Err(plain) => {
-            return Err(read_error::<T>(original, input())
-                .unwrap_or_else(|| format!("does not read as the step's input type: {plain}")));
-        }
-    };
-    let seen =
-        to_item(&value).map_err(|e| format!("the step's input type does not serialise back into an item: {e}"))?;
+/// The item with the numbers that need text handed over as text.
+fn marked(item: &Item) -> Item {
+    item.iter().map(|(k, v)| (k.clone(), mark(v))).collect()
+}
+
+/// One read of `input` into `T`, and the value serialised back compared with `original`; `None`
+/// when either fails. This is the fast path of every typed step: it builds no message.
+fn attempt<T: DeserializeOwned + Serialize>(original: &Item, input: Item) -> Option<Read<T>> {
+    let value: T = serde_dynamo::from_item(input).ok()?;
+    let seen = to_item(&value).ok()?;
     let mut not_held = Vec::new();
     for (name, stored) in original {
         match seen.get(name) {
             None => not_held.push(name.clone()),
-            Some(back) => compare(name, stored, back)?,
+            Some(back) if holds(stored, back) => {}
+            Some(_) => return None,
         }
     }
     not_held.sort();
-    Ok(Read { value, seen, not_held })
+    Some(Read { value, seen, not_held })
 }
 
 /// The attribute names a struct type can hold (its serde field names, renames applied), or
@@ -132,25 +137,6 @@ pub(crate) fn field_names<T: DeserializeOwned>() -> Option<&'static [&'static st
     }
 }
 
-/// Why `input` does not read as `T`, with the attribute path (serde_path_to_error) and the
-/// field type that would hold what is stored there.
-fn read_error<T: DeserializeOwned>(original: &Item, input: Item) -> Option<String> {
-    let input: serde_dynamo::Item = input.into();
-    let deserializer = serde_dynamo::Deserializer::from_attribute_value(serde_dynamo::AttributeValue::M(input.into()));
-    let e = serde_path_to_error::deserialize::<_, T>(deserializer).err()?;
-    let path = e.path().to_string();
-    let attribute = path.split(['.', '[']).next().unwrap_or_default();
-    Some(match original.get(attribute) {
-        Some(stored) => format!(
-            "attribute {path}: {} does not read as the step's input type ({}); {}",
-            type_name(stored),
-            e.inner(),
-            hint(stored)
-        ),
-        None => format!("does not read as the step's input type: {}", e.inner()),
-    })
-}
-
 /// Whether two attribute values are the same to DynamoDB: the same type, numbers equal as
 /// numbers, sets equal as sets, lists and maps equal member by member.
 pub(crate) fn same_value(a: &AttributeValue, b: &AttributeValue) -> bool {
@@ -183,49 +169,15 @@ fn number_set(v: &[String]) -> Vec<Option<(bool, String, i64)>> {
     v
 }
 
-/// Compares what was stored with what the type gives back; the error says what would change.
-fn compare(path: &str, stored: &AttributeValue, back: &AttributeValue) -> Result<(), String> {
+/// Whether what the type gives back holds what was stored: the same value, where a map given
+/// back may have more attributes (those the type fills in by default), at any depth.
+/// `diagnosis::differences` says what differs where this is false.
+fn holds(stored: &AttributeValue, back: &AttributeValue) -> bool {
     use AttributeValue as A;
-    let fail = |what: String| Err(format!("attribute {path}: {what}"));
     match (stored, back) {
-        (A::N(a), A::N(b)) if !same_value(stored, back) => fail(format!(
-            "the number {a} would be written back as {b}: the step's input type cannot hold it exactly; use f64 or an integer type that holds it, or dynamo_migrate::Number for any DynamoDB number"
-        )),
-        (A::Ns(a), A::Ns(b)) if !same_value(stored, back) => {
-            let lost: Vec<&String> =
-                a.iter().filter(|n| !b.iter().any(|m| canonical_number(m) == canonical_number(n))).collect();
-            fail(format!(
-                "the number set would be written back without {lost:?} (rounded to {b:?}); hold it as dynamo_migrate::NumberSet"
-            ))
-        }
-        (A::L(a), A::L(b)) => {
-            if a.len() != b.len() {
-                return fail(format!("the list of {} element(s) would be written back with {}", a.len(), b.len()));
-            }
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                compare(&format!("{path}[{i}]"), x, y)?;
-            }
-            Ok(())
-        }
-        (A::M(a), A::M(b)) => {
-            for (k, x) in a {
-                match b.get(k) {
-                    Some(y) => compare(&format!("{path}.{k}"), x, y)?,
-                    None => {
-                        return Err(format!(
-                            "attribute {path}.{k}: the step's input type does not hold it ({}), so it would be lost; add a field for it",
-                            type_name(x)
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        }
-        (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => {
-            fail(format!("{} would be written back as {}; {}", type_name(a), type_name(b), hint(a)))
-        }
-        (a, b) if !same_value(a, b) => fail(format!("{} would be written back changed", type_name(a))),
-        _ => Ok(()),
+        (A::L(a), A::L(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| holds(x, y)),
+        (A::M(a), A::M(b)) => a.iter().all(|(k, x)| b.get(k).is_some_and(|y| holds(x, y))),
+        _ => same_value(stored, back),
     }
 }
 
@@ -247,31 +199,22 @@ pub(crate) fn type_name(value: &AttributeValue) -> &'static str {
     }
 }
 
-/// What field type holds a DynamoDB type exactly.
-fn hint(stored: &AttributeValue) -> &'static str {
-    use AttributeValue as A;
-    match stored {
-        A::Ss(_) => "hold it with #[serde(with = \"serde_dynamo::string_set\")] on a Vec<String> or set field",
-        A::Ns(_) => {
-            "hold it with #[serde(with = \"serde_dynamo::number_set\")] on a Vec or set of numbers, or as dynamo_migrate::NumberSet"
-        }
-        A::Bs(_) => "hold it with #[serde(with = \"serde_dynamo::binary_set\")] on a Vec of serde_bytes::ByteBuf",
-        A::B(_) => "hold it as serde_bytes::ByteBuf, or with #[serde(with = \"serde_bytes\")] on a Vec<u8>",
-        A::N(_) => "hold it as a number type, or as dynamo_migrate::Number",
-        A::Null(_) => "hold it as an Option without skip_serializing_if, or as ()",
-        _ => "give the field a type of the same kind",
+/// True when some number in the value must reach the type as text to be read exactly.
+fn needs_text(value: &AttributeValue) -> bool {
+    match value {
+        AttributeValue::N(n) => number_needs_text(n),
+        AttributeValue::Ns(ns) => ns.iter().any(|n| number_needs_text(n)),
+        AttributeValue::L(list) => list.iter().any(needs_text),
+        AttributeValue::M(map) => map.values().any(needs_text),
+        _ => false,
     }
 }
 
-/// True when some number in the value would change if read into an `f64` and written back.
-fn has_inexact_number(value: &AttributeValue) -> bool {
-    match value {
-        AttributeValue::N(n) => inexact_as_f64(n),
-        AttributeValue::Ns(ns) => ns.iter().any(|n| inexact_as_f64(n)),
-        AttributeValue::L(list) => list.iter().any(has_inexact_number),
-        AttributeValue::M(map) => map.values().any(has_inexact_number),
-        _ => false,
-    }
+/// True when an f64 would round the number and it is not an integer that serde_dynamo hands over
+/// as an `i64` or `u64`: those every integer field and `Number` read exactly as they are, so that
+/// a `u64` field and a `Number` field can read long numbers from the same item.
+fn number_needs_text(text: &str) -> bool {
+    inexact_as_f64(text) && text.parse::<i64>().is_err() && text.parse::<u64>().is_err()
 }
 
 /// True when the number's text would change if read into an `f64` and written back.
@@ -294,13 +237,13 @@ pub(crate) fn inexact_as_f64(text: &str) -> bool {
     }
 }
 
-/// The value with every number an f64 would round replaced by the marker map that
+/// The value with every number that needs text replaced by the marker map that
 /// `dynamo_model::Number` (or, for a set, `NumberSet`) reads exactly.
 fn mark(value: &AttributeValue) -> AttributeValue {
     use AttributeValue as A;
     match value {
-        A::N(n) if inexact_as_f64(n) => A::M([(NUMBER_MARKER.to_owned(), A::S(n.clone()))].into()),
-        A::Ns(ns) if ns.iter().any(|n| inexact_as_f64(n)) => {
+        A::N(n) if number_needs_text(n) => A::M([(NUMBER_MARKER.to_owned(), A::S(n.clone()))].into()),
+        A::Ns(ns) if ns.iter().any(|n| number_needs_text(n)) => {
             A::M([(NUMBER_SET_MARKER.to_owned(), A::L(ns.iter().map(|n| A::S(n.clone())).collect()))].into())
         }
         A::L(list) => A::L(list.iter().map(mark).collect()),
@@ -343,6 +286,8 @@ fn unmark(value: &mut AttributeValue) {
         *value = replacement;
     }
 }
+
+mod diagnosis;
 
 #[cfg(test)]
 mod tests;

@@ -176,3 +176,382 @@ fn a_struct_names_the_attributes_it_can_hold() {
     assert_eq!(field_names::<Customer>(), Some(&["id", "eMail"][..]));
     assert_eq!(field_names::<HashMap<String, String>>(), None);
 }
+
+const STRING_SET_HINT: &str =
+    "hold it with #[serde(with = \"serde_dynamo::string_set\")] on a Vec<String> or set field";
+const NUMBER_38: &str = "12345678901234567890123456789012345678";
+
+fn map(pairs: &[(&str, A)]) -> A {
+    A::M(item(pairs))
+}
+
+fn s(text: &str) -> A {
+    A::S(text.to_owned())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    total: Number,
+    lines: Vec<Line>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    sku: String,
+    tags: Vec<String>,
+}
+
+#[test]
+fn the_set_deep_in_a_list_is_named_not_the_number_field_that_holds_its_number() {
+    let stored = item(&[
+        ("id", n("1")),
+        ("total", n(NUMBER_38)),
+        (
+            "lines",
+            A::L(vec![
+                map(&[("sku", s("a")), ("tags", A::L(vec![s("x")]))]),
+                map(&[("sku", s("b")), ("tags", A::Ss(vec!["x".into(), "y".into()]))]),
+            ]),
+        ),
+    ]);
+    let error = read_exact::<Order>(&stored).unwrap_err();
+    assert_eq!(
+        error,
+        format!("attribute lines[1].tags: a string set (SS) would be written back as a list (L); {STRING_SET_HINT}")
+    );
+
+    // Without the set, the same type reads the item, the long number exactly.
+    let mut fixed = stored.clone();
+    let A::L(lines) = fixed.get_mut("lines").unwrap() else { unreachable!() };
+    lines[1] = map(&[("sku", s("b")), ("tags", A::L(vec![s("x")]))]);
+    assert_eq!(read_exact::<Order>(&fixed).unwrap().value.total.as_str(), NUMBER_38);
+}
+
+#[test]
+fn an_f64_that_rounds_is_named_beside_a_number_field_that_does_not() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Priced {
+        total: Number,
+        price: f64,
+    }
+    let stored = item(&[("total", n(NUMBER_38)), ("price", n("0.12345678901234567890123"))]);
+    let error = read_exact::<Priced>(&stored).unwrap_err();
+    assert_eq!(
+        error,
+        "attribute price: the number 0.12345678901234567890123 would be written back as 0.12345678901234568: the \
+         step's input type cannot hold it exactly; hold it as dynamo_migrate::Number, which holds any DynamoDB \
+         number (an f64 holds about 15 digits)"
+    );
+}
+
+#[test]
+fn an_integer_field_and_a_number_field_read_long_numbers_from_one_item() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Counted {
+        count: u64,
+        total: Number,
+    }
+    // 12345678901234567890 needs more digits than an f64 holds, but is a u64.
+    let stored = item(&[("count", n("12345678901234567890")), ("total", n(NUMBER_38))]);
+    let read = read_exact::<Counted>(&stored).unwrap();
+    assert_eq!(read.value.count, 12_345_678_901_234_567_890);
+    assert_eq!(read.value.total.as_str(), NUMBER_38);
+}
+
+#[test]
+fn a_rounded_number_is_told_which_type_holds_it_never_to_use_f64() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Floats {
+        single: f32,
+        double: f64,
+    }
+    let hint_for = |single: &str, double: &str| {
+        let error = read_exact::<Floats>(&item(&[("single", n(single)), ("double", n(double))])).unwrap_err();
+        error.split_once("exactly; ").map(|(_, hint)| hint.to_owned()).unwrap_or(error)
+    };
+    // 2^53 + 1: an f64 rounds it, an i64 holds it.
+    assert_eq!(
+        hint_for("0.5", "9007199254740993"),
+        "hold it as i64 (or a smaller integer type it fits), or as dynamo_migrate::Number"
+    );
+    assert_eq!(hint_for("0.5", "18446744073709551615"), "hold it as u64, or as dynamo_migrate::Number");
+    let beyond = hint_for("0.5", "123456789012345678901234567890");
+    assert_eq!(
+        beyond,
+        "hold it as dynamo_migrate::Number, which holds any DynamoDB number (an f64 holds about 15 digits)"
+    );
+    // An f32 that rounds is told what holds the number: an integer type, or f64.
+    assert_eq!(
+        hint_for("16777217", "0.5"),
+        "hold it as i64 (or a smaller integer type it fits), or as dynamo_migrate::Number"
+    );
+    assert_eq!(hint_for("0.123456789", "0.5"), "hold it as f64, or as dynamo_migrate::Number");
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Audited {
+    id: u64,
+    #[serde(flatten)]
+    audit: Audit,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Audit {
+    by: String,
+    version: u32,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+#[test]
+fn a_flattened_struct_names_the_attribute_it_cannot_read() {
+    let error = read_exact::<Audited>(&item(&[("id", n("1")), ("by", n("5")), ("version", n("2"))])).unwrap_err();
+    assert_eq!(
+        error,
+        "attribute by: a number (N) does not read as the step's input type (invalid type: integer `5`, expected a \
+         string); hold it as i64 (or a smaller integer type it fits), or as dynamo_migrate::Number"
+    );
+
+    // Two flattened fields and one of the struct's own, whichever serde meets first.
+    let stored = item(&[("id", s("one")), ("by", n("5")), ("version", s("two"))]);
+    let error = read_exact::<Audited>(&stored).unwrap_err();
+    let named: Vec<&str> = error.split("; ").filter_map(|part| part.strip_prefix("attribute ")).collect();
+    assert_eq!(
+        named,
+        [
+            "by: a number (N) does not read as the step's input type (invalid type: integer `5`, expected a string)",
+            "id: a string (S) does not read as the step's input type (Expected num)",
+            "version: a string (S) does not read as the step's input type (invalid type: string \"two\", expected u32)",
+        ],
+        "{error}"
+    );
+
+    // A flattened field the item lacks, and a set a flattened Vec would write back as a list.
+    let stored = item(&[("id", n("1")), ("version", n("2")), ("labels", A::Ss(vec!["x".into()]))]);
+    let error = read_exact::<Audited>(&stored).unwrap_err();
+    assert_eq!(
+        error,
+        format!(
+            "attribute by: the item does not have it, and the step's input type requires it; make the field an \
+             Option, or give it #[serde(default)]; attribute labels: a string set (SS) would be written back as a \
+             list (L); {STRING_SET_HINT}"
+        )
+    );
+
+    // A flattened map that holds what the struct does not name.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Open {
+        id: u64,
+        #[serde(flatten)]
+        rest: HashMap<String, String>,
+    }
+    let stored = item(&[("id", n("1")), ("note", s("x")), ("size", n("3")), ("zone", s("z"))]);
+    let error = read_exact::<Open>(&stored).unwrap_err();
+    assert!(error.starts_with("attribute size: a number (N) does not read as the step's input type"), "{error}");
+    assert!(!error.contains("; attribute"), "only size fails: {error}");
+
+    // A flattened Number holds its long number; the flattened Vec is what fails.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Totals {
+        id: u64,
+        #[serde(flatten)]
+        money: Money,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Money {
+        total: Number,
+        parts: Vec<String>,
+    }
+    let stored = item(&[("id", n("1")), ("total", n(NUMBER_38)), ("parts", A::Ss(vec!["a".into()]))]);
+    let error = read_exact::<Totals>(&stored).unwrap_err();
+    assert_eq!(
+        error,
+        format!("attribute parts: a string set (SS) would be written back as a list (L); {STRING_SET_HINT}")
+    );
+}
+
+#[test]
+fn an_enum_read_from_buffered_values_blames_the_field_not_the_tag() {
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(tag = "kind")]
+    enum Event {
+        Click { x: u32 },
+        Key { code: String },
+    }
+    let error = read_exact::<Event>(&item(&[("kind", s("Click")), ("x", s("ten"))])).unwrap_err();
+    assert_eq!(
+        error,
+        "attribute x: a string (S) does not read as the step's input type (invalid type: string \"ten\", expected \
+         u32); hold it as a String"
+    );
+    let error = read_exact::<Event>(&item(&[("kind", s("Scroll")), ("x", n("1"))])).unwrap_err();
+    assert!(
+        error.starts_with(
+            "attribute kind: a string (S) does not read as the step's input type (unknown variant `Scroll`"
+        ),
+        "{error}"
+    );
+
+    // An untagged enum says only that no variant matched: no attribute is blamed for it.
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        Circle { r: u32 },
+        Square { side: u32 },
+    }
+    let error = read_exact::<Shape>(&item(&[("r", s("big"))])).unwrap_err();
+    assert_eq!(error, "does not read as the step's input type: data did not match any variant of untagged enum Shape");
+}
+
+#[test]
+fn awkward_names_are_quoted_and_their_control_characters_escaped() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Awkward {
+        #[serde(rename = "a.b")]
+        dotted: String,
+        #[serde(rename = "x[0]")]
+        bracketed: Vec<String>,
+        #[serde(rename = "x\u{0}y")]
+        nul: String,
+        #[serde(rename = "say \"hi\"")]
+        quoted: String,
+        meta: HashMap<String, u32>,
+    }
+    let stored = item(&[
+        ("a.b", n("1")),
+        ("x[0]", A::Ss(vec!["s".into()])),
+        ("x\u{0}y", A::Bool(true)),
+        ("say \"hi\"", n("3")),
+        ("meta", map(&[("k.1", s("one")), ("plain", n("2"))])),
+    ]);
+    let error = read_exact::<Awkward>(&stored).unwrap_err();
+    let paths: Vec<&str> = error
+        .split("; ")
+        .filter_map(|part| part.strip_prefix("attribute ")?.split_once(": ").map(|(path, _)| path))
+        .collect();
+    assert_eq!(paths, ["\"a.b\"", "meta.\"k.1\"", "\"say \\\"hi\\\"\"", "\"x\\u{0}y\"", "\"x[0]\""], "{error}");
+    assert!(!error.contains('\u{0}'), "{error:?}");
+}
+
+#[test]
+fn control_characters_in_a_message_are_escaped() {
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        id: u64,
+    }
+    let error = read_exact::<Strict>(&item(&[("id", n("1")), ("bad\u{7}\nname", s("x"))])).unwrap_err();
+    assert!(error.starts_with("attribute \"bad\\u{7}\\u{a}name\": a string (S) does not read"), "{error}");
+    assert!(!error.chars().any(char::is_control), "{error:?}");
+    assert!(error.ends_with("; add a field for it"), "{error}");
+}
+
+#[test]
+fn a_nested_value_is_named_with_its_own_type() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Customer {
+        id: u64,
+        address: Address,
+        visits: Vec<Visit>,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Address {
+        zip: String,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Visit {
+        day: String,
+    }
+    let stored = item(&[
+        ("id", n("1")),
+        ("address", map(&[("zip", n("150"))])),
+        ("visits", A::L(vec![map(&[("day", s("mon"))]), map(&[("day", A::Ss(vec!["tue".into()]))])])),
+    ]);
+    let error = read_exact::<Customer>(&stored).unwrap_err();
+    assert_eq!(
+        error,
+        format!(
+            "attribute address.zip: a number (N) does not read as the step's input type (Expected string); hold it \
+             as i64 (or a smaller integer type it fits), or as dynamo_migrate::Number; attribute visits[1].day: a \
+             string set (SS) does not read as the step's input type (Expected string); {STRING_SET_HINT}"
+        )
+    );
+}
+
+#[test]
+fn every_failing_attribute_of_an_item_is_named() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Account {
+        id: u64,
+        name: String,
+        tags: Vec<String>,
+        rate: f64,
+        status: Status,
+        address: Address,
+        since: String,
+        #[serde(default)]
+        note: Option<String>,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    enum Status {
+        Active,
+        Closed,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Address {
+        city: String,
+        zip: String,
+    }
+    let stored = item(&[
+        ("id", s("acct-1")),
+        ("name", n("7")),
+        ("tags", A::Ss(vec!["a".into()])),
+        ("rate", n("0.12345678901234567890123")),
+        ("status", s("Actve")),
+        ("address", map(&[("city", s("Oslo"))])),
+        ("note", A::L(vec![])),
+        ("phone", s("555")),
+    ]);
+    let error = read_exact::<Account>(&stored).unwrap_err();
+    let named: Vec<&str> = error.split("; ").filter(|part| part.starts_with("attribute ")).collect();
+    assert_eq!(
+        named,
+        [
+            "attribute address.zip: the item does not have it, and the step's input type requires it",
+            "attribute id: a string (S) does not read as the step's input type (Expected num)",
+            "attribute name: a number (N) does not read as the step's input type (Expected string)",
+            "attribute note: a list (L) does not read as the step's input type (Expected string)",
+            "attribute rate: the number 0.12345678901234567890123 would be written back as 0.12345678901234568: the \
+             step's input type cannot hold it exactly",
+            "attribute since: the item does not have it, and the step's input type requires it",
+            "attribute status: a string (S) does not read as the step's input type (unknown variant `Actve`, \
+             expected `Active` or `Closed`)",
+            "attribute tags: a string set (SS) would be written back as a list (L)",
+        ],
+        "{error}"
+    );
+    assert!(!error.contains("phone"), "an attribute the type does not name is no failure: {error}");
+}
+
+#[test]
+fn a_value_no_stand_in_gets_past_is_named_and_the_rest_said_unchecked() {
+    /// A field type that refuses every value.
+    #[derive(Debug, Serialize)]
+    struct Never;
+    impl<'de> Deserialize<'de> for Never {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Err(serde::de::Error::custom("never reads"))
+        }
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Stuck {
+        never: Never,
+    }
+    let error = read_exact::<Stuck>(&item(&[("never", s("x"))])).unwrap_err();
+    assert_eq!(
+        error,
+        "attribute never: a string (S) does not read as the step's input type (never reads); hold it as a String; \
+         the read cannot get past never, so the rest of the item was not checked"
+    );
+}
