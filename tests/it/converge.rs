@@ -16,6 +16,7 @@ use dynamo_migrate::{
 use serde::{Deserialize, Serialize};
 
 use crate::app_writer::{AppWriter, WriterOptions, customer, summary};
+use crate::environments::{Envs, run};
 use crate::fault_proxy::{FaultProxy, Faults, Tamper};
 use crate::support::{self, Item, content_hash, expected_hash};
 
@@ -364,4 +365,62 @@ async fn a_conversion_whose_items_fail_does_not_become_current_and_each_failure_
     let state = rebuild_states(&migrator.ledger(), &names, &migrations(accepting())).await.unwrap()[0].to_string();
     assert!(state.contains("1998 item(s) failed the transform and were left out (in "), "{state}");
     std::fs::remove_file(&path).unwrap();
+}
+
+/// The projects the command-line test below runs in child processes.
+pub fn project(name: &str) -> dynamo_migrate::Project {
+    match name {
+        "converge:rebuild" => dynamo_migrate::Project { tables: vec![], migrations: migrations(convert()) },
+        other => panic!("no project {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_shows_checks_and_takes_sync_check_and_accept_differences() {
+    let envs = Envs::new("converge_cli", "");
+    let client = support::client().await;
+    let (old, new) = (envs.names.physical("customers"), envs.names.physical_version("customers", 2));
+    // The command first, then the environment.
+    let args = |more: &[&'static str]| [more, &["--env", "dev", "--environments", envs.file()][..]].concat();
+    let created = run("converge:rebuild", &args(&["migrate", "--target", "1"]));
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    DataContext::new(client.clone(), envs.names.clone())
+        .put_items("customers", (0..50).map(customer).collect())
+        .await
+        .unwrap();
+    let rebuilt = run("converge:rebuild", &args(&["migrate", "--target", "2"]));
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    // Too few items for the estimate's sample to measure a rate: it says so.
+    assert!(rebuilt.stdout.contains("too few to measure a rate, so no duration is estimated"), "{}", rebuilt.stdout);
+    assert!(rebuilt.stdout.contains(&format!("checked {old} -> {new}: 50 old item(s)")), "{}", rebuilt.stdout);
+
+    for command in ["status", "plan"] {
+        let shown = run("converge:rebuild", &args(&[command]));
+        assert!(
+            shown.stdout.contains("last convergence check at ") && shown.stdout.contains(": equal ("),
+            "{command}: {}",
+            shown.stdout
+        );
+    }
+
+    let bad = run("converge:rebuild", &args(&["sync", "--repair"]));
+    assert_eq!(bad.code, 2, "--repair without --check: {}", bad.stderr);
+    assert!(bad.stderr.contains("--check"), "{}", bad.stderr);
+
+    tamper_with(&client, &new).await;
+    let compared = run("converge:rebuild", &args(&["sync", "--check"]));
+    assert_eq!(compared.code, 1, "{}{}", compared.stdout, compared.stderr);
+    assert!(compared.stdout.contains("3 differ (first: "), "{}", compared.stdout);
+    assert!(
+        compared.stderr.contains("1 of 1 rebuild(s) could not be synced")
+            && compared.stderr.contains("run `cargo xtask sync --env dev` again"),
+        "{}",
+        compared.stderr
+    );
+    let refused = run("converge:rebuild", &args(&["migrate"]));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("`cargo xtask migrate --env dev --accept-differences`"), "{}", refused.stderr);
+    let accepted = run("converge:rebuild", &args(&["migrate", "--accept-differences"]));
+    assert_eq!(accepted.code, 0, "{}", accepted.stderr);
+    assert!(client.describe_table().table_name(&old).send().await.is_err(), "the old table is gone");
 }

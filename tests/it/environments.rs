@@ -20,6 +20,7 @@ fn project(name: &str) -> Project {
         "slow" => Project { tables: vec![], migrations: slow_migrations() },
         other if other.starts_with("bad_input:") => crate::bad_input::project(other),
         other if other.starts_with("authoring:") => crate::authoring::project(other),
+        other if other.starts_with("converge:") => crate::converge::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }
