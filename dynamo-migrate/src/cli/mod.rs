@@ -13,6 +13,7 @@ mod migrate;
 mod new;
 mod plan;
 mod recover;
+mod rustfmt;
 mod schemas;
 mod session;
 mod setup;
