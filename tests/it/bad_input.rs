@@ -120,7 +120,11 @@ async fn a_failed_migration_fixed_in_its_file_can_be_resolved_or_rerun() {
     );
     let unknown = run("bad_input:fixed", &[args("recover"), vec!["--version", "9", "--rerun"]].concat());
     assert_eq!(unknown.code, 2);
-    assert!(first_line(&unknown).starts_with("error: migration 9 is not in the code"), "{}", unknown.stderr);
+    assert!(
+        first_line(&unknown).starts_with("error: --version 9 names no migration of the code"),
+        "{}",
+        unknown.stderr
+    );
 
     // Re-run: the fixed file runs, and the ledger records it.
     let envs = Envs::new("rerun", "");

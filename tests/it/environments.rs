@@ -20,11 +20,12 @@ fn project(name: &str) -> Project {
         "slow" => Project { tables: vec![], migrations: slow_migrations() },
         other if other.starts_with("bad_input:") => crate::bad_input::project(other),
         other if other.starts_with("authoring:") => crate::authoring::project(other),
+        other if other.starts_with("refusals:") => crate::refusals::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }
 
-fn slow_migrations() -> Vec<Migration> {
+pub(crate) fn slow_migrations() -> Vec<Migration> {
     vec![
         Migration::new(1, "create_tables", "create accounts and copy")
             .create_table(TableDef::new("accounts", KeyAttr::s("id")))
