@@ -215,6 +215,17 @@ fn closest<'a>(typed: &str, known: &'a [String]) -> Option<&'a str> {
     (d <= 2 && !typed.is_empty()).then_some(best.as_str())
 }
 
+/// A TOML error on one line: toml says where on its first line and what on its last, with the
+/// line itself and a caret between them.
+fn one_line(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+        _ => lines.join(" "),
+    }
+}
+
 /// True for an AWS region name: lowercase letters, digits and `-`, starting and ending with a
 /// letter or digit (DynamoDB's endpoint is built from it, as a host name label).
 fn is_region(region: &str) -> bool {
@@ -283,8 +294,8 @@ impl Environments {
 
     /// Parses the file's text; errors give the file, line and key (toml's messages carry both).
     pub fn parse(path: &Path, text: &str) -> Result<Environments, ConfigError> {
-        let mut environments: BTreeMap<String, Environment> = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let mut environments: BTreeMap<String, Environment> =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: one_line(&e) })?;
         for (name, env) in &mut environments {
             env.name = name.clone();
             // First: a malformed endpoint would otherwise read as a remote one missing its account.

@@ -233,17 +233,21 @@ fn local_on_a_port_another_server_holds_is_refused_naming_it() {
 #[tokio::test]
 async fn restart_passes_goes_only_with_rerun() {
     let envs = Envs::new("restart_resolved", "");
-    let refused = run(
-        "example",
-        &["recover", "--env", "dev", "--environments", envs.file(), "--version", "4", "--resolved", "--restart-passes"],
-    );
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let args = |more: &[&'static str]| [&["recover", "--env", "dev", "--environments", envs.file()][..], more].concat();
+    let failed = run("bad_input:broken", &["migrate", "--env", "dev", "--environments", envs.file()]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let ledger = dynamo_migrate::Ledger::new(support::client().await, &envs.names);
+    let before = ledger.records().await.unwrap();
+    let refused = run("bad_input:fixed", &args(&["--version", "2", "--resolved", "--restart-passes"]));
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused.stderr.starts_with("error: the argument '--resolved' cannot be used with '--restart-passes'"),
         "{}",
         refused.stderr
     );
-    assert_eq!(envs.tables().await, Vec::<String>::new(), "nothing was written");
+    assert_eq!(ledger.records().await.unwrap(), before, "the record is as it was");
+    let rerun = run("bad_input:fixed", &args(&["--version", "2", "--rerun", "--restart-passes"]));
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
 }
 
 // ---------------------------------------------------------------------------------------------
