@@ -164,9 +164,9 @@ async fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     let unknown = run("example", &["migrate", "--env", "nosuch", "--environments", file]);
     assert_eq!(unknown.code, 2);
     assert!(
-        unknown
-            .stderr
-            .contains(&format!("unknown environment nosuch; {file} defines: dev, guarded, other, prod, unreachable")),
+        unknown.stderr.contains(&format!(
+            "unknown environment \"nosuch\"; {file} defines: dev, guarded, other, prod, unreachable"
+        )),
         "{}",
         unknown.stderr
     );
@@ -450,7 +450,9 @@ async fn a_killed_migrate_is_reported_dirty_and_recovers() {
     assert_eq!(dirty.code, 1);
     assert!(
         dirty.stderr.contains("migration 2 (copy_accounts) is running since")
-            && dirty.stderr.contains("`cargo xtask recover --env dev --version 2 --rerun`"),
+            && dirty
+                .stderr
+                .contains(&format!("`cargo xtask recover --env dev --environments {file} --version 2 --rerun`")),
         "{}",
         dirty.stderr
     );

@@ -38,13 +38,15 @@ fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
-/// The xtask binary of this workspace, built into this test binary's target directory (cargo
-/// builds only the xtask itself: its dependencies are built for the tests already).
+/// The xtask binary of this workspace, built into a target directory of its own inside this
+/// test binary's: `init`'s test builds the xtask of another workspace into the shared one, under
+/// the same name. The xtask is light (xshell and anyhow), so this takes seconds.
 fn xtask_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let target = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().to_owned();
+            let shared = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().to_owned();
+            let target = shared.join("interrupt-test");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
             let status = Command::new(cargo)
                 .args(["build", "--quiet", "--package", "xtask"])
@@ -132,7 +134,9 @@ async fn migrate_and_signal(envs: &Envs, signal: &str, to: To) -> Ended {
     };
     let mut waited = Duration::ZERO;
     while count().await < 3_000 {
-        assert!(xtask.try_wait().unwrap().is_none(), "the run ended before the signal");
+        if let Some(status) = xtask.try_wait().unwrap() {
+            panic!("the run ended before the signal ({status}):\n{}", reader.join().unwrap());
+        }
         assert!(waited < Duration::from_secs(120), "the copy did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += Duration::from_millis(100);
