@@ -9,6 +9,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::client::{Target, is_local_endpoint};
+use crate::error::{COMMAND_PLACEHOLDER, ENVIRONMENT_PLACEHOLDER};
 use crate::names::{DEFAULT_LEDGER_TABLE, TableNames};
 
 // The doc comments are the descriptions in the file's JSON Schema (`cargo xtask schemas`).
@@ -58,6 +59,32 @@ impl Environment {
         self.account_id.is_some()
     }
 
+    /// Where the environment's tables live, as the file says it.
+    pub fn location(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => format!("endpoint {}", endpoint.trim_end_matches('/')),
+            None => format!("account {} in {}", self.account_id.as_deref().unwrap_or("?"), self.region),
+        }
+    }
+
+    /// Where the environment's tables live, as one string for every spelling of one place: an
+    /// endpoint (any loopback host of a port is the same server), or an account and region.
+    fn place(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => {
+                let url = url::Url::parse(endpoint).ok();
+                match url.as_ref().and_then(|u| Some((u.port_or_known_default()?, u))) {
+                    Some((port, _)) if self.is_local() => format!("endpoint on loopback port {port}"),
+                    Some((port, url)) => {
+                        format!("endpoint {}://{}:{port}", url.scheme(), url.host_str().unwrap_or_default())
+                    }
+                    None => format!("endpoint {}", endpoint.trim_end_matches('/')),
+                }
+            }
+            None => format!("account {} in {}", self.account_id.as_deref().unwrap_or("?"), self.region),
+        }
+    }
+
     pub fn names(&self) -> TableNames {
         TableNames::with_ledger(self.table_prefix.clone(), self.ledger_table.as_deref().unwrap_or(DEFAULT_LEDGER_TABLE))
     }
@@ -75,36 +102,138 @@ impl Environment {
     }
 }
 
-/// Why the environments file cannot be used.
+/// Why the environments file cannot be used. Each message ends with what to do next; the
+/// commands it suggests name the command that was run as [`COMMAND_PLACEHOLDER`] and the
+/// environment as [`ENVIRONMENT_PLACEHOLDER`], which the command line fills in.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read {path}: {error}")]
+    #[error(
+        "there is no environments file {}: write it (`cargo xtask init` writes environments.toml at the workspace root), or name yours with --environments <file>; then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`",
+        .path.display()
+    )]
+    Missing { path: PathBuf },
+    #[error("cannot read {}: {error}; make it readable, then run {}", .path.display(), again(.path, None))]
     Read { path: PathBuf, error: std::io::Error },
-    #[error("{path}: {message}")]
+    #[error("{}: {message}; fix it, then run {}", .path.display(), again(.path, None))]
     Parse { path: PathBuf, message: String },
     #[error(
-        "{path}: environment {env} has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to"
+        "{}: environment {env} has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to{}; add account_id = \"<12 digits>\" to [{env}], then run {}",
+        .path.display(),
+        .endpoint.as_ref().map(|e| format!(" (its endpoint {e} is not on this machine's loopback: localhost, 127.0.0.0/8 or [::1])")).unwrap_or_default(),
+        again(.path, Some(.env))
     )]
-    MissingAccount { path: PathBuf, env: String },
-    #[error("{path}: environment {env}: account_id {account} must be 12 digits")]
+    MissingAccount { path: PathBuf, env: String, endpoint: Option<String> },
+    #[error(
+        "{}: environment {env}: account_id {account} must be 12 digits; fix it, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
+    )]
     BadAccount { path: PathBuf, env: String, account: String },
     #[error(
-        "{path}: environment {env}: {key} = {value:?} is not a URL ({reason}); write it as http://127.0.0.1:8000 or https://dynamodb.eu-west-1.amazonaws.com"
+        "{}: environment {env}: region {region:?} is not an AWS region (lowercase letters, digits and -, like eu-west-1); fix it, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
+    )]
+    BadRegion { path: PathBuf, env: String, region: String },
+    #[error(
+        "{}: environment {env}: {key} = {value:?} is not a URL ({reason}); write it as http://127.0.0.1:8000 or https://dynamodb.eu-west-1.amazonaws.com, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
     )]
     BadEndpoint { path: PathBuf, env: String, key: &'static str, value: String, reason: String },
     #[error(
-        "{path}: environment {env}: table_prefix {prefix:?} {problem}; DynamoDB table names are 3 to 255 characters of a-z, A-Z, 0-9, _, - and ."
+        "{}: environment {env}: table_prefix {prefix:?} {problem}; DynamoDB table names are 3 to 255 characters of a-z, A-Z, 0-9, _, - and .; fix it, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
     )]
     BadPrefix { path: PathBuf, env: String, prefix: String, problem: String },
-    #[error("{path}: environment {env}: ledger_table {ledger:?} {problem}")]
+    #[error(
+        "{}: environment {env}: ledger_table {ledger:?} {problem}; fix it, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
+    )]
     BadLedger { path: PathBuf, env: String, ledger: String, problem: String },
     #[error(
-        "{path}: environments {first} and {second} use the same tables ({tables}), so they would share one ledger and overwrite each other's tables: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both"
+        "{}: environments {first} and {second} use the same tables ({tables}), so they would overwrite each other's tables, whatever their ledgers: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both; then run {}",
+        .path.display(),
+        again(.path, None)
     )]
     SharedTables { path: PathBuf, first: String, second: String, tables: String },
-    #[error("unknown environment {env}; {path} defines: {}", .known.join(", "))]
+    #[error(
+        "unknown environment {env:?}; {} defines: {}; {}",
+        .path.display(),
+        .known.join(", "),
+        match closest(.env, .known) {
+            Some(near) => format!("did you mean {near}? `cargo xtask {COMMAND_PLACEHOLDER} --env {near}{}`", environments_option(.path)),
+            None => format!("name one of them: `cargo xtask {COMMAND_PLACEHOLDER} --env <name>{}`", environments_option(.path)),
+        }
+    )]
     Unknown { env: String, path: PathBuf, known: Vec<String> },
+    #[error(
+        "{} defines no environment: add one as a table, e.g. [{env}] with region = \"eu-west-1\" and account_id = \"123456789012\" (or endpoint = \"http://127.0.0.1:8000\" for DynamoDB Local), then run `cargo xtask {COMMAND_PLACEHOLDER} --env {env}{}`",
+        .path.display(),
+        environments_option(.path)
+    )]
+    NoEnvironments { env: String, path: PathBuf },
+}
+
+/// The command to run again once the file is fixed: this command, on the environment named, or
+/// on the one it was run for (which the command line fills in, with its `--environments`).
+fn again(path: &Path, env: Option<&String>) -> String {
+    match env {
+        Some(env) => format!("`cargo xtask {COMMAND_PLACEHOLDER} --env {env}{}`", environments_option(path)),
+        None => format!("`cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`"),
+    }
+}
+
+/// ` --environments <path>`, unless it is the default file.
+fn environments_option(path: &Path) -> String {
+    if path == Path::new(DEFAULT_FILE) { String::new() } else { format!(" --environments {}", path.display()) }
+}
+
+/// The environments file a command reads unless `--environments` names another.
+pub const DEFAULT_FILE: &str = "environments.toml";
+
+/// The known name `typed` most likely meant: at most two edits away.
+fn closest<'a>(typed: &str, known: &'a [String]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substituted = diagonal + usize::from(ca != *cb);
+                diagonal = row[j + 1];
+                row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+            }
+        }
+        row[b.len()]
+    };
+    let (best, d) = known.iter().map(|k| (k, distance(typed, k))).min_by_key(|(_, d)| *d)?;
+    (d <= 2 && !typed.is_empty()).then_some(best.as_str())
+}
+
+/// A TOML error on one line: toml says where on its first line and what on its last, with the
+/// line itself and a caret between them.
+fn one_line(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+        _ => lines.join(" "),
+    }
+}
+
+/// True for an AWS region name: lowercase letters, digits and `-`, starting and ending with a
+/// letter or digit (DynamoDB's endpoint is built from it, as a host name label).
+fn is_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 63
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !region.starts_with('-')
+        && !region.ends_with('-')
 }
 
 /// The longest table prefix: DynamoDB allows 255 characters in a table name, and the prefix leaves
@@ -132,8 +261,17 @@ fn check_url(value: &str) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("the scheme is {}, not http or https", url.scheme()));
     }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("it has no host".to_owned());
+    match url.host() {
+        None => return Err("it has no host".to_owned()),
+        Some(url::Host::Domain("")) => return Err("it has no host".to_owned()),
+        // A server listens on 0.0.0.0 (every address); a client cannot connect to it as such.
+        Some(url::Host::Ipv4(ip)) if ip.is_unspecified() => {
+            return Err(format!("{ip} is where a server listens, not an address to connect to: use 127.0.0.1"));
+        }
+        Some(url::Host::Ipv6(ip)) if ip.is_unspecified() => {
+            return Err(format!("[{ip}] is where a server listens, not an address to connect to: use [::1]"));
+        }
+        Some(_) => {}
     }
     Ok(())
 }
@@ -147,14 +285,17 @@ pub struct Environments {
 
 impl Environments {
     pub fn load(path: &Path) -> Result<Environments, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing { path: path.to_owned() },
+            _ => ConfigError::Read { path: path.to_owned(), error },
+        })?;
         Environments::parse(path, &text)
     }
 
     /// Parses the file's text; errors give the file, line and key (toml's messages carry both).
     pub fn parse(path: &Path, text: &str) -> Result<Environments, ConfigError> {
-        let mut environments: BTreeMap<String, Environment> = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let mut environments: BTreeMap<String, Environment> =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: one_line(&e) })?;
         for (name, env) in &mut environments {
             env.name = name.clone();
             // First: a malformed endpoint would otherwise read as a remote one missing its account.
@@ -171,9 +312,20 @@ impl Environments {
                     });
                 }
             }
+            if !is_region(&env.region) {
+                return Err(ConfigError::BadRegion {
+                    path: path.to_owned(),
+                    env: name.clone(),
+                    region: env.region.clone(),
+                });
+            }
             match &env.account_id {
                 None if !env.is_local() => {
-                    return Err(ConfigError::MissingAccount { path: path.to_owned(), env: name.clone() });
+                    return Err(ConfigError::MissingAccount {
+                        path: path.to_owned(),
+                        env: name.clone(),
+                        endpoint: env.endpoint.clone(),
+                    });
                 }
                 Some(account) if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) => {
                     return Err(ConfigError::BadAccount {
@@ -210,13 +362,11 @@ impl Environments {
                 });
             }
         }
-        let mut seen: BTreeMap<(String, String), &Environment> = BTreeMap::new();
+        // Two environments with the same prefix in one place have the same physical table names,
+        // whatever their ledgers: they are one set of tables.
+        let mut seen: BTreeMap<(String, &str), &Environment> = BTreeMap::new();
         for env in environments.values() {
-            let where_ = match &env.endpoint {
-                Some(endpoint) => format!("endpoint {}", endpoint.trim_end_matches('/')),
-                None => format!("account {} in {}", env.account_id.as_deref().unwrap_or("?"), env.region),
-            };
-            let key = (where_, env.names().ledger().to_owned());
+            let key = (env.place(), env.table_prefix.as_str());
             if let Some(first) = seen.get(&key)
                 && !(first.shares_tables && env.shares_tables)
             {
@@ -224,7 +374,7 @@ impl Environments {
                     path: path.to_owned(),
                     first: first.name.clone(),
                     second: env.name.clone(),
-                    tables: format!("{}, table prefix {:?}, ledger {}", key.0, env.table_prefix, key.1),
+                    tables: format!("{}, table prefix {:?}", env.location(), env.table_prefix),
                 });
             }
             seen.insert(key, env);
@@ -235,6 +385,7 @@ impl Environments {
     /// Checks the environments against the workspace's tables: the ledger must not be one of
     /// them, and every physical name (prefix, table, version suffix) must be a valid one.
     pub fn check_tables(&self, tables: &[(String, u32)]) -> Result<(), ConfigError> {
+        self.check_overlap(tables)?;
         for env in self.environments.values() {
             let names = env.names();
             for (table, version) in tables {
@@ -262,7 +413,51 @@ impl Environments {
         Ok(())
     }
 
+    /// Two environments in one place whose physical names meet (one prefix continuing into the
+    /// other's table names, or a ledger that is the other's table) would write each other's
+    /// tables: refused unless both say `shares_tables`.
+    fn check_overlap(&self, tables: &[(String, u32)]) -> Result<(), ConfigError> {
+        let physical = |env: &Environment| -> BTreeMap<String, String> {
+            let names = env.names();
+            let mut all: BTreeMap<String, String> = tables
+                .iter()
+                .map(|(t, v)| (names.physical_version(t, *v), format!("its table {t} (version {v})")))
+                .collect();
+            all.insert(names.ledger().to_owned(), "its ledger".to_owned());
+            all
+        };
+        let envs: Vec<&Environment> = self.environments.values().collect();
+        for (i, first) in envs.iter().enumerate() {
+            for second in &envs[i + 1..] {
+                if first.place() != second.place() || (first.shares_tables && second.shares_tables) {
+                    continue;
+                }
+                let theirs = physical(second);
+                if let Some((name, what)) = physical(first).into_iter().find(|(n, _)| theirs.contains_key(n)) {
+                    return Err(ConfigError::SharedTables {
+                        path: self.path.clone(),
+                        first: first.name.clone(),
+                        second: second.name.clone(),
+                        tables: format!(
+                            "{}: {name} is {what} in {} (prefix {:?}) and {} in {} (prefix {:?})",
+                            first.location(),
+                            first.name,
+                            first.table_prefix,
+                            theirs[&name],
+                            second.name,
+                            second.table_prefix
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Result<&Environment, ConfigError> {
+        if self.environments.is_empty() {
+            return Err(ConfigError::NoEnvironments { env: name.to_owned(), path: self.path.clone() });
+        }
         self.environments.get(name).ok_or_else(|| ConfigError::Unknown {
             env: name.to_owned(),
             path: self.path.clone(),
@@ -312,8 +507,16 @@ mod tests {
         .unwrap();
         assert_eq!(
             envs.get("nosuch").unwrap_err().to_string(),
-            "unknown environment nosuch; environments.toml defines: local, staging"
+            "unknown environment \"nosuch\"; environments.toml defines: local, staging; name one of them: `cargo xtask <command> --env <name>`"
         );
+        assert_eq!(
+            envs.get("stagign").unwrap_err().to_string(),
+            "unknown environment \"stagign\"; environments.toml defines: local, staging; did you mean staging? `cargo xtask <command> --env staging`"
+        );
+        let none = parse("# nothing yet\n").unwrap();
+        assert!(none.get("dev").unwrap_err().to_string().starts_with(
+            "environments.toml defines no environment: add one as a table, e.g. [dev] with region = \"eu-west-1\""
+        ),);
     }
 
     #[test]
@@ -329,10 +532,17 @@ mod tests {
         let message = parse("[prod]\nregion = \"eu-west-1\"\n").unwrap_err().to_string();
         assert_eq!(
             message,
-            "environments.toml: environment prod has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to"
+            "environments.toml: environment prod has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to; add account_id = \"<12 digits>\" to [prod], then run `cargo xtask <command> --env prod`"
         );
         let message = parse("[prod]\nregion = \"eu-west-1\"\naccount_id = \"12345\"\n").unwrap_err().to_string();
-        assert_eq!(message, "environments.toml: environment prod: account_id 12345 must be 12 digits");
+        assert_eq!(
+            message,
+            "environments.toml: environment prod: account_id 12345 must be 12 digits; fix it, then run `cargo xtask <command> --env prod`"
+        );
+        // An endpoint that is not loopback is named: it is why the account is needed.
+        let message =
+            parse("[dev]\nregion = \"eu-west-1\"\nendpoint = \"http://10.0.0.5:8000\"\n").unwrap_err().to_string();
+        assert!(message.contains("(its endpoint http://10.0.0.5:8000 is not on this machine's loopback"), "{message}");
     }
 
     #[test]
@@ -382,11 +592,50 @@ mod tests {
         let message = parse(&two("")).unwrap_err().to_string();
         assert_eq!(
             message,
-            "environments.toml: environments a and b use the same tables (endpoint http://127.0.0.1:8000, table prefix \"x_\", ledger x_dynamo_migrate_ledger), so they would share one ledger and overwrite each other's tables: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both"
+            "environments.toml: environments a and b use the same tables (endpoint http://127.0.0.1:8000, table prefix \"x_\"), so they would overwrite each other's tables, whatever their ledgers: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both; then run `cargo xtask <command> --env <environment>`"
         );
         parse(&two("shares_tables = true\n")).unwrap();
+        // Their own ledgers do not make them two sets of tables, nor does another spelling of
+        // loopback.
+        let message = parse(&two("").replacen("x_\"\n", "x_\"\nledger_table = \"a_ledger\"\n", 1).replacen(
+            "127.0.0.1",
+            "localhost",
+            1,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("environments a and b use the same tables"), "{message}");
         // The same prefix in two accounts is two sets of tables.
         parse("[a]\nregion = \"eu-west-1\"\naccount_id = \"111111111111\"\n[b]\nregion = \"eu-west-1\"\naccount_id = \"222222222222\"\n").unwrap();
+    }
+
+    #[test]
+    fn prefixes_that_run_into_each_others_tables_are_refused_against_the_tables() {
+        let text = "[a]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\ntable_prefix = \"dev_\"\n\
+                    [b]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\ntable_prefix = \"dev_x_\"\n";
+        let envs = parse(text).unwrap();
+        envs.check_tables(&[("customers".to_owned(), 1)]).unwrap();
+        let message =
+            envs.check_tables(&[("customers".to_owned(), 1), ("x_customers".to_owned(), 1)]).unwrap_err().to_string();
+        assert!(
+            message.contains("environments a and b use the same tables (endpoint http://127.0.0.1:8000: dev_x_customers is its table x_customers (version 1) in a (prefix \"dev_\") and its table customers (version 1) in b (prefix \"dev_x_\"))"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_region_is_a_region_and_an_endpoint_is_somewhere_to_connect_to() {
+        for region in ["", "eu west 1", "EU-WEST-1", "-eu"] {
+            let text = format!("[dev]\nregion = \"{region}\"\nendpoint = \"http://127.0.0.1:8000\"\n");
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains(&format!("region {region:?} is not an AWS region")), "{message}");
+        }
+        let message =
+            parse("[dev]\nregion = \"us-east-1\"\nendpoint = \"http://0.0.0.0:8000\"\n").unwrap_err().to_string();
+        assert!(
+            message.contains("0.0.0.0 is where a server listens, not an address to connect to: use 127.0.0.1"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -398,7 +647,7 @@ mod tests {
         let message = envs.check_tables(&[("customers".to_owned(), 1)]).unwrap_err().to_string();
         assert_eq!(
             message,
-            "environments.toml: environment dev: ledger_table \"customers\" is the name of table customers, which the migrations create; name the ledger something else"
+            "environments.toml: environment dev: ledger_table \"customers\" is the name of table customers, which the migrations create; name the ledger something else; fix it, then run `cargo xtask <command> --env dev`"
         );
         let message =
             parse("[dev]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\nledger_table = \"a b\"\n")

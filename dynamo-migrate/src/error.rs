@@ -13,6 +13,10 @@ use crate::sequence::SequenceErrors;
 /// (`cargo xtask recover --env <environment> …`); the command line puts the name in.
 pub const ENVIRONMENT_PLACEHOLDER: &str = "<environment>";
 
+/// Stands for the command that was run (`status`, `migrate`, …) in the commands that messages
+/// suggest (`cargo xtask <command> --env prod`); the command line puts the name in.
+pub const COMMAND_PLACEHOLDER: &str = "<command>";
+
 /// What went wrong while talking to DynamoDB or applying migrations.
 #[derive(Debug, Error)]
 #[non_exhaustive]

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
-use crate::error::SdkFailure;
+use crate::error::{COMMAND_PLACEHOLDER, ENVIRONMENT_PLACEHOLDER, SdkFailure};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -22,9 +22,22 @@ pub struct CallerIdentity {
 #[non_exhaustive]
 pub enum GuardError {
     #[error(
-        "environment {env}: cannot tell whose credentials these are, so nothing is done: {detail}; set up credentials for account {account} (a profile, an SSO login, a role, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        "environment {env}: cannot tell whose credentials these are, so nothing is done: {detail}; set up credentials for account {account} ({}), then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`",
+        match .profile {
+            Some(p) => format!("profile {p}: `aws sso login --profile {p}` or `aws configure --profile {p}`"),
+            None => "a profile, an SSO login, a role, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_owned(),
+        }
     )]
-    NoIdentity { env: String, account: String, detail: String },
+    NoIdentity { env: String, account: String, profile: Option<String>, detail: String },
+    #[error(
+        "environment {env}: profile {profile} is in neither {files}, so its credentials cannot be had and nothing is done; add it (`aws configure --profile {profile}`, or `aws configure sso --profile {profile}`), or name an existing profile in [{env}] of the environments file, then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`"
+    )]
+    UnknownProfile { env: String, profile: String, files: String },
+    #[error(
+        "environment {env}: cannot reach STS at {sts} to ask whose credentials these are, so nothing is done: {detail}; check this machine's network{}, then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`",
+        if .sts.starts_with("AWS") { "" } else { " and the sts_endpoint of the environment" }
+    )]
+    StsUnreachable { env: String, sts: String, detail: String },
     #[error(
         "environment {env} is account {expected}, but the credentials belong to account {actual} ({arn}); nothing was done: use credentials of account {expected}"
     )]
@@ -43,10 +56,28 @@ pub enum GuardError {
 pub async fn check_account(env: &Environment) -> Result<Option<CallerIdentity>, GuardError> {
     let Some(expected) = &env.account_id else { return Ok(None) };
     let sts = connect_sts(&env.target()).await;
-    let identity = sts.get_caller_identity().send().await.map_err(|e| GuardError::NoIdentity {
-        env: env.name.clone(),
-        account: expected.clone(),
-        detail: SdkFailure::of(&e).to_string(),
+    let identity = sts.get_caller_identity().send().await.map_err(|e| {
+        let detail = SdkFailure::of(&e).to_string();
+        let unreachable = match &e {
+            aws_sdk_sts::error::SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+            aws_sdk_sts::error::SdkError::TimeoutError(_) => true,
+            _ => false,
+        };
+        if unreachable {
+            let sts = env.sts_endpoint.clone().unwrap_or_else(|| format!("AWS STS in {}", env.region));
+            return GuardError::StsUnreachable { env: env.name.clone(), sts, detail };
+        }
+        if let Some(profile) = &env.profile
+            && let Some(files) = profile_files_without(profile)
+        {
+            return GuardError::UnknownProfile { env: env.name.clone(), profile: profile.clone(), files };
+        }
+        GuardError::NoIdentity {
+            env: env.name.clone(),
+            account: expected.clone(),
+            profile: env.profile.clone(),
+            detail,
+        }
     })?;
     let account = identity.account().unwrap_or_default().to_owned();
     let arn = identity.arn().unwrap_or_default().to_owned();
@@ -59,6 +90,36 @@ pub async fn check_account(env: &Environment) -> Result<Option<CallerIdentity>, 
         });
     }
     Ok(Some(CallerIdentity { account, arn }))
+}
+
+/// The AWS configuration files the SDK reads (`AWS_CONFIG_FILE` and `AWS_SHARED_CREDENTIALS_FILE`,
+/// else `~/.aws/config` and `~/.aws/credentials`), named, when none defines `profile`; `None` when
+/// one does.
+fn profile_files_without(profile: &str) -> Option<String> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let file = |variable: &str, default: &str| {
+        std::env::var_os(variable).map(std::path::PathBuf::from).unwrap_or_else(|| home.join(".aws").join(default))
+    };
+    let (config, credentials) = (file("AWS_CONFIG_FILE", "config"), file("AWS_SHARED_CREDENTIALS_FILE", "credentials"));
+    // The config file names a profile `[profile name]` (`[default]` for the default one), the
+    // credentials file `[name]`.
+    let defines = |path: &std::path::Path, headers: &[String]| {
+        std::fs::read_to_string(path).is_ok_and(|text| {
+            text.lines().any(|line| {
+                let line = line.trim();
+                let section = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(str::trim);
+                section
+                    .is_some_and(|s| headers.iter().any(|h| s.split_whitespace().collect::<Vec<_>>().join(" ") == *h))
+            })
+        })
+    };
+    let mut config_headers = vec![format!("profile {profile}")];
+    if profile == "default" {
+        config_headers.push("default".to_owned());
+    }
+    let in_config = defines(&config, &config_headers);
+    let in_credentials = defines(&credentials, &[profile.to_owned()]);
+    (!in_config && !in_credentials).then(|| format!("{} nor {}", config.display(), credentials.display()))
 }
 
 /// For a protected environment: `--yes`, or the environment's name typed at a prompt on a

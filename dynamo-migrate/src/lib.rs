@@ -44,7 +44,7 @@ pub use data::{
 };
 pub use drift::{DriftKind, SimulatedTables, TableDrift, drift, expected_tables, known_tables};
 pub use environment::{ConfigError, Environment, Environments};
-pub use error::{ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
+pub use error::{COMMAND_PLACEHOLDER, ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
 pub use generate::{
     GenerateError, GenerateErrors, GeneratedKind, GeneratedStep, Generation, NotGenerated, generate, render,

@@ -241,7 +241,7 @@ pub enum LintError {
         "migration {version} ({name}), {step}: {error}; the lint follows the tables from empty, and cannot go on (`cargo xtask verify` says more)"
     )]
     Simulation { version: u32, name: String, step: String, error: PlanError },
-    #[error("cannot read the acknowledgements file {path}: {message}")]
+    #[error("cannot read the acknowledgements file {}: {message}", .path.display())]
     File { path: PathBuf, message: String },
     #[error(
         "{path}: acknowledge #{entry} names rule {rule:?}, which is not a rule; the rules are delete-table, delete-index, rebuild, stream-replacement and billing-switch"
@@ -272,6 +272,8 @@ struct File {
 struct Entry {
     migration: u32,
     rule: String,
+    // Missing is the same as empty: refused, naming the entry.
+    #[serde(default)]
     reason: String,
 }
 
@@ -286,8 +288,17 @@ impl Acknowledgements {
             }
             Err(e) => return Err(LintError::File { path: path.to_owned(), message: e.to_string() }),
         };
-        let file: File = toml::from_str(&text)
-            .map_err(|e| LintError::File { path: path.to_owned(), message: e.message().to_owned() })?;
+        // toml's message says where on its first line and what on its last (the line itself and
+        // a caret between them).
+        let file: File = toml::from_str(&text).map_err(|e| {
+            let text = e.to_string();
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let message = match (lines.first(), lines.last()) {
+                (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+                _ => lines.join(" "),
+            };
+            LintError::File { path: path.to_owned(), message }
+        })?;
         let mut entries = Vec::new();
         for (i, entry) in file.acknowledge.into_iter().enumerate() {
             let rule = Rule::named(&entry.rule).ok_or_else(|| LintError::UnknownRule {

@@ -66,6 +66,8 @@ pub enum LocalError {
         "the DynamoDB Local image {name} could not be built: {reason}; use the official image where a registry is reachable, or run DynamoDB Local with Java"
     )]
     Image { name: String, reason: String },
+    #[error("port {port} on 127.0.0.1 is taken, by {holder}, so DynamoDB Local cannot listen there")]
+    PortTaken { port: u16, holder: String },
     #[error("DynamoDB Local did not start ({reason}); its output ends with:\n{log}")]
     Start { reason: String, log: String },
     #[error(transparent)]
@@ -140,6 +142,13 @@ impl DynamoDbLocal {
                 started_in: Duration::ZERO,
                 why_not_container: None,
             });
+        }
+        // A port asked for must be free: else whatever holds it would answer the readiness check,
+        // and the server said to be started would be another one.
+        if let Some(port) = options.port
+            && let Some(holder) = port_taken(port).await
+        {
+            return Err(LocalError::PortTaken { port, holder });
         }
         let mut why_not_container = None;
         if options.docker == Docker::Auto {
@@ -441,6 +450,53 @@ impl Drop for JavaServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// What holds `port` on loopback, if anything does: the process (where this machine says), and
+/// whether it answers as DynamoDB does.
+async fn port_taken(port: u16) -> Option<String> {
+    let bound = TcpListener::bind(("127.0.0.1", port)).is_err();
+    let answers = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1)).is_ok();
+    if !bound && !answers {
+        return None;
+    }
+    let process = listener_process(port).map_or_else(|| "another program".to_owned(), |p| format!("process {p}"));
+    let client = crate::client::connect(&crate::client::Target::local(format!("http://127.0.0.1:{port}"))).await;
+    let list = client.list_tables().limit(100).send();
+    Some(match tokio::time::timeout(Duration::from_secs(5), list).await {
+        Ok(Ok(tables)) => format!(
+            "{process}, which answers as DynamoDB does (a DynamoDB Local already running there, with {} table(s))",
+            tables.table_names().len()
+        ),
+        _ => format!("{process}, which does not answer as DynamoDB does"),
+    })
+}
+
+/// The process listening on TCP `port`, as `pid (name)`, from `/proc` (Linux); `None` where it
+/// cannot be seen.
+fn listener_process(port: u16) -> Option<String> {
+    // /proc/net/tcp{,6}: `sl local_address rem_address st … inode`, addresses as hex `IP:PORT`;
+    // state 0A is LISTEN.
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && fields.get(3) == Some(&"0A")).then(|| fields.get(9).map(|i| i.to_string()))?
+        })
+    })?;
+    let socket = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let mut fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+        fds.any(|fd| {
+            fd.ok().and_then(|fd| std::fs::read_link(fd.path()).ok()).is_some_and(|l| l.as_os_str() == socket.as_str())
+        })
+        .then(|| {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            format!("{pid} ({})", name.trim())
+        })
+    })
 }
 
 fn free_port() -> std::io::Result<u16> {

@@ -60,6 +60,9 @@ pub struct LockOptions {
     pub env: Option<String>,
     /// Say on stderr whom the run waits for, when it starts waiting.
     pub announce: bool,
+    /// The command-line option that sets `wait`, named where the run says how long it waits
+    /// (`--lock-wait`); `None` for a command whose wait is fixed.
+    pub wait_option: Option<&'static str>,
 }
 
 impl LockOptions {
@@ -70,6 +73,7 @@ impl LockOptions {
             wait: Duration::from_secs(600),
             env: None,
             announce: false,
+            wait_option: None,
         }
     }
 
@@ -565,9 +569,10 @@ impl Lock {
                     }
                     if options.announce && !announced {
                         eprintln!(
-                            "waiting for the migration lock in {table}, held by {holder}; it is taken over once its heartbeat has not renewed it for {} s; waiting at most {} s (--lock-wait)",
+                            "waiting for the migration lock in {table}, held by {holder}; it is taken over once its heartbeat has not renewed it for {} s; waiting at most {} s{}",
                             lease.as_secs(),
-                            options.wait.as_secs()
+                            options.wait.as_secs(),
+                            options.wait_option.map(|o| format!(" ({o})")).unwrap_or_default()
                         );
                         announced = true;
                     }

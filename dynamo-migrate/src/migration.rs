@@ -303,6 +303,31 @@ pub struct Migration {
     /// What is wrong with its registration (a file name that is not `mNNNN_<name>.rs`, or another
     /// migration's file); `verify`, `plan` and `migrate` refuse to run while one stands.
     pub registration_error: Option<String>,
+    /// The line of the header `cargo xtask new` wrote that its author has not replaced yet
+    /// (`//! TODO: say what …`, `… say here why.`); `verify` refuses the migration while it
+    /// stands.
+    pub placeholder: Option<String>,
+}
+
+/// What `cargo xtask new` writes in a migration's header for its author to replace: its
+/// `//! TODO: ` line, and the end of the line that says which command wrote it.
+pub const PLACEHOLDERS: [&str; 2] = ["//! TODO: ", ": say here why."];
+
+/// What is wrong with the migrations' registrations, one line each, naming the migration.
+pub fn registration_problems(migrations: &[Migration]) -> Vec<String> {
+    migrations
+        .iter()
+        .filter_map(|m| m.registration_error.as_ref().map(|e| format!("migration {} ({}): {e}", m.version, m.name)))
+        .collect()
+}
+
+/// The first header line of `source` that still holds a placeholder of `cargo xtask new`.
+fn placeholder(source: &str) -> Option<String> {
+    source
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .find(|l| l.starts_with(PLACEHOLDERS[0]) || l.trim_end().ends_with(PLACEHOLDERS[1]))
+        .map(|l| l.trim_end().to_owned())
 }
 
 /// Registers the migration of the file it is written in: `migration!("m0007_create_orders.rs")`
@@ -326,6 +351,7 @@ impl Migration {
             steps: Vec::new(),
             source_file: None,
             registration_error: None,
+            placeholder: None,
         }
     }
 
@@ -344,13 +370,15 @@ impl Migration {
             ),
         };
         if error.is_none() && !own {
+            let own_name = std::path::Path::new(written_in).file_name().and_then(|n| n.to_str()).unwrap_or(written_in);
             error = Some(format!(
-                "{written_in} registers migration!(\"{file}\"), another migration's file: each migration registers its own file, so that its checksum is of its own source"
+                "{written_in} registers migration!(\"{file}\"), another migration's file: each migration registers its own file, so that its checksum is of its own source; write migration!(\"{own_name}\") in it (its version and name come from its file's name), then run `cargo xtask verify`"
             ));
         }
         Migration {
             source_file: Some(written_in.to_owned()),
             registration_error: error,
+            placeholder: placeholder(source),
             ..Migration::new(version, name, source)
         }
     }
@@ -518,6 +546,24 @@ mod tests {
     }
 
     #[test]
+    fn a_header_left_as_new_wrote_it_is_a_placeholder() {
+        let empty = crate::generate::render_empty("m0007_add_orders.rs");
+        let m = Migration::from_file("m0007_add_orders.rs", "migrations/src/m0007_add_orders.rs", &empty);
+        assert_eq!(m.placeholder.as_deref(), Some("//! TODO: say what this migration changes, and why."));
+        let generated = "//! Brings the tables to what the schema crate declares:\n//! - add global index by_name to customers.\n//!\n//! Written by `cargo xtask new by_name --from-schema`: say here why.\n\nuse x;\n";
+        let m = Migration::from_file("m0007_by_name.rs", "m0007_by_name.rs", generated);
+        assert_eq!(
+            m.placeholder.as_deref(),
+            Some("//! Written by `cargo xtask new by_name --from-schema`: say here why.")
+        );
+        let edited = generated.replace("say here why.", "the support team looks customers up by name.");
+        assert_eq!(Migration::from_file("m0007_by_name.rs", "m0007_by_name.rs", &edited).placeholder, None);
+        // Only the header counts: the same words in the code are not a placeholder.
+        let code = "//! Adds by_name.\n\n// TODO: say here why.\n";
+        assert_eq!(Migration::from_file("m0007_by_name.rs", "m0007_by_name.rs", code).placeholder, None);
+    }
+
+    #[test]
     fn the_migration_macro_takes_version_and_name_from_its_own_file() {
         let m = Migration::from_file("m0007_create_orders.rs", "migrations/src/m0007_create_orders.rs", "source");
         assert_eq!((m.version, m.name.as_str(), m.registration_error), (7, "create_orders", None));
@@ -529,7 +575,7 @@ mod tests {
         let copied = Migration::from_file("m0002_add_index.rs", "migrations/src/m0003_other.rs", "source");
         assert_eq!(
             copied.registration_error.unwrap(),
-            "migrations/src/m0003_other.rs registers migration!(\"m0002_add_index.rs\"), another migration's file: each migration registers its own file, so that its checksum is of its own source"
+            "migrations/src/m0003_other.rs registers migration!(\"m0002_add_index.rs\"), another migration's file: each migration registers its own file, so that its checksum is of its own source; write migration!(\"m0003_other.rs\") in it (its version and name come from its file's name), then run `cargo xtask verify`"
         );
         for bad in ["m7_x.rs", "0007_x.rs", "m0007_Orders.rs", "m0007_.rs", "m0007_a__b.rs", "m0007-orders.rs"] {
             let m = Migration::from_file(bad, &format!("migrations/src/{bad}"), "");

@@ -65,10 +65,7 @@ pub async fn validate(
     local: bool,
     environment: &str,
 ) -> Result<(Vec<PlannedMigration>, Vec<String>)> {
-    let mut problems: Vec<String> = migrations
-        .iter()
-        .filter_map(|m| m.registration_error.as_ref().map(|e| format!("migration {} ({}): {e}", m.version, m.name)))
-        .collect();
+    let mut problems = crate::migration::registration_problems(migrations);
     if files {
         problems.extend(check_files(migrations));
     }

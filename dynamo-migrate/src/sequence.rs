@@ -83,8 +83,10 @@ pub enum SequenceError {
         .error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
     )]
     Dirty { version: u32, name: String, status: Status, started_at: String, applied_by: String, error: Option<String> },
-    #[error("migration version {version} is used twice in the code ({first} and {second})")]
-    DuplicateVersion { version: u32, first: String, second: String },
+    #[error(
+        "migration version {version} is used twice in the code ({first} and {second}): give {second} the next free version, {next}: rename its file m{next:04}_{second}.rs (and the name in its migration!(..) and lib.rs), then run `cargo xtask verify`"
+    )]
+    DuplicateVersion { version: u32, first: String, second: String, next: u32 },
     #[error("migrations {earlier} and {later} are listed out of order in the code; list them by version")]
     UnsortedCode { earlier: u32, later: u32 },
 }
@@ -113,12 +115,14 @@ pub fn pending(applied: &[AppliedMigration], known: &[MigrationInfo]) -> Result<
             errors.push(SequenceError::UnsortedCode { earlier: pair[1].version, later: pair[0].version });
         }
     }
+    let next = known.iter().map(|m| m.version).max().unwrap_or(0) + 1;
     for info in known {
         if let Some(first) = by_version.insert(info.version, info) {
             errors.push(SequenceError::DuplicateVersion {
                 version: info.version,
                 first: first.name.clone(),
                 second: info.name.clone(),
+                next,
             });
         }
     }

@@ -99,7 +99,12 @@ fn running_and_failed_records_are_refused_with_how_to_recover() {
 fn the_code_must_list_unique_versions_in_order() {
     let mut k = known();
     k.push(info(3, "enable_streams"));
-    assert_eq!(refusal(&[], &k), ["migration version 3 is used twice in the code (enable_ttl and enable_streams)"]);
+    assert_eq!(
+        refusal(&[], &k),
+        [
+            "migration version 3 is used twice in the code (enable_ttl and enable_streams): give enable_streams the next free version, 4: rename its file m0004_enable_streams.rs (and the name in its migration!(..) and lib.rs), then run `cargo xtask verify`"
+        ]
+    );
     let k = vec![info(2, "b"), info(1, "a")];
     assert_eq!(refusal(&[], &k), ["migrations 1 and 2 are listed out of order in the code; list them by version"]);
 }

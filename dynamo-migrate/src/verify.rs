@@ -95,6 +95,28 @@ pub async fn verify(
         }
     }
 
+    // A copied file that registers another migration's would be reported as a version used
+    // twice: its registration says what is wrong, and nothing runs until it is right.
+    let registration = crate::migration::registration_problems(migrations);
+    let runnable = registration.is_empty();
+    problems.extend(registration);
+    // A migration `cargo xtask new` wrote and nobody finished is not a migration yet.
+    for m in migrations {
+        let file = m.source_file.as_deref().map(|f| format!(" in {f}")).unwrap_or_default();
+        if m.steps.is_empty() {
+            problems.push(format!(
+                "migration {} ({}) has no steps: write them{file} (or remove the migration and its registration), then run `cargo xtask verify`",
+                m.version, m.name
+            ));
+        }
+        if let Some(line) = &m.placeholder {
+            problems.push(format!(
+                "migration {} ({}): its header still says {line:?}, as `cargo xtask new` wrote it: say there what it changes and why{file}, then run `cargo xtask verify`",
+                m.version, m.name
+            ));
+        }
+    }
+
     let server = DynamoDbLocal::start(&options.local).await?;
     let target = Target::local(server.endpoint());
     let client = connect(&target).await;
@@ -125,11 +147,13 @@ pub async fn verify(
         millis: 0,
     };
 
-    match migrator.run(migrations, None).await {
-        Ok(run) => report.applied = run.applied,
-        Err(failure) => {
-            report.applied = failure.report.applied;
-            problems.push(format!("{:#}", failure.error));
+    if runnable {
+        match migrator.run(migrations, None).await {
+            Ok(run) => report.applied = run.applied,
+            Err(failure) => {
+                report.applied = failure.report.applied;
+                problems.push(format!("{:#}", failure.error));
+            }
         }
     }
 

@@ -10,5 +10,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    dynamo_migrate::cli::main(dynamo_migrate::Project { tables: schema::tables(), migrations: migrations::all() })
+    let tables = schema::tables();
+    let migrations = migrations::all();
+    dynamo_migrate::cli::main(dynamo_migrate::Project { tables, migrations })
 }

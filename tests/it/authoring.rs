@@ -62,6 +62,13 @@ pub fn project(name: &str) -> Project {
         "authoring:empty" => Project { tables: schema(things()), migrations: vec![] },
         "authoring:risky" => Project { tables: vec![], migrations: risky() },
         "authoring:none" => Project { tables: vec![], migrations: vec![] },
+        "authoring:one" => Project { tables: schema(things()), migrations: registered()[..1].to_vec() },
+        // An index on an attribute the item type does not have: the schema crate's own check
+        // (`verify`'s) refuses it.
+        "authoring:bad_schema" => Project {
+            tables: schema(things().global_index(GlobalIndex::new("by_phone", KeyAttr::s("phone")))),
+            migrations: registered(),
+        },
         other => panic!("no project {other}"),
     }
 }
@@ -293,6 +300,91 @@ fn new_from_schema_writes_the_steps_from_the_migrations_to_the_schema() {
     );
 }
 
+/// Item 3 of issue 15: a name too long for a file failed writing it (exit 1).
+#[test]
+fn a_name_too_long_for_a_file_is_refused_with_a_shorter_one() {
+    let ws = Workspace::things("long_name");
+    let before = ws.files();
+    let long = format!("keep_{}", "a".repeat(295));
+    let refused = ws.run("authoring:things", &["new", &long, "--from-schema"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert_eq!(
+        refused.stderr.lines().next().unwrap_or_default(),
+        format!(
+            "error: migration name \"keep_{}\"… is 300 characters long; it names the migration's file and module, so at most 100: run `cargo xtask new keep --from-schema`",
+            "a".repeat(35)
+        )
+    );
+    assert_eq!(ws.files(), before, "nothing was written");
+}
+
+/// Item 10 of issue 15: an index on an attribute the item type lacks was generated, and only
+/// `verify` refused the schema crate.
+#[test]
+fn new_from_schema_runs_the_schema_crates_own_check_first() {
+    let ws = Workspace::things("bad_schema");
+    let before = ws.files();
+    let refused = ws.run("authoring:bad_schema", &["new", "add_by_phone", "--from-schema"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let line = refused.stderr.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("error: nothing was written: the schema crate's tables fail their check: ")
+            && line.contains("phone")
+            && line.ends_with("; fix the schema crate, then run `cargo xtask new add_by_phone --from-schema`"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(ws.files(), before, "nothing was written");
+}
+
+/// What `new` writes passes `cargo fmt --check` with rustfmt's default settings too (here no
+/// rustfmt.toml), lib.rs's growing list included; and it says when the JSON Schemas are stale.
+#[test]
+fn new_writes_rustfmt_clean_code_under_default_settings_and_says_when_schemas_are_stale() {
+    if std::process::Command::new("rustfmt").arg("--version").output().is_err() {
+        eprintln!("skipped: rustfmt is not installed (rustup component add rustfmt); CI has it");
+        return;
+    }
+    // One migration, its list on one line, as rustfmt lays it out: the second entry makes the
+    // list too long for one line under rustfmt's default settings.
+    let lib = "//! The migrations.\n\nmod m0001_create_things;\n\nuse dynamo_migrate::Migration;\n\n/// Every migration, in version order.\npub fn all() -> Vec<Migration> {\n    vec![m0001_create_things::migration()]\n}\n";
+    let ws = Workspace::new(
+        "default_fmt",
+        &[("migrations/src/lib.rs", lib), ("migrations/src/m0001_create_things.rs", M0001)],
+    );
+    std::fs::create_dir_all(ws.root.join("schemas")).unwrap();
+    let next = ws.run("authoring:one", &["new", "backfill_thing_owners"]);
+    assert_eq!(next.code, 0, "{}{}", next.stdout, next.stderr);
+    assert!(
+        next.stdout.contains(
+            "note: the JSON Schemas in schemas/ are not what the schema crate gives (things.item.json, environments.json), so `cargo xtask schemas --check` fails: write them with `cargo xtask schemas`"
+        ),
+        "{}",
+        next.stdout
+    );
+    assert!(
+        ws.read("migrations/src/lib.rs").contains(
+            "    vec![\n        m0001_create_things::migration(),\n        m0002_backfill_thing_owners::migration(),\n    ]\n"
+        ),
+        "{}",
+        ws.read("migrations/src/lib.rs")
+    );
+    // As rustfmt formats each file alone (through stdin: it does not follow lib.rs's modules).
+    for file in ["lib.rs", "m0002_backfill_thing_owners.rs"] {
+        let source = ws.read(&format!("migrations/src/{file}"));
+        let mut rustfmt = std::process::Command::new("rustfmt")
+            .args(["--edition", "2024", "--emit", "stdout"])
+            .current_dir(&ws.root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut rustfmt.stdin.take().unwrap(), source.as_bytes()).unwrap();
+        let formatted = String::from_utf8(rustfmt.wait_with_output().unwrap().stdout).unwrap();
+        assert_eq!(formatted, source, "{file} is not what rustfmt makes of it");
+    }
+}
+
 #[test]
 fn new_from_schema_with_nothing_to_do_writes_nothing() {
     let ws = Workspace::things("nothing");
@@ -413,7 +505,8 @@ async fn lint_with_an_environment_judges_only_its_pending_migrations() {
     assert_eq!(doc["migrations"], serde_json::json!([4, 5]));
     let rules: Vec<&str> = doc["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
     assert_eq!(rules, ["billing-switch", "rebuild"]);
-    assert!(doc["error"]["message"].as_str().unwrap().ends_with("then run `cargo xtask lint --env dev`"), "{doc}");
+    let again = format!("then run `cargo xtask lint --env dev --environments {}`", envs.file());
+    assert!(doc["error"]["message"].as_str().unwrap().ends_with(&again), "{doc}");
 }
 
 #[test]

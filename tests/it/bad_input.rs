@@ -98,8 +98,13 @@ async fn a_failed_migration_fixed_in_its_file_can_be_resolved_or_rerun() {
     let refused = run("bad_input:fixed", &args("migrate"));
     assert_eq!(refused.code, 1);
     assert!(
-        refused.stderr.contains("then run `cargo xtask recover --env dev --version 2 --rerun` to apply it again")
-            && refused.stderr.contains("or `cargo xtask recover --env dev --version 2 --resolved` if you completed it"),
+        refused.stderr.contains(&format!(
+            "then run `cargo xtask recover --env dev --environments {} --version 2 --rerun` to apply it again",
+            envs.file()
+        )) && refused.stderr.contains(&format!(
+            "or `cargo xtask recover --env dev --environments {} --version 2 --resolved` if you completed it",
+            envs.file()
+        )),
         "{}",
         refused.stderr
     );
@@ -114,13 +119,17 @@ async fn a_failed_migration_fixed_in_its_file_can_be_resolved_or_rerun() {
     assert_eq!(again.code, 2);
     assert!(
         first_line(&again)
-            .ends_with("an applied migration never runs again and never changes: put the change in a new migration, then run `cargo xtask migrate --env dev`"),
+            .ends_with(&format!("an applied migration never runs again and never changes: put the change in a new migration, then run `cargo xtask migrate --env dev --environments {}`", envs.file())),
         "{}",
         again.stderr
     );
     let unknown = run("bad_input:fixed", &[args("recover"), vec!["--version", "9", "--rerun"]].concat());
     assert_eq!(unknown.code, 2);
-    assert!(first_line(&unknown).starts_with("error: migration 9 is not in the code"), "{}", unknown.stderr);
+    assert!(
+        first_line(&unknown).starts_with("error: --version 9 names no migration of the code"),
+        "{}",
+        unknown.stderr
+    );
 
     // Re-run: the fixed file runs, and the ledger records it.
     let envs = Envs::new("rerun", "");
@@ -128,7 +137,10 @@ async fn a_failed_migration_fixed_in_its_file_can_be_resolved_or_rerun() {
     let not_started = run("bad_input:broken", &[args("recover"), vec!["--version", "2", "--rerun"]].concat());
     assert_eq!(not_started.code, 2);
     assert!(
-        first_line(&not_started).ends_with("nothing to recover: `cargo xtask migrate --env dev` applies it"),
+        first_line(&not_started).ends_with(&format!(
+            "nothing to recover: `cargo xtask migrate --env dev --environments {}` applies it",
+            envs.file()
+        )),
         "{}",
         not_started.stderr
     );

@@ -21,11 +21,12 @@ fn project(name: &str) -> Project {
         other if other.starts_with("bad_input:") => crate::bad_input::project(other),
         other if other.starts_with("authoring:") => crate::authoring::project(other),
         other if other.starts_with("converge:") => crate::converge::project(other),
+        other if other.starts_with("refusals:") => crate::refusals::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }
 
-fn slow_migrations() -> Vec<Migration> {
+pub(crate) fn slow_migrations() -> Vec<Migration> {
     vec![
         Migration::new(1, "create_tables", "create accounts and copy")
             .create_table(TableDef::new("accounts", KeyAttr::s("id")))
@@ -164,9 +165,9 @@ async fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     let unknown = run("example", &["migrate", "--env", "nosuch", "--environments", file]);
     assert_eq!(unknown.code, 2);
     assert!(
-        unknown
-            .stderr
-            .contains(&format!("unknown environment nosuch; {file} defines: dev, guarded, other, prod, unreachable")),
+        unknown.stderr.contains(&format!(
+            "unknown environment \"nosuch\"; {file} defines: dev, guarded, other, prod, unreachable"
+        )),
         "{}",
         unknown.stderr
     );
@@ -450,7 +451,9 @@ async fn a_killed_migrate_is_reported_dirty_and_recovers() {
     assert_eq!(dirty.code, 1);
     assert!(
         dirty.stderr.contains("migration 2 (copy_accounts) is running since")
-            && dirty.stderr.contains("`cargo xtask recover --env dev --version 2 --rerun`"),
+            && dirty
+                .stderr
+                .contains(&format!("`cargo xtask recover --env dev --environments {file} --version 2 --rerun`")),
         "{}",
         dirty.stderr
     );

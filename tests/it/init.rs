@@ -57,6 +57,12 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains(r#"members = ["app", "schema", "migrations", "runner", "xtask"]"#), "{manifest}");
     assert!(manifest.contains("[profile.dev.package.\"*\"]\nopt-level = 2"), "{manifest}");
+    // Paths to the engine are relative, so that the workspace can be committed.
+    let schema = std::fs::read_to_string(root.join("schema/Cargo.toml")).unwrap();
+    let relative = relative_to(&root.join("schema"), &engine.join("dynamo-model"));
+    assert!(schema.contains(&format!("dynamo-model = {{ path = \"{relative}\" }}")), "{schema}");
+    assert!(relative.starts_with("../") && !schema.contains("path = \"/"), "{schema}");
+    assert!(schema.contains("edition = \"2024\""), "{schema}");
 
     // Twice: nothing changes, and a file the user edited is kept.
     std::fs::write(root.join("environments.toml"), "# mine\n").unwrap();
@@ -107,12 +113,176 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     std::fs::write(root.join("schema/src/lib.rs"), ORDERS).unwrap();
     let new = xtask(&["new", "create_orders", "--from-schema"]);
     assert!(new.contains("wrote migrations/src/m0001_create_orders.rs"), "{new}");
+    // Until its header says why, verify refuses it; then it passes.
+    let file = root.join("migrations/src/m0001_create_orders.rs");
+    let source = std::fs::read_to_string(&file).unwrap();
+    assert!(source.contains(": say here why.\n"), "{source}");
+    std::fs::write(&file, source.replace(": say here why.", ": the shop keeps its orders.")).unwrap();
+    // What init and new wrote is what `cargo fmt` makes of it, with rustfmt's default settings.
+    if has_rustfmt() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let fmt = Command::new(cargo).args(["fmt", "--check"]).current_dir(&root).output().unwrap();
+        assert!(fmt.status.success(), "cargo fmt --check:\n{}", String::from_utf8_lossy(&fmt.stdout));
+    }
     let verify = xtask(&["verify", "--no-docker"]);
     assert!(verify.contains("applied 1 migration(s) from empty") && verify.contains("verify passed"), "{verify}");
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// What a user writes in the schema crate: a table and its item type.
+/// The path from directory `from` to `to`, both absolute and canonical.
+fn relative_to(from: &Path, to: &Path) -> String {
+    let (from, to) = (from.canonicalize().unwrap_or(from.to_owned()), to.canonicalize().unwrap());
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path: PathBuf = std::iter::repeat_n(std::path::Component::ParentDir, from.len() - common).collect();
+    path.extend(&to[common..]);
+    path.display().to_string()
+}
+
+fn has_rustfmt() -> bool {
+    let found = Command::new("rustfmt").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped the formatting checks: rustfmt is not installed (rustup component add rustfmt); CI has it");
+    }
+    found
+}
+
+/// Items 4 to 6 of issue 15, and an engine path that does not exist: refused (exit 2) before
+/// anything is written, saying what to run.
+#[test]
+fn init_refuses_what_it_cannot_use_and_writes_nothing() {
+    let engine = repository();
+    let engine = engine.to_str().unwrap();
+    let cases: [(&str, Option<&str>, Vec<&str>, &str); 4] = [
+        (
+            "init-rev",
+            None,
+            vec!["--engine-path", engine, "--engine-rev", "v1"],
+            "error: the argument '--engine-path <ENGINE_PATH>' cannot be used with '--engine-rev <ENGINE_REV>'",
+        ),
+        (
+            "init-config",
+            Some("not [ toml\n"),
+            vec!["--engine-path", engine],
+            ".cargo/config.toml is not valid TOML (TOML parse error at line 1, column 5: ",
+        ),
+        (
+            "init-alias",
+            Some("alias = 3\n"),
+            vec!["--engine-path", engine],
+            ".cargo/config.toml has an `alias` that is not a table",
+        ),
+        (
+            "init-no-engine",
+            None,
+            vec!["--engine-path", "/no/such/checkout"],
+            "error: --engine-path /no/such/checkout: ",
+        ),
+    ];
+    for (name, config, args, expected) in cases {
+        let root = new_workspace(name);
+        if let Some(config) = config {
+            std::fs::create_dir_all(root.join(".cargo")).unwrap();
+            std::fs::write(root.join(".cargo/config.toml"), config).unwrap();
+        }
+        let before = snapshot(&root);
+        let dir = root.to_str().unwrap();
+        let refused = run("example", &[&["init", "--dir", dir][..], &args].concat());
+        assert_eq!(refused.code, 2, "{name}: {}{}", refused.stdout, refused.stderr);
+        assert!(refused.stderr.contains(expected), "{name}: {expected}\n  not in: {}", refused.stderr);
+        if config.is_some() {
+            assert!(
+                refused.stderr.contains(&format!(
+                    "; nothing was written: fix it, then run `cargo xtask init --dir {dir} --engine-path {engine}`"
+                )),
+                "{}",
+                refused.stderr
+            );
+        }
+        assert_eq!(snapshot(&root), before, "{name}: nothing was written");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+/// A workspace with an edition of its own and rustfmt settings of its own: the crates take its
+/// edition, and what init writes is what rustfmt makes of it there.
+#[test]
+fn init_follows_the_workspaces_edition_and_rustfmt_settings() {
+    let root = new_workspace("init-2021");
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[workspace]\nresolver = \"2\"\nmembers = [\"app\"]\n\n[workspace.package]\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("rustfmt.toml"), "hard_tabs = true\nmax_width = 80\n").unwrap();
+    let init =
+        run("example", &["init", "--dir", root.to_str().unwrap(), "--engine-path", repository().to_str().unwrap()]);
+    assert_eq!(init.code, 0, "{}{}", init.stdout, init.stderr);
+    for manifest in ["schema", "migrations", "runner", "xtask"] {
+        let text = std::fs::read_to_string(root.join(manifest).join("Cargo.toml")).unwrap();
+        assert!(text.contains("\nedition.workspace = true\n") && !text.contains("2024"), "{manifest}: {text}");
+    }
+    if has_rustfmt() {
+        let files = ["schema/src/lib.rs", "migrations/src/lib.rs", "runner/src/main.rs", "xtask/src/main.rs"];
+        let check = Command::new("rustfmt")
+            .args(["--check", "--edition", "2021"])
+            .args(files.iter().map(|f| root.join(f)))
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "rustfmt --check:\n{}", String::from_utf8_lossy(&check.stdout));
+        assert!(std::fs::read_to_string(root.join("runner/src/main.rs")).unwrap().contains("\n\tlet tables"));
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn init_help_names_cargo_xtask_init() {
+    let help = run("example", &["init", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Example: `cargo xtask init --dir ../my-service"), "{}", help.stdout);
+    assert!(!help.stdout.contains("dynamo-migrate init"), "{}", help.stdout);
+}
+
+/// The templates are what rustfmt makes of them, with its default settings and with this
+/// workspace's, in either edition: a team's `cargo fmt --check` passes on what init writes even
+/// where rustfmt could not format it.
+#[test]
+fn the_templates_are_rustfmt_clean_under_default_settings_and_this_workspaces() {
+    if !has_rustfmt() {
+        return;
+    }
+    let templates = repository().join("dynamo-migrate/templates");
+    let base = std::env::temp_dir().join(format!("templates-fmt-{}", std::process::id()));
+    for (settings, rustfmt_toml) in
+        [("default", None), ("workspace", Some(std::fs::read_to_string(repository().join("rustfmt.toml")).unwrap()))]
+    {
+        let dir = base.join(settings);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(config) = &rustfmt_toml {
+            std::fs::write(dir.join("rustfmt.toml"), config).unwrap();
+        }
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&templates).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let copy = dir.join(path.file_name().unwrap());
+                std::fs::copy(&path, &copy).unwrap();
+                files.push(copy);
+            }
+        }
+        for edition in ["2021", "2024"] {
+            let check = Command::new("rustfmt").args(["--check", "--edition", edition]).args(&files).output().unwrap();
+            assert!(
+                check.status.success(),
+                "{settings} settings, edition {edition}:\n{}",
+                String::from_utf8_lossy(&check.stdout)
+            );
+        }
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// What a user writes in the schema crate: a table and its item type (as rustfmt lays it out).
 const ORDERS: &str = r#"//! The shop's tables.
 
 use dynamo_model::{KeyAttr, TableDef, TableSchema};
@@ -129,7 +299,8 @@ pub struct Order {
 
 /// Every table of the application.
 pub fn tables() -> Vec<TableSchema> {
-    vec![TableSchema::new::<Order>(TableDef::new("orders", KeyAttr::s("customer")).sort_key(KeyAttr::s("id")))]
+    let orders = TableDef::new("orders", KeyAttr::s("customer")).sort_key(KeyAttr::s("id"));
+    vec![TableSchema::new::<Order>(orders)]
 }
 "#;
 

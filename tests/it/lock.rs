@@ -217,7 +217,7 @@ async fn a_run_paused_past_its_lease_is_taken_over_and_once_resumed_writes_nothi
     assert_eq!(second.code, 1, "{}", second.stderr);
     assert!(
         second.stderr.contains("migration 2 (touch_accounts) is running since")
-            && second.stderr.contains("recover --env dev --version 2 --rerun"),
+            && second.stderr.contains(&format!("recover --env dev --environments {} --version 2 --rerun", envs.file())),
         "{}",
         second.stderr
     );

@@ -42,12 +42,13 @@ const WRITERS: usize = 32;
 /// Build it in release (`cargo xtask bench` does).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Items in the source table.
-    #[arg(long, default_value_t = 50_000)]
+    /// Items in the source table: 1 to 100000000.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     items: u64,
-    /// About how many bytes each item has in DynamoDB (300 or more).
-    #[arg(long, default_value_t = 300)]
-    item_bytes: usize,
+    /// About how many bytes each item has in DynamoDB: 300 (the smallest item the benchmark
+    /// writes) to 400000 (DynamoDB's limit is 400 KB).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(300..=400_000))]
+    item_bytes: u64,
     /// Skip the naive one-by-one copy (it is slow on large tables).
     #[arg(long, alias = "skip-seed")]
     skip_naive: bool,
@@ -55,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Use this running DynamoDB Local instead of starting one.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     endpoint: Option<String>,
     /// Run one engine pass in this process and print what it did (the benchmark starts itself
     /// this way for each engine pass).
@@ -100,9 +101,9 @@ struct OrderV2 {
 const NOTE: &str = "Leave the parcel with the neighbour at number twelve if nobody answers the door; \
                     call ahead on weekdays between nine and five, thanks.";
 
-fn order(i: u64, item_bytes: usize) -> Order {
+fn order(i: u64, item_bytes: u64) -> Order {
     let mut note = NOTE.to_owned();
-    while note.len() + 300 - NOTE.len() < item_bytes {
+    while ((note.len() + 300 - NOTE.len()) as u64) < item_bytes {
         note.push_str(" And thank you again.");
     }
     Order {
@@ -202,7 +203,7 @@ impl BenchArgs {
             server.endpoint(),
             server.backend(),
             self.items,
-            self.item_bytes.max(300)
+            self.item_bytes
         ));
 
         create_table(&client, &table("source")).await?;
@@ -295,7 +296,7 @@ impl BenchArgs {
         out.line(format_args!("check/ceiling = {:.2}", check / check_ceiling));
         out.facts(serde_json::json!({
             "items": self.items,
-            "item_bytes": self.item_bytes.max(300),
+            "item_bytes": self.item_bytes,
             "items_per_s": {
                 "naive_copy": naive,
                 "copy_ceiling": ceiling,

@@ -1,13 +1,13 @@
 //! `lint`: the risky changes in the migrations, for CI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use clap::Args;
 use serde_json::json;
 
 use super::session::EnvArgs;
-use super::{Failure, Output, usage};
+use super::{Failure, NextStep, Output, usage};
 use crate::Project;
 use crate::ledger::Ledger;
 use crate::lint::{Acknowledgements, Finding, lint};
@@ -37,19 +37,33 @@ use crate::sequence::pending;
 pub struct LintArgs {
     /// Lint only the migrations pending in this environment (as named in the environments
     /// file); without it, every migration.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub(super) env: Option<String>,
     /// The environments file.
-    #[arg(long, default_value = "environments.toml")]
-    environments: PathBuf,
-    /// The file of acknowledged findings.
-    #[arg(long, value_name = "FILE", default_value = "lint.toml")]
-    acknowledged: PathBuf,
+    #[arg(long, default_value = crate::environment::DEFAULT_FILE)]
+    pub(super) environments: PathBuf,
+    /// The file of acknowledged findings [default: lint.toml, which may be missing; a file
+    /// named here must exist].
+    #[arg(long, value_name = "FILE")]
+    acknowledged: Option<PathBuf>,
 }
+
+/// The acknowledgements file unless `--acknowledged` names another.
+const ACKNOWLEDGED: &str = "lint.toml";
 
 impl LintArgs {
     pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
-        let acknowledgements = Acknowledgements::load(&self.acknowledged, &project.migrations).map_err(usage)?;
+        if let Some(file) = &self.acknowledged
+            && !file.exists()
+        {
+            return Err(usage(anyhow!(
+                "--acknowledged {}: there is no such file; name the file of acknowledged findings (without --acknowledged, {ACKNOWLEDGED}), then run `cargo xtask lint{}`",
+                file.display(),
+                self.env.as_ref().map(|e| format!(" --env {e}")).unwrap_or_default()
+            )));
+        }
+        let acknowledgements = Acknowledgements::load(self.acknowledged(), &project.migrations)
+            .map_err(|e| usage(NextStep::new(e, format!("fix it, then run `{}`", self.again()))))?;
         let mut findings = lint(&project.migrations)?;
         let unused = acknowledgements.apply(&mut findings);
         let pending = match &self.env {
@@ -90,11 +104,31 @@ impl LintArgs {
             "{} risky change(s) not acknowledged: {}; after review, acknowledge each in {} ([[acknowledge]] migration = {}, rule = \"{}\", reason = \"why the risk is taken\"), then run `cargo xtask lint{}`",
             open.len(),
             list.join(", "),
-            self.acknowledged.display(),
+            self.acknowledged().display(),
             first.version,
             first.rule,
-            self.env.as_ref().map(|e| format!(" --env {e}")).unwrap_or_default(),
+            self.again().trim_start_matches("cargo xtask lint"),
         )))
+    }
+
+    /// The acknowledgements file read.
+    fn acknowledged(&self) -> &Path {
+        self.acknowledged.as_deref().unwrap_or(Path::new(ACKNOWLEDGED))
+    }
+
+    /// This command again, as it was given.
+    fn again(&self) -> String {
+        let mut command = "cargo xtask lint".to_owned();
+        if let Some(env) = &self.env {
+            command.push_str(&format!(" --env {env}"));
+            if self.environments != Path::new(crate::environment::DEFAULT_FILE) {
+                command.push_str(&format!(" --environments {}", self.environments.display()));
+            }
+        }
+        if let Some(file) = &self.acknowledged {
+            command.push_str(&format!(" --acknowledged {}", file.display()));
+        }
+        command
     }
 
     /// The versions pending in the environment, as its ledger says.
@@ -128,6 +162,6 @@ fn print_findings(args: &LintArgs, linted: &[&Migration], findings: &[Finding], 
         }
     }
     for entry in unused {
-        println!("note: {} acknowledges {entry}, which raises no finding: remove it", args.acknowledged.display());
+        println!("note: {} acknowledges {entry}, which raises no finding: remove it", args.acknowledged().display());
     }
 }

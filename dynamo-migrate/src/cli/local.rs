@@ -21,11 +21,11 @@ pub struct LocalArgs {
     #[arg(long)]
     apply: bool,
     /// The environment whose table prefix to use.
-    #[arg(long, default_value = "local")]
+    #[arg(long, default_value = "local", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub(super) env: String,
     /// The environments file.
-    #[arg(long, default_value = "environments.toml")]
-    environments: PathBuf,
+    #[arg(long, default_value = crate::environment::DEFAULT_FILE)]
+    pub(super) environments: PathBuf,
     /// Make table and index status changes take time, as on AWS.
     #[arg(long)]
     delay_transient_statuses: bool,
@@ -51,7 +51,23 @@ impl LocalArgs {
             port,
             ..LocalOptions::default()
         };
-        let server = DynamoDbLocal::start(&options).await.map_err(usage)?;
+        let server = DynamoDbLocal::start(&options).await.map_err(|e| match e {
+            crate::local::LocalError::PortTaken { .. } => usage(super::NextStep::new(
+                e,
+                format!(
+                    "stop it, or give environment {} another port in its endpoint (in {}), then run `cargo xtask local --env {}{}`",
+                    self.env,
+                    self.environments.display(),
+                    self.env,
+                    if self.environments == std::path::Path::new(crate::environment::DEFAULT_FILE) {
+                        String::new()
+                    } else {
+                        format!(" --environments {}", self.environments.display())
+                    }
+                ),
+            )),
+            e => usage(e),
+        })?;
         let backend = match (server.image(), server.why_not_container()) {
             (Some(image), _) => format!("container of {image}"),
             (None, Some(why)) => format!("{}; no container: {why}", server.backend()),

@@ -5,9 +5,11 @@ use std::io::IsTerminal as _;
 use anyhow::anyhow;
 use clap::Args;
 
-use super::session::{EnvArgs, LEASE_SECS, WAIT_SECS, cancel_on_ctrl_c, lock_options};
+use super::session::{
+    EnvArgs, LEASE_SECS, WAIT_SECS, cancel_on_ctrl_c, check_code, check_target, lock_options, stopped_by,
+};
 use super::verify::print_migration;
-use super::{Failure, Output};
+use super::{Failure, NextStep, Output};
 use crate::Project;
 
 use crate::migrator::Migrator;
@@ -15,8 +17,8 @@ use crate::migrator::Migrator;
 /// Apply the pending migrations: check the credentials' account, take the migration lock,
 /// check the ledger (changed, missing, out-of-order or unfinished migrations stop it) and the
 /// live tables for drift, then apply one migration at a time, recording each in the ledger.
-/// Ctrl-C finishes the call in flight, records where it stopped, and releases the lock; the
-/// next run resumes.
+/// Ctrl-C (or SIGTERM) finishes the call in flight, records where it stopped, releases the
+/// lock and exits 1; the next run resumes.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
@@ -45,6 +47,8 @@ pub struct MigrateArgs {
 
 impl MigrateArgs {
     pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        check_target(project, self.target, &format!("cargo xtask migrate {}", self.env.options()))?;
+        check_code(project)?;
         let session = self.env.open(Some(project), true, self.yes).await?;
         let local = session.env.is_local();
 
@@ -76,10 +80,33 @@ impl MigrateArgs {
             }
         }
         match error {
+            // The ledger records the migration as failed: the next run refuses until it is
+            // recovered, which the message says how to do.
+            Some(e @ crate::Error::Step { version, .. })
+                if !e.is_interrupted() && !e.is_lock_lost() && !e.is_not_quiet() =>
+            {
+                let options = self.env.options();
+                Err(Failure::work(NextStep::new(
+                    e,
+                    format!(
+                        "the ledger records migration {version} as failed: fix what failed (its file, if it was wrong), then run `cargo xtask recover {options} --version {version} --rerun` to apply it again, or `cargo xtask recover {options} --version {version} --resolved` if you complete it by hand"
+                    ),
+                )))
+            }
+            // Stopped at a checkpoint: recorded as interrupted, the lock released.
+            Some(e) if e.is_interrupted() => Err(Failure::work(NextStep::new(
+                e,
+                format!(
+                    "stopped by {}: the ledger records where; to go on, run `cargo xtask migrate {}`",
+                    stopped_by(),
+                    self.env.options()
+                ),
+            ))),
             Some(e) => Err(Failure::work(e)),
             None if report.interrupted => Err(Failure::work(anyhow!(
-                "interrupted by Ctrl-C; to go on, run `cargo xtask migrate --env {}`",
-                session.env.name
+                "interrupted by {} between migrations; to go on, run `cargo xtask migrate {}`",
+                stopped_by(),
+                self.env.options()
             ))),
             None => Ok(()),
         }

@@ -13,6 +13,7 @@ mod migrate;
 mod new;
 mod plan;
 mod recover;
+mod rustfmt;
 mod schemas;
 mod session;
 mod setup;
@@ -24,7 +25,7 @@ mod verify;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 use crate::Project;
 
@@ -43,19 +44,23 @@ pub enum Format {
 pub struct Failure {
     code: u8,
     error: anyhow::Error,
-    /// The environment's name, for the commands the message suggests.
-    environment: Option<String>,
+    /// The environment's name, and how the command line named it (`--env dev`, with
+    /// `--environments <file>` when that is not the default), for the commands the message
+    /// suggests.
+    environment: Option<(String, String)>,
+    /// The command's name (`status`), for the commands the message suggests.
+    command: Option<&'static str>,
 }
 
 impl Failure {
     /// The work failed: exit 1.
     pub fn work(e: impl Into<anyhow::Error>) -> Failure {
-        Failure { code: 1, error: e.into(), environment: None }
+        Failure { code: 1, error: e.into(), environment: None, command: None }
     }
 
     /// Bad usage or configuration, or a guard refused: exit 2.
     pub fn usage(e: impl Into<anyhow::Error>) -> Failure {
-        Failure { code: 2, error: e.into(), environment: None }
+        Failure { code: 2, error: e.into(), environment: None, command: None }
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -63,13 +68,18 @@ impl Failure {
     }
 
     /// The whole error chain, each cause once. The engine does not know how the command line
-    /// names the environment: the commands its messages suggest are completed here.
+    /// names the environment and the command: the commands its messages suggest are completed
+    /// here.
     pub fn message(&self) -> String {
-        let message = crate::error::error_chain(self.error.as_ref());
-        match &self.environment {
-            Some(env) => message.replace(crate::ENVIRONMENT_PLACEHOLDER, env),
-            None => message,
+        let mut message = crate::error::error_chain(self.error.as_ref());
+        if let Some((env, options)) = &self.environment {
+            let placeholder = format!("--env {}", crate::ENVIRONMENT_PLACEHOLDER);
+            message = message.replace(&placeholder, options).replace(crate::ENVIRONMENT_PLACEHOLDER, env);
         }
+        if let Some(command) = self.command {
+            message = message.replace(crate::COMMAND_PLACEHOLDER, command);
+        }
+        message
     }
 
     /// The error for the JSON document: its message, and what AWS said when a call failed.
@@ -82,6 +92,32 @@ impl Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure::work(e)
+    }
+}
+
+/// An error followed by what to do next. The error stays its source, so that `--format json`
+/// still finds what AWS said in it.
+#[derive(Debug)]
+pub(crate) struct NextStep {
+    error: anyhow::Error,
+    next: String,
+}
+
+impl NextStep {
+    pub(crate) fn new(error: impl Into<anyhow::Error>, next: String) -> NextStep {
+        NextStep { error: error.into(), next }
+    }
+}
+
+impl std::fmt::Display for NextStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {}", crate::error::error_chain(self.error.as_ref()), self.next)
+    }
+}
+
+impl std::error::Error for NextStep {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.error.as_ref())
     }
 }
 
@@ -186,25 +222,28 @@ impl Command {
         }
     }
 
-    /// The environment the command works on, to complete the commands that messages suggest.
-    fn environment(&self) -> Option<&str> {
-        match self {
-            Command::Plan(a) => Some(&a.env.env),
-            Command::Migrate(a) => Some(&a.env.env),
-            Command::Status(a) => Some(&a.env.env),
-            Command::Sync(a) => Some(&a.env.env),
-            Command::Unlock(a) => Some(&a.env.env),
-            Command::Recover(a) => Some(&a.env.env),
-            Command::Baseline(a) => Some(&a.env.env),
-            Command::Local(a) => Some(&a.env),
-            Command::Lint(a) => a.env.as_deref(),
+    /// The environment the command works on, and its options on the command line, to complete
+    /// the commands that messages suggest.
+    fn environment(&self) -> Option<(String, String)> {
+        let (env, file) = match self {
+            Command::Plan(a) => (&a.env.env, &a.env.environments),
+            Command::Migrate(a) => (&a.env.env, &a.env.environments),
+            Command::Status(a) => (&a.env.env, &a.env.environments),
+            Command::Sync(a) => (&a.env.env, &a.env.environments),
+            Command::Unlock(a) => (&a.env.env, &a.env.environments),
+            Command::Recover(a) => (&a.env.env, &a.env.environments),
+            Command::Baseline(a) => (&a.env.env, &a.env.environments),
+            Command::Local(a) => (&a.env, &a.environments),
+            Command::Lint(a) => (a.env.as_ref()?, &a.environments),
             Command::Init(_)
             | Command::Verify(_)
             | Command::Schemas(_)
             | Command::Setup(_)
             | Command::Bench(_)
-            | Command::New(_) => None,
-        }
+            | Command::New(_) => return None,
+        };
+        let args = session::EnvArgs { env: env.clone(), environments: file.clone() };
+        Some((env.clone(), args.options()))
     }
 
     async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
@@ -236,7 +275,10 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let cli = match Cli::try_parse_from(std::iter::once(OsString::from("runner")).chain(args.iter().cloned())) {
+    let parsed = command()
+        .try_get_matches_from(std::iter::once(OsString::from("runner")).chain(args.iter().cloned()))
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         // --help and --version are answers, not failures.
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
@@ -255,8 +297,9 @@ where
         }
     };
     let out = Output::new(cli.format);
-    let (name, environment) = (cli.command.name(), cli.command.environment().map(str::to_owned));
-    let result = cli.command.run(project, &out).await.map_err(|failure| Failure { environment, ..failure });
+    let (name, environment) = (cli.command.name(), cli.command.environment());
+    let result =
+        cli.command.run(project, &out).await.map_err(|failure| Failure { environment, command: Some(name), ..failure });
     let code = result.as_ref().err().map_or(0, Failure::exit_code);
     match out.format {
         Format::Json => print_json(&out.finish(name, &result)),
@@ -267,6 +310,14 @@ where
         }
     }
     code
+}
+
+/// The command line. An option's value may start with `-`, so that `--items -1` is refused by the
+/// option's own check, which names it, rather than read as an unknown option `-1`.
+fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|command| {
+        command.mut_args(|arg| if arg.get_action().takes_values() { arg.allow_negative_numbers(true) } else { arg })
+    })
 }
 
 /// True when the arguments ask for JSON, read before they could be parsed (a usage error).
@@ -282,9 +333,18 @@ pub fn main(project: Project) -> ExitCode {
     ExitCode::from(runtime.block_on(run(std::env::args_os().skip(1), &project)))
 }
 
+/// Warnings on stderr, in colour only on a terminal. The AWS SDK's own warnings about its
+/// credential chain and configuration files are left out unless `RUST_LOG` asks for them: what
+/// they mean is said in this tool's words (`session`, `guard`).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,aws_config=error,aws_runtime=error".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use clap::Args;
 use serde_json::json;
 
+use super::rustfmt::{crate_edition, format_files, format_source};
 use super::{Failure, Output, usage};
 use crate::Project;
 use crate::drift::expected_tables;
@@ -126,6 +127,12 @@ impl NewArgs {
         };
         let registry_source = std::fs::read_to_string(&registry)
             .map_err(|e| Failure::work(anyhow!("cannot read {}: {e}", shown(&registry))))?;
+        let edition = crate_edition(&dir);
+        // lib.rs is formatted again after the registration only where it was formatted before,
+        // so that nothing else in it changes.
+        let registry_dir = registry.parent().unwrap_or(Path::new("."));
+        let formatted_before =
+            format_source(&registry_source, registry_dir, &edition).as_ref() == Some(&registry_source);
         let registered = register(&registry_source, &module).ok_or_else(|| {
             usage(anyhow!(
                 "{} has no migration!(..) list to add to (a `mod mNNNN_<name>;` line and `mNNNN_<name>::migration()` entries in a vec![..], or an empty vec![] in `fn all`): nothing was written; add `mod {module};` and `{module}::migration(),` by hand after writing {}",
@@ -133,6 +140,11 @@ impl NewArgs {
                 shown(&file)
             ))
         })?;
+
+        let registered = match formatted_before {
+            true => format_source(&registered, registry_dir, &edition).unwrap_or(registered),
+            false => registered,
+        };
 
         write_new(&file, &source)?;
         if let Err(e) = replace(&registry, &registered) {
@@ -142,7 +154,7 @@ impl NewArgs {
                 shown(&registry)
             )));
         }
-        let formatted = rustfmt(&file);
+        let formatted = format_files(std::slice::from_ref(&file), &edition);
 
         let holes = generation.as_ref().map(Generation::holes).unwrap_or_default();
         let steps: Vec<serde_json::Value> = generation
@@ -160,6 +172,7 @@ impl NewArgs {
             "not_generated": generation.as_ref().map(|g| g.not_generated.clone()).unwrap_or_default(),
             "notes": generation.as_ref().map(|g| g.notes.clone()).unwrap_or_default(),
             "formatted": formatted,
+            "stale_schemas": super::schemas::stale_note(project).map(|(stale, _)| stale).unwrap_or_default(),
         }));
         if let Some(generation) = &generation {
             out.line(format!("migration {version} ({name}): {} step(s) {what}", generation.steps.len(),));
@@ -178,6 +191,9 @@ impl NewArgs {
         for missing in generation.iter().flat_map(|g| &g.not_generated) {
             out.line(format!("not generated: {missing}"));
         }
+        if let Some((_, note)) = super::schemas::stale_note(project) {
+            out.line(note);
+        }
         out.line(if !holes.is_empty() {
             format!(
                 "next: write what each {} in {} asks for (it does not compile until then), then run `cargo xtask verify`",
@@ -193,8 +209,22 @@ impl NewArgs {
     }
 }
 
-/// Refuses a name that is not lowercase words joined by `_`, suggesting one that is.
+/// The longest migration name: it names a file (`mNNNN_<name>.rs`, which file systems allow up
+/// to 255 bytes) and a Rust module that `lib.rs` names twice, so it stays readable.
+const MAX_NAME: usize = 100;
+
+/// Refuses a name that is not lowercase words joined by `_`, or is too long to name a file,
+/// suggesting one that is not.
 fn check_name(name: &str, from_schema: bool) -> Result<(), Failure> {
+    let again = if from_schema { " --from-schema" } else { "" };
+    if name.len() > MAX_NAME {
+        return Err(usage(anyhow!(
+            "migration name {:?}… is {} characters long; it names the migration's file and module, so at most {MAX_NAME}: run `cargo xtask new {}{again}`",
+            name.chars().take(40).collect::<String>(),
+            name.chars().count(),
+            shorter(&crate::generate::snake_case(name))
+        )));
+    }
     if parse_file_name(&format!("m0001_{name}.rs")).is_some() {
         return Ok(());
     }
@@ -204,6 +234,19 @@ fn check_name(name: &str, from_schema: bool) -> Result<(), Failure> {
         "migration name {name:?} is not lowercase words joined by _ (letters a-z and digits): run `cargo xtask new {suggestion}{}`",
         if from_schema { " --from-schema" } else { "" }
     )))
+}
+
+/// `name` cut to its first words within 40 characters (or its first 40 characters).
+fn shorter(name: &str) -> String {
+    let mut short = String::new();
+    for word in name.split('_').filter(|w| !w.is_empty()) {
+        let next = if short.is_empty() { word.to_owned() } else { format!("{short}_{word}") };
+        if next.len() > 40 {
+            break;
+        }
+        short = next;
+    }
+    if short.is_empty() { name.chars().filter(char::is_ascii_alphanumeric).take(40).collect() } else { short }
 }
 
 /// The directory of the latest registered migration's file, else `migrations/src`.
@@ -245,6 +288,24 @@ fn from_schema(project: &Project, name: &str) -> Result<Generation, Failure> {
             "the migrations cannot be followed from empty ({e}), so there is nothing to compare the schema crate with; fix them (`cargo xtask verify` says more), then run `cargo xtask new {name} --from-schema`"
         ))
     })?;
+    // The schema crate's tables must pass their own check (DynamoDB's rules, keys against the
+    // item types), as `verify` requires: a migration towards tables that cannot be is not written.
+    let mut invalid = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for table in &project.tables {
+        if !seen.insert(table.name()) {
+            invalid.push(format!("table {} is declared twice", table.name()));
+        }
+        if let Err(errors) = table.validate() {
+            invalid.extend(errors.0.iter().map(ToString::to_string));
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(Failure::work(anyhow!(
+            "nothing was written: the schema crate's tables fail their check: {}; fix the schema crate, then run `cargo xtask new {name} --from-schema`",
+            invalid.join("; ")
+        )));
+    }
     let desired: Vec<_> = project.tables.iter().map(|t| t.def.clone()).collect();
     let generation = generate(&desired, &current).map_err(|e| {
         Failure::work(anyhow!("nothing was written: {e}; then run `cargo xtask new {name} --from-schema`"))
@@ -363,19 +424,6 @@ fn replace(file: &Path, content: &str) -> std::io::Result<()> {
     std::fs::rename(&temporary, file).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })
-}
-
-/// Formats the new file with the workspace's rustfmt settings, where rustfmt is installed; the
-/// generated source is already laid out as rustfmt would with this workspace's, so this only
-/// matters for other settings. True when rustfmt ran and succeeded.
-fn rustfmt(file: &Path) -> bool {
-    std::process::Command::new("rustfmt")
-        .args(["--edition", "2024"])
-        .arg(file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A path as the user gave it or relative to the current directory (the workspace root).

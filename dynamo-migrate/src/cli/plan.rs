@@ -3,7 +3,7 @@
 use anyhow::anyhow;
 use clap::Args;
 
-use super::session::{EnvArgs, Session};
+use super::session::{EnvArgs, Session, check_code, check_target};
 use super::{Failure, Output};
 use crate::Project;
 use crate::drift::{TableDrift, drift, expected_tables, known_tables};
@@ -21,6 +21,9 @@ use crate::sequence::{AppliedMigration, Status, pending};
 pub struct PlanArgs {
     #[command(flatten)]
     pub(super) env: EnvArgs,
+    /// Plan only up to this version, as `migrate --target` applies.
+    #[arg(long)]
+    target: Option<u32>,
 }
 
 /// The drift of the session's live tables from what the applied migrations (those the ledger
@@ -41,12 +44,15 @@ pub(crate) async fn drift_of(
 
 impl PlanArgs {
     pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        check_target(project, self.target, &format!("cargo xtask plan {}", self.env.options()))?;
+        check_code(project)?;
         let session = self.env.open(Some(project), false, false).await?;
         let ledger = Ledger::new(session.client.clone(), &session.names);
         let records = ledger.records().await?;
         let known: Vec<_> = project.migrations.iter().map(Migration::info).collect();
-        let pending =
+        let mut pending =
             pending(&records, &known).map_err(|e| Failure::work(anyhow!("the ledger refuses to run: {e}")))?;
+        pending.retain(|v| self.target.is_none_or(|t| *v <= t));
         let drifts = drift_of(&session, project, &records).await?;
         let resuming: Vec<u32> = records.iter().filter(|r| r.status.is_resumable()).map(|r| r.version).collect();
         let local = session.env.is_local();

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use anyhow::anyhow;
 use clap::Args;
 
-use super::session::EnvArgs;
-use super::{Failure, Output};
+use super::session::{EnvArgs, versions};
+use super::{Failure, Output, usage};
 use crate::Project;
 use crate::ledger::Ledger;
 use crate::lock::{Lock, LockOptions};
@@ -38,7 +39,10 @@ pub struct RecoverArgs {
     resolved: bool,
     /// With --rerun: forget its data passes' checkpoints, so that they start over from the
     /// beginning (needed after its file was edited, or its passes changed).
-    #[arg(long, requires = "rerun")]
+    // `requires` alone lets `--resolved --restart-passes` through: `--rerun` conflicts with
+    // `--resolved` in the group, and clap counts a requirement that conflicts with a given
+    // argument as met.
+    #[arg(long, requires = "rerun", conflicts_with = "resolved")]
     restart_passes: bool,
     /// Confirm a protected environment without a prompt.
     #[arg(long)]
@@ -47,6 +51,14 @@ pub struct RecoverArgs {
 
 impl RecoverArgs {
     pub async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
+        if !project.migrations.iter().any(|m| m.version == self.version) {
+            return Err(usage(anyhow!(
+                "--version {} names no migration of the code, whose migrations are {}: if the ledger records it, restore its file (migrations are append-only); see which migration is left to recover with `cargo xtask status {}`",
+                self.version,
+                versions(project),
+                self.env.options()
+            )));
+        }
         let session = self.env.open(Some(project), true, self.yes).await?;
         let env = &session.env.name;
         let ledger = Ledger::new(session.client.clone(), &session.names);

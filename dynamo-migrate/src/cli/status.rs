@@ -17,10 +17,18 @@ use crate::sequence::Status;
 /// Show every migration as applied (when, by whom), pending, changed or missing, the lock's
 /// holder if any, and the drift of each live table from what the applied migrations produced,
 /// field by field. Reads only.
+///
+/// With --check (for CI, before a deploy) it exits 1 on what stops `migrate`: a table that
+/// drifted, a migration changed or missing, or one left running or failed.
+///
+/// Example: `cargo xtask status --env prod --check`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub(super) env: EnvArgs,
+    /// Exit 1 on drift, a changed or missing migration, or one left running or failed.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +72,8 @@ impl StatusArgs {
                             &r.checksum[..12],
                             &m.checksum[..12]
                         )),
+                        // Resolved by hand: its old failure is history, not its state.
+                        "applied" => r.recovered_by.as_ref().map(|by| format!("recovered by {by}")),
                         _ => r.error.clone().or(r.recovered_by.as_ref().map(|by| format!("recovered by {by}"))),
                     };
                     Row {
@@ -125,6 +135,24 @@ impl StatusArgs {
             }
             print_drift(&drifts);
         }
-        Ok(())
+        if !self.check {
+            return Ok(());
+        }
+        let mut problems: Vec<String> = rows
+            .iter()
+            .filter(|r| matches!(r.state.as_str(), "changed" | "missing" | "running" | "failed"))
+            .map(|r| format!("migration {} ({}) is {}", r.version, r.name, r.state))
+            .collect();
+        if !drifts.is_empty() {
+            problems.push(format!("{} table(s) drifted", drifts.len()));
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(Failure::work(anyhow::anyhow!(
+                "status --check: {}; see above, put it right (`cargo xtask recover` for a migration left running or failed), then run `cargo xtask status {} --check`",
+                problems.join(", "),
+                self.env.options()
+            ))),
+        }
     }
 }

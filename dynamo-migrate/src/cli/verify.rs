@@ -15,7 +15,7 @@ use crate::{DYNAMODB_LOCAL_VERSION, Project};
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Use this running DynamoDB Local instead of starting one (must be a loopback address).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     endpoint: Option<String>,
     /// Make table and index status changes take time, as on AWS (exercises the waiters).
     #[arg(long)]
@@ -39,10 +39,15 @@ impl VerifyArgs {
             check_files: true,
         };
         let report = verify(&project.tables, &project.migrations, &options).await.map_err(usage)?;
+        let stale = super::schemas::stale_note(project);
         if out.is_human() {
             print_human(&report);
         } else {
             out.facts(serde_json::json!({ "report": report }));
+        }
+        out.facts(serde_json::json!({ "stale_schemas": stale.as_ref().map(|(s, _)| s.clone()).unwrap_or_default() }));
+        if let Some((_, note)) = &stale {
+            out.line(note);
         }
         if report.ok() {
             Ok(())
