@@ -413,13 +413,16 @@ async fn the_command_line_shows_checks_and_takes_sync_check_and_accept_differenc
     assert!(compared.stdout.contains("3 differ (first: "), "{}", compared.stdout);
     assert!(
         compared.stderr.contains("1 of 1 rebuild(s) could not be synced")
-            && compared.stderr.contains("run `cargo xtask sync --env dev` again"),
+            && compared
+                .stderr
+                .contains(&format!("run `cargo xtask sync --env dev --environments {}` again", envs.file())),
         "{}",
         compared.stderr
     );
     let refused = run("converge:rebuild", &args(&["migrate"]));
     assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(refused.stderr.contains("`cargo xtask migrate --env dev --accept-differences`"), "{}", refused.stderr);
+    let accept = format!("`cargo xtask migrate --env dev --environments {} --accept-differences`", envs.file());
+    assert!(refused.stderr.contains(&accept), "{}", refused.stderr);
     let accepted = run("converge:rebuild", &args(&["migrate", "--accept-differences"]));
     assert_eq!(accepted.code, 0, "{}", accepted.stderr);
     assert!(client.describe_table().table_name(&old).send().await.is_err(), "the old table is gone");

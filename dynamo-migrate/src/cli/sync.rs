@@ -121,17 +121,18 @@ impl SyncArgs {
                         .map(|r| format!("{} -> {} (migration {})", r.source, r.target, r.version))
                         .collect();
                     Err(Failure::work(anyhow!(
-                        "{} of {} rebuild(s) could not be synced: {}; the others were. Each stops at the record named above; once its cause is mended, run `cargo xtask sync --env {}` again",
+                        "{} of {} rebuild(s) could not be synced: {}; the others were. Each stops where its line above says; once its cause is mended, run `cargo xtask sync --env {}` again",
                         failed.len(),
                         reports.len(),
                         which.join(", "),
-                        session.env.name
+                        crate::ENVIRONMENT_PLACEHOLDER
                     )))
                 }
             },
             Err(e) if e.is_interrupted() => Err(Failure::work(anyhow!(
-                "interrupted by Ctrl-C at a shard checkpoint; to go on, run `cargo xtask sync --env {}`",
-                session.env.name
+                "interrupted by {} at a shard checkpoint; to go on, run `cargo xtask sync --env {}`",
+                super::session::stopped_by(),
+                crate::ENVIRONMENT_PLACEHOLDER
             ))),
             Err(e) => Err(Failure::work(e)),
         }
