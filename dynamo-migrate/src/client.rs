@@ -171,3 +171,53 @@ mod tests {
         }
     }
 }
+
+/// The same client, refusing before it is sent any request that is not a read: what a worker's
+/// data step may do outside its passes (see `DataContext::client`).
+pub(crate) fn read_only(client: &Client) -> Client {
+    Client::from_conf(client.config().to_builder().interceptor(ReadOnly).build())
+}
+
+/// DynamoDB's operations that only read.
+const READS: &[&str] = &[
+    "BatchGetItem",
+    "DescribeContinuousBackups",
+    "DescribeEndpoints",
+    "DescribeLimits",
+    "DescribeTable",
+    "DescribeTimeToLive",
+    "GetItem",
+    "ListTables",
+    "ListTagsOfResource",
+    "Query",
+    "Scan",
+];
+
+/// The interceptor of [`read_only`].
+#[derive(Debug)]
+struct ReadOnly;
+
+impl aws_sdk_dynamodb::config::Intercept for ReadOnly {
+    fn name(&self) -> &'static str {
+        "ReadOnly"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_owned())
+            .unwrap_or_default();
+        if READS.contains(&operation.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{operation} refused: this client only reads (a worker's data step writes only through its passes)"
+            )
+            .into())
+        }
+    }
+}

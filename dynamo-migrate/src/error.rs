@@ -71,6 +71,19 @@ pub enum Error {
         "ledger table {table}: the record of migration {version} is no longer in the state this run expects (another run or a recover changed it); see `cargo xtask status --env <environment>`"
     )]
     NotDirty { table: String, version: u32 },
+    /// A worker cannot work the open pass with its own build.
+    #[error(
+        "{reason}: build the worker from the same commit as the run (`cargo xtask build-runner`), then start it again"
+    )]
+    WorkerMismatch { reason: String },
+    /// The run that opened the pass a worker works no longer owns its migration.
+    #[error(
+        "the run that opened migration {version}'s pass no longer owns it (it lost the migration lock in {table}, or ended): this worker stopped at its next page and wrote nothing after it"
+    )]
+    WorkerFenced { table: String, version: u32 },
+    /// A checkpoint item changed under this run's write: another worker of the run holds it.
+    #[error("ledger table {table}: checkpoint {id} is held by another worker of this run")]
+    CheckpointTaken { table: String, id: String },
     #[error("interrupted by Ctrl-C before {before}; run again to resume")]
     Interrupted { before: String },
     #[error("{0:#}")]

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_smithy_types::date_time::{DateTime, Format};
 
@@ -47,6 +47,14 @@ pub struct Ledger {
     table: String,
     /// The token of the lock this run holds: when set, every write is fenced by it.
     fence: Option<String>,
+}
+
+/// A condition on an item's own write: an expression, with its attribute names and values.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ItemCondition {
+    pub expression: String,
+    pub names: Vec<(String, String)>,
+    pub values: Vec<(String, AttributeValue)>,
 }
 
 impl Ledger {
@@ -241,12 +249,60 @@ impl Ledger {
         Ok(out.item)
     }
 
+    /// The checkpoint items with these ids that exist, read consistently, by id.
+    pub(crate) async fn checkpoints(&self, ids: &[String]) -> Result<HashMap<String, HashMap<String, AttributeValue>>> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|id| HashMap::from([(ID.to_owned(), AttributeValue::S(id.clone()))])).collect();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                let request =
+                    KeysAndAttributes::builder().set_keys(Some(keys.clone())).consistent_read(true).build()?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(Error::aws(format!("BatchGetItem {} (checkpoints)", self.table)))?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    if let Some(AttributeValue::S(id)) = item.get(ID) {
+                        found.insert(id.clone(), item);
+                    }
+                }
+                keys = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+                attempt += 1;
+                if !keys.is_empty() {
+                    tokio::time::sleep(crate::data::backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The token of the run whose writes this ledger is fenced by, if it is.
+    pub(crate) fn fence_token(&self) -> Option<&str> {
+        self.fence.as_deref()
+    }
+
     /// Writes the checkpoint item `item` (whose `id` is set) of migration `version`, in a
     /// transaction with the condition that the migration's record is running and, when fenced,
-    /// still this run's. A checkpoint item of its own per segment keeps every item small,
-    /// however many segments and however long their keys.
-    pub(crate) async fn save_checkpoint(&self, version: u32, mut item: HashMap<String, AttributeValue>) -> Result<()> {
+    /// still this run's, and with `condition` on the item itself, if given (a segment's lease:
+    /// see `data::checkpoint`; when it fails, [`Error::CheckpointTaken`]). A checkpoint item of
+    /// its own per segment keeps every item small, however many segments and however long their
+    /// keys.
+    pub(crate) async fn save_checkpoint(
+        &self,
+        version: u32,
+        mut item: HashMap<String, AttributeValue>,
+        condition: Option<ItemCondition>,
+    ) -> Result<()> {
         item.insert("migration".to_owned(), AttributeValue::N(version.to_string()));
+        let id = match item.get(ID) {
+            Some(AttributeValue::S(id)) => id.clone(),
+            _ => String::new(),
+        };
         let mut check = ConditionCheck::builder()
             .table_name(&self.table)
             .key(ID, AttributeValue::S(record_id(version)))
@@ -258,20 +314,34 @@ impl Ledger {
                 .expression_attribute_names("#token", TOKEN)
                 .expression_attribute_values(":token", AttributeValue::S(token.clone()));
         }
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        if let Some(condition) = condition {
+            put = put.condition_expression(condition.expression);
+            for (name, attribute) in condition.names {
+                put = put.expression_attribute_names(name, attribute);
+            }
+            for (name, value) in condition.values {
+                put = put.expression_attribute_values(name, value);
+            }
+        }
         let items = vec![
             TransactWriteItem::builder().condition_check(check.build()?).build(),
-            TransactWriteItem::builder()
-                .put(Put::builder().table_name(&self.table).set_item(Some(item)).build()?)
-                .build(),
+            TransactWriteItem::builder().put(put.build()?).build(),
         ];
         let sent = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = e.as_service_error()
-                    && cancelled.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-                {
-                    return Err(self.lost_or(|| Error::NotDirty { table: self.table.clone(), version }, version));
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = e.as_service_error() {
+                    let failed = |i: usize| {
+                        cancelled.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                    };
+                    if failed(0) {
+                        return Err(self.lost_or(|| Error::NotDirty { table: self.table.clone(), version }, version));
+                    }
+                    if failed(1) {
+                        return Err(Error::CheckpointTaken { table: self.table.clone(), id });
+                    }
                 }
                 Err(Error::aws(format!("TransactWriteItems {} (checkpoint of migration {version})", self.table))(e))
             }

@@ -35,8 +35,10 @@ mod sdk;
 mod sequence;
 #[cfg(feature = "local")]
 mod verify;
+mod workers;
 
 pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
+pub use data::Sharing;
 pub use data::{
     Change, DataContext, DataError, DataReport, FailureBudget, PassBuilder, PassOptions, Phase, RESUME_LIMIT,
     RateLimit, ReplayError, ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number,
@@ -81,6 +83,7 @@ pub use sequence::{
 };
 #[cfg(feature = "local")]
 pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
+pub use workers::{JoinedPass, OpenPass, WorkerOptions, WorkerReport, open_pass, work as work_passes};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a
 /// migration uses the same versions as the engine.

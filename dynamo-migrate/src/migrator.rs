@@ -106,6 +106,10 @@ pub struct Migrator {
     /// Deletes an old version whose convergence check found differences (the application's own
     /// writes to the new version, after review).
     pub(crate) accept_differences: bool,
+    /// How the run shares its passes with worker processes.
+    pub(crate) sharing: crate::data::Sharing,
+    /// How long a segment's lease lasts without a renewal.
+    pub(crate) segment_lease: Duration,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -141,7 +145,22 @@ impl Migrator {
             rules: RuleScope::Run,
             environment: "<environment>".to_owned(),
             accept_differences: false,
+            sharing: crate::data::Sharing::Alone,
+            segment_lease: crate::data::DEFAULT_LEASE,
         }
+    }
+
+    /// Opens each data pass (a data step's, a rebuild's copy) to worker processes (`cargo xtask
+    /// worker`), which claim its segments under leases beside this run (see `workers`).
+    pub fn with_sharing(mut self, sharing: crate::data::Sharing) -> Self {
+        self.sharing = sharing;
+        self
+    }
+
+    /// How long a segment's lease lasts without a renewal before another worker takes it over.
+    pub fn with_segment_lease(mut self, lease: Duration) -> Self {
+        self.segment_lease = lease;
+        self
     }
 
     /// Lets `delete_old_table` delete an old version whose convergence check found the new one
@@ -462,6 +481,7 @@ impl Migrator {
             self.cancel.clone(),
             self.progress,
         )
+        .shared(crate::data::Role::Run(self.sharing), self.segment_lease)
     }
 
     async fn apply_step(
@@ -597,7 +617,7 @@ impl Migrator {
 /// Runs a data step's async Rust; a panic in it (outside a transform, which the engine catches
 /// item by item) fails the step with its message instead of unwinding through the migrator
 /// and leaving the ledger record `running`.
-async fn run_data_step(step: &crate::migration::DataStep, ctx: DataContext) -> Result<DataReport> {
+pub(crate) async fn run_data_step(step: &crate::migration::DataStep, ctx: DataContext) -> Result<DataReport> {
     use futures::FutureExt as _;
     match std::panic::AssertUnwindSafe(step.run(ctx)).catch_unwind().await {
         Ok(result) => result.map_err(Error::Data),

@@ -462,10 +462,12 @@ pub(crate) async fn bench_check(
     };
     let mut report = CheckReport { source: source.to_owned(), target: target.to_owned(), ..CheckReport::default() };
     report.start_round(1);
+    let started = Instant::now();
     let found = convergence.differences(&mut report).await?;
     if !found.is_empty() {
         convergence.second_look(found, false, &mut report).await?;
     }
+    report.millis = started.elapsed().as_millis();
     Ok(report)
 }
 

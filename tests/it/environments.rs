@@ -12,16 +12,17 @@ use dynamo_migrate::{KeyAttr, Migration, Project, TableDef, TableNames};
 use crate::support::{self, content_hash, expected_hash};
 
 const CLI_ARGS_ENV: &str = "DYNAMO_MIGRATE_TEST_CLI_ARGS";
-const CLI_PROJECT_ENV: &str = "DYNAMO_MIGRATE_TEST_CLI_PROJECT";
+pub(crate) const CLI_PROJECT_ENV: &str = "DYNAMO_MIGRATE_TEST_CLI_PROJECT";
 
 /// The projects a child can run: the example workspace, or one with a slow copy to kill.
-fn project(name: &str) -> Project {
+pub(crate) fn project(name: &str) -> Project {
     match name {
         "slow" => Project { tables: vec![], migrations: slow_migrations() },
         other if other.starts_with("bad_input:") => crate::bad_input::project(other),
         other if other.starts_with("authoring:") => crate::authoring::project(other),
         other if other.starts_with("converge:") => crate::converge::project(other),
         other if other.starts_with("refusals:") => crate::refusals::project(other),
+        other if other.starts_with("workers:") => crate::workers::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }

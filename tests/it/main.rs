@@ -23,3 +23,4 @@ mod rules_proxy;
 mod schema_steps;
 mod support;
 mod verify;
+mod workers;

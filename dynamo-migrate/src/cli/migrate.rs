@@ -1,6 +1,7 @@
 //! `migrate`: apply the pending migrations to an environment, safely.
 
 use std::io::IsTerminal as _;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
@@ -12,6 +13,7 @@ use super::verify::print_migration;
 use super::{Failure, NextStep, Output};
 use crate::Project;
 
+use crate::data::Sharing;
 use crate::migrator::Migrator;
 
 /// Apply the pending migrations: check the credentials' account, take the migration lock,
@@ -43,6 +45,43 @@ pub struct MigrateArgs {
     /// How long the lock outlives this run's last heartbeat, in seconds (3 to 3600).
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(LEASE_SECS))]
     lock_lease: u64,
+    /// Share every data pass with worker processes: a number starts that many local workers
+    /// (this runner, or the program $DYNAMO_MIGRATE_WORKER_COMMAND names, as a JSON list);
+    /// `external` opens the passes to workers started elsewhere (`cargo xtask workers --emit …`)
+    /// and waits for them.
+    #[arg(long, value_name = "N|external")]
+    workers: Option<Workers>,
+    /// With --workers: this process claims no segment of its own; it only takes over segments
+    /// whose workers stop renewing their lease, and waits.
+    #[arg(long, requires = "workers")]
+    workers_only: bool,
+    /// How long a segment's lease lasts without a renewal before another worker takes it over,
+    /// in seconds (5 to 3600).
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(5..=3600))]
+    segment_lease: u64,
+}
+
+/// Who shares the run's passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workers {
+    /// This many local worker processes, started and waited for by the run.
+    Local(u32),
+    /// Workers started elsewhere.
+    External,
+}
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "external" => Ok(Workers::External),
+            number => match number.parse::<u32>() {
+                Ok(n @ 1..=256) => Ok(Workers::Local(n)),
+                _ => Err(format!("{text:?} is neither a number of local workers from 1 to 256 nor `external`")),
+            },
+        }
+    }
 }
 
 impl MigrateArgs {
@@ -54,6 +93,15 @@ impl MigrateArgs {
 
         let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
         let lock = lock_options(&session, self.lock_lease, self.lock_wait);
+        let sharing = match self.workers {
+            None => Sharing::Alone,
+            Some(Workers::Local(n)) => Sharing::Open { work: !self.workers_only, workers: n },
+            Some(Workers::External) => Sharing::Open { work: !self.workers_only, workers: 0 },
+        };
+        let local_workers = match self.workers {
+            Some(Workers::Local(n)) => spawn_workers(n, &self.env).map_err(Failure::usage)?,
+            _ => Vec::new(),
+        };
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
             .with_drift_check(!self.allow_drift)
@@ -62,13 +110,20 @@ impl MigrateArgs {
             .with_environment(&session.env.name)
             .with_streams(session.streams.clone())
             .with_cancel(cancelled)
-            .with_progress(std::io::stderr().is_terminal() && out.is_human());
+            .with_progress(std::io::stderr().is_terminal() && out.is_human())
+            .with_sharing(sharing)
+            .with_segment_lease(Duration::from_secs(self.segment_lease));
         let result = migrator.run(&project.migrations, self.target).await;
+        // The lock is released: the workers find nothing left and end.
+        let workers = wait_for_workers(local_workers).await;
         let (report, error) = match result {
             Ok(report) => (report, None),
             Err(failure) => (failure.report, Some(failure.error)),
         };
-        out.facts(serde_json::json!({ "environment": session.env.name, "report": report }));
+        out.facts(serde_json::json!({ "environment": session.env.name, "report": report, "local_workers": workers }));
+        if !workers.is_empty() && out.is_human() {
+            eprintln!("local workers ended: {}", workers.join(", "));
+        }
         if out.is_human() {
             if report.applied.is_empty() && error.is_none() {
                 println!("environment {}: nothing to apply", session.env.name);
@@ -111,4 +166,63 @@ impl MigrateArgs {
             None => Ok(()),
         }
     }
+}
+
+/// The program local workers run: this runner, or the JSON list of program and first arguments
+/// in `$DYNAMO_MIGRATE_WORKER_COMMAND` (a wrapper: `nice`, a container runtime).
+const WORKER_COMMAND_ENV: &str = "DYNAMO_MIGRATE_WORKER_COMMAND";
+
+/// Starts `n` local worker processes for the environment `env`; their stderr comes through here,
+/// each line after `worker i:`.
+fn spawn_workers(n: u32, env: &EnvArgs) -> anyhow::Result<Vec<(u32, tokio::process::Child)>> {
+    let command: Vec<String> = match std::env::var(WORKER_COMMAND_ENV) {
+        Ok(json) => serde_json::from_str(&json)
+            .map_err(|e| anyhow!("${WORKER_COMMAND_ENV} is not a JSON list of strings ({e}): {json}"))?,
+        Err(_) => vec![std::env::current_exe()?.display().to_string()],
+    };
+    let Some((program, first)) = command.split_first() else {
+        anyhow::bail!("${WORKER_COMMAND_ENV} is an empty list: name the program local workers run");
+    };
+    let mut workers = Vec::new();
+    for i in 1..=n {
+        let mut child = tokio::process::Command::new(program)
+            .args(first)
+            .args(["worker", "--env", &env.env, "--environments"])
+            .arg(&env.environments)
+            .args(["--idle", "60", "--wait-for-run", "60"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow!("cannot start local worker {i} ({program}): {e}"))?;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt as _;
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("worker {i}: {line}");
+                }
+            });
+        }
+        workers.push((i, child));
+    }
+    Ok(workers)
+}
+
+/// Waits for the local workers to end (they do once the run has released its lock), and says how
+/// each did; one still running after a minute is killed.
+async fn wait_for_workers(workers: Vec<(u32, tokio::process::Child)>) -> Vec<String> {
+    let mut ended = Vec::new();
+    for (i, mut child) in workers {
+        let status = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+            Ok(status) => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+            Err(_) => {
+                let _ = child.kill().await;
+                "killed, still running a minute after the run".to_owned()
+            }
+        };
+        ended.push(format!("worker {i} {status}"));
+    }
+    ended
 }

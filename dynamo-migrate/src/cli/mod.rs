@@ -21,6 +21,7 @@ mod status;
 mod sync;
 mod unlock;
 mod verify;
+mod worker;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -199,6 +200,7 @@ enum Command {
     Bench(bench::BenchArgs),
     New(new::NewArgs),
     Lint(lint::LintArgs),
+    Worker(worker::WorkerArgs),
 }
 
 impl Command {
@@ -219,6 +221,7 @@ impl Command {
             Command::Bench(_) => "bench",
             Command::New(_) => "new",
             Command::Lint(_) => "lint",
+            Command::Worker(_) => "worker",
         }
     }
 
@@ -235,6 +238,7 @@ impl Command {
             Command::Baseline(a) => (&a.env.env, &a.env.environments),
             Command::Local(a) => (&a.env, &a.environments),
             Command::Lint(a) => (a.env.as_ref()?, &a.environments),
+            Command::Worker(a) => (&a.env.env, &a.env.environments),
             Command::Init(_)
             | Command::Verify(_)
             | Command::Schemas(_)
@@ -263,6 +267,7 @@ impl Command {
             Command::Bench(args) => args.run(out).await,
             Command::New(args) => args.run(project, out).await,
             Command::Lint(args) => args.run(project, out).await,
+            Command::Worker(args) => args.run(project, out).await,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! reaches the pass, which retries it with backoff and lowers its concurrency, instead of the
 //! SDK retrying out of sight while the pass keeps as many writes in flight as before.
 
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
-use super::checkpoint::{CheckpointStore, PassIdentity, SegmentState};
+use super::checkpoint::{CheckpointStore, Leases, PassIdentity, SegmentState};
 use super::concurrency::Concurrency;
 use super::dead_letter::DeadLetters;
 use super::fidelity::{key_of, key_text};
@@ -180,9 +181,17 @@ async fn run_pages(
     let stored = checkpoints.load(&pass).await?;
     let segments = match &stored {
         Some(stored) => stored.segments,
-        None => options.segments.unwrap_or_else(|| default_segments(source.size_bytes)),
+        // Shared with workers, a pass has a few segments for each of them, so that a worker
+        // that ends early finds more to claim.
+        None => options.segments.unwrap_or_else(|| {
+            let sharing = checkpoints.leases().map_or(1, |l| l.participants).clamp(1, 256);
+            default_segments(source.size_bytes).max(4 * sharing)
+        }),
     };
-    checkpoints.start(&pass, segments).await?;
+    // The run records what the pass is; a worker joins it as recorded.
+    if checkpoints.leases().is_none_or(|l| l.wait) {
+        checkpoints.start(&pass, segments).await?;
+    }
 
     let rate = match options.rate {
         None => None,
@@ -243,57 +252,15 @@ async fn run_pages(
         pass,
     });
 
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut resumed = 0;
-    // A big table has up to 256 segments; at most ACTIVE_SEGMENTS of them run at once, so that
-    // the pages held (two per running segment) do not grow with the table.
-    let active = Arc::new(tokio::sync::Semaphore::new(ACTIVE_SEGMENTS));
-    for segment in 0..segments {
-        let state = stored.as_ref().and_then(|s| s.states.get(&segment).cloned()).unwrap_or_default();
-        resumed += state.counts.scanned;
-        shared.progress.inc(state.counts.scanned);
-        let (shared, active) = (shared.clone(), active.clone());
-        tasks.spawn(async move {
-            let _running = active.acquire_owned().await.expect("the semaphore is never closed");
-            if *shared.cancel.borrow() && !state.done {
-                // Ctrl-C before this segment started: it stays where it was, for the next run.
-                let counts = state.counts;
-                return Ok((counts, false));
-            }
-            run_segment(&shared, segment, state).await
-        });
-    }
-    let mut report = DataReport::default();
-    let mut segments_done = 0;
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = match joined {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => Err(DataError::Panicked {
-                table: shared.source.clone(),
-                key: "(not known)".to_owned(),
-                message: panic_message(e.into_panic().as_ref()),
-            }),
-            Err(_) => continue, // aborted after another segment failed
-        };
-        match result {
-            Ok((counts, done)) => {
-                report = report + counts;
-                segments_done += u32::from(done);
-            }
-            // The first error stops the pass; other segments stop at their next page.
-            Err(e) => {
-                if first_error.is_none() {
-                    first_error = Some(e);
-                    tasks.abort_all();
-                }
-            }
-        }
-    }
+    let stored = stored.map(|s| s.states).unwrap_or_default();
+    let resumed: u64 = stored.values().map(|s| s.counts.scanned).sum();
+    shared.progress.inc(resumed);
+    let ran = match checkpoints.leases() {
+        Some(role) => run_leased(&shared, role).await,
+        None => run_alone(&shared, stored).await,
+    };
     shared.progress.finish_and_clear();
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    let (mut report, segments_done) = ran?;
     if segments_done < segments && shared.max_pages.is_none() {
         return Err(DataError::Interrupted { table: shared.source.clone(), done: segments_done, segments });
     }
@@ -341,12 +308,170 @@ fn too_many_failed(
     }))
 }
 
+/// Every segment in this process, without leases (a pass outside a migration, a sample, a dry
+/// run): at most `ACTIVE_SEGMENTS` at once. Returns the counts and how many segments ended.
+async fn run_alone(
+    shared: &Arc<Shared>,
+    mut stored: BTreeMap<u32, SegmentState>,
+) -> Result<(DataReport, u32), DataError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    // A big table has up to 256 segments; at most ACTIVE_SEGMENTS of them run at once, so that
+    // the pages held (two per running segment) do not grow with the table.
+    let active = Arc::new(tokio::sync::Semaphore::new(ACTIVE_SEGMENTS));
+    for segment in 0..shared.segments {
+        let state = stored.remove(&segment).unwrap_or_default();
+        let (shared, active) = (shared.clone(), active.clone());
+        tasks.spawn(async move {
+            let _running = active.acquire_owned().await.expect("the semaphore is never closed");
+            if *shared.cancel.borrow() && !state.done {
+                // Ctrl-C before this segment started: it stays where it was, for the next run.
+                let counts = state.counts;
+                return Ok((counts, false));
+            }
+            run_segment(&shared, segment, state).await
+        });
+    }
+    let mut report = DataReport::default();
+    let mut segments_done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined_segment(shared, joined) {
+            Some(Ok((counts, done))) => {
+                report = report + counts;
+                segments_done += u32::from(done);
+            }
+            // The first error stops the pass; other segments stop at their next page.
+            Some(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            None => {}
+        }
+    }
+    Ok((report, segments_done))
+}
+
+/// A segment task's result; `None` for one aborted after another failed.
+fn joined_segment<T>(
+    shared: &Shared,
+    joined: Result<Result<T, DataError>, tokio::task::JoinError>,
+) -> Option<Result<T, DataError>> {
+    match joined {
+        Ok(result) => Some(result),
+        Err(e) if e.is_panic() => Some(Err(DataError::Panicked {
+            table: shared.source.clone(),
+            key: "(not known)".to_owned(),
+            message: panic_message(e.into_panic().as_ref()),
+        })),
+        Err(_) => None,
+    }
+}
+
+/// The segments of a pass shared by workers (see `checkpoint`'s leases): this process claims
+/// what is claimable, at most `ACTIVE_SEGMENTS` at once, and works each under its lease. With
+/// `wait` (the run that opened the pass) it goes on until every segment is done, taking over
+/// segments whose lease stood still for a whole lease; without, it leaves once nothing is left
+/// to claim. Returns the counts (with `wait`, of every segment, whoever worked it) and how many
+/// segments are done.
+async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u32), DataError> {
+    let Leases { worker, wait, claim_fresh, participants } = role;
+    let (pass, segments) = (&shared.pass, shared.segments);
+    // Its share of the segments at once, so that the first process to start does not take all
+    // of them before the others have started.
+    let active = (segments.div_ceil(participants.max(1)) as usize).clamp(1, ACTIVE_SEGMENTS);
+    let mut running = tokio::task::JoinSet::new();
+    let mut mine = std::collections::BTreeSet::new();
+    // The version each lease of another worker was seen with, and since when by this clock.
+    let mut watched: HashMap<u32, (String, std::time::Instant)> = HashMap::new();
+    let mut own = DataReport::default();
+    let poll = (worker.lease / 4).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2));
+    loop {
+        let now = shared.checkpoints.segments(pass, segments).await?;
+        let done = now.values().filter(|s| s.done).count() as u32;
+        if wait {
+            let scanned: u64 = now.values().map(|s| s.counts.scanned).sum();
+            shared.progress.set_position(scanned);
+        }
+        if done == segments && running.is_empty() {
+            let everyone = now.values().fold(DataReport::default(), |sum, s| sum + s.counts);
+            return Ok((if wait { everyone } else { own }, done));
+        }
+        let stopping = *shared.cancel.borrow();
+        for segment in 0..segments {
+            if stopping || running.len() >= active {
+                break;
+            }
+            let seen = now.get(&segment);
+            if mine.contains(&segment) || seen.is_some_and(|s| s.done) {
+                continue;
+            }
+            let claimable = match seen.and_then(|s| s.lease.as_ref()) {
+                None => claim_fresh,
+                // A lease of an earlier run: that run is fenced, its worker writes nothing more.
+                Some(lease) if lease.run != worker.run => true,
+                Some(lease) if lease.owner == worker.id => true,
+                Some(lease) => {
+                    let seen_since =
+                        watched.entry(segment).or_insert_with(|| (lease.rvn.clone(), std::time::Instant::now()));
+                    if seen_since.0 != lease.rvn {
+                        *seen_since = (lease.rvn.clone(), std::time::Instant::now());
+                    }
+                    seen_since.1.elapsed() >= worker.lease
+                }
+            };
+            if !claimable {
+                continue;
+            }
+            match shared.checkpoints.claim(pass, segment, seen, &worker).await {
+                Ok(Some(claimed)) => {
+                    watched.remove(&segment);
+                    mine.insert(segment);
+                    let shared = shared.clone();
+                    running.spawn(async move { (segment, run_segment(&shared, segment, claimed).await) });
+                }
+                Ok(None) => {}
+                // A worker late to a pass whose run has moved on (it ended, or lost its lock)
+                // claimed nothing: it has nothing to stop, and leaves. Segments it is working
+                // meet the same fence at their next checkpoint, and say so.
+                Err(e) if !wait && e.is_fenced() && running.is_empty() => return Ok((own, segments)),
+                Err(e) if !wait && e.is_fenced() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if running.is_empty() && (!wait || stopping) {
+            let done = shared.checkpoints.segments(pass, segments).await?.values().filter(|s| s.done).count() as u32;
+            return Ok((own, if stopping { done } else { segments }));
+        }
+        tokio::select! {
+            Some(joined) = running.join_next() => {
+                let joined = joined.map(|(segment, result)| {
+                    mine.remove(&segment);
+                    result
+                });
+                match joined_segment(shared, joined) {
+                    Some(Ok((counts, _))) => own = own + counts,
+                    // Taken over by another worker: it goes on from the last checkpoint.
+                    Some(Err(DataError::SegmentTaken { .. })) | None => {}
+                    Some(Err(e)) => {
+                        running.abort_all();
+                        return Err(e);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
 /// Runs one segment from where it stands; returns its counts and whether it reached its end.
+/// Under a lease, a page that takes long renews the lease meanwhile, so that a slow rate
+/// limit does not lose it.
 async fn run_segment(shared: &Arc<Shared>, segment: u32, state: SegmentState) -> Result<(DataReport, bool), DataError> {
     let mut counts = state.counts;
     if state.done {
         return Ok((counts, true));
     }
+    let mut saved = state.clone();
+    let renew_every = shared.checkpoints.leases().map(|l| l.worker.lease / 3);
     let mut done = false;
     let mut pages = 0;
     let mut next = Some(tokio::spawn(scan_page(shared.clone(), segment, state.key)));
@@ -358,12 +483,24 @@ async fn run_segment(shared: &Arc<Shared>, segment: u32, state: SegmentState) ->
             next = Some(tokio::spawn(scan_page(shared.clone(), segment, last_key.clone())));
         }
         let scanned = items.len() as u64;
-        write_page(shared, items, &mut counts).await?;
+        {
+            let written = write_page(shared, items, &mut counts);
+            tokio::pin!(written);
+            loop {
+                match renew_every {
+                    Some(every) => tokio::select! {
+                        result = &mut written => break result?,
+                        _ = tokio::time::sleep(every) => shared.checkpoints.save(&shared.pass, segment, &mut saved).await?,
+                    },
+                    None => break (&mut written).await?,
+                }
+            }
+        }
         counts.scanned += scanned;
         shared.progress.inc(scanned);
         done = last_key.is_none();
-        let state = SegmentState { key: last_key, done, counts };
-        shared.checkpoints.save(&shared.pass, segment, &state).await?;
+        saved = SegmentState { key: last_key, done, counts, lease: saved.lease };
+        shared.checkpoints.save(&shared.pass, segment, &mut saved).await?;
     }
     Ok((counts, done))
 }

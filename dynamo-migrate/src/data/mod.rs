@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
 
-pub(crate) use checkpoint::{CheckpointStore, checkpoint_prefix};
+pub(crate) use checkpoint::{CheckpointStore, DEFAULT_LEASE, checkpoint_prefix};
 pub(crate) use concurrency::Concurrency;
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use engine::{default_segments, into_other_table, panic_message, without_retries};
@@ -162,6 +162,14 @@ pub enum DataError {
         "migration {version} ({migration}), {place}: the checkpoints of an earlier run belong to another pass: {differences}. Resuming would mix the output of two different steps; to start the migration's passes over from the beginning, run `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes`"
     )]
     CheckpointMismatch { version: u32, migration: String, place: String, differences: String },
+    /// A worker met a pass that is not the one open to workers (the step's code runs in every
+    /// worker up to the open pass): not a failure, the worker is done with this step.
+    #[error("{place} is not the pass open to workers ({open})")]
+    NotOpen { place: String, open: String },
+    /// Another worker of the run took the segment over (this one was too slow to renew its
+    /// lease): not a failure of the pass, whose segment goes on elsewhere.
+    #[error("checkpoint {id}: another worker of this run took its segment over")]
+    SegmentTaken { id: String },
     #[error("table {table}: item {key}: the transform panicked: {message}")]
     Panicked { table: String, key: String, message: String },
     #[error(
@@ -191,6 +199,14 @@ pub struct TooManyFailed {
     pub dead_letter: String,
     /// What the failure means for the step's output, and the command to run.
     pub what_now: String,
+}
+
+impl DataError {
+    /// Whether the error says that the run these checkpoints belong to no longer owns its
+    /// migration (it lost its lock, or the migration ended): its writes are fenced.
+    pub(crate) fn is_fenced(&self) -> bool {
+        matches!(self, DataError::Checkpoint(e) if matches!(**e, crate::error::Error::NotDirty { .. } | crate::error::Error::LockLost { .. }))
+    }
 }
 
 /// How a pass runs.
@@ -305,7 +321,8 @@ impl Default for PassOptions {
 /// checkpoints go.
 #[derive(Debug, Clone)]
 pub struct DataContext {
-    client: Client,
+    /// The client the passes write through.
+    passes_client: Client,
     names: TableNames,
     checkpoints: CheckpointStore,
     step: usize,
@@ -316,7 +333,37 @@ pub struct DataContext {
     dry_run: bool,
     /// What the passes of this context wrote, or in a dry run would have written.
     tally: Arc<std::sync::Mutex<DataReport>>,
+    /// How its passes are shared with workers.
+    role: Role,
+    /// What `client()` hands the step: in a worker, a client that only reads, since the step's
+    /// code outside its passes runs in the run itself.
+    client: Client,
 }
+
+/// How a run shares its passes' segments with worker processes (`cargo xtask worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// This process works every segment.
+    #[default]
+    Alone,
+    /// Each pass is opened to workers in the ledger; this process works segments too unless
+    /// `work` is false, and waits until every segment is done. `workers` is how many are
+    /// expected (0 when not known), so that a pass has segments enough for all of them.
+    Open { work: bool, workers: u32 },
+}
+
+/// What a context does with its passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The run: works (or opens to workers) every pass.
+    Run(Sharing),
+    /// A worker of the run, joining the pass at this place (shared by about `participants`
+    /// processes); the passes before it are done, the ones after are not open yet.
+    Join { place: String, participants: u32 },
+}
+
+/// Where the ledger says which pass is open to workers (see `workers`).
+pub(crate) const OPEN_PASS: &str = "workers#pass";
 
 impl DataContext {
     /// A context with no checkpoints and no Ctrl-C handling, for running passes outside a
@@ -335,6 +382,7 @@ impl DataContext {
         progress: bool,
     ) -> Self {
         DataContext {
+            passes_client: client.clone(),
             client,
             names,
             checkpoints,
@@ -344,7 +392,31 @@ impl DataContext {
             progress,
             dry_run: false,
             tally: Arc::default(),
+            role: Role::Run(Sharing::Alone),
         }
+    }
+
+    /// The same context with its passes shared as `role` says, each segment's lease lasting
+    /// `lease`.
+    pub(crate) fn shared(mut self, role: Role, lease: std::time::Duration) -> Self {
+        let (wait, claim_fresh, participants) = match &role {
+            Role::Run(Sharing::Alone) => (true, true, 1),
+            // Workers started elsewhere are not counted: say a few, for segments enough.
+            Role::Run(Sharing::Open { work, workers }) => {
+                (true, *work, (*workers).max(if *workers == 0 { 4 } else { 1 }) + u32::from(*work))
+            }
+            Role::Join { participants, .. } => {
+                self.client = crate::client::read_only(&self.passes_client);
+                (false, true, *participants)
+            }
+        };
+        if let Some(mut leases) = self.checkpoints.leases() {
+            leases.worker.lease = lease;
+            self.checkpoints =
+                self.checkpoints.with_leases(checkpoint::Leases { wait, claim_fresh, participants, ..leases });
+        }
+        self.role = role;
+        self
     }
 
     /// The same context, for a second run of an in-place step over its own output: passes in
@@ -383,9 +455,37 @@ impl DataContext {
             options.dry_run = true;
         }
         let identity = checkpoint::PassIdentity { place: format!("step {}, pass {pass}", self.step), source, target };
-        let report =
-            engine::run(&self.client, identity, options, map, &self.checkpoints, self.cancel.clone(), self.progress)
-                .await?;
+        let run = || {
+            let (identity, options, map) = (identity.clone(), options.clone(), map.clone());
+            engine::run(
+                &self.passes_client,
+                identity,
+                options,
+                map,
+                &self.checkpoints,
+                self.cancel.clone(),
+                self.progress,
+            )
+        };
+        let report = match &self.role {
+            Role::Run(Sharing::Alone) => run().await?,
+            Role::Run(Sharing::Open { .. }) => {
+                self.checkpoints.open_to_workers(&identity, true).await?;
+                let report = run().await;
+                // Closed whatever the pass came to; a run that cannot close it (its lock lost)
+                // fences its workers anyway.
+                let closed = self.checkpoints.open_to_workers(&identity, false).await;
+                let report = report?;
+                closed?;
+                report
+            }
+            // A worker joins the open pass; one before it is done, one after it is not open yet.
+            Role::Join { place, .. } if *place == identity.place => run().await?,
+            Role::Join { place, .. } => match self.checkpoints.done_report(&identity).await? {
+                Some(done) => return Ok(done),
+                None => return Err(DataError::NotOpen { place: identity.place, open: place.clone() }),
+            },
+        };
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         *tally = *tally + report;
         Ok(report)
@@ -401,7 +501,7 @@ impl DataContext {
     ) -> Result<(u64, std::time::Duration), DataError> {
         options.check().map_err(|problem| DataError::Options { table: source.clone(), problem })?;
         let identity = checkpoint::PassIdentity { place: format!("step {}, sample", self.step), source, target };
-        engine::sample(&self.client, identity, options, map).await
+        engine::sample(&self.passes_client, identity, options, map).await
     }
 
     /// Shows a progress bar on a terminal.
@@ -410,7 +510,9 @@ impl DataContext {
         self
     }
 
-    /// The DynamoDB client of the environment.
+    /// The DynamoDB client of the environment. In a worker process (see `cargo xtask worker`)
+    /// it only reads: a step's code outside its passes runs in the run itself, and a write
+    /// there would be made by every worker.
     pub fn client(&self) -> &Client {
         &self.client
     }

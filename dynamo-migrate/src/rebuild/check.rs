@@ -8,7 +8,7 @@
 //!
 //! 1. **Digests.** Both tables are scanned at once, strongly consistent, segment by segment. Each
 //!    old item is put through the rebuild's transform (the same function the copy and the replay
-//!    use); each item it gives, and each item of the new table, is hashed (SHA-256 of its
+//!    use); each item it gives, and each item of the new table, is hashed (XXH3-128 of its
 //!    canonical form: attribute names sorted, numbers canonical, sets sorted) into a bucket chosen
 //!    by its key's hash, where the hashes are summed. Nothing else is kept: memory is the buckets
 //!    (48 bytes each, one per 32 items, at most 2^21), never the tables.
@@ -35,7 +35,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, WriteRequest,
 };
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::data::{
     BATCH, Change, Concurrency, DataError, Item, MapFn, Writer, backoff, canonical_number, into_other_table,
@@ -238,8 +238,8 @@ type Only = (Arc<HashSet<usize>>, Arc<std::sync::Mutex<Kept>>);
 /// old side's (old key, new key, expected digest) and the new side's (new key, digest).
 #[derive(Default)]
 struct Kept {
-    old: HashMap<[u8; 32], (Item, Item, u128)>,
-    new: HashMap<[u8; 32], (Item, u128)>,
+    old: HashMap<u128, (Item, Item, u128)>,
+    new: HashMap<u128, (Item, u128)>,
 }
 
 impl Convergence {
@@ -444,7 +444,7 @@ impl Convergence {
                 };
                 let new_key = key_of(&new_item, &self.target_keys);
                 let id = key_digest(&new_key, &self.target_keys);
-                let bucket = (u64::from_le_bytes(id[..8].try_into().expect("8 bytes")) % buckets as u64) as usize;
+                let bucket = (id % buckets as u128) as usize;
                 match &only {
                     None => sums.add(bucket, item_digest(&new_item)),
                     Some((differing, kept)) if differing.contains(&bucket) => {
@@ -491,7 +491,7 @@ impl Convergence {
         table: &str,
         keys: &[String],
         wanted: Vec<Item>,
-    ) -> Result<(HashMap<[u8; 32], Item>, f64), DataError> {
+    ) -> Result<(HashMap<u128, Item>, f64), DataError> {
         let client = without_retries(&self.client);
         let mut found = HashMap::new();
         let mut read_units = 0.0;
@@ -590,47 +590,46 @@ fn units(tally: &Tally) -> f64 {
 }
 
 /// The digest of a key (its attributes in the table's key order).
-fn key_digest(key: &Item, names: &[String]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
+fn key_digest(key: &Item, names: &[String]) -> u128 {
+    let mut hasher = Xxh3::new();
     for name in names {
         if let Some(value) = key.get(name) {
             feed(&mut hasher, value);
         }
     }
-    hasher.finalize().into()
+    hasher.digest128()
 }
 
 /// The digest of a whole item in canonical form: equal items (numbers as numbers, sets as sets)
 /// have equal digests.
 pub(crate) fn item_digest(item: &Item) -> u128 {
-    let mut hasher = Sha256::new();
+    let mut hasher = Xxh3::new();
     let mut names: Vec<&String> = item.keys().collect();
     names.sort_unstable();
     for name in names {
         feed_bytes(&mut hasher, name.as_bytes());
         feed(&mut hasher, &item[name]);
     }
-    let digest: [u8; 32] = hasher.finalize().into();
-    u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
+    hasher.digest128()
 }
 
-fn feed_bytes(hasher: &mut Sha256, bytes: &[u8]) {
-    hasher.update((bytes.len() as u64).to_le_bytes());
+fn feed_bytes(hasher: &mut Xxh3, bytes: &[u8]) {
+    hasher.update(&(bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }
 
-fn feed_number(hasher: &mut Sha256, text: &str) {
+fn feed_number(hasher: &mut Xxh3, text: &str) {
     match canonical_number(text) {
         Some((negative, digits, exponent)) => {
-            hasher.update([u8::from(negative)]);
+            hasher.update(&[u8::from(negative)]);
             feed_bytes(hasher, digits.as_bytes());
-            hasher.update(exponent.to_le_bytes());
+            hasher.update(&exponent.to_le_bytes());
         }
         None => feed_bytes(hasher, text.as_bytes()),
     }
 }
 
-fn feed(hasher: &mut Sha256, value: &AttributeValue) {
+fn feed(hasher: &mut Xxh3, value: &AttributeValue) {
     use AttributeValue as A;
     match value {
         A::S(s) => {
@@ -645,14 +644,14 @@ fn feed(hasher: &mut Sha256, value: &AttributeValue) {
             hasher.update(b"B");
             feed_bytes(hasher, b.as_ref());
         }
-        A::Bool(b) => hasher.update([b'T', u8::from(*b)]),
+        A::Bool(b) => hasher.update(&[b'T', u8::from(*b)]),
         A::Null(_) => hasher.update(b"0"),
         A::Ss(set) => {
             let mut set: Vec<&String> = set.iter().collect();
             set.sort_unstable();
             set.dedup();
             hasher.update(b"SS");
-            hasher.update((set.len() as u64).to_le_bytes());
+            hasher.update(&(set.len() as u64).to_le_bytes());
             set.into_iter().for_each(|s| feed_bytes(hasher, s.as_bytes()));
         }
         A::Ns(set) => {
@@ -660,13 +659,13 @@ fn feed(hasher: &mut Sha256, value: &AttributeValue) {
             set.sort_unstable();
             set.dedup();
             hasher.update(b"NS");
-            hasher.update((set.len() as u64).to_le_bytes());
+            hasher.update(&(set.len() as u64).to_le_bytes());
             for n in set {
                 match n {
                     Ok((negative, digits, exponent)) => {
-                        hasher.update([u8::from(negative)]);
+                        hasher.update(&[u8::from(negative)]);
                         feed_bytes(hasher, digits.as_bytes());
-                        hasher.update(exponent.to_le_bytes());
+                        hasher.update(&exponent.to_le_bytes());
                     }
                     Err(text) => feed_bytes(hasher, text.as_bytes()),
                 }
@@ -677,17 +676,17 @@ fn feed(hasher: &mut Sha256, value: &AttributeValue) {
             set.sort_unstable();
             set.dedup();
             hasher.update(b"BS");
-            hasher.update((set.len() as u64).to_le_bytes());
+            hasher.update(&(set.len() as u64).to_le_bytes());
             set.into_iter().for_each(|b| feed_bytes(hasher, b));
         }
         A::L(list) => {
             hasher.update(b"L");
-            hasher.update((list.len() as u64).to_le_bytes());
+            hasher.update(&(list.len() as u64).to_le_bytes());
             list.iter().for_each(|v| feed(hasher, v));
         }
         A::M(map) => {
             hasher.update(b"M");
-            hasher.update((map.len() as u64).to_le_bytes());
+            hasher.update(&(map.len() as u64).to_le_bytes());
             let mut names: Vec<&String> = map.keys().collect();
             names.sort_unstable();
             for name in names {

@@ -1,0 +1,280 @@
+//! One data pass shared by many workers: local worker processes claim segments under leases
+//! beside the run, with an application writing beside them, and the result is exact; a worker
+//! killed mid-segment is taken over after its lease; a worker paused past its lease writes nothing
+//! that survives; a worker of a run that lost its lock stops; a worker with nothing to join ends.
+//! Everything runs through the command line in child processes (this test binary), the workers
+//! started by `migrate --workers` through `$DYNAMO_MIGRATE_WORKER_COMMAND`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_migrate::{Change, DataReport, DataStep, KeyAttr, Migration, Project, RateLimit, RebuildStep, TableDef};
+use serde::{Deserialize, Serialize};
+
+use crate::app_writer::{AppWriter, WriterOptions, customer, summary};
+use crate::environments::{Envs, cli, finished};
+use crate::support::{self, Item, content_hash, expected_hash};
+
+/// The items of the big test; `WORKERS_ITEMS` changes it for a measurement.
+fn items() -> u64 {
+    std::env::var("WORKERS_ITEMS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
+}
+
+/// The customer as the steps read it.
+#[derive(Serialize, Deserialize)]
+struct Customer {
+    customer_nr: u64,
+    name: String,
+    email: String,
+}
+
+/// In place, one customer in ten gets a `tier`.
+fn tiered(item: Item) -> Result<Change, String> {
+    let Some(AttributeValue::N(nr)) = item.get("customer_nr") else { return Err("no customer_nr".into()) };
+    if nr.parse::<u64>().map_err(|e| e.to_string())? % 10 != 0 || item.contains_key("tier") {
+        return Ok(Change::Keep);
+    }
+    let mut item = item;
+    item.insert("tier".to_owned(), AttributeValue::S("gold".to_owned()));
+    Ok(Change::Put(item))
+}
+
+#[derive(Serialize)]
+struct Profile {
+    customer_nr: u64,
+    record: &'static str,
+    name: String,
+    email_lower: String,
+}
+
+fn profile(c: Customer) -> Option<Profile> {
+    Some(Profile { customer_nr: c.customer_nr, record: "profile", name: c.name, email_lower: c.email.to_lowercase() })
+}
+
+/// The conversion over a raw item, written independently of the typed one.
+fn converted(item: &Item) -> Item {
+    let AttributeValue::S(email) = &item["email"] else { panic!("{item:?}") };
+    Item::from([
+        ("customer_nr".to_owned(), item["customer_nr"].clone()),
+        ("record".to_owned(), AttributeValue::S("profile".to_owned())),
+        ("name".to_owned(), item["name"].clone()),
+        ("email_lower".to_owned(), AttributeValue::S(email.to_lowercase())),
+    ])
+}
+
+/// The projects the child processes run, by name.
+pub fn project(name: &str) -> Project {
+    let table = |name: &str| TableDef::new(name, KeyAttr::n("customer_nr"));
+    let migrations = match name {
+        // In place, into another table, and a rebuild, each pass shared.
+        "workers:big" => vec![
+            Migration::new(1, "create", "create").create_table(table("customers")).create_table(table("archive")),
+            Migration::new(2, "tier", "in place").data(DataStep::new("tier_customers", |ctx| async move {
+                Ok(ctx.pass("customers").raw(tiered).await?)
+            })),
+            Migration::new(3, "archive", "into another table")
+                .data(DataStep::new("archive_customers", |ctx| async move {
+                    Ok(ctx.pass("customers").into_table("archive").copy().await?)
+                })),
+            Migration::new(4, "rebuild", "rebuild").rebuild_table(
+                RebuildStep::convert(
+                    TableDef::new("customers", KeyAttr::n("customer_nr")).version(2).sort_key(KeyAttr::s("record")),
+                    profile,
+                )
+                .drop_unknown_attributes(),
+            ),
+        ],
+        // A slow pass in place (a rate limit for each process), to kill or pause a worker in.
+        "workers:slow" => vec![
+            Migration::new(1, "create", "create").create_table(table("customers")),
+            Migration::new(2, "tier", "in place, slowly").data(DataStep::new("tier_slowly", |ctx| async move {
+                Ok(ctx.pass("customers").page_size(50).rate(RateLimit::ItemsPerSecond(400.0)).raw(tiered).await?)
+            })),
+        ],
+        other => panic!("no project {other}"),
+    };
+    Project { tables: vec![], migrations }
+}
+
+const WORKER_ARGS_MARK: &str = "--";
+
+/// Not a test of its own: a local worker, as `migrate --workers` starts it through the stand-in
+/// below. Its command line follows libtest's `--`; its project is its parent's.
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_started_by_migrate() {
+    let Ok(project) = std::env::var(crate::environments::CLI_PROJECT_ENV) else { return };
+    if !std::env::args().any(|a| a == WORKER_ARGS_MARK) {
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip_while(|a| a != WORKER_ARGS_MARK).skip(1).collect();
+    let code = dynamo_migrate::cli::run(args, &crate::environments::project(&project)).await;
+    std::process::exit(i32::from(code));
+}
+
+/// A stand-in for the runner that `migrate --workers` starts: this test binary's worker.
+fn worker_command() -> String {
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    serde_json::to_string(&[
+        exe.as_str(),
+        "--exact",
+        "workers::worker_started_by_migrate",
+        "--nocapture",
+        "--test-threads=1",
+        WORKER_ARGS_MARK,
+    ])
+    .unwrap()
+}
+
+/// The segments of every pass of migration `version`: their owners (workers), by pass.
+async fn owners(client: &Client, ledger: &str, version: u32) -> BTreeMap<String, BTreeSet<String>> {
+    let prefix = format!("checkpoint#{version:010}#");
+    let mut items = client.scan().table_name(ledger).consistent_read(true).into_paginator().items().send();
+    let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    while let Some(item) = items.next().await {
+        let item = item.unwrap();
+        let (Some(AttributeValue::S(id)), Some(AttributeValue::S(owner))) = (item.get("id"), item.get("owner")) else {
+            continue;
+        };
+        if let Some(rest) = id.strip_prefix(&prefix) {
+            let pass = rest.rsplit_once("#s").map_or(rest, |(pass, _)| pass).to_owned();
+            owners.entry(pass).or_default().insert(owner.clone());
+        }
+    }
+    owners
+}
+
+async fn all_items(client: &Client, table: &str) -> Vec<Item> {
+    let mut items = client.scan().table_name(table).consistent_read(true).into_paginator().items().send();
+    let mut all = Vec::new();
+    while let Some(item) = items.next().await {
+        all.push(item.unwrap());
+    }
+    all
+}
+
+fn put_by_application(i: u64, n: u64) -> Item {
+    let mut item = customer(i);
+    item.insert("name".to_owned(), AttributeValue::S(format!("Customer {i}, put {n}")));
+    item
+}
+
+#[tokio::test]
+async fn a_worker_with_nothing_to_join_ends_at_once_saying_so() {
+    let envs = Envs::new("workers_none", "");
+    let args = |more: &[&'static str]| [more, &["--env", "dev", "--environments", envs.file()][..]].concat();
+    let none = finished(cli("workers:slow", &args(&["worker"]), &[]).output().unwrap());
+    assert_eq!(none.code, 0, "{}", none.stderr);
+    assert!(none.stdout.contains("worker done: no run has started in "), "{}", none.stdout);
+    let created = finished(cli("workers:slow", &args(&["migrate", "--target", "1"]), &[]).output().unwrap());
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let none = finished(cli("workers:slow", &args(&["worker"]), &[]).output().unwrap());
+    assert_eq!(none.code, 0, "{}", none.stderr);
+    assert!(
+        none.stdout.contains("worker done: no pass is open, and no run holds the migration lock"),
+        "{}",
+        none.stdout
+    );
+    let bad = finished(cli("workers:slow", &args(&["migrate", "--workers", "many"]), &[]).output().unwrap());
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("neither a number of local workers from 1 to 256 nor `external`"), "{}", bad.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_local_workers_share_each_pass_and_the_result_is_exact_beside_an_application() {
+    let envs = Envs::new("workers_big", "");
+    let client = support::client().await;
+    let args = |more: &[&'static str]| [more, &["--env", "dev", "--environments", envs.file()][..]].concat();
+    let created = finished(cli("workers:big", &args(&["migrate", "--target", "1"]), &[]).output().unwrap());
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let (customers, archive) = (envs.names.physical("customers"), envs.names.physical("archive"));
+    let seed: Vec<Item> = (0..items()).map(customer).collect();
+    dynamo_migrate::DataContext::new(client.clone(), envs.names.clone())
+        .put_items("customers", seed.clone())
+        .await
+        .unwrap();
+
+    let writer = AppWriter::start(
+        client.clone(),
+        &customers,
+        &["customer_nr"],
+        seed,
+        "name",
+        put_by_application,
+        WriterOptions { workers: 4, writes_per_second: 100.0, mix: (6, 2, 2), fresh_keys: 500 },
+    );
+    let command = worker_command();
+    let started = Instant::now();
+    let migrated = finished(
+        cli(
+            "workers:big",
+            &args(&["migrate", "--target", "4", "--workers", "4", "--format", "json"]),
+            &[("DYNAMO_MIGRATE_WORKER_COMMAND", command.as_str())],
+        )
+        .output()
+        .unwrap(),
+    );
+    let took = started.elapsed();
+    let log = writer.stop().await;
+    println!(
+        "{}",
+        migrated
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("local workers") || l.starts_with("worker "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(migrated.code, 0, "{}\n{}", migrated.stdout, migrated.stderr);
+    let report: serde_json::Value = serde_json::from_str(&migrated.stdout).unwrap();
+    let ended = report["local_workers"].as_array().unwrap();
+    assert_eq!(ended.len(), 4, "{report}");
+    assert!(ended.iter().all(|w| w.as_str().unwrap().ends_with("exit status: 0")), "{ended:?}");
+
+    // Each pass was shared: its segments have more than one owner.
+    for version in [2, 3, 4] {
+        let owners = owners(&client, envs.names.ledger(), version).await;
+        println!("migration {version}: {owners:?}");
+        assert!(owners.values().all(|o| o.len() >= 2), "migration {version}'s pass was not shared: {owners:?}");
+    }
+    // The totals are every segment's: every item of the table scanned once per pass.
+    let applied = report["report"]["applied"].as_array().unwrap();
+    let data = |version: usize| -> DataReport {
+        serde_json::from_value(applied[version - 2]["steps"][0]["data"].clone()).unwrap()
+    };
+    let (tier, copy, rebuild) = (data(2), data(3), data(4));
+    println!("in place {tier:?}\ninto another table {copy:?}\nrebuild {rebuild:?}\n{} items in {took:.1?}", items());
+    for pass in [tier, copy, rebuild] {
+        assert!(pass.scanned >= items() - log.counts().deletes && pass.scanned <= items() + 500, "{pass:?}");
+        assert_eq!(pass.failed, 0, "{pass:?}");
+    }
+    assert!(tier.written >= items() / 10 - log.counts().deletes, "{tier:?}");
+
+    // Exact: the application lost nothing, and each table is what its step makes of the old.
+    let violations = log.check(&client, &customers, &["tier"], |item| {
+        let nr: u64 = match item.get("customer_nr") {
+            Some(AttributeValue::N(n)) => n.parse().unwrap(),
+            _ => return Err("no customer_nr".to_owned()),
+        };
+        // The application's later puts have no tier; what has one is the step's.
+        match (nr.is_multiple_of(10), item.get("tier")) {
+            (_, None) => Ok(()),
+            (true, Some(AttributeValue::S(t))) if t == "gold" => Ok(()),
+            (_, tier) => Err(format!("customer {nr} has tier {tier:?}")),
+        }
+    });
+    let violations = violations.await;
+    assert!(violations.is_empty(), "{}", summary(&violations));
+    // What the application wrote after the rebuild's catch-up, replayed.
+    let synced = finished(cli("workers:big", &args(&["sync"]), &[]).output().unwrap());
+    assert_eq!(synced.code, 0, "{}", synced.stderr);
+    let old = all_items(&client, &customers).await;
+    assert_eq!(
+        content_hash(&client, &envs.names.physical_version("customers", 2)).await,
+        expected_hash(&old.iter().map(converted).collect::<Vec<_>>())
+    );
+    // The archive is a copy made while the application wrote: every item it holds is one the
+    // table held (the application's later writes are not the copy's business).
+    assert!(all_items(&client, &archive).await.len() as u64 >= items() - log.counts().deletes);
+}
