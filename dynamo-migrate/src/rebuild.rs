@@ -439,7 +439,7 @@ impl Migrator {
 
 /// The convergence check's comparison of two tables through `map` (no replay, no repair), as
 /// the benchmark measures it.
-#[cfg(feature = "cli")]
+#[cfg(all(feature = "cli", feature = "local"))]
 pub(crate) async fn bench_check(
     client: aws_sdk_dynamodb::Client,
     source: &str,

@@ -16,16 +16,25 @@ use std::process::{Command, ExitCode};
 use anyhow::Context as _;
 use xshell::cmd;
 
-/// Commands that work on DynamoDB Local, the machine or the workspace's files (built with the dev
-/// profile, shared with the tests); every other command works on real data, where speed counts
-/// (release).
-const DEV_COMMANDS: &[&str] = &["verify", "local", "setup", "new", "lint", "init", "schemas"];
+/// The commands that move data at scale: built in release and without DynamoDB Local (so without
+/// testcontainers and its Docker client), as `cargo xtask build-runner` builds the runner for
+/// deploy pipelines.
+const PRODUCTION_COMMANDS: &[&str] = &["migrate", "sync", "worker", "workers"];
+/// The benchmark: release, with DynamoDB Local.
+const BENCH: &str = "bench";
+// Every other command (verify, plan, status, lint, unlock, recover, new, …) reads, applies schema
+// or writes files: it runs the dev build, which verify and the tests build anyway, so that none
+// of them waits for a second build of the AWS SDK.
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = args.iter().find(|a| !a.starts_with('-'));
-    let release = command.is_some_and(|c| !DEV_COMMANDS.contains(&c.as_str()));
-    match run_runner(release, &args) {
+    let command = args.iter().find(|a| !a.starts_with('-')).map(String::as_str);
+    let build = match command {
+        Some(c) if PRODUCTION_COMMANDS.contains(&c) => Build::Production,
+        Some(BENCH) => Build::Bench,
+        _ => Build::Dev,
+    };
+    match run_runner(build, &args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -40,15 +49,41 @@ fn workspace_root() -> PathBuf {
     xtask.parent().expect("xtask is in the workspace").into()
 }
 
+/// How the runner is built for a command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// The dev profile with every command (DynamoDB Local included).
+    Dev,
+    /// Release, without DynamoDB Local.
+    Production,
+    /// Release, with DynamoDB Local.
+    Bench,
+}
+
 /// Builds and runs the runner with `args`, from the workspace root.
-fn run_runner(release: bool, args: &[String]) -> anyhow::Result<ExitCode> {
+fn run_runner(build: Build, args: &[String]) -> anyhow::Result<ExitCode> {
     let sh = xshell::Shell::new()?;
-    sh.change_dir(workspace_root());
+    let root = workspace_root();
+    sh.change_dir(&root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let release: &[&str] = if release { &["--release"] } else { &[] };
+    let options: &[&str] = match build {
+        Build::Dev => &[],
+        Build::Production => &["--release", "--no-default-features"],
+        Build::Bench => &["--release"],
+    };
+    if build != Build::Dev && !target_dir(&root).join("release/runner").exists() {
+        eprintln!(
+            "building the runner in release, once: a few minutes for the AWS SDK (a deploy pipeline can build it ahead with `cargo xtask build-runner`)"
+        );
+    }
     let run = ["run", "--quiet", "--package", "runner"];
-    let cmd = cmd!(sh, "{cargo} {run...} {release...} -- {args...}");
+    let cmd = cmd!(sh, "{cargo} {run...} {options...} -- {args...}");
     exec(Command::from(cmd))
+}
+
+/// Where cargo builds: `$CARGO_TARGET_DIR`, else the workspace's `target`.
+fn target_dir(root: &std::path::Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// Becomes `cargo`: nothing of the xtask is left to end before the runner does.

@@ -18,7 +18,9 @@ use crate::lock::{Lock, LockOptions};
 use crate::migration::checksum;
 use crate::sequence::{AppliedMigration, Status};
 
-/// Write the first migration from an environment's live tables and record it as applied there.
+/// Write the first migration from an environment's live tables
+///
+/// It is recorded as applied there.
 ///
 /// For a team whose tables already run in production: reads every table with the environment's
 /// prefix (the ledger aside), writes `m0001_baseline.rs` with their create_table steps and

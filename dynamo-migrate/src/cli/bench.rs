@@ -36,10 +36,13 @@ use crate::names::TableNames;
 const SEGMENTS: i32 = 8;
 const WRITERS: usize = 32;
 
-/// Measure the data engine against DynamoDB Local: items/s of a naive one-by-one copy, of a raw
-/// parallel copy and a raw parallel conditional update (the ceilings), and of the engine's
+/// Measure the data engine against DynamoDB Local
+///
+/// Items/s of a naive one-by-one copy, of a raw parallel copy and a raw parallel conditional update (the ceilings), and of the engine's
 /// typed transform into a new table and in place, with each pass's peak memory.
 /// Build it in release (`cargo xtask bench` does).
+///
+/// Example: `cargo xtask bench --items 50000`
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Items in the source table: 1 to 100000000.

@@ -13,8 +13,12 @@ use crate::local::{Docker, DynamoDbLocal, LocalOptions};
 use crate::migrator::Migrator;
 use crate::{DYNAMODB_LOCAL_VERSION, Project};
 
-/// Start DynamoDB Local for development, print its endpoint, optionally apply the migrations
-/// (with their fixture items), and keep it running until Ctrl-C.
+/// Start DynamoDB Local for development
+///
+/// Prints its endpoint, optionally applies the migrations (with their fixture items), and keeps
+/// it running until Ctrl-C.
+///
+/// Example: `cargo xtask local --apply`
 #[derive(Debug, Args)]
 pub struct LocalArgs {
     /// Apply every migration after start-up, with the table prefix of the environment.

@@ -16,11 +16,14 @@ use crate::Project;
 use crate::data::Sharing;
 use crate::migrator::Migrator;
 
-/// Apply the pending migrations: check the credentials' account, take the migration lock,
-/// check the ledger (changed, missing, out-of-order or unfinished migrations stop it) and the
+/// Apply the pending migrations to an environment
+///
+/// Checks the credentials' account, takes the migration lock, checks the ledger (changed, missing, out-of-order or unfinished migrations stop it) and the
 /// live tables for drift, then apply one migration at a time, recording each in the ledger.
 /// Ctrl-C (or SIGTERM) finishes the call in flight, records where it stopped, releases the
 /// lock and exits 1; the next run resumes.
+///
+/// Example: `cargo xtask migrate --env prod`
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]

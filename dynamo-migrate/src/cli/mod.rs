@@ -5,9 +5,13 @@
 //! errors exit 2 as well).
 
 mod baseline;
+#[cfg(feature = "local")]
 mod bench;
+mod build_runner;
+mod completions;
 mod init;
 mod lint;
+#[cfg(feature = "local")]
 mod local;
 mod migrate;
 mod new;
@@ -16,6 +20,7 @@ mod recover;
 mod rustfmt;
 mod schemas;
 mod session;
+#[cfg(feature = "local")]
 mod setup;
 mod status;
 mod sync;
@@ -172,7 +177,12 @@ impl Output {
     }
 }
 
-/// The runner: the engine linked with a workspace's schema and migrations.
+/// Typed DynamoDB tables and migrations: verify them on DynamoDB Local, apply them to AWS
+///
+/// The tables are declared in the schema crate, the migrations that make them in the migrations
+/// crate. `verify` proves on DynamoDB Local that the migrations give the schema crate's tables;
+/// `plan` and `migrate` apply what is pending to an environment of environments.toml. Each
+/// command's --help says more, with an example.
 #[derive(Debug, Parser)]
 #[command(name = "runner", bin_name = "cargo xtask", version)]
 struct Cli {
@@ -186,6 +196,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Init(init::InitArgs),
+    #[cfg(feature = "local")]
     Verify(verify::VerifyArgs),
     Plan(plan::PlanArgs),
     Migrate(migrate::MigrateArgs),
@@ -195,18 +206,24 @@ enum Command {
     Recover(recover::RecoverArgs),
     Baseline(baseline::BaselineArgs),
     Schemas(schemas::SchemasArgs),
+    #[cfg(feature = "local")]
     Local(local::LocalArgs),
+    #[cfg(feature = "local")]
     Setup(setup::SetupArgs),
+    #[cfg(feature = "local")]
     Bench(bench::BenchArgs),
     New(new::NewArgs),
     Lint(lint::LintArgs),
     Worker(worker::WorkerArgs),
+    BuildRunner(build_runner::BuildRunnerArgs),
+    Completions(completions::CompletionsArgs),
 }
 
 impl Command {
     fn name(&self) -> &'static str {
         match self {
             Command::Init(_) => "init",
+            #[cfg(feature = "local")]
             Command::Verify(_) => "verify",
             Command::Plan(_) => "plan",
             Command::Migrate(_) => "migrate",
@@ -216,12 +233,17 @@ impl Command {
             Command::Recover(_) => "recover",
             Command::Baseline(_) => "baseline",
             Command::Schemas(_) => "schemas",
+            #[cfg(feature = "local")]
             Command::Local(_) => "local",
+            #[cfg(feature = "local")]
             Command::Setup(_) => "setup",
+            #[cfg(feature = "local")]
             Command::Bench(_) => "bench",
             Command::New(_) => "new",
             Command::Lint(_) => "lint",
             Command::Worker(_) => "worker",
+            Command::BuildRunner(_) => "build-runner",
+            Command::Completions(_) => "completions",
         }
     }
 
@@ -236,15 +258,17 @@ impl Command {
             Command::Unlock(a) => (&a.env.env, &a.env.environments),
             Command::Recover(a) => (&a.env.env, &a.env.environments),
             Command::Baseline(a) => (&a.env.env, &a.env.environments),
+            #[cfg(feature = "local")]
             Command::Local(a) => (&a.env, &a.environments),
             Command::Lint(a) => (a.env.as_ref()?, &a.environments),
             Command::Worker(a) => (&a.env.env, &a.env.environments),
+            #[cfg(feature = "local")]
+            Command::Verify(_) | Command::Setup(_) | Command::Bench(_) => return None,
             Command::Init(_)
-            | Command::Verify(_)
             | Command::Schemas(_)
-            | Command::Setup(_)
-            | Command::Bench(_)
-            | Command::New(_) => return None,
+            | Command::New(_)
+            | Command::BuildRunner(_)
+            | Command::Completions(_) => return None,
         };
         let args = session::EnvArgs { env: env.clone(), environments: file.clone() };
         Some((env.clone(), args.options()))
@@ -253,6 +277,7 @@ impl Command {
     async fn run(self, project: &Project, out: &Output) -> Result<(), Failure> {
         match self {
             Command::Init(args) => args.run(out).await,
+            #[cfg(feature = "local")]
             Command::Verify(args) => args.run(project, out).await,
             Command::Plan(args) => args.run(project, out).await,
             Command::Migrate(args) => args.run(project, out).await,
@@ -262,12 +287,17 @@ impl Command {
             Command::Recover(args) => args.run(project, out).await,
             Command::Baseline(args) => args.run(project, out).await,
             Command::Schemas(args) => args.run(project, out).await,
+            #[cfg(feature = "local")]
             Command::Local(args) => args.run(project, out).await,
+            #[cfg(feature = "local")]
             Command::Setup(args) => args.run(out).await,
+            #[cfg(feature = "local")]
             Command::Bench(args) => args.run(out).await,
             Command::New(args) => args.run(project, out).await,
             Command::Lint(args) => args.run(project, out).await,
             Command::Worker(args) => args.run(project, out).await,
+            Command::BuildRunner(args) => args.run(out).await,
+            Command::Completions(args) => args.run(out).await,
         }
     }
 }

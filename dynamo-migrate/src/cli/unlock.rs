@@ -7,10 +7,14 @@ use super::session::EnvArgs;
 use super::{Failure, Output, usage};
 use crate::lock::{HolderProcess, Watched, holder, remove_unchanged, watch};
 
-/// Show who holds the migration lock (owner, since when, last heartbeat, lease). With --force,
-/// remove it when its holder is dead: at once when it ran on this machine and its process is
+/// Show who holds the migration lock; --force removes a dead one
+///
+/// Shows who holds the migration lock (owner, since when, last heartbeat, lease). With --force,
+/// removes it when its holder is dead: at once when it ran on this machine and its process is
 /// gone; otherwise once its heartbeat has not renewed it for a whole lease, which this command
 /// watches for (a holder whose heartbeat renews the lock is alive, and is stopped, not unlocked).
+///
+/// Example: `cargo xtask unlock --env prod --force`
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
     #[command(flatten)]

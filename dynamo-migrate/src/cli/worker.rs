@@ -12,7 +12,9 @@ use crate::Project;
 use crate::error::Error;
 use crate::workers::{WorkerOptions, work};
 
-/// Work segments of the data passes a run shares with workers (`migrate --workers`).
+/// Work on the data passes a run shares (migrate --workers)
+///
+/// Works segments of the data passes a run shares with workers (`migrate --workers`).
 ///
 /// A worker is this same runner: it reads which pass the environment's ledger says is open,
 /// claims its segments under leases beside the run and the other workers, and when nothing is
