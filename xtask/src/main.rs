@@ -29,6 +29,14 @@ const BENCH: &str = "bench";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.iter().find(|a| !a.starts_with('-')).map(String::as_str);
+    // build-runner builds the production runner itself: running it through the dev runner would
+    // first build the dev runner, the AWS SDK included, which is what a deploy job must not wait for.
+    if command == Some("build-runner") && !args.iter().any(|a| a == "-h" || a == "--help") {
+        return build_runner(&args).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        });
+    }
     let build = match command {
         Some(c) if PRODUCTION_COMMANDS.contains(&c) => Build::Production,
         Some(BENCH) => Build::Bench,
@@ -71,7 +79,7 @@ fn run_runner(build: Build, args: &[String]) -> anyhow::Result<ExitCode> {
         Build::Production => &["--release", "--no-default-features"],
         Build::Bench => &["--release"],
     };
-    if build != Build::Dev && !target_dir(&root).join("release/runner").exists() {
+    if build != Build::Dev && !target_dir_of(&root).join("release/runner").exists() {
         eprintln!(
             "building the runner in release, once: a few minutes for the AWS SDK (a deploy pipeline can build it ahead with `cargo xtask build-runner`)"
         );
@@ -81,8 +89,47 @@ fn run_runner(build: Build, args: &[String]) -> anyhow::Result<ExitCode> {
     exec(Command::from(cmd))
 }
 
+/// `cargo xtask build-runner [--target-dir D]` (defined with the runner's other commands): the
+/// runner as the production commands run it, and where it is.
+fn build_runner(args: &[String]) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let mut target_dir = None;
+    let mut rest = args.iter().skip_while(|a| *a != "build-runner").skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.strip_prefix("--target-dir") {
+            Some("") => target_dir = rest.next().map(PathBuf::from),
+            Some(value) if value.starts_with('=') => target_dir = Some(PathBuf::from(&value[1..])),
+            _ => anyhow::bail!(
+                "build-runner takes only --target-dir <dir>, not {arg}; run `cargo xtask build-runner --help`"
+            ),
+        }
+    }
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(&root);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir: Vec<String> = match &target_dir {
+        Some(dir) => vec!["--target-dir".into(), dir.display().to_string()],
+        None => vec![],
+    };
+    eprintln!("building the runner in release, without DynamoDB Local: a few minutes the first time (the AWS SDK)");
+    let started = std::time::Instant::now();
+    let build = cmd!(sh, "{cargo} build --release --no-default-features --package runner {dir...}");
+    if let Err(e) = build.run() {
+        eprintln!("error: {e}; fix what cargo reports above, then run `cargo xtask build-runner`");
+        return Ok(ExitCode::from(1));
+    }
+    let binary = target_dir.map_or_else(|| target_dir_of(&root), |d| root.join(d)).join("release/runner");
+    println!(
+        "built {} in {:.0} s; a deploy job runs it as it runs cargo xtask, from the workspace root: `{} migrate --env prod`",
+        binary.display(),
+        started.elapsed().as_secs_f64(),
+        binary.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Where cargo builds: `$CARGO_TARGET_DIR`, else the workspace's `target`.
-fn target_dir(root: &std::path::Path) -> PathBuf {
+fn target_dir_of(root: &std::path::Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 

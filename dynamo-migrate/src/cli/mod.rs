@@ -355,6 +355,21 @@ fn command() -> clap::Command {
     })
 }
 
+/// Whether `args` (without the program name) are a command line this runner accepts, as clap
+/// reads it: for files that name commands (a CI workflow, the README), so that a test can check
+/// each one.
+pub fn check_command_line<I, T>(args: I) -> Result<(), String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = std::iter::once(OsString::from("runner")).chain(args.into_iter().map(Into::into));
+    match command().try_get_matches_from(args).and_then(|matches| Cli::from_arg_matches(&matches)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.render().to_string()),
+    }
+}
+
 /// True when the arguments ask for JSON, read before they could be parsed (a usage error).
 fn wants_json(args: &[OsString]) -> bool {
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
