@@ -40,6 +40,9 @@ pub struct Environment {
     pub sts_endpoint: Option<String>,
     /// The ledger table's name after the prefix (default dynamo_migrate_ledger).
     pub ledger_table: Option<String>,
+    /// The environment variable through which the application learns its table prefix (set it to
+    /// table_prefix where the application runs; `dynamo_model::table_prefix_from_env` reads it).
+    pub application_prefix_env: Option<String>,
     /// This environment uses the same tables as another one on purpose (same endpoint, prefix
     /// and ledger): without it, two such environments are refused, since they would silently
     /// share one ledger.
@@ -149,6 +152,12 @@ pub enum ConfigError {
     )]
     BadPrefix { path: PathBuf, env: String, prefix: String, problem: String },
     #[error(
+        "{}: environment {env}: application_prefix_env {variable:?} is not an environment variable's name (a letter or _, then letters, digits and _, like SHOP_TABLE_PREFIX); fix it, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
+    )]
+    BadPrefixVariable { path: PathBuf, env: String, variable: String },
+    #[error(
         "{}: environment {env}: ledger_table {ledger:?} {problem}; fix it, then run {}",
         .path.display(),
         again(.path, Some(.env))
@@ -239,6 +248,13 @@ fn is_region(region: &str) -> bool {
 /// The longest table prefix: DynamoDB allows 255 characters in a table name, and the prefix leaves
 /// room for a table name of up to 200 characters with its version suffix (`_v12345`).
 pub const MAX_PREFIX: usize = 48;
+
+/// True for a portable environment variable name: a letter or `_`, then letters, digits and `_`.
+fn is_variable_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
@@ -350,6 +366,15 @@ impl Environments {
                     "is {} characters long; at most {MAX_PREFIX} leave room for table names",
                     env.table_prefix.len()
                 )));
+            }
+            if let Some(variable) = &env.application_prefix_env
+                && !is_variable_name(variable)
+            {
+                return Err(ConfigError::BadPrefixVariable {
+                    path: path.to_owned(),
+                    env: name.clone(),
+                    variable: variable.clone(),
+                });
             }
             if let Some(ledger) = &env.ledger_table
                 && let Some(problem) = table_name_problem(&format!("{}{ledger}", env.table_prefix))

@@ -17,6 +17,7 @@ mod error;
 mod executor;
 mod generate;
 mod guard;
+pub mod iam;
 mod ledger;
 mod lint;
 mod live;

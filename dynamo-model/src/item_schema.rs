@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::table::{KeyAttr, KeyType, TableDef};
+use crate::table::{KeyAttr, KeyType, Projection, TableDef};
+use crate::table_schema::IndexProjection;
 use crate::validate::ValidationError;
 
 /// The JSON types a property can hold, and whether it may be absent or null.
@@ -64,6 +65,85 @@ pub fn check_item_schema(def: &TableDef, schema: &schemars::Schema, item_type: &
         }
     }
     errors
+}
+
+/// Checks the type an application reads from an index against what the index returns (see
+/// `TableSchema::projection`).
+pub(crate) fn check_projection(
+    def: &TableDef,
+    item_schema: &schemars::Schema,
+    projection: &IndexProjection,
+) -> Vec<ValidationError> {
+    let error = |attribute: &str, problem: String| ValidationError::ProjectionField {
+        table: def.name.clone(),
+        index: projection.index.clone(),
+        type_name: projection.type_name.to_owned(),
+        attribute: attribute.to_owned(),
+        problem,
+    };
+    let (index_keys, projected): (Vec<&KeyAttr>, &Projection) =
+        match def.global_indexes.iter().find(|i| i.name == projection.index) {
+            Some(index) => (index.keys().collect(), &index.projection),
+            None => match def.local_indexes.iter().find(|i| i.name == projection.index) {
+                Some(index) => (vec![&index.sort_key], &index.projection),
+                None => {
+                    return vec![ValidationError::ProjectionIndex {
+                        table: def.name.clone(),
+                        index: projection.index.clone(),
+                        type_name: projection.type_name.to_owned(),
+                    }];
+                }
+            },
+        };
+    // What every item in the index has: the table's keys and the index's.
+    let keys: BTreeSet<&str> = def.keys().chain(index_keys).map(|k| k.name.as_str()).collect();
+    let item_root = resolve(item_schema.as_value(), item_schema.as_value());
+    let item_properties = item_root.get("properties").and_then(Value::as_object);
+    let item_required = required(item_root);
+    let root = projection.schema.as_value();
+    let root = resolve(root, root);
+    let Some(properties) = root.get("properties").and_then(Value::as_object) else {
+        return vec![error("", "it is not a struct with named fields".to_owned())];
+    };
+    let required_here = required(root);
+    let mut errors = Vec::new();
+    for name in properties.keys() {
+        let is_key = keys.contains(name.as_str());
+        let returned = is_key
+            || match projected {
+                Projection::All => true,
+                Projection::KeysOnly => false,
+                Projection::Include(attributes) => attributes.iter().any(|a| a == name),
+            };
+        if !returned {
+            let what = match projected {
+                Projection::KeysOnly => "the index is KEYS_ONLY and it is no key".to_owned(),
+                _ => "the index does not project it (add it to the INCLUDE projection, or drop the field)".to_owned(),
+            };
+            errors.push(error(name, format!("the index never returns it: {what}")));
+            continue;
+        }
+        if !item_properties.is_some_and(|p| p.contains_key(name)) {
+            errors.push(error(name, "it is not a field of the table's item type".to_owned()));
+            continue;
+        }
+        if required_here.contains(name.as_str()) && !is_key && !item_required.contains(name.as_str()) {
+            errors.push(error(
+                name,
+                "it is required here but optional in the item type, so an item may come back without it (make it an Option)".to_owned(),
+            ));
+        }
+    }
+    errors
+}
+
+/// The names a schema object requires.
+fn required(object: &Value) -> BTreeSet<&str> {
+    object
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn matches_key_type(root: &Value, property: &Value, shape: &PropertyShape, attr: &KeyAttr) -> bool {
@@ -215,5 +295,81 @@ mod tests {
                 "table customers: key attribute postcode must be a required field of the item type Customer (it is optional); only index keys may be optional"
             ]
         );
+    }
+
+    /// What a query on an index returns, declared as its own type, is checked against the
+    /// index's projection.
+    #[test]
+    fn a_projection_type_holds_only_what_its_index_returns() {
+        use crate::table::Projection;
+        use crate::table_schema::TableSchema;
+
+        #[derive(Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        struct Keys {
+            customer_nr: u64,
+            postcode: String,
+        }
+        #[derive(Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        struct WithName {
+            customer_nr: u64,
+            postcode: String,
+            name: String,
+            score: Option<f64>,
+        }
+        let table = |projection: Projection| {
+            TableDef::new("customers", KeyAttr::n("customer_nr"))
+                .global_index(GlobalIndex::new("by_postcode", KeyAttr::s("postcode")).projection(projection))
+        };
+        let errors = |schema: TableSchema| -> Vec<String> {
+            schema.validate().err().map(|e| e.0.iter().map(ToString::to_string).collect()).unwrap_or_default()
+        };
+        let keys_only = || TableSchema::new::<Customer>(table(Projection::KeysOnly));
+        assert_eq!(errors(keys_only().projection::<Keys>("by_postcode")), Vec::<String>::new());
+        assert_eq!(
+            errors(keys_only().projection::<WithName>("by_postcode")),
+            [
+                "table customers: index by_postcode: field name of WithName: the index never returns it: the index is KEYS_ONLY and it is no key",
+                "table customers: index by_postcode: field score of WithName: the index never returns it: the index is KEYS_ONLY and it is no key",
+            ]
+        );
+        let include = TableSchema::new::<Customer>(table(Projection::Include(vec!["name".into(), "score".into()])));
+        assert_eq!(errors(include.projection::<WithName>("by_postcode")), Vec::<String>::new());
+        assert_eq!(
+            errors(keys_only().projection::<Keys>("by_name")),
+            ["table customers: Keys is declared as what index by_name returns, but the table has no index by_name"]
+        );
+        // A non-key field the item type may lack must be optional where it is read.
+        #[derive(Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        struct Strict {
+            customer_nr: u64,
+            score: f64,
+        }
+        #[derive(Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        struct Loose {
+            customer_nr: u64,
+            score: Option<f64>,
+            name: Option<String>,
+        }
+        let def = TableDef::new("customers", KeyAttr::n("customer_nr"))
+            .global_index(GlobalIndex::new("by_score", KeyAttr::n("customer_nr")).projection(Projection::All));
+        #[derive(Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        struct Item {
+            customer_nr: u64,
+            name: String,
+            score: Option<f64>,
+        }
+        let all = || TableSchema::new::<Item>(def.clone());
+        assert_eq!(
+            errors(all().projection::<Strict>("by_score")),
+            [
+                "table customers: index by_score: field score of Strict: it is required here but optional in the item type, so an item may come back without it (make it an Option)"
+            ]
+        );
+        assert_eq!(errors(all().projection::<Loose>("by_score")), Vec::<String>::new());
     }
 }

@@ -5,19 +5,23 @@
 
 mod diff;
 mod exact;
+mod item;
 mod item_schema;
+mod prefix;
 mod table;
 mod table_schema;
 mod validate;
 
 pub use diff::{FieldDiff, diff_tables};
 pub use exact::{NUMBER_MARKER, NUMBER_SET_MARKER, NotANumber, Number, NumberSet};
+pub use item::{ItemError, from_item, to_item};
 pub use item_schema::check_item_schema;
+pub use prefix::{PrefixError, table_prefix_from_env};
 pub use table::{
     Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, Throughput,
     parse_physical_name, physical_name,
 };
-pub use table_schema::TableSchema;
+pub use table_schema::{IndexProjection, TableSchema};
 pub use validate::{ValidationError, ValidationErrors};
 
 /// The schemars the table model is built on: a schema crate must derive `JsonSchema` with this

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::Item;
-use crate::item_schema::check_item_schema;
+use crate::item_schema::{check_item_schema, check_projection};
 use crate::table::TableDef;
 use crate::validate::ValidationErrors;
 
@@ -20,6 +20,18 @@ pub struct TableSchema {
     pub item_type: &'static str,
     pub item_schema: schemars::Schema,
     read_item: fn(Item) -> Result<(), serde_dynamo::Error>,
+    /// The types the application reads from the table's indexes, checked by [`Self::validate`].
+    pub projections: Vec<IndexProjection>,
+}
+
+/// The Rust type an application reads from one index of a table: what a query on a `KEYS_ONLY`
+/// or `INCLUDE` index returns is only part of an item, so it gets a type of its own, checked
+/// against what the index projects.
+#[derive(Debug, Clone)]
+pub struct IndexProjection {
+    pub index: String,
+    pub type_name: &'static str,
+    pub schema: schemars::Schema,
 }
 
 impl fmt::Debug for TableSchema {
@@ -37,7 +49,40 @@ impl TableSchema {
             item_type: item_type.rsplit("::").next().unwrap_or(item_type),
             item_schema: schemars::schema_for!(T),
             read_item: |item| serde_dynamo::from_item::<_, T>(item).map(drop),
+            projections: Vec::new(),
         }
+    }
+
+    /// Declares `P` as the type the application reads from `index` (a global or local index of
+    /// this table), so that [`Self::validate`] (and with it `cargo xtask verify`) checks that the
+    /// index returns every field `P` has: each is a key of the table or the index, or an
+    /// attribute the index projects (any field of the item type for an `ALL` projection), of the
+    /// item type; and a field `P` requires is one every item in the index has (a key, or a
+    /// required field of the item type).
+    ///
+    /// ```
+    /// # use dynamo_model::{GlobalIndex, KeyAttr, Projection, TableDef, TableSchema};
+    /// # use schemars::JsonSchema;
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// struct Customer { customer_nr: u64, name: String, postcode: Option<String> }
+    /// /// What a query on `by_postcode` returns.
+    /// #[derive(Serialize, Deserialize, JsonSchema)]
+    /// struct CustomerInPostcode { customer_nr: u64, postcode: String }
+    ///
+    /// let by_postcode = GlobalIndex::new("by_postcode", KeyAttr::s("postcode")).projection(Projection::KeysOnly);
+    /// let table = TableSchema::new::<Customer>(TableDef::new("customers", KeyAttr::n("customer_nr")).global_index(by_postcode))
+    ///     .projection::<CustomerInPostcode>("by_postcode");
+    /// assert!(table.validate().is_ok());
+    /// ```
+    pub fn projection<P: JsonSchema + DeserializeOwned>(mut self, index: &str) -> Self {
+        let type_name = std::any::type_name::<P>();
+        self.projections.push(IndexProjection {
+            index: index.to_owned(),
+            type_name: type_name.rsplit("::").next().unwrap_or(type_name),
+            schema: schemars::schema_for!(P),
+        });
+        self
     }
 
     /// The table's logical name.
@@ -49,6 +94,9 @@ impl TableSchema {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = self.def.validate().err().map(|e| e.0).unwrap_or_default();
         errors.extend(check_item_schema(&self.def, &self.item_schema, self.item_type));
+        for projection in &self.projections {
+            errors.extend(check_projection(&self.def, &self.item_schema, projection));
+        }
         ValidationErrors(errors).into_result()
     }
 

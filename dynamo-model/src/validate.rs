@@ -76,6 +76,10 @@ pub enum ValidationError {
         "table {table}: key attribute {attribute} must be a required field of the item type {item_type} (it is optional); only index keys may be optional"
     )]
     OptionalTableKey { table: String, attribute: String, item_type: String },
+    #[error("table {table}: {type_name} is declared as what index {index} returns, but the table has no index {index}")]
+    ProjectionIndex { table: String, index: String, type_name: String },
+    #[error("table {table}: index {index}: field {attribute} of {type_name}: {problem}")]
+    ProjectionField { table: String, index: String, type_name: String, attribute: String, problem: String },
 }
 
 fn index_suffix(index: &Option<String>) -> String {

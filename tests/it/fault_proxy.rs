@@ -12,6 +12,9 @@
 //! known point and act there, or kill it there, whatever the machine's speed), and rewrite text
 //! in responses (so that a client meets what DynamoDB Local never sends).
 //!
+//! And it can record every request it forwards ([`FaultProxy::start_recording`]): the operation
+//! and the body, so that a test can check each call a run made (against an IAM policy, say).
+//!
 //! The proxy understands just enough HTTP/1.1 for the AWS SDK (`rules_proxy` uses the same parts): keep-alive connections, request
 //! bodies delimited by `Content-Length`, and responses delimited by `Content-Length`, chunked
 //! transfer coding or the end of the connection.
@@ -133,6 +136,19 @@ impl FaultProxy {
         FaultProxy::start_with(upstream, faults, delay, Tamper::default(), operations).await
     }
 
+    /// A proxy that forwards everything and records each request: see [`FaultProxy::recorded`].
+    pub async fn start_recording(upstream: &str) -> FaultProxy {
+        let proxy = FaultProxy::start(upstream, Faults::default(), &[]).await;
+        *proxy.shared.recording.lock().unwrap() = Some(Vec::new());
+        proxy
+    }
+
+    /// The requests forwarded so far by a recording proxy, in the order they arrived: each one's
+    /// operation (`CreateTable`, `GetRecords`) and JSON body.
+    pub fn recorded(&self) -> Vec<(String, serde_json::Value)> {
+        self.shared.recording.lock().unwrap().clone().unwrap_or_default()
+    }
+
     /// As [`FaultProxy::start`] without faults, tampering with the chosen operations as `tamper`
     /// says.
     pub async fn start_tampering(upstream: &str, tamper: Tamper, operations: &[&str]) -> FaultProxy {
@@ -168,6 +184,7 @@ impl FaultProxy {
             released: tokio::sync::watch::channel(false).0,
             operations: operations.iter().map(|&operation| operation.to_owned()).collect(),
             counters: Counters::default(),
+            recording: std::sync::Mutex::new(None),
         });
         let accept_loop = tokio::spawn(accept_connections(
             listener,
@@ -224,6 +241,8 @@ struct Shared {
     released: tokio::sync::watch::Sender<bool>,
     operations: Vec<String>,
     counters: Counters,
+    /// Every forwarded request's operation and body, when recording.
+    recording: std::sync::Mutex<Option<Vec<(String, serde_json::Value)>>>,
 }
 
 #[derive(Default)]
@@ -356,6 +375,11 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
                     counters.delayed.fetch_add(1, Ordering::Relaxed);
                 }
                 let body = &request[head_length..];
+                if let Some(recorded) = shared.recording.lock().expect("the recording").as_mut() {
+                    let operation = head.header("x-amz-target").and_then(|t| t.rsplit_once('.')).map(|(_, o)| o);
+                    let body = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+                    recorded.push((operation.unwrap_or("").to_owned(), body));
+                }
                 let matches = shared
                     .tamper
                     .hold_when

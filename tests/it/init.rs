@@ -63,6 +63,14 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     assert!(schema.contains(&format!("dynamo-model = {{ path = \"{relative}\" }}")), "{schema}");
     assert!(relative.starts_with("../") && !schema.contains("path = \"/"), "{schema}");
     assert!(schema.contains("edition = \"2024\""), "{schema}");
+    // The migrations crate takes the engine without its default features; the runner chooses.
+    let runner = std::fs::read_to_string(root.join("runner/Cargo.toml")).unwrap();
+    assert!(runner.contains("default-features = false, features = [\"cli\"] }"), "{runner}");
+    assert!(runner.contains("local = [\"dynamo-migrate/local\"]"), "{runner}");
+    // The workspace starts from the engine's tested versions, and its application crates get
+    // the SDK with the engine's features.
+    assert!(init.stdout.contains("wrote Cargo.lock (the engine's tested versions of "), "{}", init.stdout);
+    assert_sdk_dependencies_are_the_engines(&manifest);
 
     // Twice: nothing changes, and a file the user edited is kept.
     std::fs::write(root.join("environments.toml"), "# mine\n").unwrap();
@@ -100,14 +108,16 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     assert_eq!(snapshot(&elsewhere), before);
     std::fs::remove_dir_all(&elsewhere).unwrap();
 
-    // The new workspace verifies. Its Cargo.lock and target directory are this one's, so that the
-    // AWS SDK is not built again (a user's first build resolves and builds them once).
+    // The new workspace verifies. Its target directory is this one's, and its Cargo.lock the
+    // engine's, so that the AWS SDK is not built again.
     std::fs::write(root.join("environments.toml"), include_str!("../../dynamo-migrate/templates/environments.toml"))
         .unwrap();
-    std::fs::copy(repository().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
     let xtask = |args: &[&str]| xtask(&root, args);
     let verify = xtask(&["verify", "--no-docker"]);
     assert!(verify.contains("applied 0 migration(s) from empty") && verify.contains("verify passed"), "{verify}");
+    // Every crate cargo resolved is at a version the engine was tested with.
+    let untested = untested_versions(&std::fs::read_to_string(root.join("Cargo.lock")).unwrap());
+    assert_eq!(untested, Vec::<String>::new(), "crates at versions the engine's Cargo.lock does not have");
 
     // The user's first table, and the migration written from it.
     std::fs::write(root.join("schema/src/lib.rs"), ORDERS).unwrap();
@@ -127,6 +137,200 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     let verify = xtask(&["verify", "--no-docker"]);
     assert!(verify.contains("applied 1 migration(s) from empty") && verify.contains("verify passed"), "{verify}");
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The registry crates of `lock` at a version the engine's Cargo.lock does not have.
+fn untested_versions(lock: &str) -> Vec<String> {
+    let engine = registry_versions(&std::fs::read_to_string(repository().join("Cargo.lock")).unwrap());
+    registry_versions(lock).into_iter().filter(|package| !engine.contains(package)).collect()
+}
+
+/// `name version` of every registry package of a Cargo.lock.
+fn registry_versions(lock: &str) -> std::collections::BTreeSet<String> {
+    let lock: toml::Table = toml::from_str(lock).unwrap();
+    lock["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.get("source").is_some())
+        .map(|p| format!("{} {}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+        .collect()
+}
+
+/// The SDK crates in the new workspace's [workspace.dependencies] are this workspace's: the same
+/// versions and features as the engine's (serde_dynamo with the feature the engine turns on).
+fn assert_sdk_dependencies_are_the_engines(manifest: &str) {
+    let theirs: toml::Table = toml::from_str(manifest).unwrap();
+    let ours: toml::Table = toml::from_str(&std::fs::read_to_string(repository().join("Cargo.toml")).unwrap()).unwrap();
+    let engine: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repository().join("dynamo-migrate/Cargo.toml")).unwrap()).unwrap();
+    for name in [
+        "aws-config",
+        "aws-sdk-dynamodb",
+        "serde_dynamo",
+        "tokio",
+        "aws-sdk-sts",
+        "futures",
+        "tracing",
+        "tracing-subscriber",
+    ] {
+        let spec = |table: &toml::Table| -> (String, bool, Vec<String>) {
+            let dependency = &table["workspace"]["dependencies"][name];
+            if let Some(version) = dependency.as_str() {
+                return (version.to_owned(), true, Vec::new());
+            }
+            let version = dependency.get("version").unwrap_or(dependency).as_str().unwrap().to_owned();
+            let defaults = dependency.get("default-features").is_none_or(|d| d.as_bool().unwrap());
+            let mut features: Vec<String> = dependency
+                .get("features")
+                .and_then(|f| f.as_array())
+                .into_iter()
+                .flatten()
+                .map(|f| f.as_str().unwrap().to_owned())
+                .collect();
+            // Features the engine adds where it uses the workspace's dependency.
+            let extra = engine["dependencies"][name].get("features").and_then(|f| f.as_array());
+            if std::ptr::eq(table, &ours) {
+                features.extend(extra.into_iter().flatten().map(|f| f.as_str().unwrap().to_owned()));
+            }
+            features.sort();
+            (version, defaults, features)
+        };
+        assert_eq!(spec(&theirs), spec(&ours), "{name} in the new workspace and in the engine's");
+    }
+}
+
+/// A workspace with a lock of its own: each crate it shares with the engine moves to the
+/// engine's version, except where its own requirement excludes that version; init says which.
+#[test]
+fn init_moves_a_workspaces_lock_to_the_engines_tested_versions() {
+    let root = new_workspace("init-lock");
+    std::fs::write(
+        root.join("app/Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nitoa = \"1\"\nryu = \">=1.0.22, <1.0.23\"\n",
+    )
+    .unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    for args in
+        [&["generate-lockfile", "--quiet"][..], &["update", "--quiet", "--package", "itoa", "--precise", "1.0.10"]]
+    {
+        let status = Command::new(&cargo).args(args).current_dir(&root).status().unwrap();
+        assert!(status.success(), "cargo {args:?}");
+    }
+    let engine_lock = std::fs::read_to_string(repository().join("Cargo.lock")).unwrap();
+    let tested = |name: &str| {
+        registry_versions(&engine_lock).into_iter().find_map(|p| p.strip_prefix(&format!("{name} ")).map(str::to_owned))
+    };
+    let (itoa, ryu) = (tested("itoa").unwrap(), tested("ryu").unwrap());
+    assert!(ryu.as_str() > "1.0.22", "the engine's ryu {ryu} is one the workspace's requirement excludes");
+
+    let init =
+        run("example", &["init", "--dir", root.to_str().unwrap(), "--engine-path", repository().to_str().unwrap()]);
+    assert_eq!(init.code, 0, "{}{}", init.stdout, init.stderr);
+    assert!(
+        init.stdout
+            .contains(&format!("Cargo.lock: 1 crate(s) moved to the engine's tested versions: itoa 1.0.10 → {itoa}")),
+        "{}",
+        init.stdout
+    );
+    assert!(
+        init.stdout.contains(&format!(
+            "Cargo.lock: kept ryu 1.0.22 (the engine was tested with {ryu}; a requirement of the workspace's excludes it)"
+        )),
+        "{}",
+        init.stdout
+    );
+    // Everything else the workspace now needs is at the engine's version.
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    assert_eq!(untested_versions(&lock), ["ryu 1.0.22"]);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The workflow `init --ci github` writes: verify and lint on pull requests, the plan for prod as
+/// the job summary, migrate on main with an OIDC role; every command in it is one the runner
+/// accepts, and one the README shows.
+#[test]
+fn init_ci_github_writes_a_workflow_whose_commands_exist() {
+    let root = new_workspace("init-ci");
+    let init = run(
+        "example",
+        &["init", "--dir", root.to_str().unwrap(), "--engine-path", repository().to_str().unwrap(), "--ci", "github"],
+    );
+    assert_eq!(init.code, 0, "{}{}", init.stdout, init.stderr);
+    assert!(init.stdout.contains("wrote .github/workflows/dynamo-migrate.yml"), "{}", init.stdout);
+    let text = std::fs::read_to_string(root.join(".github/workflows/dynamo-migrate.yml")).unwrap();
+    let workflow: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let on = &workflow["on"];
+    assert!(on.get("pull_request").is_some(), "{text}");
+    assert_eq!(on["push"]["branches"][0].as_str(), Some("main"));
+
+    let job = |name: &str| &workflow["jobs"][name];
+    let runs = |name: &str| -> Vec<String> {
+        job(name)["steps"].as_sequence().unwrap().iter().filter_map(|s| s["run"].as_str().map(str::to_owned)).collect()
+    };
+    let uses = |name: &str| -> Vec<String> {
+        job(name)["steps"].as_sequence().unwrap().iter().filter_map(|s| s["uses"].as_str().map(str::to_owned)).collect()
+    };
+    assert!(job("verify")["if"].as_str().unwrap().contains("pull_request"));
+    assert_eq!(commands(&runs("verify").join("\n")), ["verify", "lint", "schemas --check"]);
+    assert!(job("plan")["if"].as_str().unwrap().contains("pull_request"));
+    let plan = runs("plan").join("\n");
+    assert_eq!(commands(&plan), ["plan --env prod"]);
+    assert!(plan.contains(">> \"$GITHUB_STEP_SUMMARY\"") && plan.contains("exit $status"), "{plan}");
+    let migrate = job("migrate");
+    assert!(migrate["if"].as_str().unwrap().contains("refs/heads/main"), "{text}");
+    assert_eq!(migrate["permissions"]["id-token"].as_str(), Some("write"));
+    assert_eq!(job("plan")["permissions"]["id-token"].as_str(), Some("write"));
+    for name in ["plan", "migrate"] {
+        let step = job(name)["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials@")))
+            .unwrap_or_else(|| panic!("{name} assumes a role through OIDC: {text}"));
+        assert!(step["with"]["role-to-assume"].as_str().unwrap().contains("vars.DYNAMO_MIGRATE"), "{text}");
+    }
+    assert!(uses("verify").iter().any(|u| u.starts_with("actions/setup-java@")), "verify needs Java");
+    assert_eq!(
+        commands(&runs("migrate").join("\n")),
+        ["build-runner --target-dir \"$RUNNER_DIR\"", "status --env prod --check", "migrate --env prod --yes"]
+    );
+
+    // Each command exists, as written, and the README shows it.
+    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    for command in ["verify", "lint", "schemas"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain(["plan", "migrate"].into_iter().flat_map(|job| commands(&runs(job).join("\n"))))
+    {
+        let args: Vec<String> =
+            command.split_whitespace().map(|a| a.trim_matches('"').replace("$RUNNER_DIR", "/r")).collect();
+        if let Err(e) = dynamo_migrate::cli::check_command_line(&args) {
+            panic!("the workflow's `{command}` is no command of the runner: {e}");
+        }
+        let shown = command.replace("\"$RUNNER_DIR\"", "");
+        assert!(readme.contains(shown.trim()), "the README does not show `{shown}`");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The runner commands in shell script `script`: what follows `cargo xtask` or the built runner
+/// (`…/release/runner`), up to a redirection or the end of the line.
+fn commands(script: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    for line in script.lines() {
+        let Some(rest) = line
+            .split_once("cargo xtask ")
+            .map(|(_, r)| r)
+            .or_else(|| line.split_once("/release/runner\" ").map(|(_, r)| r))
+        else {
+            continue;
+        };
+        let end = rest.find(['>', '|', ';', '\'']).unwrap_or(rest.len());
+        commands.push(rest[..end].trim().to_owned());
+    }
+    commands
 }
 
 /// The path from directory `from` to `to`, both absolute and canonical.
@@ -153,7 +357,19 @@ fn has_rustfmt() -> bool {
 fn init_refuses_what_it_cannot_use_and_writes_nothing() {
     let engine = repository();
     let engine = engine.to_str().unwrap();
-    let cases: [(&str, Option<&str>, Vec<&str>, &str); 4] = [
+    let cases: [(&str, Option<&str>, Vec<&str>, &str); 6] = [
+        (
+            "init-version",
+            None,
+            vec!["--engine-version", "latest"],
+            "error: --engine-version \"latest\" is not a version of the engine crates (like 0.1.0); run `cargo xtask init --dir ",
+        ),
+        (
+            "init-two-engines",
+            None,
+            vec!["--engine-version", "0.1.0", "--engine-path", engine],
+            "error: the argument '--engine-version <ENGINE_VERSION>' cannot be used with '--engine-path <ENGINE_PATH>'",
+        ),
         (
             "init-rev",
             None,

@@ -1,6 +1,7 @@
 //! Integration tests against DynamoDB Local, in one binary that shares one server; each test
 //! uses its own table prefix. The server is the product's own `DynamoDbLocal`.
 
+mod app;
 mod app_writer;
 mod authoring;
 mod aws_rules;
@@ -11,6 +12,7 @@ mod data;
 mod environments;
 mod exact;
 mod fault_proxy;
+mod iam;
 mod init;
 mod interrupt;
 mod ledger;
@@ -22,5 +24,6 @@ mod refusals;
 mod rules_proxy;
 mod schema_steps;
 mod support;
+mod tooling;
 mod verify;
 mod workers;

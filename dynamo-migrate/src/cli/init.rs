@@ -55,6 +55,15 @@ const APPLICATION_DEPENDENCIES: &[(&str, &str)] = &[
         "tokio",
         r#"{ version = "1", features = ["rt-multi-thread", "macros", "time", "signal", "process", "sync", "io-util", "net", "fs"] }"#,
     ),
+    // An application that does not call these still depends on them: they turn on the same
+    // features of the SDK's own dependencies as the runner does.
+    (
+        "aws-sdk-sts",
+        r#"{ version = "1.124", default-features = false, features = ["default-https-client", "rt-tokio"] }"#,
+    ),
+    ("futures", r#""0.3""#),
+    ("tracing", r#""0.1""#),
+    ("tracing-subscriber", r#"{ version = "0.3", features = ["env-filter", "fmt"] }"#),
 ];
 
 /// Set dynamo-migrate up in an existing Cargo workspace

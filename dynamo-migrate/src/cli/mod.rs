@@ -9,6 +9,7 @@ mod baseline;
 mod bench;
 mod build_runner;
 mod completions;
+mod iam_policy;
 mod init;
 mod lint;
 #[cfg(feature = "local")]
@@ -215,6 +216,7 @@ enum Command {
     New(new::NewArgs),
     Lint(lint::LintArgs),
     Worker(worker::WorkerArgs),
+    IamPolicy(iam_policy::IamPolicyArgs),
     BuildRunner(build_runner::BuildRunnerArgs),
     Completions(completions::CompletionsArgs),
 }
@@ -242,6 +244,7 @@ impl Command {
             Command::New(_) => "new",
             Command::Lint(_) => "lint",
             Command::Worker(_) => "worker",
+            Command::IamPolicy(_) => "iam-policy",
             Command::BuildRunner(_) => "build-runner",
             Command::Completions(_) => "completions",
         }
@@ -262,6 +265,7 @@ impl Command {
             Command::Local(a) => (&a.env, &a.environments),
             Command::Lint(a) => (a.env.as_ref()?, &a.environments),
             Command::Worker(a) => (&a.env.env, &a.env.environments),
+            Command::IamPolicy(a) => (&a.env.env, &a.env.environments),
             #[cfg(feature = "local")]
             Command::Verify(_) | Command::Setup(_) | Command::Bench(_) => return None,
             Command::Init(_)
@@ -296,6 +300,7 @@ impl Command {
             Command::New(args) => args.run(project, out).await,
             Command::Lint(args) => args.run(project, out).await,
             Command::Worker(args) => args.run(project, out).await,
+            Command::IamPolicy(args) => args.run(project, out).await,
             Command::BuildRunner(args) => args.run(out).await,
             Command::Completions(args) => args.run(out).await,
         }

@@ -17,6 +17,8 @@ use crate::local::{IMAGE_ENV, VERSION, build_image, cache_dir, ensure_installed}
 /// tests with it through $DYNAMO_MIGRATE_IMAGE:
 ///
 ///   export DYNAMO_MIGRATE_IMAGE=$(cargo xtask setup --image --print-image)
+///
+/// Example: `cargo xtask setup`
 #[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Also build the container image (Linux, with a Docker engine and Java).

@@ -1,0 +1,245 @@
+//! The tool around the commands: `cargo xtask --help`, shell completions, which build of the
+//! runner each command runs, and what the production build and the application link.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::environments::run;
+
+/// The repository's root (this crate is `tests/`).
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// `cargo xtask --help` says what the tool is for, and lists each command on one line that fits
+/// a terminal; each command's own --help has the details and an example.
+#[test]
+fn help_lists_each_command_in_one_short_line_and_each_command_has_an_example() {
+    let help = run("example", &["--help"]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    let first = help.stdout.lines().next().unwrap();
+    assert_eq!(first, "Typed DynamoDB tables and migrations: verify them on DynamoDB Local, apply them to AWS");
+    let commands: Vec<&str> =
+        help.stdout.lines().skip_while(|l| *l != "Commands:").skip(1).take_while(|l| !l.is_empty()).collect();
+    assert!(commands.len() >= 18, "{}", help.stdout);
+    for line in &commands {
+        assert!(line.chars().count() <= 80, "longer than 80 characters: {line}");
+    }
+    let names: Vec<&str> =
+        commands.iter().filter_map(|l| l.split_whitespace().next()).filter(|n| *n != "help").collect();
+    for name in names {
+        let help = run("example", &[name, "--help"]);
+        assert_eq!(help.code, 0, "{name}: {}", help.stderr);
+        assert!(help.stdout.contains("cargo xtask"), "{name} --help names no command: {}", help.stdout);
+        let example = help.stdout.contains("Example: ") || help.stdout.contains("  export ");
+        assert!(example, "{name} --help has no example:\n{}", help.stdout);
+    }
+}
+
+/// bash completes `cargo xtask <TAB>` with the commands and `cargo xtask plan --e<TAB>` with the
+/// options, through the script `completions bash` prints; zsh and fish get scripts tied to cargo
+/// (checked by their shells where installed).
+#[test]
+fn completions_complete_cargo_xtask_in_bash_and_tie_zsh_and_fish_to_cargo() {
+    let bash = run("example", &["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    let script = std::env::temp_dir().join(format!("completions-{}.bash", std::process::id()));
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let complete = |words: &[&str]| -> String {
+        let words = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" ");
+        let probe = format!(
+            "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _cargo_xtask_dispatch cargo \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD - 1]}}\"; \
+             echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let output = Command::new("bash").args(["--norc", "-c", &probe]).output().expect("bash runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(complete(&["cargo", "xtask", "ver"]), "verify");
+    assert_eq!(complete(&["cargo", "xtask", "plan", "--env"]), "--env --environments");
+    assert_eq!(complete(&["cargo", "xtask", "build-runner", "--t"]), "--target-dir");
+    assert!(complete(&["cargo", "xtask", "completions", ""]).ends_with("bash zsh fish"));
+    std::fs::remove_file(&script).unwrap();
+
+    let zsh = run("example", &["completions", "zsh"]);
+    assert_eq!(zsh.code, 0, "{}", zsh.stderr);
+    assert!(zsh.stdout.starts_with("#compdef cargo-xtask") && zsh.stdout.contains("_cargo-xtask()"), "{}", zsh.stdout);
+    let fish = run("example", &["completions", "fish"]);
+    assert_eq!(fish.code, 0, "{}", fish.stderr);
+    assert!(fish.stdout.contains("complete -c cargo -n \"__fish_cargo_xtask_needs_command\""), "{}", fish.stdout);
+    assert!(fish.stdout.contains("if test \"$cmd[2]\" != xtask"), "{}", fish.stdout);
+    assert!(!fish.stdout.contains("complete -c cargo_xtask"), "{}", fish.stdout);
+    for (shell, script) in [("zsh", &zsh.stdout), ("fish", &fish.stdout)] {
+        let Ok(mut check) = Command::new(shell).arg("-n").stdin(std::process::Stdio::piped()).spawn() else {
+            eprintln!("{shell} is not installed: its script was checked as text only");
+            continue;
+        };
+        use std::io::Write as _;
+        check.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(check.wait().unwrap().success(), "{shell} -n refuses the script");
+    }
+}
+
+/// The xtask, built in this test's target directory and run with a `cargo` that records what it
+/// is asked to do.
+struct Xtask {
+    binary: PathBuf,
+    dir: PathBuf,
+}
+
+impl Xtask {
+    fn build(name: &str) -> Xtask {
+        let target = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().to_owned();
+        let status = Command::new(cargo())
+            .args(["build", "--quiet", "--package", "xtask"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(repository())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --package xtask");
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // The stand-in for cargo writes its arguments, one a line.
+        let fake = dir.join("cargo");
+        std::fs::write(&fake, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", dir.join("args").display()))
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Xtask { binary: target.join("debug/xtask"), dir }
+    }
+
+    /// What cargo was asked for, and what the xtask said on stderr, for `cargo xtask args`; the
+    /// target directory is an empty one, so no release runner is built yet.
+    fn cargo_args(&self, args: &[&str]) -> (String, String) {
+        let _ = std::fs::remove_file(self.dir.join("args"));
+        let output = Command::new(&self.binary)
+            .args(args)
+            .env("CARGO", self.dir.join("cargo"))
+            .env("CARGO_TARGET_DIR", self.dir.join("target"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let called = std::fs::read_to_string(self.dir.join("args")).unwrap().lines().collect::<Vec<_>>().join(" ");
+        (called, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+impl Drop for Xtask {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Commands that read or apply schema run the dev build (the one verify and the tests make);
+/// migrate, sync and worker run the release build without DynamoDB Local, saying so the first
+/// time; build-runner builds that one, without building the dev runner first.
+#[test]
+fn the_xtask_builds_the_runner_each_command_needs() {
+    let xtask = Xtask::build("xtask-builds");
+    for command in ["verify", "plan", "status", "lint", "unlock", "recover", "new", "init"] {
+        let (called, said) = xtask.cargo_args(&[command, "--env", "prod"]);
+        assert_eq!(called, format!("run --quiet --package runner -- {command} --env prod"), "{command}");
+        assert_eq!(said, "", "{command}");
+    }
+    for command in ["migrate", "sync", "worker"] {
+        let (called, said) = xtask.cargo_args(&[command, "--env", "prod"]);
+        assert_eq!(
+            called,
+            format!("run --quiet --package runner --release --no-default-features -- {command} --env prod")
+        );
+        assert!(said.starts_with("building the runner in release, once: a few minutes for the AWS SDK"), "{said}");
+    }
+    let (called, _) = xtask.cargo_args(&["bench", "--items", "10"]);
+    assert_eq!(called, "run --quiet --package runner --release -- bench --items 10");
+    let (called, said) = xtask.cargo_args(&["build-runner", "--target-dir", "/tmp/runner-cache"]);
+    assert_eq!(called, "build --release --no-default-features --package runner --target-dir /tmp/runner-cache");
+    assert!(said.starts_with("building the runner in release, without DynamoDB Local"), "{said}");
+}
+
+/// The packages and features of `package`'s normal dependencies, as cargo resolves them for a
+/// build of it alone (`args` added).
+fn tree(package: &str, args: &[&str]) -> Vec<String> {
+    let output = Command::new(cargo())
+        .args(["tree", "--quiet", "--package", package, "--edges", "normal", "--prefix", "none", "--format", "{p} {f}"])
+        .args(args)
+        .current_dir(repository())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "cargo tree: {}", String::from_utf8_lossy(&output.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)").to_owned())
+        // Workspace crates name their folder: keep the name and version.
+        .map(|l| match l.split_once(" (/") {
+            Some((package, rest)) => format!("{package}{}", rest.split_once(')').map_or("", |(_, f)| f)),
+            None => l,
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// The runner that migrate, sync and worker run links neither testcontainers nor a Docker
+/// client; the one verify runs does.
+#[test]
+fn the_production_runner_links_no_testcontainers_nor_docker_client() {
+    let names = |lines: &[String]| -> Vec<String> {
+        lines.iter().filter_map(|l| l.split_whitespace().next().map(str::to_owned)).collect()
+    };
+    let production = names(&tree("runner", &["--no-default-features"]));
+    for docker in ["testcontainers", "bollard", "hyperlocal"] {
+        assert!(!production.iter().any(|p| p == docker), "the production runner links {docker}");
+    }
+    assert!(production.iter().any(|p| p == "aws-sdk-dynamodb"));
+    let dev = names(&tree("runner", &[]));
+    assert!(dev.iter().any(|p| p == "testcontainers"), "the dev runner has DynamoDB Local");
+}
+
+/// The example application links no engine, and cargo resolves the same features for every crate
+/// it shares with the production runner, so that one build of the SDK serves both (in a
+/// profile); and no crate of the SDK comes in two versions.
+#[test]
+fn the_application_shares_the_runners_sdk_build_without_the_engine() {
+    let features = |lines: Vec<String>| -> std::collections::BTreeMap<String, String> {
+        lines
+            .into_iter()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, ' ');
+                let (name, version) = (parts.next()?, parts.next()?);
+                Some((format!("{name} {version}"), parts.next().unwrap_or("").to_owned()))
+            })
+            .collect()
+    };
+    let application = features(tree("app", &[]));
+    let runner = features(tree("runner", &["--no-default-features"]));
+    assert!(!application.keys().any(|p| p.starts_with("dynamo-migrate ")), "the application links the engine");
+    assert!(application.contains_key(&format!("aws-sdk-dynamodb {}", version_of(&runner, "aws-sdk-dynamodb"))));
+    let differing: Vec<String> = application
+        .iter()
+        .filter_map(|(package, theirs)| {
+            let ours = runner.get(package)?;
+            (ours != theirs).then(|| format!("{package}: the application's [{theirs}], the runner's [{ours}]"))
+        })
+        .collect();
+    assert_eq!(differing, Vec::<String>::new(), "crates built twice, once for each");
+
+    let output = Command::new(cargo())
+        .args(["tree", "--quiet", "--duplicates", "--edges", "normal", "--package", "app", "--package", "runner"])
+        .current_dir(repository())
+        .output()
+        .unwrap();
+    let duplicates = String::from_utf8_lossy(&output.stdout);
+    assert!(!duplicates.lines().any(|l| l.starts_with("aws-")), "a second version of the SDK:\n{duplicates}");
+}
+
+fn version_of(packages: &std::collections::BTreeMap<String, String>, name: &str) -> String {
+    packages.keys().find_map(|p| p.strip_prefix(&format!("{name} "))).unwrap().to_owned()
+}
