@@ -348,6 +348,7 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
         }
         let closes = head.closes();
         let chosen = shared.chosen(&head);
+        let operation = head.header("x-amz-target").and_then(|t| t.rsplit_once('.')).map(|(_, o)| o.to_owned());
         let fate = shared.fate(chosen);
         let length = head.content_length()?.unwrap_or(0);
         let head_length = head.raw.len();
@@ -376,9 +377,8 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 }
                 let body = &request[head_length..];
                 if let Some(recorded) = shared.recording.lock().expect("the recording").as_mut() {
-                    let operation = head.header("x-amz-target").and_then(|t| t.rsplit_once('.')).map(|(_, o)| o);
                     let body = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
-                    recorded.push((operation.unwrap_or("").to_owned(), body));
+                    recorded.push((operation.clone().unwrap_or_default(), body));
                 }
                 let matches = shared
                     .tamper
