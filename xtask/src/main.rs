@@ -28,7 +28,8 @@ const BENCH: &str = "bench";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = args.iter().find(|a| !a.starts_with('-')).map(String::as_str);
+    let mut words = args.iter().map(String::as_str);
+    let command = words.find(|a| !a.starts_with('-'));
     // build-runner builds the production runner itself: running it through the dev runner would
     // first build the dev runner, the AWS SDK included, which is what a deploy job must not wait for.
     if command == Some("build-runner") && !args.iter().any(|a| a == "-h" || a == "--help") {
@@ -111,14 +112,16 @@ fn build_runner(args: &[String]) -> anyhow::Result<ExitCode> {
         Some(dir) => vec!["--target-dir".into(), dir.display().to_string()],
         None => vec![],
     };
-    eprintln!("building the runner in release, without DynamoDB Local: a few minutes the first time (the AWS SDK)");
+    eprintln!("building the runner in release, without DynamoDB Local (minutes, the first time)");
     let started = std::time::Instant::now();
-    let build = cmd!(sh, "{cargo} build --release --no-default-features --package runner {dir...}");
+    let build = ["build", "--release", "--no-default-features"];
+    let build = cmd!(sh, "{cargo} {build...} --package runner {dir...}");
     if let Err(e) = build.run() {
         eprintln!("error: {e}; fix what cargo reports above, then run `cargo xtask build-runner`");
         return Ok(ExitCode::from(1));
     }
-    let binary = target_dir.map_or_else(|| target_dir_of(&root), |d| root.join(d)).join("release/runner");
+    let dir = target_dir.map_or_else(|| target_dir_of(&root), |d| root.join(d));
+    let binary = dir.join("release/runner");
     println!(
         "built {} in {:.0} s; a deploy job runs it as it runs cargo xtask, from the workspace root: `{} migrate --env prod`",
         binary.display(),

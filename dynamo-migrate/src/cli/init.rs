@@ -225,6 +225,10 @@ impl InitArgs {
             (Some(engine_lock), None) => {
                 let start = registry_packages(engine_lock);
                 write(&lock_path, &start.to_string())?;
+                // Cargo resolves the workspace now, keeping the versions it can use and dropping
+                // the rest, so that the lock is settled before the first build (and a second init
+                // finds nothing to change). Where it cannot, the first build says why.
+                let _ = cargo(root, &["tree", "--quiet", "--depth", "0"]);
                 let count = start.get("package").and_then(Item::as_array_of_tables).map_or(0, ArrayOfTables::len);
                 out.line(format_args!(
                     "  wrote Cargo.lock (the engine's tested versions of {count} crates: cargo keeps each one your crates can use)"
