@@ -6,6 +6,7 @@
 //! started by `migrate --workers` through `$DYNAMO_MIGRATE_WORKER_COMMAND`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
@@ -277,4 +278,215 @@ async fn four_local_workers_share_each_pass_and_the_result_is_exact_beside_an_ap
     // The archive is a copy made while the application wrote: every item it holds is one the
     // table held (the application's later writes are not the copy's business).
     assert!(all_items(&client, &archive).await.len() as u64 >= items() - log.counts().deletes);
+}
+
+/// The segments of migration `version`'s first pass whose owner is the process `pid`: their ids,
+/// and whether each has made progress and is done.
+async fn segments_of(client: &Client, ledger: &str, version: u32, pid: u32) -> Vec<(String, bool, bool)> {
+    let prefix = format!("checkpoint#{version:010}#step0#pass0#s");
+    let marker = format!(" pid {pid} (");
+    let mut found = Vec::new();
+    if client.describe_table().table_name(ledger).send().await.is_err() {
+        return found;
+    }
+    for item in all_items(client, ledger).await {
+        let (Some(AttributeValue::S(id)), Some(AttributeValue::S(owner))) = (item.get("id"), item.get("owner")) else {
+            continue;
+        };
+        if id.starts_with(&prefix) && owner.contains(&marker) {
+            let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
+            found.push((id.clone(), item.contains_key("key"), done));
+        }
+    }
+    found
+}
+
+/// Waits until `reached` holds, failing if 5 minutes pass.
+async fn until<F, Fut>(what: &str, reached: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !reached().await {
+        assert!(started.elapsed() < std::time::Duration::from_secs(300), "{what} did not happen in 5 minutes");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    assert!(std::process::Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
+}
+
+/// The slow project's table seeded, migration 1 applied; the application writing beside it.
+async fn slow_table(envs: &Envs, client: &Client, items: u64) -> AppWriter {
+    let args = [&["migrate", "--target", "1"][..], &["--env", "dev", "--environments", envs.file()][..]].concat();
+    let created = finished(cli("workers:slow", &args, &[]).output().unwrap());
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let seed: Vec<Item> = (0..items).map(customer).collect();
+    dynamo_migrate::DataContext::new(client.clone(), envs.names.clone()).put_items("customers", seed.clone()).await.unwrap();
+    AppWriter::start(
+        client.clone(),
+        &envs.names.physical("customers"),
+        &["customer_nr"],
+        seed,
+        "name",
+        put_by_application,
+        WriterOptions { workers: 2, writes_per_second: 40.0, mix: (6, 2, 2), fresh_keys: 50 },
+    )
+}
+
+/// After the slow pass: the application lost nothing, and what has a tier is the step's.
+async fn slow_pass_is_exact(client: &Client, envs: &Envs, writer: AppWriter) {
+    let table = envs.names.physical("customers");
+    let log = writer.stop().await;
+    let violations = log
+        .check(client, &table, &["tier"], |item| match (item.get("customer_nr"), item.get("tier")) {
+            (_, None) => Ok(()),
+            (Some(AttributeValue::N(n)), Some(AttributeValue::S(t)))
+                if t == "gold" && n.parse::<u64>().unwrap().is_multiple_of(10) =>
+            {
+                Ok(())
+            }
+            (nr, tier) => Err(format!("customer {nr:?} has tier {tier:?}")),
+        })
+        .await;
+    assert!(violations.is_empty(), "{}", summary(&violations));
+    // Every customer the step saw that should have a tier has one: the seed's that the
+    // application did not put again or delete.
+    let missing: Vec<u64> = all_items(client, &table)
+        .await
+        .iter()
+        .filter_map(|item| match item.get("customer_nr") {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+            _ => None,
+        })
+        .filter(|nr| nr.is_multiple_of(10))
+        .filter(|nr| {
+            let key = log.entries().iter().find(|e| e.key.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())));
+            key.is_none_or(|e| e.last_write.is_none())
+        })
+        .collect();
+    let table_items = all_items(client, &table).await;
+    let without: Vec<&u64> = missing
+        .iter()
+        .filter(|nr| {
+            table_items.iter().any(|i| {
+                i.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())) && !i.contains_key("tier")
+            })
+        })
+        .collect();
+    assert!(without.is_empty(), "customers the step never tiered: {without:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
+    let envs = Envs::new("workers_kill", "");
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 8_000).await;
+    let env = ["--env", "dev", "--environments", envs.file()];
+    let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
+    let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let worker = cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let pid = worker.id();
+    let ledger = envs.names.ledger().to_owned();
+    until("the worker's progress in a segment", || async {
+        segments_of(&client, &ledger, 2, pid).await.iter().any(|(_, progress, done)| *progress && !done)
+    })
+    .await;
+    let held: Vec<String> =
+        segments_of(&client, &ledger, 2, pid).await.into_iter().filter(|s| !s.2).map(|s| s.0).collect();
+    signal(pid, "-KILL");
+    let _ = finished(worker.wait_with_output().unwrap());
+
+    let run = finished(run.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    // The killed worker's segments were finished by another, from their checkpoints.
+    let after = segments_of(&client, &ledger, 2, pid).await;
+    assert!(held.iter().all(|id| !after.iter().any(|(a, _, _)| a == id)), "{held:?} still the killed worker's: {after:?}");
+    println!("the killed worker held {} segment(s), taken over after their 5 s lease", held.len());
+    slow_pass_is_exact(&client, &envs, writer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_changes_nothing() {
+    let envs = Envs::new("workers_pause", "");
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 8_000).await;
+    let env = ["--env", "dev", "--environments", envs.file()];
+    let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
+    let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let worker = cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let pid = worker.id();
+    let ledger = envs.names.ledger().to_owned();
+    until("the worker's progress in a segment", || async {
+        segments_of(&client, &ledger, 2, pid).await.iter().any(|(_, progress, done)| *progress && !done)
+    })
+    .await;
+    signal(pid, "-STOP");
+    let run = finished(run.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "the run took the paused worker's segments over: {}", run.stderr);
+    let log = writer.stop().await;
+    let table = envs.names.physical("customers");
+    let before: BTreeMap<String, Item> = all_items(&client, &table)
+        .await
+        .into_iter()
+        .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
+        .collect();
+
+    // Resumed, it may still send the writes it had in flight, each the step's own transform,
+    // conditional on what it read: they change nothing. Its next checkpoint finds the
+    // migration over, and it stops, saying so.
+    signal(pid, "-CONT");
+    let worker = finished(worker.wait_with_output().unwrap());
+    println!("the paused worker, resumed: {}", worker.stderr.trim());
+    assert_eq!(worker.code, 1, "{}", worker.stderr);
+    assert!(worker.stderr.contains("no longer owns it"), "{}", worker.stderr);
+    let after: BTreeMap<String, Item> = all_items(&client, &table)
+        .await
+        .into_iter()
+        .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
+        .collect();
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "the late writes changed the table");
+    let violations = log.check(&client, &table, &["tier"], |_| Ok(())).await;
+    assert!(violations.is_empty(), "{}", summary(&violations));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
+    let envs = Envs::new("workers_fenced", "");
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 8_000).await;
+    let env = ["--env", "dev", "--environments", envs.file()];
+    let migrate = [&["migrate", "--workers", "external", "--lock-lease", "3"][..], &env[..]].concat();
+    let first = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let worker = cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let ledger = envs.names.ledger().to_owned();
+    until("the worker's progress in a segment", || async {
+        segments_of(&client, &ledger, 2, worker.id()).await.iter().any(|(_, progress, done)| *progress && !done)
+    })
+    .await;
+    // The run is paused past its lock's lease; another takes the lock over, and, once the
+    // migration is marked for a rerun, resumes it under its own token.
+    signal(first.id(), "-STOP");
+    let refused = finished(cli("workers:slow", &migrate, &[]).output().unwrap());
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let recovered = finished(cli("workers:slow", &[&["recover", "--version", "2", "--rerun"][..], &env[..]].concat(), &[]).output().unwrap());
+    assert_eq!(recovered.code, 0, "{}", recovered.stderr);
+    let resumed = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+
+    let worker = finished(worker.wait_with_output().unwrap());
+    println!("the first run's worker: {}", worker.stderr.trim());
+    assert_eq!(worker.code, 1, "{}", worker.stderr);
+    assert!(
+        worker.stderr.contains("the run that opened migration 2's pass no longer owns it")
+            && worker.stderr.contains("stopped at its next page"),
+        "{}",
+        worker.stderr
+    );
+    let resumed = finished(resumed.wait_with_output().unwrap());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    signal(first.id(), "-KILL");
+    let _ = first.wait_with_output();
+    slow_pass_is_exact(&client, &envs, writer).await;
 }
