@@ -123,6 +123,18 @@ pub async fn connect_streams(target: &Target) -> aws_sdk_dynamodbstreams::Client
     aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
 }
 
+/// An AWS Batch client for `target` (at `endpoint` instead of AWS's, when given), to submit and
+/// follow an array job of workers.
+#[cfg(feature = "cli")]
+pub(crate) async fn connect_batch(target: &Target, endpoint: Option<&str>) -> aws_sdk_batch::Client {
+    let config = sdk_config(target).await;
+    let mut builder = aws_sdk_batch::config::Builder::from(&config);
+    if let Some(endpoint) = endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_batch::Client::from_conf(builder.build())
+}
+
 /// An STS client for `target`, to ask whose credentials these are.
 pub async fn connect_sts(target: &Target) -> aws_sdk_sts::Client {
     let config = sdk_config(target).await;

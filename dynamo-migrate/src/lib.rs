@@ -45,7 +45,7 @@ pub use data::{
     from_item, key_text, to_item,
 };
 pub use drift::{DriftKind, SimulatedTables, TableDrift, drift, expected_tables, known_tables};
-pub use environment::{ConfigError, Environment, Environments};
+pub use environment::{ConfigError, Environment, Environments, WorkersConfig};
 pub use error::{COMMAND_PLACEHOLDER, ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
 pub use generate::{

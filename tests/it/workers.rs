@@ -324,7 +324,10 @@ async fn slow_table(envs: &Envs, client: &Client, items: u64) -> AppWriter {
     let created = finished(cli("workers:slow", &args, &[]).output().unwrap());
     assert_eq!(created.code, 0, "{}", created.stderr);
     let seed: Vec<Item> = (0..items).map(customer).collect();
-    dynamo_migrate::DataContext::new(client.clone(), envs.names.clone()).put_items("customers", seed.clone()).await.unwrap();
+    dynamo_migrate::DataContext::new(client.clone(), envs.names.clone())
+        .put_items("customers", seed.clone())
+        .await
+        .unwrap();
     AppWriter::start(
         client.clone(),
         &envs.names.physical("customers"),
@@ -363,7 +366,8 @@ async fn slow_pass_is_exact(client: &Client, envs: &Envs, writer: AppWriter) {
         })
         .filter(|nr| nr.is_multiple_of(10))
         .filter(|nr| {
-            let key = log.entries().iter().find(|e| e.key.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())));
+            let key =
+                log.entries().iter().find(|e| e.key.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())));
             key.is_none_or(|e| e.last_write.is_none())
         })
         .collect();
@@ -371,9 +375,9 @@ async fn slow_pass_is_exact(client: &Client, envs: &Envs, writer: AppWriter) {
     let without: Vec<&u64> = missing
         .iter()
         .filter(|nr| {
-            table_items.iter().any(|i| {
-                i.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())) && !i.contains_key("tier")
-            })
+            table_items
+                .iter()
+                .any(|i| i.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())) && !i.contains_key("tier"))
         })
         .collect();
     assert!(without.is_empty(), "customers the step never tiered: {without:?}");
@@ -387,7 +391,8 @@ async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
     let env = ["--env", "dev", "--environments", envs.file()];
     let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
     let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
-    let worker = cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let worker =
+        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
     let pid = worker.id();
     let ledger = envs.names.ledger().to_owned();
     until("the worker's progress in a segment", || async {
@@ -403,7 +408,10 @@ async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     // The killed worker's segments were finished by another, from their checkpoints.
     let after = segments_of(&client, &ledger, 2, pid).await;
-    assert!(held.iter().all(|id| !after.iter().any(|(a, _, _)| a == id)), "{held:?} still the killed worker's: {after:?}");
+    assert!(
+        held.iter().all(|id| !after.iter().any(|(a, _, _)| a == id)),
+        "{held:?} still the killed worker's: {after:?}"
+    );
     println!("the killed worker held {} segment(s), taken over after their 5 s lease", held.len());
     slow_pass_is_exact(&client, &envs, writer).await;
 }
@@ -416,7 +424,8 @@ async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_ch
     let env = ["--env", "dev", "--environments", envs.file()];
     let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
     let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
-    let worker = cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let worker =
+        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
     let pid = worker.id();
     let ledger = envs.names.ledger().to_owned();
     until("the worker's progress in a segment", || async {
@@ -447,7 +456,11 @@ async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_ch
         .into_iter()
         .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
         .collect();
-    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "the late writes changed the table");
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the late writes changed the table"
+    );
     let violations = log.check(&client, &table, &["tier"], |_| Ok(())).await;
     assert!(violations.is_empty(), "{}", summary(&violations));
 }
@@ -460,7 +473,8 @@ async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
     let env = ["--env", "dev", "--environments", envs.file()];
     let migrate = [&["migrate", "--workers", "external", "--lock-lease", "3"][..], &env[..]].concat();
     let first = cli("workers:slow", &migrate, &[]).spawn().unwrap();
-    let worker = cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let worker =
+        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
     let ledger = envs.names.ledger().to_owned();
     until("the worker's progress in a segment", || async {
         segments_of(&client, &ledger, 2, worker.id()).await.iter().any(|(_, progress, done)| *progress && !done)
@@ -471,7 +485,9 @@ async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
     signal(first.id(), "-STOP");
     let refused = finished(cli("workers:slow", &migrate, &[]).output().unwrap());
     assert_eq!(refused.code, 1, "{}", refused.stderr);
-    let recovered = finished(cli("workers:slow", &[&["recover", "--version", "2", "--rerun"][..], &env[..]].concat(), &[]).output().unwrap());
+    let recovered = finished(
+        cli("workers:slow", &[&["recover", "--version", "2", "--rerun"][..], &env[..]].concat(), &[]).output().unwrap(),
+    );
     assert_eq!(recovered.code, 0, "{}", recovered.stderr);
     let resumed = cli("workers:slow", &migrate, &[]).spawn().unwrap();
 
@@ -489,4 +505,182 @@ async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
     signal(first.id(), "-KILL");
     let _ = first.wait_with_output();
     slow_pass_is_exact(&client, &envs, writer).await;
+}
+
+#[tokio::test]
+async fn the_emitted_manifests_name_the_worker_command() {
+    let workers = "[dev.workers]\ncount = 3\nimage = \"registry.example/runner:7\"\njob_queue = \"migrations\"\njob_definition = \"runner\"\n";
+    let envs = Envs::new("workers_emit", workers);
+    let file = envs.file().to_owned();
+    let env = ["--env", "dev", "--environments", file.as_str()];
+    let emit = |what: &'static str| {
+        finished(cli("workers:slow", &[&["workers", "--emit", what][..], &env[..]].concat(), &[]).output().unwrap())
+    };
+    let want = vec!["worker", "--env", "dev", "--environments", file.as_str(), "--wait-for-run", "600"];
+
+    let command = emit("command");
+    assert_eq!(command.code, 0, "{}", command.stderr);
+    assert_eq!(command.stdout.trim(), format!("cargo xtask {}", want.join(" ")));
+
+    let kubernetes = emit("kubernetes");
+    assert_eq!(kubernetes.code, 0, "{}", kubernetes.stderr);
+    let manifest: serde_json::Value = serde_json::from_str(&kubernetes.stdout).unwrap();
+    assert_eq!((manifest["kind"].as_str(), manifest["apiVersion"].as_str()), (Some("Job"), Some("batch/v1")));
+    assert_eq!(manifest["spec"]["completionMode"], "Indexed");
+    assert_eq!(manifest["spec"]["completions"], 3);
+    let container = &manifest["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example/runner:7");
+    assert_eq!(container["args"], serde_json::json!(want));
+
+    let batch = emit("batch-json");
+    assert_eq!(batch.code, 0, "{}", batch.stderr);
+    let input: serde_json::Value = serde_json::from_str(&batch.stdout).unwrap();
+    assert_eq!((input["jobQueue"].as_str(), input["jobDefinition"].as_str()), (Some("migrations"), Some("runner")));
+    assert_eq!(input["arrayProperties"]["size"], 3);
+    assert_eq!(input["containerOverrides"]["command"], serde_json::json!(want));
+
+    // Without an image, the manifest cannot be written: the key to add is named.
+    let bare = Envs::new("workers_emit_bare", "");
+    let args =
+        [&["workers", "--emit", "kubernetes"][..], &["--env", "dev", "--environments", bare.file()][..]].concat();
+    let refused = finished(cli("workers:slow", &args, &[]).output().unwrap());
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("environment dev names no workers image: add `image = "), "{}", refused.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_submits_an_aws_batch_array_job_whose_children_share_the_pass() {
+    let Some(moto) = support::moto_endpoint() else {
+        println!(
+            "skipped: moto's server is not installed (pip install 'moto[server]'), so there is no AWS Batch to submit to"
+        );
+        return;
+    };
+    // The queue and definition a team keeps for its workers, in moto's AWS Batch.
+    let config = aws_sdk_batch::config::Builder::new()
+        .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
+        .region(aws_sdk_batch::config::Region::new("us-east-1"))
+        .endpoint_url(moto)
+        .credentials_provider(aws_sdk_batch::config::Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    let batch = aws_sdk_batch::Client::from_conf(config);
+    let name = format!("workers{}", std::process::id());
+    create_role(moto, &name);
+    let environment = batch
+        .create_compute_environment()
+        .compute_environment_name(&name)
+        .r#type(aws_sdk_batch::types::CeType::Unmanaged)
+        .state(aws_sdk_batch::types::CeState::Enabled)
+        .service_role(format!("arn:aws:iam::123456789012:role/{name}"))
+        .send()
+        .await
+        .unwrap();
+    batch
+        .create_job_queue()
+        .job_queue_name(&name)
+        .state(aws_sdk_batch::types::JqState::Enabled)
+        .priority(1)
+        .compute_environment_order(
+            aws_sdk_batch::types::ComputeEnvironmentOrder::builder()
+                .order(1)
+                .compute_environment(environment.compute_environment_arn().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    batch
+        .register_job_definition()
+        .job_definition_name(&name)
+        .r#type(aws_sdk_batch::types::JobDefinitionType::Container)
+        .container_properties(
+            aws_sdk_batch::types::ContainerProperties::builder()
+                .image("runner:latest")
+                .resource_requirements(
+                    aws_sdk_batch::types::ResourceRequirement::builder()
+                        .r#type(aws_sdk_batch::types::ResourceType::Vcpu)
+                        .value("1")
+                        .build(),
+                )
+                .resource_requirements(
+                    aws_sdk_batch::types::ResourceRequirement::builder()
+                        .r#type(aws_sdk_batch::types::ResourceType::Memory)
+                        .value("512")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let workers = format!(
+        "[dev.workers]\ncount = 2\njob_queue = \"{name}\"\njob_definition = \"{name}\"\nbatch_endpoint = \"{moto}\"\n"
+    );
+    let envs = Envs::new("workers_batch", &workers);
+    let file = envs.file().to_owned();
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 4_000).await;
+    let env = ["--env", "dev", "--environments", file.as_str()];
+    let run =
+        cli("workers:slow", &[&["migrate", "--workers", "batch", "--format", "json"][..], &env[..]].concat(), &[])
+            .spawn()
+            .unwrap();
+    // The array job's children, as AWS Batch would start them: the same runner, each with its
+    // index.
+    let children: Vec<_> = (0..2)
+        .map(|index| {
+            let index = index.to_string();
+            cli(
+                "workers:slow",
+                &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(),
+                &[("AWS_BATCH_JOB_ARRAY_INDEX", index.as_str())],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let run = finished(run.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for child in children {
+        let child = finished(child.wait_with_output().unwrap());
+        assert_eq!(child.code, 0, "{}", child.stderr);
+    }
+    assert!(run.stderr.contains("submitted AWS Batch array job "), "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let id = report["batch_job"]["id"].as_str().unwrap().to_owned();
+
+    // What Batch was asked: an array of 2 children on the queue and definition, each running
+    // the worker of this environment.
+    let described = batch.describe_jobs().jobs(&id).send().await.unwrap();
+    let job = &described.jobs()[0];
+    assert_eq!(job.array_properties().and_then(|a| a.size()), Some(2));
+    assert_eq!(job.job_queue().and_then(|q| q.rsplit('/').next()), Some(name.as_str()));
+    let command = job.container().map(|c| c.command().to_vec()).unwrap_or_default();
+    assert_eq!(command, ["worker", "--env", "dev", "--environments", file.as_str(), "--wait-for-run", "600"]);
+    // And its children shared the pass, each named by its index (how many segments each got is
+    // the machine's business).
+    let owners = owners(&client, envs.names.ledger(), 2).await;
+    let all: Vec<&String> = owners.values().flatten().collect();
+    assert!(all.iter().any(|o| o.contains(" index 0#") || o.contains(" index 1#")), "{owners:?}");
+    slow_pass_is_exact(&client, &envs, writer).await;
+}
+
+/// Creates an IAM role in moto (which AWS Batch there requires of a compute environment) with
+/// IAM's query API; moto routes it by the credential scope and checks no signature.
+fn create_role(moto: &str, name: &str) {
+    use std::io::{Read as _, Write as _};
+    let body = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%7D");
+    let authority = moto.trim_start_matches("http://");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "moto did not create the role: {answer}");
 }

@@ -22,6 +22,7 @@ mod sync;
 mod unlock;
 mod verify;
 mod worker;
+mod workers;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -201,6 +202,7 @@ enum Command {
     New(new::NewArgs),
     Lint(lint::LintArgs),
     Worker(worker::WorkerArgs),
+    Workers(workers::WorkersArgs),
 }
 
 impl Command {
@@ -222,6 +224,7 @@ impl Command {
             Command::New(_) => "new",
             Command::Lint(_) => "lint",
             Command::Worker(_) => "worker",
+            Command::Workers(_) => "workers",
         }
     }
 
@@ -239,6 +242,7 @@ impl Command {
             Command::Local(a) => (&a.env, &a.environments),
             Command::Lint(a) => (a.env.as_ref()?, &a.environments),
             Command::Worker(a) => (&a.env.env, &a.env.environments),
+            Command::Workers(a) => (&a.env.env, &a.env.environments),
             Command::Init(_)
             | Command::Verify(_)
             | Command::Schemas(_)
@@ -268,6 +272,7 @@ impl Command {
             Command::New(args) => args.run(project, out).await,
             Command::Lint(args) => args.run(project, out).await,
             Command::Worker(args) => args.run(project, out).await,
+            Command::Workers(args) => args.run(out).await,
         }
     }
 }

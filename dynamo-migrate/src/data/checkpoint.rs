@@ -66,8 +66,14 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker of the run whose token is `run`, with an id no other process has.
     pub(crate) fn new(run: &str, lease: std::time::Duration) -> Worker {
+        // A child of an AWS Batch array job or of a Kubernetes Indexed Job says which.
+        let index = ["AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLETION_INDEX"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok())
+            .map(|i| format!(" index {i}"))
+            .unwrap_or_default();
         Worker {
-            id: format!("{}#{:016x}", crate::lock::owner("worker"), fastrand::u64(..)),
+            id: format!("{}{index}#{:016x}", crate::lock::owner("worker"), fastrand::u64(..)),
             run: run.to_owned(),
             lease,
         }
