@@ -66,6 +66,10 @@ pub struct WorkersConfig {
     pub image: Option<String>,
     /// An AWS Batch endpoint instead of AWS's (a test stand-in on loopback).
     pub batch_endpoint: Option<String>,
+    /// A budget of write capacity units per second for each shared pass, split among the
+    /// processes working it (recomputed as they come and go), so that many workers do not
+    /// throttle the application.
+    pub max_write_units: Option<u32>,
 }
 
 impl Environment {

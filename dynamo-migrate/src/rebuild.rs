@@ -356,17 +356,27 @@ impl Migrator {
             }
             _ => (measured, format!("measured on {sample}")),
         };
-        let estimate = Duration::from_secs_f64(items / rate.max(0.001));
+        // Shared with workers, each process copies at about the sampled rate (until the tables'
+        // capacity is what limits them).
+        let processes = match self.sharing {
+            crate::data::Sharing::Alone => 1,
+            crate::data::Sharing::Open { work, workers, .. } => (workers + u32::from(work)).max(1),
+        };
+        let estimate = Duration::from_secs_f64(items / (rate * f64::from(processes)).max(0.001));
+        let by = if processes > 1 { format!(" by {processes} processes") } else { String::new() };
         let line = format!(
-            "estimated copy: {items:.0} items (the table's ItemCount) at {rate:.0} items/s ({why}) = {}",
+            "estimated copy: {items:.0} items (the table's ItemCount) at {rate:.0} items/s ({why}){by} = {}",
             human(estimate)
         );
         if estimate > self.copy_limit {
+            // As many processes as would copy it within the limit, each at the sampled rate.
+            let needed = (items / rate.max(0.001) / self.copy_limit.as_secs_f64()).ceil() as u64;
             return Err(Error::Rebuild {
                 table: old.to_owned(),
                 reason: format!(
-                    "{line}, more than the {} a copy may take: stream records live 24 hours, and the catch-up must begin well before the first of them expire. The copy has not started (a sample of it was written to {new}); give the rebuild more writers or segments (RebuildStep::options), raise the tables' write capacity, or lift a rate limit, then run `cargo xtask migrate --env <environment>` again",
-                    human(self.copy_limit)
+                    "{line}, more than the {} a copy may take: stream records live 24 hours, and the catch-up must begin well before the first of them expire. The copy has not started (a sample of it was written to {new}). About {needed} processes at this rate would copy it in time, if the tables' capacity allows: share the copy with workers (`cargo xtask migrate --env <environment> --workers {}`, or an AWS Batch array job of {needed}: --workers batch), raise the tables' write capacity, or lift a rate limit, then run it again",
+                    human(self.copy_limit),
+                    needed.saturating_sub(1).max(1)
                 ),
             });
         }

@@ -448,7 +448,7 @@ impl BenchArgs {
             let items = if kind == PassKind::Shared {
                 let sharing = match workers {
                     0 => crate::data::Sharing::Alone,
-                    n => crate::data::Sharing::Open { work: false, workers: n },
+                    n => crate::data::Sharing::Open { work: false, workers: n, max_write_units: None },
                 };
                 let migrator = crate::migrator::Migrator::new(client, names, true, "bench").with_sharing(sharing);
                 let report =
@@ -597,7 +597,7 @@ fn shared_migrations(last: u32) -> Vec<crate::migration::Migration> {
     (1..=last)
         .map(|version| {
             let target = format!("shared{version}");
-            crate::migration::Migration::new(version, &format!("copy_{version}"), "bench").data(
+            crate::migration::Migration::new(version, format!("copy_{version}"), "bench").data(
                 crate::migration::DataStep::new("copy", move |ctx| {
                     let target = target.clone();
                     async move {

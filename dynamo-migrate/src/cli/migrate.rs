@@ -99,14 +99,14 @@ impl MigrateArgs {
 
         let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
         let lock = lock_options(&session, self.lock_lease, self.lock_wait);
+        let config = session.env.workers.clone().unwrap_or_default();
+        let open =
+            |workers| Sharing::Open { work: !self.workers_only, workers, max_write_units: config.max_write_units };
         let sharing = match self.workers {
             None => Sharing::Alone,
-            Some(Workers::Local(n)) => Sharing::Open { work: !self.workers_only, workers: n },
-            Some(Workers::Batch) => Sharing::Open {
-                work: !self.workers_only,
-                workers: session.env.workers.as_ref().and_then(|w| w.count).unwrap_or(0),
-            },
-            Some(Workers::External) => Sharing::Open { work: !self.workers_only, workers: 0 },
+            Some(Workers::Local(n)) => open(n),
+            Some(Workers::Batch) => open(config.count.unwrap_or(0)),
+            Some(Workers::External) => open(0),
         };
         let local_workers = match self.workers {
             Some(Workers::Local(n)) => spawn_workers(n, &self.env).map_err(Failure::usage)?,

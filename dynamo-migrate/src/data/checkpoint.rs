@@ -123,6 +123,8 @@ pub(crate) struct Leases {
     pub claim_fresh: bool,
     /// How many processes are expected to share each pass (for its number of segments).
     pub participants: u32,
+    /// Write capacity units per second for the whole pass, split among the processes alive.
+    pub budget: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +152,7 @@ impl CheckpointStore {
                 wait: true,
                 claim_fresh: true,
                 participants: 1,
+                budget: None,
             }),
         }
     }
@@ -348,6 +351,10 @@ impl CheckpointStore {
             ("participants".to_owned(), AttributeValue::N(leases.participants.to_string())),
         ]
         .into();
+        let mut item = item;
+        if let Some(budget) = leases.budget {
+            item.insert("max_write_units".to_owned(), AttributeValue::N(budget.to_string()));
+        }
         save_retrying(record, item, None).await
     }
 
@@ -429,5 +436,47 @@ async fn save_retrying(record: &Record, item: Item, condition: Option<ItemCondit
             }
             Err(e) => return Err(checkpoint_error(e)),
         }
+    }
+}
+
+/// How many processes are working `segments` now: the holders of leases of the run `run` on
+/// segments not done, and `me`.
+pub(crate) fn live_workers(segments: &BTreeMap<u32, SegmentState>, run: &str, me: &str) -> usize {
+    let mut owners: std::collections::BTreeSet<&str> = segments
+        .values()
+        .filter(|s| !s.done)
+        .filter_map(|s| s.lease.as_ref())
+        .filter(|lease| lease.run == run)
+        .map(|lease| lease.owner.as_str())
+        .collect();
+    owners.insert(me);
+    owners.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leased(owner: &str, run: &str, done: bool) -> SegmentState {
+        let lease = Lease { owner: owner.to_owned(), run: run.to_owned(), rvn: "1".to_owned() };
+        SegmentState { done, lease: Some(lease), ..SegmentState::default() }
+    }
+
+    #[test]
+    fn the_live_workers_are_this_runs_holders_of_segments_not_done_and_this_one() {
+        let segments: BTreeMap<u32, SegmentState> = [
+            (0, leased("a", "run", false)),
+            (1, leased("a", "run", false)),
+            (2, leased("b", "run", false)),
+            // Done: its holder may have left.
+            (3, leased("c", "run", true)),
+            // An earlier run's: fenced.
+            (4, leased("d", "old", false)),
+            (5, SegmentState::default()),
+        ]
+        .into();
+        assert_eq!(live_workers(&segments, "run", "me"), 3);
+        assert_eq!(live_workers(&segments, "run", "a"), 2);
+        assert_eq!(live_workers(&BTreeMap::new(), "run", "me"), 1);
     }
 }

@@ -349,7 +349,7 @@ pub enum Sharing {
     /// Each pass is opened to workers in the ledger; this process works segments too unless
     /// `work` is false, and waits until every segment is done. `workers` is how many are
     /// expected (0 when not known), so that a pass has segments enough for all of them.
-    Open { work: bool, workers: u32 },
+    Open { work: bool, workers: u32, max_write_units: Option<u32> },
 }
 
 /// What a context does with its passes.
@@ -359,7 +359,7 @@ pub(crate) enum Role {
     Run(Sharing),
     /// A worker of the run, joining the pass at this place (shared by about `participants`
     /// processes); the passes before it are done, the ones after are not open yet.
-    Join { place: String, participants: u32 },
+    Join { place: String, participants: u32, max_write_units: Option<u32> },
 }
 
 /// Where the ledger says which pass is open to workers (see `workers`).
@@ -399,21 +399,21 @@ impl DataContext {
     /// The same context with its passes shared as `role` says, each segment's lease lasting
     /// `lease`.
     pub(crate) fn shared(mut self, role: Role, lease: std::time::Duration) -> Self {
-        let (wait, claim_fresh, participants) = match &role {
-            Role::Run(Sharing::Alone) => (true, true, 1),
+        let (wait, claim_fresh, participants, budget) = match &role {
+            Role::Run(Sharing::Alone) => (true, true, 1, None),
             // Workers started elsewhere are not counted: say a few, for segments enough.
-            Role::Run(Sharing::Open { work, workers }) => {
-                (true, *work, (*workers).max(if *workers == 0 { 4 } else { 1 }) + u32::from(*work))
+            Role::Run(Sharing::Open { work, workers, max_write_units }) => {
+                (true, *work, (*workers).max(if *workers == 0 { 4 } else { 1 }) + u32::from(*work), *max_write_units)
             }
-            Role::Join { participants, .. } => {
+            Role::Join { participants, max_write_units, .. } => {
                 self.client = crate::client::read_only(&self.passes_client);
-                (false, true, *participants)
+                (false, true, *participants, *max_write_units)
             }
         };
         if let Some(mut leases) = self.checkpoints.leases() {
             leases.worker.lease = lease;
             self.checkpoints =
-                self.checkpoints.with_leases(checkpoint::Leases { wait, claim_fresh, participants, ..leases });
+                self.checkpoints.with_leases(checkpoint::Leases { wait, claim_fresh, participants, budget, ..leases });
         }
         self.role = role;
         self
