@@ -30,6 +30,7 @@ mod planner;
 mod preview;
 mod rebuild;
 mod rules;
+mod schema_read;
 mod schemas;
 mod sdk;
 mod sequence;
@@ -74,6 +75,7 @@ pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
 pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
 pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
+pub use schema_read::read_exactly;
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
