@@ -37,7 +37,9 @@ mod sequence;
 #[cfg(feature = "local")]
 mod verify;
 
-pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
+pub use client::{
+    READ_OPERATIONS, Target, WriteRefused, connect, connect_streams, connect_sts, is_local_endpoint, read_only,
+};
 pub use data::{
     Change, DataContext, DataError, DataReport, FailureBudget, PassBuilder, PassOptions, Phase, RESUME_LIMIT,
     RateLimit, ReplayError, ReplayHeader, ReplayReport, ReplayStore, canonical_item, canonical_json, canonical_number,

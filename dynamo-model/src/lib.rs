@@ -20,10 +20,10 @@ pub use table::{
 pub use table_schema::{ExactRead, TableSchema};
 pub use validate::{ValidationError, ValidationErrors};
 
+/// The type erasure of [`ExactRead`], for the engine to use the same version.
+pub use erased_serde;
 /// The schemars the table model is built on: a schema crate must derive `JsonSchema` with this
 /// major version (or use it through here, with `#[schemars(crate = "dynamo_model::schemars")]`).
 pub use schemars;
-/// The type erasure of [`ExactRead`], for the engine to use the same version.
-pub use erased_serde;
 /// An item in DynamoDB's own attribute-value form, independent of any SDK version.
 pub use serde_dynamo::Item;
