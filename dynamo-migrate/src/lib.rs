@@ -29,6 +29,7 @@ mod names;
 mod planner;
 mod preview;
 mod rebuild;
+mod rehearse;
 mod rules;
 mod schema_read;
 mod schemas;
@@ -76,15 +77,24 @@ pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
 pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
+#[cfg(feature = "local")]
+pub use rehearse::{
+    CopiedTable, ListedFailure, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration, RehearsedPass,
+    RehearsedStep, rehearse,
+};
+pub use rehearse::{
+    Estimate, FailedItem, PassForecast, PassRun, Sample, SampleOptions, SampleReport, StepForecast, TableFacts,
+    UnitsPerSecond, deploy_sequence, facts as table_facts, forecast, read_sample,
+};
 pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
-pub use schema_read::read_exactly;
+pub use schema_read::{BadItem, ItemsCheck, check_items, read_exactly};
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
     plan_recovery,
 };
 #[cfg(feature = "local")]
-pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
+pub use verify::{TableCheck, VerifyOptions, VerifyReport, verify};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a
 /// migration uses the same versions as the engine.

@@ -106,6 +106,9 @@ pub struct Migrator {
     /// Deletes an old version whose convergence check found differences (the application's own
     /// writes to the new version, after review).
     pub(crate) accept_differences: bool,
+    /// A rehearsal's: every pass and replay keeps every failed item and accepts them all, to
+    /// report them (see `rehearse`).
+    pub(crate) rehearsal: Option<crate::rehearse::Collector>,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -141,7 +144,16 @@ impl Migrator {
             rules: RuleScope::Run,
             environment: "<environment>".to_owned(),
             accept_differences: false,
+            rehearsal: None,
         }
+    }
+
+    /// Runs as a rehearsal collecting into `collector`: the data passes and rebuild replays keep
+    /// every failed item in files of the rehearsal's own and go on, and a rebuild becomes current
+    /// with its failures left out, so that every step runs to its end and shows what fails.
+    pub(crate) fn rehearsing(mut self, collector: crate::rehearse::Collector) -> Self {
+        self.rehearsal = Some(collector);
+        self
     }
 
     /// Lets `delete_old_table` delete an old version whose convergence check found the new one
@@ -462,6 +474,7 @@ impl Migrator {
             self.cancel.clone(),
             self.progress,
         )
+        .rehearsing(self.rehearsal.as_ref().map(|c| c.for_migration(migration.version)))
     }
 
     async fn apply_step(

@@ -1,5 +1,5 @@
 //! Stored items read as the schema crate's item types, exactly: what `verify`, `rehearse` and
-//! `status --items` check of every item they read.
+//! `status --items` (a sample of the live items, [`check_items`]) check of every item they read.
 //!
 //! An item reads exactly when the value its type reads, serialised back, is the item on every
 //! attribute the type holds (the same DynamoDB types, sets as sets, numbers exactly); otherwise it
@@ -19,7 +19,10 @@ use dynamo_model::{ExactRead, TableSchema};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::data::Item;
+use crate::data::{Item, key_text};
+use crate::error::Result;
+use crate::names::TableNames;
+use crate::rehearse::{Sample, SampleOptions, SampleReport, read_sample};
 
 thread_local! {
     /// The item type being read on this thread, while [`read_exactly`] runs.
@@ -60,6 +63,67 @@ pub fn read_exactly(table: &TableSchema, item: &Item) -> Result<(), String> {
         // The exact read speaks of a data step's input type; here it is the schema crate's.
         message.replace("the step's input type", &format!("the schema crate's {}", table.item_type))
     })
+}
+
+/// An item that does not read as its table's Rust type.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadItem {
+    pub key: String,
+    pub error: String,
+}
+
+/// What a sample of a live table's items showed against the schema crate's item type.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemsCheck {
+    /// The logical table, and the physical name of the version the schema crate declares.
+    pub table: String,
+    pub physical: String,
+    /// What was read; none when that version does not exist (yet).
+    pub read: Option<SampleReport>,
+    pub bad_items: u64,
+    /// The first of them.
+    pub bad_item_examples: Vec<BadItem>,
+}
+
+/// Reads `sample` of the items of each table of the schema crate (the version it declares,
+/// under `names`' prefix) through `client`, and reads each exactly as the table's item type:
+/// items that an old application instance writes (a field missing, another type) show before the
+/// application reads them. Lists at most `listed` bad items per table; counts them all.
+pub async fn check_items(
+    client: &aws_sdk_dynamodb::Client,
+    names: &TableNames,
+    tables: &[TableSchema],
+    sample: Sample,
+    options: &SampleOptions,
+    listed: usize,
+) -> Result<Vec<ItemsCheck>> {
+    let mut checks = Vec::new();
+    for table in tables {
+        let physical = table.def.physical_name(names.prefix());
+        let keys: Vec<String> = table.def.keys().map(|k| k.name.clone()).collect();
+        let found = std::sync::Mutex::new((0u64, Vec::new()));
+        let read = match crate::rehearse::facts(client, &physical).await? {
+            None => None,
+            Some(_) => Some(
+                read_sample(client, &physical, sample, options, |items| {
+                    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+                    for item in &items {
+                        if let Err(error) = read_exactly(table, item) {
+                            found.0 += 1;
+                            if found.1.len() < listed {
+                                found.1.push(BadItem { key: key_text(item, &keys), error });
+                            }
+                        }
+                    }
+                    std::future::ready(Ok(()))
+                })
+                .await?,
+            ),
+        };
+        let (bad_items, bad_item_examples) = found.into_inner().unwrap_or_else(|e| e.into_inner());
+        checks.push(ItemsCheck { table: table.name().to_owned(), physical, read, bad_items, bad_item_examples });
+    }
+    Ok(checks)
 }
 
 #[cfg(test)]

@@ -16,17 +16,10 @@ use crate::local::{DynamoDbLocal, LocalError, LocalOptions};
 use crate::migration::Migration;
 use crate::migrator::{MigrationReport, Migrator};
 use crate::names::TableNames;
-use crate::schema_read::read_exactly;
+use crate::schema_read::{BadItem, read_exactly};
 
 /// At most this many unreadable items are listed per table; all are counted.
 const LISTED_BAD_ITEMS: usize = 20;
-
-/// An item that does not read into its table's Rust type.
-#[derive(Debug, Clone, Serialize)]
-pub struct BadItem {
-    pub key: String,
-    pub error: String,
-}
 
 /// What verify found for one table of the schema crate.
 #[derive(Debug, Clone, Serialize)]

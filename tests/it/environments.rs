@@ -21,6 +21,7 @@ fn project(name: &str) -> Project {
         other if other.starts_with("bad_input:") => crate::bad_input::project(other),
         other if other.starts_with("authoring:") => crate::authoring::project(other),
         other if other.starts_with("converge:") => crate::converge::project(other),
+        other if other.starts_with("rehearse:") => crate::rehearse::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }

@@ -17,6 +17,7 @@ mod live;
 mod local;
 mod lock;
 mod rebuild;
+mod rehearse;
 mod rules_proxy;
 mod schema_steps;
 mod support;

@@ -13,6 +13,7 @@ mod migrate;
 mod new;
 mod plan;
 mod recover;
+mod rehearse;
 mod schemas;
 mod session;
 mod setup;
@@ -156,6 +157,7 @@ enum Command {
     Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
+    Rehearse(rehearse::RehearseArgs),
     Baseline(baseline::BaselineArgs),
     Schemas(schemas::SchemasArgs),
     Local(local::LocalArgs),
@@ -176,6 +178,7 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Unlock(_) => "unlock",
             Command::Recover(_) => "recover",
+            Command::Rehearse(_) => "rehearse",
             Command::Baseline(_) => "baseline",
             Command::Schemas(_) => "schemas",
             Command::Local(_) => "local",
@@ -195,6 +198,7 @@ impl Command {
             Command::Sync(a) => Some(&a.env.env),
             Command::Unlock(a) => Some(&a.env.env),
             Command::Recover(a) => Some(&a.env.env),
+            Command::Rehearse(a) => Some(&a.env.env),
             Command::Baseline(a) => Some(&a.env.env),
             Command::Local(a) => Some(&a.env),
             Command::Lint(a) => a.env.as_deref(),
@@ -217,6 +221,7 @@ impl Command {
             Command::Sync(args) => args.run(project, out).await,
             Command::Unlock(args) => args.run(out).await,
             Command::Recover(args) => args.run(project, out).await,
+            Command::Rehearse(args) => args.run(project, out).await,
             Command::Baseline(args) => args.run(project, out).await,
             Command::Schemas(args) => args.run(project, out).await,
             Command::Local(args) => args.run(project, out).await,

@@ -41,6 +41,7 @@ pub(crate) use dead_letter::DeadLetters;
 pub(crate) use engine::{default_segments, into_other_table, panic_message, without_retries};
 pub(crate) use fidelity::key_of;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
+pub(crate) use rate::Limiter;
 pub use rate::RateLimit;
 pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
 pub(crate) use replay::{Replay, key_attributes, now_ms, prefix as replay_prefix};
@@ -316,6 +317,8 @@ pub struct DataContext {
     dry_run: bool,
     /// What the passes of this context wrote, or in a dry run would have written.
     tally: Arc<std::sync::Mutex<DataReport>>,
+    /// In a rehearsal, where each pass keeps every failed item (see `rehearse::collect`).
+    rehearsal: Option<crate::rehearse::Collector>,
 }
 
 impl DataContext {
@@ -344,7 +347,15 @@ impl DataContext {
             progress,
             dry_run: false,
             tally: Arc::default(),
+            rehearsal: None,
         }
+    }
+
+    /// The same context in a rehearsal: every pass keeps every failed item in a file of the
+    /// rehearsal's own and accepts them all, and the collector records what it did.
+    pub(crate) fn rehearsing(mut self, collector: Option<crate::rehearse::Collector>) -> Self {
+        self.rehearsal = collector;
+        self
     }
 
     /// The same context, for a second run of an in-place step over its own output: passes in
@@ -382,10 +393,23 @@ impl DataContext {
             }
             options.dry_run = true;
         }
+        if let Some(collector) = self.rehearsal.as_ref().filter(|c| c.discovering()) {
+            // `plan` learns which passes the step makes, and runs none of them.
+            collector.begin((self.step, pass), &source, &target, &mut options, false);
+            return Ok(DataReport::default());
+        }
+        let started = std::time::Instant::now();
+        let rehearsed = self.rehearsal.as_ref().map(|collector| {
+            (collector, collector.begin((self.step, pass), &source, &target, &mut options, self.dry_run))
+        });
         let identity = checkpoint::PassIdentity { place: format!("step {}, pass {pass}", self.step), source, target };
         let report =
             engine::run(&self.client, identity, options, map, &self.checkpoints, self.cancel.clone(), self.progress)
-                .await?;
+                .await;
+        if let Some((collector, place)) = rehearsed {
+            collector.end(place, &report, started.elapsed());
+        }
+        let report = report?;
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         *tally = *tally + report;
         Ok(report)

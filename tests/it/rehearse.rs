@@ -1,0 +1,475 @@
+//! `rehearse`, `status --items` and `plan`'s estimates, through the command line in child
+//! processes. "prod" is an environment on a DynamoDB Local of its own, reached through the fault
+//! proxy, which counts every operation that reaches it and answers any write with an error: a
+//! rehearsal must send it nothing but reads. The rehearsal starts a DynamoDB Local of its own for
+//! its copy.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_migrate::{
+    DataContext, DataStep, Destructive, Docker, DynamoDbLocal, KeyAttr, LocalOptions, Migration, Migrator, Number,
+    Project, READ_OPERATIONS, RebuildStep, Sample, SampleOptions, TableDef, TableNames, TableSchema, Target,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::app_writer::{AppWriter, WriterOptions, summary};
+use crate::environments::{Envs, Run, cli, finished, run};
+use crate::fault_proxy::{FaultProxy, Faults};
+use crate::support::{self, Item, content_hash};
+
+static PROD: OnceLock<DynamoDbLocal> = OnceLock::new();
+
+/// The DynamoDB Local that plays production: a server of its own, so that what reaches it is
+/// only what the test sends and what a rehearsal sends through the proxy.
+fn prod_endpoint() -> &'static str {
+    PROD.get_or_init(|| {
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let options = LocalOptions { docker: Docker::Never, ..LocalOptions::default() };
+            runtime.block_on(DynamoDbLocal::start(&options)).expect("DynamoDB Local starts")
+        })
+        .join()
+        .unwrap()
+    })
+    .endpoint()
+}
+
+async fn prod_client() -> Client {
+    dynamo_migrate::connect(&Target::local(prod_endpoint())).await
+}
+
+/// Every DynamoDB operation that changes something; the proxy answers each with a server error.
+const WRITES: [&str; 18] = [
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+    "ExecuteStatement",
+    "BatchExecuteStatement",
+    "ExecuteTransaction",
+    "CreateTable",
+    "UpdateTable",
+    "DeleteTable",
+    "UpdateTimeToLive",
+    "UpdateContinuousBackups",
+    "TagResource",
+    "UntagResource",
+    "CreateBackup",
+    "RestoreTableFromBackup",
+    "PutResourcePolicy",
+];
+
+/// A proxy in front of prod that refuses every write and counts what reaches it.
+async fn guarded_prod() -> FaultProxy {
+    FaultProxy::start(prod_endpoint(), Faults { server_error: 1.0, ..Faults::default() }, &WRITES).await
+}
+
+/// Asserts that only reads reached prod through `proxy`.
+fn only_reads_reached(proxy: &FaultProxy) {
+    let seen = proxy.operations();
+    let writes: Vec<_> = seen.keys().filter(|op| !READ_OPERATIONS.contains(&op.as_str())).collect();
+    assert!(writes.is_empty(), "operations other than reads reached prod: {seen:?}");
+    assert_eq!(proxy.stats().server_errors, 0, "{seen:?}");
+    assert!(seen.contains_key("Scan"), "the rehearsal read prod: {seen:?}");
+}
+
+/// An environments file with `prod` (protected: a rehearsal needs no `--yes`, since it only
+/// reads) and `empty` (another prefix, nothing in it) on `endpoint`.
+struct ProdEnvs {
+    path: PathBuf,
+}
+
+impl ProdEnvs {
+    fn new(names: &TableNames, endpoint: &str) -> ProdEnvs {
+        let path = std::env::temp_dir().join(format!("environments-{}-{}.toml", std::process::id(), names.prefix()));
+        let text = format!(
+            "[prod]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\nprotected = true\n\n\
+             [empty]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}empty_\"\n",
+            prefix = names.prefix(),
+        );
+        std::fs::write(&path, text).unwrap();
+        ProdEnvs { path }
+    }
+
+    fn file(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for ProdEnvs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs the command line in a child process without blocking this test's runtime, where the proxy
+/// runs.
+async fn run_beside(project: &'static str, args: Vec<String>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        finished(cli(project, &args, &[]).output().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
+}
+
+/// Each table with `names`' prefix: its definition and its content, read consistently.
+async fn dump(client: &Client, names: &TableNames) -> String {
+    let mut out = String::new();
+    for table in dynamo_migrate::list_tables(client).await.unwrap() {
+        if !table.starts_with(names.prefix()) {
+            continue;
+        }
+        let described = client.describe_table().table_name(&table).send().await.unwrap().table.unwrap();
+        let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
+        out.push_str(&format!(
+            "{table}: keys {:?}, attributes {:?}, GSIs {:?}, LSIs {:?}, stream {:?}, billing {:?}, TTL {:?}, {}\n",
+            described.key_schema,
+            described.attribute_definitions,
+            described
+                .global_secondary_indexes
+                .map(|g| g.into_iter().map(|g| (g.index_name, g.key_schema)).collect::<Vec<_>>()),
+            described
+                .local_secondary_indexes
+                .map(|l| l.into_iter().map(|l| (l.index_name, l.key_schema)).collect::<Vec<_>>()),
+            described.stream_specification,
+            described.billing_mode_summary.and_then(|b| b.billing_mode),
+            ttl.time_to_live_description,
+            content_hash(client, &table).await,
+        ));
+    }
+    out
+}
+
+// The test project: 1 creates customers (applied in prod before each test), 2 backfills
+// email_normalised in place, 3 rebuilds customers as version 2 with a `profile` record, 4 deletes
+// version 1. "strict" is as first written; "fixed" holds what prod's old items hold; the schema
+// crate's type of "fixed" still reads `weight` as an f64, that of "fixed_schema" exactly.
+
+#[derive(Serialize, Deserialize)]
+struct Before {
+    customer_nr: u64,
+    name: String,
+    email: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Backfilled {
+    customer_nr: u64,
+    name: String,
+    email: String,
+    email_normalised: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<f64>,
+}
+
+/// The fixed shapes: an optional email, tags as the string set they are, weights exactly, and the
+/// nickname some old items carry.
+#[derive(Serialize, Deserialize)]
+struct FixedBefore {
+    customer_nr: u64,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, with = "dynamo_migrate::serde_dynamo::string_set", skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nickname: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FixedBackfilled {
+    customer_nr: u64,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    email_normalised: String,
+    #[serde(default, with = "dynamo_migrate::serde_dynamo::string_set", skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nickname: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Profile<T> {
+    #[serde(flatten)]
+    customer: T,
+    record: &'static str,
+}
+
+/// The schema crate's customer, version 2.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Customer {
+    customer_nr: u64,
+    record: String,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    email_normalised: String,
+    #[schemars(with = "Vec<String>")]
+    #[serde(default, with = "dynamo_migrate::serde_dynamo::string_set", skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nickname: Option<String>,
+}
+
+/// The same, reading weights exactly.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct ExactCustomer {
+    customer_nr: u64,
+    record: String,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    email_normalised: String,
+    #[schemars(with = "Vec<String>")]
+    #[serde(default, with = "dynamo_migrate::serde_dynamo::string_set", skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    weight: Option<Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nickname: Option<String>,
+}
+
+fn v2() -> TableDef {
+    TableDef::new("customers", KeyAttr::n("customer_nr")).version(2).sort_key(KeyAttr::s("record"))
+}
+
+fn create() -> Migration {
+    Migration::new(1, "create_customers", "create customers")
+        .create_table(TableDef::new("customers", KeyAttr::n("customer_nr")))
+}
+
+/// The test projects (see above), `rehearse:<name>`.
+pub fn project(name: &str) -> Project {
+    let fixed = name != "rehearse:strict";
+    let backfill = if fixed {
+        DataStep::new("backfill_email_normalised", |ctx| async move {
+            let f = |b: FixedBefore| {
+                let email_normalised = b.email.as_deref().unwrap_or_default().trim().to_lowercase();
+                let FixedBefore { customer_nr, name, email, tags, weight, nickname } = b;
+                Some(FixedBackfilled { customer_nr, name, email, email_normalised, tags, weight, nickname })
+            };
+            Ok(ctx.backfill("customers", f).await?)
+        })
+    } else {
+        DataStep::new("backfill_email_normalised", |ctx| async move {
+            let f = |b: Before| {
+                let email_normalised = b.email.trim().to_lowercase();
+                let Before { customer_nr, name, email, tags, weight } = b;
+                Some(Backfilled { customer_nr, name, email, email_normalised, tags, weight })
+            };
+            Ok(ctx.backfill("customers", f).await?)
+        })
+    };
+    let rebuild = if fixed {
+        RebuildStep::convert(v2(), |customer: FixedBackfilled| Some(Profile { customer, record: "profile" }))
+    } else {
+        RebuildStep::convert(v2(), |customer: Backfilled| Some(Profile { customer, record: "profile" }))
+    };
+    let source = |what: &str| format!("{what} {}", if fixed { "fixed" } else { "strict" });
+    let migrations = vec![
+        create(),
+        Migration::new(2, "backfill_email_normalised", &source("backfill")).data(backfill),
+        Migration::new(3, "rebuild_customers_with_records", &source("rebuild")).rebuild_table(rebuild),
+        Migration::new(4, "delete_customers_v1", "delete v1").delete_old_table(
+            "customers",
+            1,
+            Destructive::because("version 2 holds every customer"),
+        ),
+    ];
+    let tables = match name {
+        "rehearse:fixed_schema" => vec![TableSchema::new::<ExactCustomer>(v2())],
+        _ => vec![TableSchema::new::<Customer>(v2())],
+    };
+    match name {
+        "rehearse:light" => light(),
+        "rehearse:strict" | "rehearse:fixed" | "rehearse:fixed_schema" => Project { tables, migrations },
+        other => panic!("no project {other}"),
+    }
+}
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_owned())
+}
+
+fn n(number: impl ToString) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+/// A customer as the application has always written it.
+fn good(i: u64) -> Item {
+    Item::from([
+        ("customer_nr".to_owned(), n(i)),
+        ("name".to_owned(), s(&format!("Customer {i}"))),
+        ("email".to_owned(), s(&format!(" Customer.{i}@Example.com"))),
+        ("weight".to_owned(), n(format!("{}.5", i % 90))),
+    ])
+}
+
+/// The four items that old writers left, each refused by "strict" for its own attribute.
+fn bad() -> Vec<(u64, &'static str, Item)> {
+    let with = |i: u64, name: &str, value: Option<AttributeValue>| {
+        let mut item = good(i);
+        match value {
+            Some(value) => item.insert(name.to_owned(), value),
+            None => item.remove(name),
+        };
+        item
+    };
+    vec![
+        (1_000_001, "tags", with(1_000_001, "tags", Some(AttributeValue::Ss(vec!["vip".into(), "eu".into()])))),
+        (1_000_002, "weight", with(1_000_002, "weight", Some(n("12345678901234567890.123456789")))),
+        (1_000_003, "email", with(1_000_003, "email", None)),
+        (1_000_004, "nickname", with(1_000_004, "nickname", Some(s("Ada")))),
+    ]
+}
+
+/// Prod with migration 1 applied and `good` customers plus the bad ones.
+async fn seed_prod(names: &TableNames, good_items: u64) -> Vec<Item> {
+    let client = prod_client().await;
+    Migrator::new(client.clone(), names.clone(), true, "the test")
+        .run(&project("rehearse:strict").migrations, Some(1))
+        .await
+        .unwrap();
+    let mut items: Vec<Item> = (0..good_items).map(good).collect();
+    items.extend(bad().into_iter().map(|(_, _, item)| item));
+    DataContext::new(client, names.clone()).put_items("customers", items.clone()).await.unwrap();
+    items
+}
+
+/// The failures a rehearsal's JSON lists for step 0 of migration `version`: key and error.
+fn failures(report: &serde_json::Value, version: u64) -> Vec<(String, String)> {
+    let migration = report["migrations"].as_array().unwrap().iter().find(|m| m["version"] == version).unwrap();
+    migration["steps"][0]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["key"].as_str().unwrap().to_owned(), f["error"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_names_the_items_the_migrations_refuse_and_prod_sees_only_reads() {
+    let names = support::names("rehearse_bad");
+    seed_prod(&names, 300).await;
+    let prod = prod_client().await;
+    let proxy = guarded_prod().await;
+    let envs = ProdEnvs::new(&names, &proxy.endpoint());
+    let before = dump(&prod, &names).await;
+    let args = |more: &[&str]| -> Vec<String> {
+        let mut args = vec!["rehearse", "--env", "prod", "--environments", envs.file(), "--no-docker"];
+        args.extend(more);
+        args.into_iter().map(str::to_owned).collect()
+    };
+
+    // The migrations as first written refuse four items, each for its own attribute.
+    let strict = run_beside("rehearse:strict", args(&["--all", "--format", "json"])).await;
+    println!("{}", strict.stderr);
+    assert_eq!(strict.code, 1, "{}{}", strict.stdout, strict.stderr);
+    let document = json(&strict);
+    let report = &document["report"];
+    assert_eq!(report["pending"], serde_json::json!([2, 3, 4]));
+    assert_eq!(report["tables"][0]["read"]["items"], 304);
+    let backfill = failures(report, 2);
+    let keys: BTreeSet<&str> = backfill.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, BTreeSet::from(["{customer_nr: 1000001}", "{customer_nr: 1000002}", "{customer_nr: 1000003}"]));
+    for (key, error) in &backfill {
+        let attribute = bad().into_iter().find(|(i, _, _)| key.contains(&i.to_string())).unwrap().1;
+        assert!(error.contains(&format!("attribute {attribute}")), "{key}: {error}");
+    }
+    let rebuild = failures(report, 3);
+    let nickname = rebuild.iter().find(|(k, _)| k == "{customer_nr: 1000004}").expect("the rebuild refuses 1000004");
+    assert!(nickname.1.contains("nickname"), "{}", nickname.1);
+    let step = &report["migrations"][0]["steps"][0];
+    let pass = &step["passes"][0];
+    assert_eq!((pass["report"]["scanned"].as_u64(), pass["report"]["failed"].as_u64()), (Some(304), Some(3)));
+    assert_eq!(pass["estimate"]["items"], 304, "the whole table was read: nothing to extrapolate");
+    assert!(step["would_fail"].as_str().unwrap().contains("the step accepts none"), "{step}");
+    assert!(document["error"]["message"].as_str().unwrap().contains("`cargo xtask rehearse --env prod`"), "{document}");
+
+    // For people: each failing item with its key and attribute, under the step it fails.
+    let human = run_beside("rehearse:strict", args(&["--sample", "150"])).await;
+    println!("{}{}", human.stdout, human.stderr);
+    assert_eq!(human.code, 1);
+    assert!(human.stdout.contains("would fail: "), "{}", human.stdout);
+    assert!(human.stderr.contains("error: the rehearsal found"), "{}", human.stderr);
+
+    // The migrations fixed: every step takes every item, but the schema crate's type still reads
+    // weights as f64, which cannot hold one of them.
+    let fixed = run_beside("rehearse:fixed", args(&["--sample", "1000"])).await;
+    println!("{}{}", fixed.stdout, fixed.stderr);
+    assert_eq!(fixed.code, 1);
+    assert!(fixed.stdout.contains("customers: 0 difference(s); 304 item(s) read, 1 unreadable"), "{}", fixed.stdout);
+    assert!(
+        fixed.stdout.contains("item {customer_nr: 1000002, record: \"profile\"}: attribute weight"),
+        "{}",
+        fixed.stdout
+    );
+    assert!(!fixed.stdout.contains("would fail"), "{}", fixed.stdout);
+
+    let passed = run_beside("rehearse:fixed_schema", args(&[])).await;
+    println!("{}{}", passed.stdout, passed.stderr);
+    assert_eq!(passed.code, 0, "{}{}", passed.stdout, passed.stderr);
+    assert!(passed.stdout.contains("rehearsal passed"), "{}", passed.stdout);
+
+    // prod is as it was, and only reads reached it.
+    assert_eq!(dump(&prod, &names).await, before);
+    only_reads_reached(&proxy);
+
+    // An environment without a ledger: everything is pending, and nothing is created there.
+    let empty =
+        run_beside("rehearse:fixed_schema", args(&[]).into_iter().map(|a| a.replace("prod", "empty")).collect()).await;
+    assert_eq!(empty.code, 0, "{}{}", empty.stdout, empty.stderr);
+    assert!(empty.stdout.contains("applied 4 of 4 pending migration(s) to the copy"), "{}", empty.stdout);
+    let tables = dynamo_migrate::list_tables(&prod).await.unwrap();
+    assert!(!tables.iter().any(|t| t.contains("empty_")), "{tables:?}");
+}
+
+/// A thing of about 300 bytes.
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct Thing {
+    id: String,
+    payload: String,
+}
+
+fn thing(i: u64) -> Item {
+    Item::from([("id".to_owned(), s(&format!("thing-{i:08}"))), ("payload".to_owned(), s(&"x".repeat(270)))])
+}
+
+/// Things, and a data step that reads every one of them as its type and changes none.
+fn light() -> Project {
+    let look = DataStep::new("look_at_every_thing", |ctx| async move {
+        Ok(ctx.pass("things").delete_where(|_: &Thing| false).await?)
+    });
+    Project {
+        tables: vec![TableSchema::new::<Thing>(TableDef::new("things", KeyAttr::s("id")))],
+        migrations: vec![
+            Migration::new(1, "create_things", "create things").create_table(TableDef::new("things", KeyAttr::s("id"))),
+            Migration::new(2, "look_at_every_thing", "look").data(look),
+        ],
+    }
+}
