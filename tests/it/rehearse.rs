@@ -473,3 +473,267 @@ fn light() -> Project {
         ],
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_beside_the_application_disturbs_none_of_its_writes() {
+    let names = support::names("rehearse_live");
+    let seed = seed_prod(&names, 2_000).await;
+    let prod = prod_client().await;
+    let table = names.physical("customers");
+    // Slots: the 2,000 good customers, the 4 old items, then keys the application creates.
+    let key = |slot: u64| match slot {
+        0..2_000 => slot,
+        2_000..2_004 => 1_000_001 + slot - 2_000,
+        _ => 2_000_000 + slot,
+    };
+    let put = move |slot: u64, n: u64| {
+        let mut item = good(key(slot));
+        item.insert("name".to_owned(), s(&format!("Customer {}, put {n}", key(slot))));
+        item
+    };
+    let options = WriterOptions { workers: 4, writes_per_second: 100.0, mix: (6, 2, 2), fresh_keys: 100 };
+    let writer = AppWriter::start(prod.clone(), &table, &["customer_nr"], seed, "name", put, options);
+    let proxy = guarded_prod().await;
+    let envs = ProdEnvs::new(&names, &proxy.endpoint());
+    while writer.acknowledged() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = writer.acknowledged();
+    let args = ["rehearse", "--env", "prod", "--environments", envs.file(), "--all", "--no-docker"];
+    let rehearsal = run_beside("rehearse:fixed_schema", args.iter().map(|a| (*a).to_owned()).collect()).await;
+    let during = writer.acknowledged() - before;
+    let log = writer.stop().await;
+    println!("{}{}", rehearsal.stdout, rehearsal.stderr);
+    assert_eq!(rehearsal.code, 0, "{}{}", rehearsal.stdout, rehearsal.stderr);
+    assert!(during > 0, "the application wrote while the rehearsal ran");
+    let violations = log.check(&prod, &table, &[], |_| Ok(())).await;
+    assert!(violations.is_empty(), "{}", summary(&violations));
+    println!("application: {} acknowledged ({during} during the rehearsal), {:?}", log.acknowledged(), log.counts());
+    only_reads_reached(&proxy);
+}
+
+#[tokio::test]
+async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
+    let names = support::names("rehearse_sample");
+    let client = support::client().await;
+    let table = names.physical("things");
+    support::create_table(&client, &table, false).await;
+    let items: Vec<Item> = (0..5_000).map(thing).collect();
+    DataContext::new(client.clone(), names.clone()).put_items("things", items).await.unwrap();
+    let reader = dynamo_migrate::read_only(&client, "the test's table");
+    let id = |item: &Item| match &item["id"] {
+        AttributeValue::S(id) => id.clone(),
+        other => panic!("{other:?}"),
+    };
+    let sample = |sample: Sample| {
+        let (reader, table) = (reader.clone(), table.clone());
+        async move {
+            let keys = std::sync::Mutex::new(Vec::new());
+            let report = dynamo_migrate::read_sample(&reader, &table, sample, &SampleOptions::default(), |page| {
+                keys.lock().unwrap().extend(page.iter().map(id));
+                std::future::ready(Ok(()))
+            })
+            .await
+            .unwrap();
+            (report, keys.into_inner().unwrap())
+        }
+    };
+
+    // The first 200 keys of a plain scan: the lowest hashes, always the same ones.
+    let first: BTreeSet<String> =
+        client.scan().table_name(&table).limit(200).send().await.unwrap().items().iter().map(id).collect();
+    let (report, keys) = sample(Sample::Items(200)).await;
+    let distinct: BTreeSet<String> = keys.iter().cloned().collect();
+    println!("{report:?}");
+    assert_eq!((keys.len(), distinct.len()), (200, 200));
+    assert!(report.segments >= 500 && report.segments_read >= 25, "{report:?}");
+    let shared = distinct.intersection(&first).count();
+    assert!(shared < 100, "a sample is not the first keys of a scan: {shared} of 200 in common");
+    let (_, again) = sample(Sample::Items(200)).await;
+    assert_ne!(distinct, again.into_iter().collect::<BTreeSet<_>>(), "each sample picks its own segments");
+
+    let (all, keys) = sample(Sample::All).await;
+    assert!(all.whole_table, "{all:?}");
+    assert_eq!(keys.into_iter().collect::<BTreeSet<_>>().len(), 5_000);
+    // A sample as large as the table reads all of it.
+    let (whole, _) = sample(Sample::Items(5_000)).await;
+    assert!(whole.whole_table && whole.items == 5_000, "{whole:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearsing_every_item_of_a_large_table_streams_it_through_little_memory() {
+    let count: u64 = std::env::var("REHEARSE_ITEMS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    let names = support::names("rehearse_all");
+    let prod = prod_client().await;
+    Migrator::new(prod.clone(), names.clone(), true, "the test").run(&light().migrations, Some(1)).await.unwrap();
+    let fill = std::time::Instant::now();
+    let context = DataContext::new(prod.clone(), names.clone());
+    for start in (0..count).step_by(10_000) {
+        context.put_items("things", (start..(start + 10_000).min(count)).map(thing).collect()).await.unwrap();
+    }
+    println!("filled {count} items in {:.1} s", fill.elapsed().as_secs_f64());
+    let envs = ProdEnvs::new(&names, prod_endpoint());
+    let args = ["rehearse", "--env", "prod", "--environments", envs.file(), "--all", "--no-docker", "--format", "json"];
+    let started = std::time::Instant::now();
+    let rehearsal = run_beside("rehearse:light", args.iter().map(|a| (*a).to_owned()).collect()).await;
+    let took = started.elapsed().as_secs_f64();
+    println!("{}", rehearsal.stderr);
+    assert_eq!(rehearsal.code, 0, "{}{}", rehearsal.stdout, rehearsal.stderr);
+    let document = json(&rehearsal);
+    let read = &document["report"]["tables"][0]["read"];
+    assert_eq!(read["items"], count);
+    let rss = document["peak_rss_mib"].as_f64().unwrap();
+    assert!(rss < 100.0, "the rehearsal's peak RSS was {rss:.1} MiB");
+
+    // A plain parallel scan of the same table (8 segments, nothing else), in the same run.
+    let scan = std::time::Instant::now();
+    let mut segments = tokio::task::JoinSet::new();
+    for segment in 0..8 {
+        let (prod, table) = (prod.clone(), names.physical("things"));
+        segments.spawn(async move {
+            let mut pages = prod.scan().table_name(table).segment(segment).total_segments(8).into_paginator().send();
+            let mut items = 0;
+            while let Some(page) = pages.next().await {
+                items += page.unwrap().items().len() as u64;
+            }
+            items
+        });
+    }
+    let segments = segments.join_all().await;
+    let scan_secs = scan.elapsed().as_secs_f64();
+    assert_eq!(segments.iter().sum::<u64>(), count);
+    let copy_secs = read["millis"].as_f64().unwrap() / 1000.0;
+    println!(
+        "rehearse --all of {count} items: {took:.1} s in all ({:.1} s the whole report), copy {copy_secs:.1} s = {:.0} items/s, {} read units; plain 8-segment scan {scan_secs:.1} s = {:.0} items/s; copy/scan = {:.2}; peak RSS {rss:.1} MiB",
+        document["report"]["millis"].as_f64().unwrap() / 1000.0,
+        count as f64 / copy_secs,
+        read["read_units"],
+        count as f64 / scan_secs,
+        scan_secs / copy_secs,
+    );
+    support::delete_tables(&prod, &names).await;
+}
+
+#[tokio::test]
+async fn status_items_finds_an_item_an_old_instance_wrote_after_the_backfill() {
+    let envs = Envs::new("status_items", "");
+    let file = envs.file();
+    let migrate = run("example", &["migrate", "--env", "dev", "--environments", file]);
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    let client = support::client().await;
+    let v2 = envs.names.physical_version("customers", 2);
+    let customer = |i: u64| {
+        Item::from([
+            ("customer_nr".to_owned(), n(i)),
+            ("record".to_owned(), s("profile")),
+            ("name".to_owned(), s(&format!("Customer {i}"))),
+            ("email".to_owned(), s(&format!("c{i}@example.com"))),
+            ("email_normalised".to_owned(), s(&format!("c{i}@example.com"))),
+        ])
+    };
+    for i in 0..200 {
+        client.put_item().table_name(&v2).set_item(Some(customer(i))).send().await.unwrap();
+    }
+    let status = |more: &[&str]| {
+        let mut args = vec!["status", "--env", "dev", "--environments", file];
+        args.extend(more);
+        run("example", &args)
+    };
+    let clean = status(&["--items"]);
+    assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
+    assert!(clean.stdout.contains("read 200 from"), "{}", clean.stdout);
+    assert!(clean.stdout.contains("0 do not read as the schema crate's type"), "{}", clean.stdout);
+
+    // An old instance of the application, from before the backfill, writes a customer.
+    let mut old = customer(4242);
+    old.remove("email_normalised");
+    client.put_item().table_name(&v2).set_item(Some(old)).send().await.unwrap();
+    let found = status(&["--items", "500"]);
+    println!("{}{}", found.stdout, found.stderr);
+    assert_eq!(found.code, 1);
+    assert!(
+        found.stdout.contains("! {customer_nr: 4242, record: \"profile\"}: attribute email_normalised: the item does not have it"),
+        "{}",
+        found.stdout
+    );
+    assert!(found.stderr.contains("then run `cargo xtask status --env dev --items`"), "{}", found.stderr);
+    let document = json(&status(&["--items", "--format", "json"]));
+    assert_eq!(document["items"][0]["bad_items"], 1, "{document}");
+    assert_eq!(document["exit_code"], 1);
+}
+
+#[tokio::test]
+async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebuild() {
+    let envs = Envs::new("plan_estimates", "");
+    let file = envs.file();
+    let migrate = run("example", &["migrate", "--env", "dev", "--environments", file, "--target", "3"]);
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    let client = support::client().await;
+    let customers = envs.names.physical("customers");
+    let before: Vec<Item> = (0..500)
+        .map(|i| {
+            Item::from([
+                ("customer_nr".to_owned(), n(i)),
+                ("name".to_owned(), s(&format!("Customer {i}"))),
+                ("email".to_owned(), s(&format!(" C{i}@Example.com"))),
+            ])
+        })
+        .collect();
+    DataContext::new(client.clone(), envs.names.clone()).put_items("customers", before).await.unwrap();
+    let (tables, content) = (envs.tables().await, content_hash(&client, &customers).await);
+    let records = dynamo_migrate::Ledger::new(client.clone(), &envs.names).records().await.unwrap();
+
+    let plan = run("example", &["plan", "--env", "dev", "--environments", file]);
+    println!("{}", plan.stdout);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let prefix = envs.names.prefix();
+    assert!(plan.stdout.contains(&format!("estimate, pass over {prefix}customers: 500 items")), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(&format!("estimate, pass over {prefix}customers into {prefix}customers_v2: 500 items")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("deploy sequence: migration 5 rebuilds customers as version 2 and migration 6 deletes version 1: apply up to the rebuild (`cargo xtask migrate --env dev --target 5`), deploy the application that reads and writes customers version 2"),
+        "{}",
+        plan.stdout
+    );
+    let document = json(&run("example", &["plan", "--env", "dev", "--environments", file, "--format", "json"]));
+    let backfill = &document["estimates"][0];
+    assert_eq!((backfill["version"].as_u64(), backfill["step"].as_u64()), (Some(4), Some(0)));
+    let estimate = &backfill["passes"][0]["estimate"];
+    assert_eq!((estimate["items"].as_u64(), estimate["write_units"].as_f64()), (Some(500), Some(500.0)), "{estimate}");
+    assert!(estimate["on_demand_usd"].as_f64().unwrap() > 0.0, "{estimate}");
+    assert_eq!(document["deploy_sequence"].as_array().unwrap().len(), 1);
+
+    // plan ran the data step to find its passes, and wrote nothing.
+    assert_eq!(envs.tables().await, tables);
+    assert_eq!(content_hash(&client, &customers).await, content);
+    assert_eq!(dynamo_migrate::Ledger::new(client, &envs.names).records().await.unwrap(), records);
+}
+
+#[tokio::test]
+async fn bad_input_to_rehearse_and_status_items_is_refused_with_exit_2_and_nothing_written() {
+    let envs = Envs::new("rehearse_bad_input", "");
+    let file = envs.file();
+    for (args, expected) in [
+        (vec!["rehearse", "--env", "dev", "--sample", "0"], "invalid value '0' for '--sample <ITEMS>'"),
+        (vec!["rehearse", "--env", "dev", "--read-rate", "-3"], "is not a positive number of read units a second"),
+        (vec!["rehearse", "--env", "dev", "--read-rate", "lots"], "lots is not a positive number"),
+        (vec!["rehearse", "--env", "dev", "--all", "--sample", "5"], "the argument '--all' cannot be used with '--sample <ITEMS>'"),
+        (vec!["rehearse", "--env", "dev", "--segments", "0"], "invalid value '0' for '--segments <SEGMENTS>'"),
+        (vec!["status", "--env", "dev", "--items", "0"], "invalid value '0' for '--items [<ITEMS>]'"),
+        (vec!["rehearse", "--env", "nosuch"], "unknown environment nosuch"),
+        (vec!["rehearse", "--env", "unreachable"], "environment unreachable: cannot reach DynamoDB at http://127.0.0.1:9"),
+    ] {
+        let mut args = args;
+        args.extend(["--environments", file]);
+        if args[0] == "rehearse" {
+            args.push("--no-docker");
+        }
+        let refused = run("example", &args);
+        assert_eq!(refused.code, 2, "{args:?}: {}{}", refused.stdout, refused.stderr);
+        assert!(refused.stderr.contains(expected), "{args:?}: {}", refused.stderr);
+    }
+    assert_eq!(envs.tables().await, Vec::<String>::new(), "nothing was written");
+}

@@ -35,7 +35,7 @@ pub struct RehearseArgs {
     #[arg(long, value_name = "SEGMENTS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     segments: Option<u32>,
     /// At most this many read units a second from the environment.
-    #[arg(long, value_name = "UNITS", value_parser = positive)]
+    #[arg(long, value_name = "UNITS", value_parser = positive, allow_negative_numbers = true)]
     read_rate: Option<f64>,
     /// Rehearse even though the live tables differ from what the applied migrations produced
     /// (as `migrate --allow-drift` would apply).
