@@ -79,8 +79,8 @@ pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
 pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
 #[cfg(feature = "local")]
 pub use rehearse::{
-    CopiedTable, ListedFailure, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration, RehearsedPass,
-    RehearsedStep, rehearse,
+    CopiedTable, ListedFailure, LocalServer, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration,
+    RehearsedPass, RehearsedStep, rehearse,
 };
 pub use rehearse::{
     Estimate, FailedItem, PassForecast, PassRun, Sample, SampleOptions, SampleReport, StepForecast, TableFacts,

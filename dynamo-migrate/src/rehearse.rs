@@ -27,7 +27,7 @@ pub use estimate::{Estimate, TableFacts, UnitsPerSecond, facts};
 pub use forecast::{PassForecast, StepForecast, deploy_sequence, forecast};
 #[cfg(feature = "local")]
 pub use run::{
-    CopiedTable, ListedFailure, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration, RehearsedPass,
-    RehearsedStep, rehearse,
+    CopiedTable, ListedFailure, LocalServer, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration,
+    RehearsedPass, RehearsedStep, rehearse,
 };
 pub use sample::{Sample, SampleOptions, SampleReport, read_sample};

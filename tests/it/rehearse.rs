@@ -420,7 +420,7 @@ async fn a_rehearsal_names_the_items_the_migrations_refuse_and_prod_sees_only_re
 
     // The migrations fixed: every step takes every item, but the schema crate's type still reads
     // weights as f64, which cannot hold one of them.
-    let fixed = run_beside("rehearse:fixed", args(&["--sample", "1000"])).await;
+    let fixed = run_beside("rehearse:fixed", args(&["--sample", "1000", "--read-rate", "500"])).await;
     println!("{}{}", fixed.stdout, fixed.stderr);
     assert_eq!(fixed.code, 1);
     assert!(fixed.stdout.contains("customers: 0 difference(s); 304 item(s) read, 1 unreadable"), "{}", fixed.stdout);
@@ -525,11 +525,12 @@ async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
         AttributeValue::S(id) => id.clone(),
         other => panic!("{other:?}"),
     };
-    let sample = |sample: Sample| {
+    let sample_in = |sample: Sample, segments: Option<u32>| {
         let (reader, table) = (reader.clone(), table.clone());
         async move {
             let keys = std::sync::Mutex::new(Vec::new());
-            let report = dynamo_migrate::read_sample(&reader, &table, sample, &SampleOptions::default(), |page| {
+            let options = SampleOptions { segments, ..SampleOptions::default() };
+            let report = dynamo_migrate::read_sample(&reader, &table, sample, &options, |page| {
                 keys.lock().unwrap().extend(page.iter().map(id));
                 std::future::ready(Ok(()))
             })
@@ -538,6 +539,7 @@ async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
             (report, keys.into_inner().unwrap())
         }
     };
+    let sample = |sample: Sample| sample_in(sample, None);
 
     // The first 200 keys of a plain scan: the lowest hashes, always the same ones.
     let first: BTreeSet<String> =
@@ -551,6 +553,10 @@ async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
     assert!(shared < 100, "a sample is not the first keys of a scan: {shared} of 200 in common");
     let (_, again) = sample(Sample::Items(200)).await;
     assert_ne!(distinct, again.into_iter().collect::<BTreeSet<_>>(), "each sample picks its own segments");
+
+    // Cut into fewer segments than the sample has pages, it reads more pages of each.
+    let (few, keys) = sample_in(Sample::Items(200), Some(4)).await;
+    assert_eq!((few.segments, few.segments_read, keys.len()), (4, 4, 200), "{few:?}");
 
     let (all, keys) = sample(Sample::All).await;
     assert!(all.whole_table, "{all:?}");
@@ -652,7 +658,9 @@ async fn status_items_finds_an_item_an_old_instance_wrote_after_the_backfill() {
     println!("{}{}", found.stdout, found.stderr);
     assert_eq!(found.code, 1);
     assert!(
-        found.stdout.contains("! {customer_nr: 4242, record: \"profile\"}: attribute email_normalised: the item does not have it"),
+        found.stdout.contains(
+            "! {customer_nr: 4242, record: \"profile\"}: attribute email_normalised: the item does not have it"
+        ),
         "{}",
         found.stdout
     );
@@ -720,11 +728,17 @@ async fn bad_input_to_rehearse_and_status_items_is_refused_with_exit_2_and_nothi
         (vec!["rehearse", "--env", "dev", "--sample", "0"], "invalid value '0' for '--sample <ITEMS>'"),
         (vec!["rehearse", "--env", "dev", "--read-rate", "-3"], "is not a positive number of read units a second"),
         (vec!["rehearse", "--env", "dev", "--read-rate", "lots"], "lots is not a positive number"),
-        (vec!["rehearse", "--env", "dev", "--all", "--sample", "5"], "the argument '--all' cannot be used with '--sample <ITEMS>'"),
+        (
+            vec!["rehearse", "--env", "dev", "--all", "--sample", "5"],
+            "the argument '--all' cannot be used with '--sample <ITEMS>'",
+        ),
         (vec!["rehearse", "--env", "dev", "--segments", "0"], "invalid value '0' for '--segments <SEGMENTS>'"),
         (vec!["status", "--env", "dev", "--items", "0"], "invalid value '0' for '--items [<ITEMS>]'"),
         (vec!["rehearse", "--env", "nosuch"], "unknown environment nosuch"),
-        (vec!["rehearse", "--env", "unreachable"], "environment unreachable: cannot reach DynamoDB at http://127.0.0.1:9"),
+        (
+            vec!["rehearse", "--env", "unreachable"],
+            "environment unreachable: cannot reach DynamoDB at http://127.0.0.1:9",
+        ),
     ] {
         let mut args = args;
         args.extend(["--environments", file]);

@@ -141,7 +141,7 @@ pub(crate) fn estimate(work: Work, facts: &TableFacts, rate: Option<(f64, String
         read_units: work.read_units.ceil(),
         write_units: work.write_units.ceil(),
         seconds: longest.as_ref().map(|(s, _)| *s),
-        limited_by: longest.map_or_else(|| "nothing DynamoDB describes".to_owned(), |(_, why)| why),
+        limited_by: longest.map_or_else(|| "nothing known bounds it".to_owned(), |(_, why)| why),
         on_demand_usd: facts
             .provisioned
             .is_none()
@@ -157,10 +157,11 @@ impl std::fmt::Display for Estimate {
         }
         match self.seconds {
             Some(s) => write!(f, ", {} ({})", duration(s), self.limited_by)?,
-            None => write!(f, ", time not known ({})", self.limited_by)?,
+            None => write!(f, ", time not known")?,
         }
         write!(f, ", {:.0} read units, {:.0} write units", self.read_units, self.write_units)?;
         match self.on_demand_usd {
+            Some(usd) if usd < 0.01 => write!(f, ", less than $0.01 on demand"),
             Some(usd) => write!(f, ", ${usd:.2} on demand"),
             None => write!(f, " of the provisioned capacity"),
         }
@@ -196,12 +197,12 @@ mod tests {
     #[test]
     fn a_pass_costs_its_units_on_demand_and_takes_the_longest_of_its_bounds() {
         let work = Work { items: 1_000_000, read_units: scan_units(300_000_000.0, false), write_units: 1_000_000.0 };
-        assert_eq!(work.read_units, 36_622.0);
+        assert_eq!(work.read_units, 36_621.5);
         let e = estimate(work, &on_demand(), Some((2000.0, "measured".into())), Some(10));
         assert_eq!(e.seconds, Some(500.0));
         assert_eq!(e.limited_by, "measured");
         let usd = e.on_demand_usd.unwrap();
-        assert!((usd - (0.625 + 36_622.0 * 0.125 / 1e6)).abs() < 1e-9, "{usd}");
+        assert!((usd - (0.625 + 36_621.5 * 0.125 / 1e6)).abs() < 1e-9, "{usd}");
         assert_eq!(
             e.to_string(),
             "1000000 items (10 would fail), 8 min (measured), 36622 read units, 1000000 write units, $0.63 on demand"

@@ -142,7 +142,7 @@ async fn pass(
     let estimate = estimate(work, &facts, rate, None);
     let note = if estimate.seconds.is_none() {
         format!(
-            "at most: every item written; DynamoDB describes no throughput for the table (DynamoDB Local does not), so `cargo xtask rehearse --env {env}` measures a rate"
+            "at most: every item written; the time is not known since DynamoDB describes no throughput for the table (DynamoDB Local does not): `cargo xtask rehearse --env {env}` measures a rate"
         )
     } else {
         "at most: every item written".to_owned()

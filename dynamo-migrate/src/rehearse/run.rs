@@ -157,13 +157,22 @@ pub struct RehearsedMigration {
     pub steps: Vec<RehearsedStep>,
 }
 
+/// The DynamoDB Local that held the copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalServer {
+    pub endpoint: String,
+    /// `container`, `java` or `given`.
+    pub backend: String,
+    pub started_ms: u128,
+}
+
 /// Everything a rehearsal did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsalReport {
     pub environment: String,
     pub sample: Sample,
-    /// DynamoDB Local's endpoint and kind, and how long it took to start (ms).
-    pub local: Option<(String, String, u128)>,
+    /// The rehearsal's DynamoDB Local, when pending migrations needed one.
+    pub local: Option<LocalServer>,
     /// The versions pending in the environment.
     pub pending: Vec<u32>,
     pub tables: Vec<CopiedTable>,
@@ -223,7 +232,11 @@ pub async fn rehearse(
     }
 
     let server = DynamoDbLocal::start(&options.local).await?;
-    report.local = Some((server.endpoint().to_owned(), server.backend().to_owned(), server.started_in().as_millis()));
+    report.local = Some(LocalServer {
+        endpoint: server.endpoint().to_owned(),
+        backend: server.backend().to_owned(),
+        started_ms: server.started_in().as_millis(),
+    });
     let target = Target::local(server.endpoint());
     let local = connect(&target).await;
     narrate(format!(

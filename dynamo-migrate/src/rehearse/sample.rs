@@ -153,6 +153,7 @@ where
         limit,
         wanted,
         taken: AtomicU64::new(0),
+        pages_per_segment: wanted.map_or(u64::MAX, |n| n.div_ceil(u64::from(total) * limit as u64).max(1)),
         limiter: options.read_units_per_second.map(|rate| Arc::new(Limiter::new(rate))),
         progress,
     };
@@ -186,6 +187,9 @@ struct Shared<'a> {
     wanted: Option<u64>,
     /// Items taken into the sample so far.
     taken: AtomicU64,
+    /// Pages a sample reads of one segment: one, unless the table is cut into fewer segments
+    /// than the sample has pages.
+    pages_per_segment: u64,
     limiter: Option<Arc<Limiter>>,
     progress: ProgressBar,
 }
@@ -207,17 +211,16 @@ impl Shared<'_> {
         Fut: Future<Output = Result<()>>,
     {
         let mut read = SegmentRead::default();
-        let mut start = None;
+        let limit = match self.wanted {
+            Some(wanted) => match wanted.saturating_sub(self.taken.load(Ordering::Relaxed)) {
+                0 => return Ok(read),
+                room => self.limit.min(room.min(i32::MAX as u64) as i32),
+            },
+            None => self.limit,
+        };
+        let mut scanned = self.scan(segment, limit, None).await;
         loop {
-            let room = match self.wanted {
-                Some(wanted) => match wanted.saturating_sub(self.taken.load(Ordering::Relaxed)) {
-                    0 => return Ok(read),
-                    room => Some(room),
-                },
-                None => None,
-            };
-            let limit = room.map_or(self.limit, |room| self.limit.min(room.min(i32::MAX as u64) as i32));
-            let (mut items, last, units) = self.scan(segment, limit, start).await?;
+            let (mut items, last, units) = scanned?;
             read.pages += 1;
             read.read_units += units;
             if let Some(wanted) = self.wanted {
@@ -233,14 +236,18 @@ impl Shared<'_> {
             }
             read.items += items.len() as u64;
             self.progress.inc(items.len() as u64);
-            if !items.is_empty() {
-                page(items).await?;
+            let written = async { if items.is_empty() { Ok(()) } else { page(items).await } };
+            // A sample reads a page of a segment (the segment holds about a page), all of a table
+            // every page; the next page is read while the one before is handed over.
+            let room = self.wanted.is_none_or(|wanted| self.taken.load(Ordering::Relaxed) < wanted);
+            match last.filter(|_| room && read.pages < self.pages_per_segment) {
+                None => return written.await.map(|()| read),
+                Some(last) => {
+                    let (written, next) = futures::join!(written, self.scan(segment, limit, Some(last)));
+                    written?;
+                    scanned = next;
+                }
             }
-            // A sample reads one page of a segment (the segment holds about a page).
-            if last.is_none() || self.wanted.is_some() {
-                return Ok(read);
-            }
-            start = last;
         }
     }
 
