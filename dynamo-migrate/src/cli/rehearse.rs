@@ -102,10 +102,9 @@ impl RehearseArgs {
             Ok(())
         } else {
             Err(Failure::work(anyhow!(
-                "the rehearsal found {} problem(s) that `migrate --env {}` would meet: {}; fix the migrations (or the items), then run `cargo xtask rehearse --env {}` again",
+                "the rehearsal found {} problem(s) that `migrate --env {}` would meet (the report lists them); fix the migrations (or the items), then run `cargo xtask rehearse --env {}` again",
                 report.problems.len(),
                 env.name,
-                report.problems.join("; "),
                 env.name
             )))
         }

@@ -530,10 +530,15 @@ fn judge(passes: &[RehearsedPass], check: Option<&CheckReport>) -> Option<String
         let (Some(done), Some(estimate)) = (run.report, &pass.estimate) else { continue };
         let failed = estimate.failed.unwrap_or(done.failed);
         if done.failed > 0 && !run.budget.allows(failed, estimate.items) {
-            return Some(format!(
-                "{} of the {} item(s) read here failed (about {failed} of the environment's {}), and the step accepts {}",
-                done.failed, done.scanned, estimate.items, run.budget
-            ));
+            let (read, budget) = (done.scanned, run.budget);
+            return Some(if estimate.items == read {
+                format!("{failed} of the environment's {read} item(s) failed, and the step accepts {budget}")
+            } else {
+                format!(
+                    "{} of the {read} item(s) read here failed (about {failed} of the environment's {}), and the step accepts {budget}",
+                    done.failed, estimate.items
+                )
+            });
         }
     }
     check.filter(|c| !c.is_clean()).map(|c| format!("its convergence check found differences: {}", c.summary()))

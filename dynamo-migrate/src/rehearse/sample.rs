@@ -3,11 +3,13 @@
 //! A parallel scan cuts a table into segments by the hash of the partition key, so the first
 //! items of a plain scan are the items of the lowest hashes: always the same ones, from one
 //! corner of the key space. A sample of N items here is read from randomly chosen segments instead:
-//! the table is cut into about N / P segments of P items each (P a page's limit), and pages of P
-//! items are read from segments in random order until N items are read. `All` reads every
-//! segment to its end. Either way each page goes to the caller as it arrives (the rehearsal
-//! writes it into its copy), so memory holds at most a page per segment being read, whatever the
-//! table's size. Read units are measured (`ReturnConsumedCapacity`) and may be capped.
+//! the table is cut into segments of about P items each (P a page's limit: N / 32, from 1 to
+//! 100), and a page of P items is read from segment after segment in random order until N items
+//! are read; when a round through every segment falls short (segments hold more or fewer than
+//! their share), it goes round again through those that hold more. `All` reads every segment to
+//! its end. Either way each page goes to the caller as it arrives (the rehearsal writes it into its
+//! copy), so memory holds at most two pages per segment being read, whatever the table's size.
+//! Read units are measured (`ReturnConsumedCapacity`) and may be capped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,8 +134,9 @@ where
         }
         _ => (ALL_PAGE, options.segments.unwrap_or_else(|| default_segments(size_bytes)).max(1), None),
     };
-    let mut order: Vec<u32> = (0..total).collect();
-    fastrand::shuffle(&mut order);
+    // Every segment once, in random order; a sample then goes round again through the segments
+    // that hold more, in a new random order, until it is full.
+    let mut round: Vec<(u32, Option<Item>)> = (0..total).map(|segment| (segment, None)).collect();
     let progress = if options.progress {
         let len = wanted.unwrap_or(item_count);
         ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
@@ -153,26 +156,33 @@ where
         limit,
         wanted,
         taken: AtomicU64::new(0),
-        pages_per_segment: wanted.map_or(u64::MAX, |n| n.div_ceil(u64::from(total) * limit as u64).max(1)),
         limiter: options.read_units_per_second.map(|rate| Arc::new(Limiter::new(rate))),
         progress,
     };
-    let reports: Vec<Result<SegmentRead>> = futures::stream::iter(order)
-        .map(|segment| shared.segment(segment, &page))
-        .buffer_unordered(CONCURRENT)
-        .collect()
-        .await;
-    shared.progress.finish_and_clear();
     let mut report = SampleReport { segments: total, whole_table: wanted.is_none(), ..SampleReport::default() };
-    for read in reports {
-        let read = read?;
-        report.items += read.items;
-        report.bytes += read.bytes;
-        report.write_units += read.write_units;
-        report.read_units += read.read_units;
-        report.pages += read.pages;
-        report.segments_read += u32::from(read.pages > 0);
+    while !round.is_empty() {
+        fastrand::shuffle(&mut round);
+        let reads: Vec<Result<SegmentRead>> = futures::stream::iter(round)
+            .map(|(segment, start)| shared.segment(segment, start, &page))
+            .buffer_unordered(CONCURRENT)
+            .collect()
+            .await;
+        round = Vec::new();
+        for read in reads {
+            let read = read?;
+            report.items += read.items;
+            report.bytes += read.bytes;
+            report.write_units += read.write_units;
+            report.read_units += read.read_units;
+            report.pages += read.pages;
+            report.segments_read += u32::from(read.first && read.pages > 0);
+            round.extend(read.more);
+        }
+        if wanted.is_some_and(|wanted| shared.taken.load(Ordering::Relaxed) >= wanted) {
+            break;
+        }
     }
+    shared.progress.finish_and_clear();
     report.millis = started.elapsed().as_millis();
     Ok(report)
 }
@@ -187,9 +197,6 @@ struct Shared<'a> {
     wanted: Option<u64>,
     /// Items taken into the sample so far.
     taken: AtomicU64,
-    /// Pages a sample reads of one segment: one, unless the table is cut into fewer segments
-    /// than the sample has pages.
-    pages_per_segment: u64,
     limiter: Option<Arc<Limiter>>,
     progress: ProgressBar,
 }
@@ -201,16 +208,21 @@ struct SegmentRead {
     write_units: u64,
     read_units: f64,
     pages: u64,
+    /// The segment's first visit.
+    first: bool,
+    /// Where a sample goes on in this segment, if it holds more.
+    more: Option<(u32, Option<Item>)>,
 }
 
 impl Shared<'_> {
-    /// Reads one segment: one page of a sample (once the sample is full, nothing), or all of it.
-    async fn segment<F, Fut>(&self, segment: u32, page: &F) -> Result<SegmentRead>
+    /// Reads one segment from `start`: a page of a sample (once the sample is full, nothing), or
+    /// all of it to its end.
+    async fn segment<F, Fut>(&self, segment: u32, start: Option<Item>, page: &F) -> Result<SegmentRead>
     where
         F: Fn(Vec<Item>) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
-        let mut read = SegmentRead::default();
+        let mut read = SegmentRead { first: start.is_none(), ..SegmentRead::default() };
         let limit = match self.wanted {
             Some(wanted) => match wanted.saturating_sub(self.taken.load(Ordering::Relaxed)) {
                 0 => return Ok(read),
@@ -218,7 +230,7 @@ impl Shared<'_> {
             },
             None => self.limit,
         };
-        let mut scanned = self.scan(segment, limit, None).await;
+        let mut scanned = self.scan(segment, limit, start).await;
         loop {
             let (mut items, last, units) = scanned?;
             read.pages += 1;
@@ -237,12 +249,15 @@ impl Shared<'_> {
             read.items += items.len() as u64;
             self.progress.inc(items.len() as u64);
             let written = async { if items.is_empty() { Ok(()) } else { page(items).await } };
-            // A sample reads a page of a segment (the segment holds about a page), all of a table
-            // every page; the next page is read while the one before is handed over.
-            let room = self.wanted.is_none_or(|wanted| self.taken.load(Ordering::Relaxed) < wanted);
-            match last.filter(|_| room && read.pages < self.pages_per_segment) {
-                None => return written.await.map(|()| read),
-                Some(last) => {
+            match (last, self.wanted) {
+                (None, _) => return written.await.map(|()| read),
+                // A sample reads a page of a segment per round (the segment holds about a page).
+                (Some(last), Some(_)) => {
+                    read.more = Some((segment, Some(last)));
+                    return written.await.map(|()| read);
+                }
+                // All of a table: the next page is read while the one before is handed over.
+                (Some(last), None) => {
                     let (written, next) = futures::join!(written, self.scan(segment, limit, Some(last)));
                     written?;
                     scanned = next;
