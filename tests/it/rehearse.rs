@@ -307,6 +307,10 @@ pub fn project(name: &str) -> Project {
     };
     match name {
         "rehearse:light" => light(),
+        "rehearse:not_idempotent" => Project {
+            tables,
+            migrations: vec![create(), Migration::new(2, "count_visits", "count").data(count_visits())],
+        },
         "rehearse:strict" | "rehearse:fixed" | "rehearse:fixed_schema" => Project { tables, migrations },
         other => panic!("no project {other}"),
     }
@@ -758,4 +762,41 @@ async fn bad_input_to_rehearse_and_status_items_is_refused_with_exit_2_and_nothi
         assert!(refused.stderr.contains(expected), "{args:?}: {}", refused.stderr);
     }
     assert_eq!(envs.tables().await, Vec::<String>::new(), "nothing was written");
+}
+
+/// A data step that adds one to every customer's visits each time it runs: not idempotent.
+fn count_visits() -> DataStep {
+    DataStep::new("count_visits", |ctx| async move {
+        let step = ctx
+            .pass("customers")
+            .raw(|mut item| {
+                let visits = match item.get("visits") {
+                    Some(AttributeValue::N(n)) => n.parse::<u64>().map_err(|e| e.to_string())?,
+                    _ => 0,
+                };
+                item.insert("visits".to_owned(), n(visits + 1));
+                Ok(dynamo_migrate::Change::Put(item))
+            })
+            .await?;
+        Ok(step)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_stops_the_run_is_the_problem_and_the_later_steps_are_not_applied() {
+    let names = support::names("rehearse_stops");
+    seed_prod(&names, 40).await;
+    let proxy = guarded_prod().await;
+    let envs = ProdEnvs::new(&names, &proxy.endpoint());
+    let args = ["rehearse", "--env", "prod", "--environments", envs.file(), "--no-docker", "--format", "json"];
+    let stopped = run_beside("rehearse:not_idempotent", args.iter().map(|a| (*a).to_owned()).collect()).await;
+    assert_eq!(stopped.code, 1, "{}{}", stopped.stdout, stopped.stderr);
+    let report = &json(&stopped)["report"];
+    let step = &report["migrations"][0]["steps"][0];
+    let why = step["would_fail"].as_str().unwrap();
+    assert!(why.starts_with("the run stops here: data step count_visits is not idempotent"), "{why}");
+    assert_eq!(report["problems"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["migrations"][0]["applied"], false);
+    assert_eq!(report["checked"], serde_json::json!([]), "a run that stopped is not checked against the schema crate");
+    only_reads_reached(&proxy);
 }

@@ -281,21 +281,27 @@ pub async fn rehearse(
         .with_rules(RuleScope::Run)
         .with_progress(options.progress)
         .rehearsing(collector.clone());
-    let (applied, run_error) = match migrator.run(&project.migrations, None).await {
+    let (applied, stopped) = match migrator.run(&project.migrations, None).await {
         Ok(run) => (run.applied, None),
-        Err(failure) => (failure.report.applied, Some(format!("{:#}", failure.error))),
+        Err(failure) => (failure.report.applied, Some(failure.error)),
     };
-    if let Some(error) = &run_error {
+    report.run_error = stopped.as_ref().map(|e| format!("{e:#}"));
+    // A run that stopped at a step is that step's problem; one that stopped before any (the
+    // ledger, drift, the pre-flight) is the run's.
+    let stopped_at = match &stopped {
+        Some(Error::Step { version, step, cause, .. }) => Some((*version, step.clone(), format!("{cause:#}"))),
+        _ => None,
+    };
+    if let (None, Some(error)) = (&stopped_at, &report.run_error) {
         report.problems.push(format!("the migrations would stop: {error}"));
     }
-    report.run_error = run_error;
 
     let runs = collector.runs();
     let keys = key_orders(&local, &runs).await;
     for version in report.pending.clone() {
         let migration = project.migrations.iter().find(|m| m.version == version).expect("pending versions are known");
         let done = applied.iter().find(|m| m.version == version);
-        let shown = Shown { names, keys: &keys, listed: options.listed };
+        let shown = Shown { names, keys: &keys, listed: options.listed, stopped_at: stopped_at.as_ref() };
         let rehearsed = rehearse_migration(migration, done, &runs, &collector, &report, &shown);
         report.problems.extend(rehearsed.steps.iter().filter_map(|s| {
             s.would_fail.as_ref().map(|why| format!("migration {} ({}), {}: {why}", version, migration.name, s.step))
@@ -407,6 +413,8 @@ struct Shown<'a> {
     keys: &'a BTreeMap<String, Vec<String>>,
     /// Failed items listed per step.
     listed: usize,
+    /// The migration and step the run stopped at, and why.
+    stopped_at: Option<&'a (u32, String, String)>,
 }
 
 /// One pending migration as it ran: its steps, their passes and failures, and their estimates.
@@ -460,12 +468,11 @@ fn rehearse_migration(
         });
     }
     // The step the run stopped at, if it stopped in this migration.
-    if done.is_none()
-        && let Some(error) = &report.run_error
-        && let Some(stopped) = steps.iter_mut().find(|s| s.report.is_none())
-        && (error.contains(&format!("migration {} (", migration.version)))
+    if let Some((version, step, why)) = shown.stopped_at
+        && *version == migration.version
+        && let Some(stopped) = steps.iter_mut().find(|s| s.report.is_none() && s.step == *step)
     {
-        stopped.would_fail.get_or_insert_with(|| "the run stopped here (see above)".to_owned());
+        stopped.would_fail.get_or_insert_with(|| format!("the run stops here: {why}"));
     }
     RehearsedMigration {
         version: migration.version,
