@@ -103,13 +103,16 @@ impl Migrator {
             writers: rebuild.options.writers,
             progress: self.progress,
             coarse_times: self.exec.local,
-            dead_letters: match (&rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
+            dead_letters: match (
+                &self.rehearsal,
+                &rebuild.options.dead_letter,
+                rebuild.options.max_failed.accepts_any(),
+            ) {
                 // A rehearsal keeps the records it cannot transform in a file of its own.
-                _ if self.rehearsal.is_some() => {
-                    let path = self.rehearsal.as_ref().map(|c| c.replay_file(header.version, header.step));
-                    Some(open_dead_letters(&path.expect("a rehearsal"))?)
+                (Some(rehearsal), _, _) => {
+                    Some(open_dead_letters(&rehearsal.replay_file(header.version, header.step))?)
                 }
-                (Some(path), true) => Some(open_dead_letters(path)?),
+                (None, Some(path), true) => Some(open_dead_letters(path)?),
                 _ => None,
             },
         })

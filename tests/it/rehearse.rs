@@ -2,7 +2,9 @@
 //! processes. "prod" is an environment on a DynamoDB Local of its own, reached through the fault
 //! proxy, which counts every operation that reaches it and answers any write with an error: a
 //! rehearsal must send it nothing but reads. The rehearsal starts a DynamoDB Local of its own for
-//! its copy.
+//! its copy. Tests that apply the example's migrations (TTL on) do it on prod's server too, and
+//! delete their tables at their end, since DynamoDB Local stops creating indexes once a few tables
+//! with TTL on are left (see `support::rules_endpoint`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -459,6 +461,7 @@ async fn a_rehearsal_names_the_items_the_migrations_refuse_and_prod_sees_only_re
     assert!(empty.stdout.contains("applied 4 of 4 pending migration(s) to the copy"), "{}", empty.stdout);
     let tables = dynamo_migrate::list_tables(&prod).await.unwrap();
     assert!(!tables.iter().any(|t| t.contains("empty_")), "{tables:?}");
+    support::delete_tables(&prod, &names).await;
 }
 
 /// A thing of about 300 bytes.
@@ -522,6 +525,7 @@ async fn a_rehearsal_beside_the_application_disturbs_none_of_its_writes() {
     assert!(violations.is_empty(), "{}", summary(&violations));
     println!("application: {} acknowledged ({during} during the rehearsal), {:?}", log.acknowledged(), log.counts());
     only_reads_reached(&proxy);
+    support::delete_tables(&prod, &names).await;
 }
 
 #[tokio::test]
@@ -576,6 +580,7 @@ async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
     // A sample as large as the table reads all of it.
     let (whole, _) = sample(Sample::Items(5_000)).await;
     assert!(whole.whole_table && whole.items == 5_000, "{whole:?}");
+    support::delete_tables(&client, &names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,12 +639,15 @@ async fn rehearsing_every_item_of_a_large_table_streams_it_through_little_memory
 
 #[tokio::test]
 async fn status_items_finds_an_item_an_old_instance_wrote_after_the_backfill() {
-    let envs = Envs::new("status_items", "");
+    // On prod's server, whose tables these tests delete at their end: DynamoDB Local runs out of
+    // threads for index creation once a few tables with TTL on are left (see `support`).
+    let names = support::names("status_items");
+    let envs = ProdEnvs::new(&names, prod_endpoint());
     let file = envs.file();
-    let migrate = run("example", &["migrate", "--env", "dev", "--environments", file]);
+    let migrate = run("example", &["migrate", "--env", "prod", "--environments", file, "--yes"]);
     assert_eq!(migrate.code, 0, "{}", migrate.stderr);
-    let client = support::client().await;
-    let v2 = envs.names.physical_version("customers", 2);
+    let client = prod_client().await;
+    let v2 = names.physical_version("customers", 2);
     let customer = |i: u64| {
         Item::from([
             ("customer_nr".to_owned(), n(i)),
@@ -653,7 +661,7 @@ async fn status_items_finds_an_item_an_old_instance_wrote_after_the_backfill() {
         client.put_item().table_name(&v2).set_item(Some(customer(i))).send().await.unwrap();
     }
     let status = |more: &[&str]| {
-        let mut args = vec!["status", "--env", "dev", "--environments", file];
+        let mut args = vec!["status", "--env", "prod", "--environments", file];
         args.extend(more);
         run("example", &args)
     };
@@ -676,20 +684,26 @@ async fn status_items_finds_an_item_an_old_instance_wrote_after_the_backfill() {
         "{}",
         found.stdout
     );
-    assert!(found.stderr.contains("then run `cargo xtask status --env dev --items`"), "{}", found.stderr);
+    assert!(found.stderr.contains("then run `cargo xtask status --env prod --items`"), "{}", found.stderr);
     let document = json(&status(&["--items", "--format", "json"]));
     assert_eq!(document["items"][0]["bad_items"], 1, "{document}");
     assert_eq!(document["exit_code"], 1);
+    support::delete_tables(&client, &names).await;
 }
 
 #[tokio::test]
 async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebuild() {
-    let envs = Envs::new("plan_estimates", "");
+    let names = support::names("plan_estimates");
+    let envs = ProdEnvs::new(&names, prod_endpoint());
     let file = envs.file();
-    let migrate = run("example", &["migrate", "--env", "dev", "--environments", file, "--target", "3"]);
+    let migrate = run("example", &["migrate", "--env", "prod", "--environments", file, "--target", "3", "--yes"]);
     assert_eq!(migrate.code, 0, "{}", migrate.stderr);
-    let client = support::client().await;
-    let customers = envs.names.physical("customers");
+    let client = prod_client().await;
+    let customers = names.physical("customers");
+    let tables_of = || async {
+        let all = dynamo_migrate::list_tables(&prod_client().await).await.unwrap();
+        all.into_iter().filter(|t| t.starts_with(names.prefix())).collect::<Vec<_>>()
+    };
     let before: Vec<Item> = (0..500)
         .map(|i| {
             Item::from([
@@ -699,14 +713,14 @@ async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebu
             ])
         })
         .collect();
-    DataContext::new(client.clone(), envs.names.clone()).put_items("customers", before).await.unwrap();
-    let (tables, content) = (envs.tables().await, content_hash(&client, &customers).await);
-    let records = dynamo_migrate::Ledger::new(client.clone(), &envs.names).records().await.unwrap();
+    DataContext::new(client.clone(), names.clone()).put_items("customers", before).await.unwrap();
+    let (tables, content) = (tables_of().await, content_hash(&client, &customers).await);
+    let records = dynamo_migrate::Ledger::new(client.clone(), &names).records().await.unwrap();
 
-    let plan = run("example", &["plan", "--env", "dev", "--environments", file]);
+    let plan = run("example", &["plan", "--env", "prod", "--environments", file]);
     println!("{}", plan.stdout);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    let prefix = envs.names.prefix();
+    let prefix = names.prefix();
     assert!(plan.stdout.contains(&format!("estimate, pass over {prefix}customers: 500 items")), "{}", plan.stdout);
     assert!(
         plan.stdout.contains(&format!("estimate, pass over {prefix}customers into {prefix}customers_v2: 500 items")),
@@ -714,11 +728,11 @@ async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebu
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("deploy sequence: migration 5 rebuilds customers as version 2 and migration 6 deletes version 1: apply up to the rebuild (`cargo xtask migrate --env dev --target 5`), deploy the application that reads and writes customers version 2"),
+        plan.stdout.contains("deploy sequence: migration 5 rebuilds customers as version 2 and migration 6 deletes version 1: apply up to the rebuild (`cargo xtask migrate --env prod --target 5`), deploy the application that reads and writes customers version 2"),
         "{}",
         plan.stdout
     );
-    let document = json(&run("example", &["plan", "--env", "dev", "--environments", file, "--format", "json"]));
+    let document = json(&run("example", &["plan", "--env", "prod", "--environments", file, "--format", "json"]));
     let backfill = &document["estimates"][0];
     assert_eq!((backfill["version"].as_u64(), backfill["step"].as_u64()), (Some(4), Some(0)));
     let estimate = &backfill["passes"][0]["estimate"];
@@ -727,9 +741,10 @@ async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebu
     assert_eq!(document["deploy_sequence"].as_array().unwrap().len(), 1);
 
     // plan ran the data step to find its passes, and wrote nothing.
-    assert_eq!(envs.tables().await, tables);
+    assert_eq!(tables_of().await, tables);
     assert_eq!(content_hash(&client, &customers).await, content);
-    assert_eq!(dynamo_migrate::Ledger::new(client, &envs.names).records().await.unwrap(), records);
+    assert_eq!(dynamo_migrate::Ledger::new(client.clone(), &names).records().await.unwrap(), records);
+    support::delete_tables(&client, &names).await;
 }
 
 #[tokio::test]
@@ -799,4 +814,5 @@ async fn a_step_that_stops_the_run_is_the_problem_and_the_later_steps_are_not_ap
     assert_eq!(report["migrations"][0]["applied"], false);
     assert_eq!(report["checked"], serde_json::json!([]), "a run that stopped is not checked against the schema crate");
     only_reads_reached(&proxy);
+    support::delete_tables(&prod_client().await, &names).await;
 }
