@@ -29,7 +29,9 @@ mod names;
 mod planner;
 mod preview;
 mod rebuild;
+mod rehearse;
 mod rules;
+mod schema_read;
 mod schemas;
 mod sdk;
 mod sequence;
@@ -37,7 +39,9 @@ mod sequence;
 mod verify;
 mod workers;
 
-pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
+pub use client::{
+    READ_OPERATIONS, Target, WriteRefused, connect, connect_streams, connect_sts, is_local_endpoint, read_only,
+};
 pub use data::Sharing;
 pub use data::{
     Change, DataContext, DataError, DataReport, FailureBudget, PassBuilder, PassOptions, Phase, RESUME_LIMIT,
@@ -75,14 +79,24 @@ pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
 pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
+#[cfg(feature = "local")]
+pub use rehearse::{
+    CopiedTable, ListedFailure, LocalServer, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration,
+    RehearsedPass, RehearsedStep, rehearse,
+};
+pub use rehearse::{
+    Estimate, FailedItem, PassForecast, PassRun, Sample, SampleOptions, SampleReport, StepForecast, TableFacts,
+    UnitsPerSecond, deploy_sequence, facts as table_facts, forecast, read_sample,
+};
 pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
+pub use schema_read::{BadItem, ItemsCheck, check_items, read_exactly};
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
     plan_recovery,
 };
 #[cfg(feature = "local")]
-pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
+pub use verify::{TableCheck, VerifyOptions, VerifyReport, verify};
 pub use workers::{JoinedPass, OpenPass, WorkerOptions, WorkerReport, open_pass, work as work_passes};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a

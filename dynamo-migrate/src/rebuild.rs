@@ -103,10 +103,16 @@ impl Migrator {
             writers: rebuild.options.writers,
             progress: self.progress,
             coarse_times: self.exec.local,
-            dead_letters: match (&rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
-                (Some(path), true) => Some(std::sync::Arc::new(DeadLetters::open(path).map_err(|e| {
-                    crate::data::ReplayError::DeadLetter { path: path.display().to_string(), error: e.to_string() }
-                })?)),
+            dead_letters: match (
+                &self.rehearsal,
+                &rebuild.options.dead_letter,
+                rebuild.options.max_failed.accepts_any(),
+            ) {
+                // A rehearsal keeps the records it cannot transform in a file of its own.
+                (Some(rehearsal), _, _) => {
+                    Some(open_dead_letters(&rehearsal.replay_file(header.version, header.step))?)
+                }
+                (None, Some(path), true) => Some(open_dead_letters(path)?),
                 _ => None,
             },
         })
@@ -214,10 +220,9 @@ impl Migrator {
         }
         let failed = match (copied.failed, &header.dead_letter) {
             (0, _) => String::new(),
-            (n, file) => format!(
-                ", {n} failed and left out (the step accepts {budget}; they are in {})",
-                file.as_deref().unwrap_or("(no file)")
-            ),
+            (n, Some(file)) => format!(", {n} failed and left out (the step accepts {budget}; they are in {file})"),
+            // A rehearsal keeps them in a file of its own.
+            (n, None) => format!(", {n} failed and left out (the step accepts {budget})"),
         };
         let rate = match copied.scanned - copied.resumed {
             0 => "all by an earlier run".to_owned(),
@@ -300,7 +305,8 @@ impl Migrator {
         header.checked_at_ms = Some(now_ms());
         header.check = Some(report.summary());
         store.save_header(header).await?;
-        if !rebuild.options.max_failed.allows(report.failed, report.old_items) {
+        // A rehearsal reports the failures, judged by the step's budget, instead of stopping.
+        if self.rehearsal.is_none() && !rebuild.options.max_failed.allows(report.failed, report.old_items) {
             return Err(Error::Rebuild {
                 table: rebuild.table.name.clone(),
                 reason: format!(
@@ -625,6 +631,13 @@ impl Migrator {
             }
         }
     }
+}
+
+/// A replay's dead-letter file.
+fn open_dead_letters(path: &std::path::Path) -> Result<std::sync::Arc<DeadLetters>> {
+    let open = DeadLetters::open(path)
+        .map_err(|e| crate::data::ReplayError::DeadLetter { path: path.display().to_string(), error: e.to_string() })?;
+    Ok(std::sync::Arc::new(open))
 }
 
 /// A duration for people: seconds, minutes or hours.

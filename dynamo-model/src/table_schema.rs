@@ -3,6 +3,7 @@
 use std::fmt;
 
 use schemars::JsonSchema;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Item;
@@ -12,14 +13,30 @@ use crate::validate::ValidationErrors;
 
 /// A table definition together with the Rust type of its items.
 ///
-/// The item type is erased into its JSON Schema and a function that tries to read an item into
-/// it, so that a list of tables of different types can be checked by the engine.
+/// The item type is erased into its JSON Schema and functions that read an item into it, so that
+/// a list of tables of different types can be checked by the engine.
 #[derive(Clone)]
 pub struct TableSchema {
     pub def: TableDef,
     pub item_type: &'static str,
     pub item_schema: schemars::Schema,
     read_item: fn(Item) -> Result<(), serde_dynamo::Error>,
+    exact: ExactRead,
+}
+
+/// The item type with its type erased: reads a value from any deserializer and gives it back as
+/// something serialisable. The engine serialises what it read and compares it with the stored
+/// item, so that an item reads exactly or is refused naming every attribute that fails (a set
+/// the type would write back as a list, a number it would round), as a typed data step reads.
+pub type ExactRead = for<'de> fn(
+    &mut dyn erased_serde::Deserializer<'de>,
+) -> Result<Box<dyn erased_serde::Serialize>, erased_serde::Error>;
+
+fn read_erased<T: DeserializeOwned + Serialize + 'static>(
+    deserializer: &mut dyn erased_serde::Deserializer<'_>,
+) -> Result<Box<dyn erased_serde::Serialize>, erased_serde::Error> {
+    let value: T = erased_serde::deserialize(deserializer)?;
+    Ok(Box::new(value))
 }
 
 impl fmt::Debug for TableSchema {
@@ -29,14 +46,16 @@ impl fmt::Debug for TableSchema {
 }
 
 impl TableSchema {
-    /// The table `def`, whose items are `T`.
-    pub fn new<T: JsonSchema + DeserializeOwned>(def: TableDef) -> Self {
+    /// The table `def`, whose items are `T`. `T` serialises too: an application writes its items,
+    /// and the engine reads stored items exactly by serialising what `T` read back.
+    pub fn new<T: JsonSchema + DeserializeOwned + Serialize + 'static>(def: TableDef) -> Self {
         let item_type = std::any::type_name::<T>();
         TableSchema {
             def,
             item_type: item_type.rsplit("::").next().unwrap_or(item_type),
             item_schema: schemars::schema_for!(T),
             read_item: |item| serde_dynamo::from_item::<_, T>(item).map(drop),
+            exact: read_erased::<T>,
         }
     }
 
@@ -52,8 +71,14 @@ impl TableSchema {
         ValidationErrors(errors).into_result()
     }
 
-    /// Reads an item into the Rust type, to prove that stored data matches the code.
+    /// Reads an item into the Rust type, as serde does (without checking that nothing is lost:
+    /// for that, the engine reads through [`TableSchema::exact`]).
     pub fn read_item(&self, item: Item) -> Result<(), serde_dynamo::Error> {
         (self.read_item)(item)
+    }
+
+    /// The item type, erased, for the engine's exact reads of stored items.
+    pub fn exact(&self) -> ExactRead {
+        self.exact
     }
 }

@@ -144,7 +144,8 @@ fn status_mib(field: &str) -> f64 {
     kib / 1024.0
 }
 
-fn peak_rss_mib() -> f64 {
+/// The process's peak resident memory so far, in MiB (0 where `/proc` does not say).
+pub(crate) fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
 }
 

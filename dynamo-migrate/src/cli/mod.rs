@@ -13,6 +13,7 @@ mod migrate;
 mod new;
 mod plan;
 mod recover;
+mod rehearse;
 mod rustfmt;
 mod schemas;
 mod session;
@@ -194,6 +195,7 @@ enum Command {
     Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
+    Rehearse(rehearse::RehearseArgs),
     Baseline(baseline::BaselineArgs),
     Schemas(schemas::SchemasArgs),
     Local(local::LocalArgs),
@@ -216,6 +218,7 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Unlock(_) => "unlock",
             Command::Recover(_) => "recover",
+            Command::Rehearse(_) => "rehearse",
             Command::Baseline(_) => "baseline",
             Command::Schemas(_) => "schemas",
             Command::Local(_) => "local",
@@ -238,6 +241,7 @@ impl Command {
             Command::Sync(a) => (&a.env.env, &a.env.environments),
             Command::Unlock(a) => (&a.env.env, &a.env.environments),
             Command::Recover(a) => (&a.env.env, &a.env.environments),
+            Command::Rehearse(a) => (&a.env.env, &a.env.environments),
             Command::Baseline(a) => (&a.env.env, &a.env.environments),
             Command::Local(a) => (&a.env, &a.environments),
             Command::Lint(a) => (a.env.as_ref()?, &a.environments),
@@ -264,6 +268,7 @@ impl Command {
             Command::Sync(args) => args.run(project, out).await,
             Command::Unlock(args) => args.run(out).await,
             Command::Recover(args) => args.run(project, out).await,
+            Command::Rehearse(args) => args.run(project, out).await,
             Command::Baseline(args) => args.run(project, out).await,
             Command::Schemas(args) => args.run(project, out).await,
             Command::Local(args) => args.run(project, out).await,

@@ -41,6 +41,7 @@ pub(crate) use dead_letter::DeadLetters;
 pub(crate) use engine::{default_segments, into_other_table, panic_message, without_retries};
 pub(crate) use fidelity::key_of;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
+pub(crate) use rate::Limiter;
 pub use rate::RateLimit;
 pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
 pub(crate) use replay::{Replay, key_attributes, now_ms, prefix as replay_prefix};
@@ -338,6 +339,8 @@ pub struct DataContext {
     /// What `client()` hands the step: in a worker, a client that only reads, since the step's
     /// code outside its passes runs in the run itself.
     client: Client,
+    /// In a rehearsal, where each pass keeps every failed item (see `rehearse::collect`).
+    rehearsal: Option<crate::rehearse::Collector>,
 }
 
 /// How a run shares its passes' segments with worker processes (`cargo xtask worker`).
@@ -393,6 +396,7 @@ impl DataContext {
             dry_run: false,
             tally: Arc::default(),
             role: Role::Run(Sharing::Alone),
+            rehearsal: None,
         }
     }
 
@@ -406,7 +410,10 @@ impl DataContext {
                 (true, *work, (*workers).max(if *workers == 0 { 4 } else { 1 }) + u32::from(*work), *max_write_units)
             }
             Role::Join { participants, max_write_units, .. } => {
-                self.client = crate::client::read_only(&self.passes_client);
+                self.client = crate::client::read_only(
+                    &self.passes_client,
+                    "a worker's data step, which writes only through its passes",
+                );
                 (false, true, *participants, *max_write_units)
             }
         };
@@ -416,6 +423,13 @@ impl DataContext {
                 self.checkpoints.with_leases(checkpoint::Leases { wait, claim_fresh, participants, budget, ..leases });
         }
         self.role = role;
+        self
+    }
+
+    /// The same context in a rehearsal: every pass keeps every failed item in a file of the
+    /// rehearsal's own and accepts them all, and the collector records what it did.
+    pub(crate) fn rehearsing(mut self, collector: Option<crate::rehearse::Collector>) -> Self {
+        self.rehearsal = collector;
         self
     }
 
@@ -454,6 +468,15 @@ impl DataContext {
             }
             options.dry_run = true;
         }
+        if let Some(collector) = self.rehearsal.as_ref().filter(|c| c.discovering()) {
+            // `plan` learns which passes the step makes, and runs none of them.
+            collector.begin((self.step, pass), &source, &target, &mut options, false);
+            return Ok(DataReport::default());
+        }
+        let started = std::time::Instant::now();
+        let rehearsed = self.rehearsal.as_ref().map(|collector| {
+            (collector, collector.begin((self.step, pass), &source, &target, &mut options, self.dry_run))
+        });
         let identity = checkpoint::PassIdentity { place: format!("step {}, pass {pass}", self.step), source, target };
         let run = || {
             let (identity, options, map) = (identity.clone(), options.clone(), map.clone());
@@ -468,24 +491,28 @@ impl DataContext {
             )
         };
         let report = match &self.role {
-            Role::Run(Sharing::Alone) => run().await?,
-            Role::Run(Sharing::Open { .. }) => {
-                self.checkpoints.open_to_workers(&identity, true).await?;
-                let report = run().await;
-                // Closed whatever the pass came to; a run that cannot close it (its lock lost)
-                // fences its workers anyway.
-                let closed = self.checkpoints.open_to_workers(&identity, false).await;
-                let report = report?;
-                closed?;
-                report
-            }
+            Role::Run(Sharing::Alone) => run().await,
+            Role::Run(Sharing::Open { .. }) => match self.checkpoints.open_to_workers(&identity, true).await {
+                Ok(()) => {
+                    let report = run().await;
+                    // Closed whatever the pass came to; a run that cannot close it (its lock
+                    // lost) fences its workers anyway.
+                    let closed = self.checkpoints.open_to_workers(&identity, false).await;
+                    report.and_then(|report| closed.map(|()| report))
+                }
+                Err(e) => Err(e),
+            },
             // A worker joins the open pass; one before it is done, one after it is not open yet.
-            Role::Join { place, .. } if *place == identity.place => run().await?,
+            Role::Join { place, .. } if *place == identity.place => run().await,
             Role::Join { place, .. } => match self.checkpoints.done_report(&identity).await? {
                 Some(done) => return Ok(done),
                 None => return Err(DataError::NotOpen { place: identity.place, open: place.clone() }),
             },
         };
+        if let Some((collector, place)) = rehearsed {
+            collector.end(place, &report, started.elapsed());
+        }
+        let report = report?;
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         *tally = *tally + report;
         Ok(report)
