@@ -684,7 +684,8 @@ async fn status_items_finds_an_item_an_old_instance_wrote_after_the_backfill() {
         "{}",
         found.stdout
     );
-    assert!(found.stderr.contains("then run `cargo xtask status --env prod --items`"), "{}", found.stderr);
+    let again = format!("then run `cargo xtask status --env prod --environments {} --items`", envs.file());
+    assert!(found.stderr.contains(&again), "{}", found.stderr);
     let document = json(&status(&["--items", "--format", "json"]));
     assert_eq!(document["items"][0]["bad_items"], 1, "{document}");
     assert_eq!(document["exit_code"], 1);
@@ -761,7 +762,7 @@ async fn bad_input_to_rehearse_and_status_items_is_refused_with_exit_2_and_nothi
         ),
         (vec!["rehearse", "--env", "dev", "--segments", "0"], "invalid value '0' for '--segments <SEGMENTS>'"),
         (vec!["status", "--env", "dev", "--items", "0"], "invalid value '0' for '--items [<ITEMS>]'"),
-        (vec!["rehearse", "--env", "nosuch"], "unknown environment nosuch"),
+        (vec!["rehearse", "--env", "nosuch"], "unknown environment \"nosuch\""),
         (
             vec!["rehearse", "--env", "unreachable"],
             "environment unreachable: cannot reach DynamoDB at http://127.0.0.1:9",

@@ -179,7 +179,11 @@ async fn a_worker_with_nothing_to_join_ends_at_once_saying_so() {
     );
     let bad = finished(cli("workers:slow", &args(&["migrate", "--workers", "many"]), &[]).output().unwrap());
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(bad.stderr.contains("neither a number of local workers from 1 to 256 nor `external`"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("\"many\" is neither a number of local workers from 1 to 256, `batch` nor `external`"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,19 +484,24 @@ async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
         segments_of(&client, &ledger, 2, worker.id()).await.iter().any(|(_, progress, done)| *progress && !done)
     })
     .await;
-    // The run is paused past its lock's lease; another takes the lock over, and, once the
-    // migration is marked for a rerun, resumes it under its own token.
+    // The run is paused past its lock's lease, and its worker with it, mid-segment (so that it
+    // cannot finish the pass meanwhile); another run takes the lock over and, once the migration
+    // is marked for a rerun, resumes it under its own token and finishes it.
     signal(first.id(), "-STOP");
+    signal(worker.id(), "-STOP");
     let refused = finished(cli("workers:slow", &migrate, &[]).output().unwrap());
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     let recovered = finished(
         cli("workers:slow", &[&["recover", "--version", "2", "--rerun"][..], &env[..]].concat(), &[]).output().unwrap(),
     );
     assert_eq!(recovered.code, 0, "{}", recovered.stderr);
-    let resumed = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let resumed = finished(cli("workers:slow", &migrate, &[]).output().unwrap());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
 
+    // The first run's worker goes on: at its next checkpoint it finds its run fenced, and stops.
+    signal(worker.id(), "-CONT");
     let worker = finished(worker.wait_with_output().unwrap());
-    println!("the first run's worker: {}", worker.stderr.trim());
+    println!("the first run's worker: {}\n{}", worker.stdout.trim(), worker.stderr.trim());
     assert_eq!(worker.code, 1, "{}", worker.stderr);
     assert!(
         worker.stderr.contains("the run that opened migration 2's pass no longer owns it")
@@ -500,8 +509,6 @@ async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
         "{}",
         worker.stderr
     );
-    let resumed = finished(resumed.wait_with_output().unwrap());
-    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     signal(first.id(), "-KILL");
     let _ = first.wait_with_output();
     slow_pass_is_exact(&client, &envs, writer).await;

@@ -438,10 +438,10 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
                     running.spawn(async move { (segment, run_segment(&shared, segment, claimed).await) });
                 }
                 Ok(None) => {}
-                // A worker late to a pass whose run has moved on (it ended, or lost its lock)
-                // claimed nothing: it has nothing to stop, and leaves. Segments it is working
-                // meet the same fence at their next checkpoint, and say so.
-                Err(e) if !wait && e.is_fenced() && running.is_empty() => return Ok((own, segments)),
+                // The run that opened the pass lost its lock or ended with segments left: this
+                // worker stops, and says so (non-zero). Segments it is working meet the same
+                // fence at their next checkpoint.
+                Err(e) if !wait && e.is_fenced() && running.is_empty() => return Err(e),
                 Err(e) if !wait && e.is_fenced() => break,
                 Err(e) => return Err(e),
             }
