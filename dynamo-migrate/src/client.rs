@@ -123,6 +123,81 @@ pub async fn connect_streams(target: &Target) -> aws_sdk_dynamodbstreams::Client
     aws_sdk_dynamodbstreams::Client::from_conf(builder.build())
 }
 
+/// An AWS Batch client for `target` (at `endpoint` instead of AWS's, when given), to submit and
+/// follow an array job of workers.
+#[cfg(feature = "cli")]
+pub(crate) async fn connect_batch(target: &Target, endpoint: Option<&str>) -> aws_sdk_batch::Client {
+    let config = sdk_config(target).await;
+    let mut builder = aws_sdk_batch::config::Builder::from(&config);
+    if let Some(endpoint) = endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_batch::Client::from_conf(builder.build())
+}
+
+/// The DynamoDB operations a read-only client sends (see [`read_only`]): descriptions and reads
+/// of items, nothing that changes a table, an item, a tag or a backup.
+pub const READ_OPERATIONS: [&str; 9] = [
+    "BatchGetItem",
+    "DescribeContinuousBackups",
+    "DescribeTable",
+    "DescribeTimeToLive",
+    "GetItem",
+    "ListTables",
+    "ListTagsOfResource",
+    "Query",
+    "Scan",
+];
+
+/// A request a read-only client refused to send.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{operation} was refused before it was sent: this client of {target} is read-only and sends only {}",
+    READ_OPERATIONS.join(", ")
+)]
+pub struct WriteRefused {
+    pub operation: String,
+    pub target: String,
+}
+
+/// The interceptor of a read-only client: it lets through the operations of [`READ_OPERATIONS`]
+/// and refuses every other before it is serialised, so it never reaches the network.
+#[derive(Debug)]
+struct ReadOnly {
+    target: String,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for ReadOnly {
+    fn name(&self) -> &'static str {
+        "ReadOnly"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        config: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        // Every operation of the SDK names itself in its configuration; one that did not would
+        // be refused too.
+        let operation = config.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>().map(|m| m.name());
+        match operation {
+            Some(operation) if READ_OPERATIONS.contains(&operation) => Ok(()),
+            other => Err(Box::new(WriteRefused {
+                operation: other.unwrap_or("an operation that does not name itself").to_owned(),
+                target: self.target.clone(),
+            })),
+        }
+    }
+}
+
+/// The same client, read-only by construction: every request that is not one of
+/// [`READ_OPERATIONS`] fails with [`WriteRefused`] before it is sent. `target` names what the
+/// client reads (an environment) in that error.
+pub fn read_only(client: &Client, target: impl Into<String>) -> Client {
+    Client::from_conf(client.config().to_builder().interceptor(ReadOnly { target: target.into() }).build())
+}
+
 /// An STS client for `target`, to ask whose credentials these are.
 pub async fn connect_sts(target: &Target) -> aws_sdk_sts::Client {
     let config = sdk_config(target).await;
@@ -148,6 +223,53 @@ mod tests {
         assert_eq!(streams.config().timeout_config().and_then(|t| t.operation_timeout()), Some(OPERATION_TIMEOUT));
     }
 
+    /// Nothing answers on port 9: a request that is let through fails to connect, one that is
+    /// refused never tries.
+    #[tokio::test]
+    async fn a_read_only_client_sends_reads_and_refuses_everything_else_before_sending_it() {
+        use aws_sdk_dynamodb::types::AttributeValue;
+
+        let client = read_only(&connect(&Target::local("http://127.0.0.1:9")).await, "environment prod");
+        let refused = |e: &dyn std::error::Error| crate::error::error_chain(e).contains("is read-only");
+        let scan = client.scan().table_name("t").send().await.unwrap_err();
+        assert!(matches!(scan, aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)), "a read is sent: {scan:?}");
+        let described = client.describe_table().table_name("t").send().await.unwrap_err();
+        assert!(!refused(&described), "{described:?}");
+
+        let item = || std::collections::HashMap::from([("id".to_owned(), AttributeValue::S("1".into()))]);
+        // Whether the request was sent (it failed to connect), and the error's whole chain.
+        fn seen<E: std::error::Error + 'static, R: std::fmt::Debug>(
+            error: aws_sdk_dynamodb::error::SdkError<E, R>,
+        ) -> (bool, String) {
+            let sent = matches!(error, aws_sdk_dynamodb::error::SdkError::DispatchFailure(_));
+            (sent, crate::error::error_chain(&error))
+        }
+        let writes = [
+            seen(client.put_item().table_name("t").set_item(Some(item())).send().await.unwrap_err()),
+            seen(client.delete_item().table_name("t").set_key(Some(item())).send().await.unwrap_err()),
+            seen(client.update_item().table_name("t").set_key(Some(item())).send().await.unwrap_err()),
+            seen(client.delete_table().table_name("t").send().await.unwrap_err()),
+            seen(client.create_table().table_name("t").send().await.unwrap_err()),
+            seen(client.execute_statement().statement("SELECT * FROM t").send().await.unwrap_err()),
+            seen(client.batch_write_item().send().await.unwrap_err()),
+            seen(client.transact_write_items().send().await.unwrap_err()),
+            seen(client.update_time_to_live().table_name("t").send().await.unwrap_err()),
+            seen(client.tag_resource().resource_arn("arn").send().await.unwrap_err()),
+        ];
+        for (sent, chain) in writes {
+            assert!(!sent, "never sent: {chain}");
+            assert!(
+                chain.contains("was refused before it was sent: this client of environment prod is read-only and sends only BatchGetItem, DescribeContinuousBackups"),
+                "{chain}"
+            );
+        }
+        // The engine's data passes make a client without retries from a client's configuration:
+        // the interceptor stays.
+        let derived = crate::data::without_retries(&client);
+        let error = derived.put_item().table_name("t").set_item(Some(item())).send().await.unwrap_err();
+        assert!(crate::error::error_chain(&error).contains("PutItem was refused"), "{error:?}");
+    }
+
     #[test]
     fn only_loopback_endpoints_are_local() {
         for local in [
@@ -168,56 +290,6 @@ mod tests {
             "http://[::2]:8000",
         ] {
             assert!(!is_local_endpoint(remote), "{remote}");
-        }
-    }
-}
-
-/// The same client, refusing before it is sent any request that is not a read: what a worker's
-/// data step may do outside its passes (see `DataContext::client`).
-pub(crate) fn read_only(client: &Client) -> Client {
-    Client::from_conf(client.config().to_builder().interceptor(ReadOnly).build())
-}
-
-/// DynamoDB's operations that only read.
-const READS: &[&str] = &[
-    "BatchGetItem",
-    "DescribeContinuousBackups",
-    "DescribeEndpoints",
-    "DescribeLimits",
-    "DescribeTable",
-    "DescribeTimeToLive",
-    "GetItem",
-    "ListTables",
-    "ListTagsOfResource",
-    "Query",
-    "Scan",
-];
-
-/// The interceptor of [`read_only`].
-#[derive(Debug)]
-struct ReadOnly;
-
-impl aws_sdk_dynamodb::config::Intercept for ReadOnly {
-    fn name(&self) -> &'static str {
-        "ReadOnly"
-    }
-
-    fn read_before_execution(
-        &self,
-        _context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
-        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let operation = cfg
-            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
-            .map(|m| m.name().to_owned())
-            .unwrap_or_default();
-        if READS.contains(&operation.as_str()) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{operation} refused: this client only reads (a worker's data step writes only through its passes)"
-            )
-            .into())
         }
     }
 }

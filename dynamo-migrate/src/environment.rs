@@ -48,6 +48,31 @@ pub struct Environment {
     /// share one ledger.
     #[serde(default)]
     pub shares_tables: bool,
+    /// Where this environment's workers run, for `migrate --workers batch` and
+    /// `cargo xtask workers --emit` (see README, "Beyond one machine").
+    pub workers: Option<WorkersConfig>,
+}
+
+/// How an environment's workers are started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// How many workers: an AWS Batch array job's size, a Kubernetes Indexed Job's completions
+    /// (2 to 10000).
+    pub count: Option<u32>,
+    /// The AWS Batch job queue the array job is submitted to.
+    pub job_queue: Option<String>,
+    /// The AWS Batch job definition whose container image is the team's runner
+    /// (`cargo xtask build-runner`); its command is set to `worker`.
+    pub job_definition: Option<String>,
+    /// The container image of the team's runner, for the Kubernetes manifest.
+    pub image: Option<String>,
+    /// An AWS Batch endpoint instead of AWS's (a test stand-in on loopback).
+    pub batch_endpoint: Option<String>,
+    /// A budget of write capacity units per second for each shared pass, split among the
+    /// processes working it (recomputed as they come and go), so that many workers do not
+    /// throttle the application.
+    pub max_write_units: Option<u32>,
 }
 
 impl Environment {

@@ -120,6 +120,9 @@ pub enum Error {
     Rebuild { table: String, reason: String },
     #[error("building a DynamoDB request: {0}")]
     Build(aws_sdk_dynamodb::error::BuildError),
+    /// A table that was to be read is not there.
+    #[error("table {table} does not exist, so {what}")]
+    NoSuchTable { table: String, what: String },
 }
 
 impl Error {

@@ -449,6 +449,34 @@ impl Ledger {
         .await
     }
 
+    /// Copies this ledger's records of migrations and of control-plane changes (what decides
+    /// which migrations are pending, and what AWS's rules count) into `into`, which exists; the
+    /// lock, checkpoints and rebuild replays stay. Returns how many items were copied.
+    pub(crate) async fn copy_records_into(&self, into: &Ledger) -> Result<usize> {
+        if !self.exists().await? {
+            return Ok(0);
+        }
+        let mut items =
+            self.client.scan().table_name(&self.table).consistent_read(true).into_paginator().items().send();
+        let mut copied = 0;
+        while let Some(item) = items.next().await {
+            let item = item.map_err(Error::aws(format!("Scan {} (the ledger)", self.table)))?;
+            let Some(AttributeValue::S(id)) = item.get(ID) else { continue };
+            if id == LOCK_ID || !(id.starts_with(MIGRATION_PREFIX) || id.starts_with(CONTROL_PREFIX)) {
+                continue;
+            }
+            into.client
+                .put_item()
+                .table_name(&into.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(Error::aws(format!("PutItem {}", into.table)))?;
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
     /// `condition`, and when fenced, that the record is still this run's.
     fn fenced_condition(&self, condition: &str) -> String {
         if self.fence.is_some() { format!("{condition} AND #token = :token") } else { condition.to_owned() }

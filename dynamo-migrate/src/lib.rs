@@ -30,7 +30,9 @@ mod names;
 mod planner;
 mod preview;
 mod rebuild;
+mod rehearse;
 mod rules;
+mod schema_read;
 mod schemas;
 mod sdk;
 mod sequence;
@@ -38,7 +40,9 @@ mod sequence;
 mod verify;
 mod workers;
 
-pub use client::{Target, connect, connect_streams, connect_sts, is_local_endpoint};
+pub use client::{
+    READ_OPERATIONS, Target, WriteRefused, connect, connect_streams, connect_sts, is_local_endpoint, read_only,
+};
 pub use data::Sharing;
 pub use data::{
     Change, DataContext, DataError, DataReport, FailureBudget, PassBuilder, PassOptions, Phase, RESUME_LIMIT,
@@ -46,7 +50,7 @@ pub use data::{
     from_item, key_text, to_item,
 };
 pub use drift::{DriftKind, SimulatedTables, TableDrift, drift, expected_tables, known_tables};
-pub use environment::{ConfigError, Environment, Environments};
+pub use environment::{ConfigError, Environment, Environments, WorkersConfig};
 pub use error::{COMMAND_PLACEHOLDER, ENVIRONMENT_PLACEHOLDER, Error, Result, SdkFailure};
 pub use executor::{ExecOptions, Outcome, execute, wait_until_active};
 pub use generate::{
@@ -76,14 +80,24 @@ pub use names::TableNames;
 pub use planner::{Call, PlanError, describe_step, plan_step};
 pub use preview::{Pending, PlannedMigration, PlannedStep, preview, validate};
 pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
+#[cfg(feature = "local")]
+pub use rehearse::{
+    CopiedTable, ListedFailure, LocalServer, RehearsalOptions, RehearsalReport, RehearseError, RehearsedMigration,
+    RehearsedPass, RehearsedStep, rehearse,
+};
+pub use rehearse::{
+    Estimate, FailedItem, PassForecast, PassRun, Sample, SampleOptions, SampleReport, StepForecast, TableFacts,
+    UnitsPerSecond, deploy_sequence, facts as table_facts, forecast, read_sample,
+};
 pub use rules::{ChangeKind, Decreases, Described, History, Recorded, Refusal, Rule as AwsRule, RuleBook, RuleScope};
+pub use schema_read::{BadItem, ItemsCheck, check_items, read_exactly};
 pub use schemas::{json_schemas, stale_schemas};
 pub use sequence::{
     AppliedMigration, Recovery, RecoveryError, RecoveryPlan, SequenceError, SequenceErrors, Status, pending,
     plan_recovery,
 };
 #[cfg(feature = "local")]
-pub use verify::{BadItem, TableCheck, VerifyOptions, VerifyReport, verify};
+pub use verify::{TableCheck, VerifyOptions, VerifyReport, verify};
 pub use workers::{JoinedPass, OpenPass, WorkerOptions, WorkerReport, open_pass, work as work_passes};
 
 /// What typed items use to keep DynamoDB's types (sets, binary), re-exported so that a

@@ -110,6 +110,9 @@ pub struct Migrator {
     pub(crate) sharing: crate::data::Sharing,
     /// How long a segment's lease lasts without a renewal.
     pub(crate) segment_lease: Duration,
+    /// A rehearsal's: every pass and replay keeps every failed item and accepts them all, to
+    /// report them (see `rehearse`).
+    pub(crate) rehearsal: Option<crate::rehearse::Collector>,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -147,6 +150,7 @@ impl Migrator {
             accept_differences: false,
             sharing: crate::data::Sharing::Alone,
             segment_lease: crate::data::DEFAULT_LEASE,
+            rehearsal: None,
         }
     }
 
@@ -160,6 +164,14 @@ impl Migrator {
     /// How long a segment's lease lasts without a renewal before another worker takes it over.
     pub fn with_segment_lease(mut self, lease: Duration) -> Self {
         self.segment_lease = lease;
+        self
+    }
+
+    /// Runs as a rehearsal collecting into `collector`: the data passes and rebuild replays keep
+    /// every failed item in files of the rehearsal's own and go on, and a rebuild becomes current
+    /// with its failures left out, so that every step runs to its end and shows what fails.
+    pub(crate) fn rehearsing(mut self, collector: crate::rehearse::Collector) -> Self {
+        self.rehearsal = Some(collector);
         self
     }
 
@@ -482,6 +494,7 @@ impl Migrator {
             self.progress,
         )
         .shared(crate::data::Role::Run(self.sharing), self.segment_lease)
+        .rehearsing(self.rehearsal.as_ref().map(|c| c.for_migration(migration.version)))
     }
 
     async fn apply_step(

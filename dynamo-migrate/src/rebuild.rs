@@ -103,10 +103,16 @@ impl Migrator {
             writers: rebuild.options.writers,
             progress: self.progress,
             coarse_times: self.exec.local,
-            dead_letters: match (&rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
-                (Some(path), true) => Some(std::sync::Arc::new(DeadLetters::open(path).map_err(|e| {
-                    crate::data::ReplayError::DeadLetter { path: path.display().to_string(), error: e.to_string() }
-                })?)),
+            dead_letters: match (
+                &self.rehearsal,
+                &rebuild.options.dead_letter,
+                rebuild.options.max_failed.accepts_any(),
+            ) {
+                // A rehearsal keeps the records it cannot transform in a file of its own.
+                (Some(rehearsal), _, _) => {
+                    Some(open_dead_letters(&rehearsal.replay_file(header.version, header.step))?)
+                }
+                (None, Some(path), true) => Some(open_dead_letters(path)?),
                 _ => None,
             },
         })
@@ -214,10 +220,9 @@ impl Migrator {
         }
         let failed = match (copied.failed, &header.dead_letter) {
             (0, _) => String::new(),
-            (n, file) => format!(
-                ", {n} failed and left out (the step accepts {budget}; they are in {})",
-                file.as_deref().unwrap_or("(no file)")
-            ),
+            (n, Some(file)) => format!(", {n} failed and left out (the step accepts {budget}; they are in {file})"),
+            // A rehearsal keeps them in a file of its own.
+            (n, None) => format!(", {n} failed and left out (the step accepts {budget})"),
         };
         let rate = match copied.scanned - copied.resumed {
             0 => "all by an earlier run".to_owned(),
@@ -300,7 +305,8 @@ impl Migrator {
         header.checked_at_ms = Some(now_ms());
         header.check = Some(report.summary());
         store.save_header(header).await?;
-        if !rebuild.options.max_failed.allows(report.failed, report.old_items) {
+        // A rehearsal reports the failures, judged by the step's budget, instead of stopping.
+        if self.rehearsal.is_none() && !rebuild.options.max_failed.allows(report.failed, report.old_items) {
             return Err(Error::Rebuild {
                 table: rebuild.table.name.clone(),
                 reason: format!(
@@ -356,17 +362,27 @@ impl Migrator {
             }
             _ => (measured, format!("measured on {sample}")),
         };
-        let estimate = Duration::from_secs_f64(items / rate.max(0.001));
+        // Shared with workers, each process copies at about the sampled rate (until the tables'
+        // capacity is what limits them).
+        let processes = match self.sharing {
+            crate::data::Sharing::Alone => 1,
+            crate::data::Sharing::Open { work, workers, .. } => (workers + u32::from(work)).max(1),
+        };
+        let estimate = Duration::from_secs_f64(items / (rate * f64::from(processes)).max(0.001));
+        let by = if processes > 1 { format!(" by {processes} processes") } else { String::new() };
         let line = format!(
-            "estimated copy: {items:.0} items (the table's ItemCount) at {rate:.0} items/s ({why}) = {}",
+            "estimated copy: {items:.0} items (the table's ItemCount) at {rate:.0} items/s ({why}){by} = {}",
             human(estimate)
         );
         if estimate > self.copy_limit {
+            // As many processes as would copy it within the limit, each at the sampled rate.
+            let needed = (items / rate.max(0.001) / self.copy_limit.as_secs_f64()).ceil() as u64;
             return Err(Error::Rebuild {
                 table: old.to_owned(),
                 reason: format!(
-                    "{line}, more than the {} a copy may take: stream records live 24 hours, and the catch-up must begin well before the first of them expire. The copy has not started (a sample of it was written to {new}); give the rebuild more writers or segments (RebuildStep::options), raise the tables' write capacity, or lift a rate limit, then run `cargo xtask migrate --env <environment>` again",
-                    human(self.copy_limit)
+                    "{line}, more than the {} a copy may take: stream records live 24 hours, and the catch-up must begin well before the first of them expire. The copy has not started (a sample of it was written to {new}). About {needed} processes at this rate would copy it in time, if the tables' capacity allows: share the copy with workers (`cargo xtask migrate --env <environment> --workers {}`, or an AWS Batch array job of {needed}: --workers batch), raise the tables' write capacity, or lift a rate limit, then run it again",
+                    human(self.copy_limit),
+                    needed.saturating_sub(1).max(1)
                 ),
             });
         }
@@ -615,6 +631,13 @@ impl Migrator {
             }
         }
     }
+}
+
+/// A replay's dead-letter file.
+fn open_dead_letters(path: &std::path::Path) -> Result<std::sync::Arc<DeadLetters>> {
+    let open = DeadLetters::open(path)
+        .map_err(|e| crate::data::ReplayError::DeadLetter { path: path.display().to_string(), error: e.to_string() })?;
+    Ok(std::sync::Arc::new(open))
 }
 
 /// A duration for people: seconds, minutes or hours.

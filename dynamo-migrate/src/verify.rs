@@ -1,5 +1,6 @@
 //! `verify`: every migration from empty on DynamoDB Local, the end state compared with the schema
-//! crate field by field, every item read into its Rust type, and a second run that applies nothing.
+//! crate field by field, every item read exactly as its Rust type (see `schema_read`), and a
+//! second run that applies nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -15,16 +16,10 @@ use crate::local::{DynamoDbLocal, LocalError, LocalOptions};
 use crate::migration::Migration;
 use crate::migrator::{MigrationReport, Migrator};
 use crate::names::TableNames;
+use crate::schema_read::{BadItem, read_exactly};
 
 /// At most this many unreadable items are listed per table; all are counted.
 const LISTED_BAD_ITEMS: usize = 20;
-
-/// An item that does not read into its table's Rust type.
-#[derive(Debug, Clone, Serialize)]
-pub struct BadItem {
-    pub key: String,
-    pub error: String,
-}
 
 /// What verify found for one table of the schema crate.
 #[derive(Debug, Clone, Serialize)]
@@ -158,7 +153,7 @@ pub async fn verify(
     }
 
     if problems.is_empty() || !report.applied.is_empty() {
-        check_tables(&client, &names, tables, &mut report, &mut problems).await;
+        check_tables(&client, &names, tables, &mut report.tables, &mut problems).await;
     }
 
     if problems.is_empty() {
@@ -181,11 +176,14 @@ pub async fn verify(
     Ok(report)
 }
 
-async fn check_tables(
+/// What verify checks of the tables after the migrations, for each table of the schema crate
+/// (into `checks`): that no other table is left, that its definition is the schema crate's, and
+/// that every item reads exactly as its item type; `rehearse` checks its copy the same way.
+pub(crate) async fn check_tables(
     client: &aws_sdk_dynamodb::Client,
     names: &TableNames,
     tables: &[TableSchema],
-    report: &mut VerifyReport,
+    checks: &mut Vec<TableCheck>,
     problems: &mut Vec<String>,
 ) {
     let declared: BTreeMap<&str, u32> = tables.iter().map(|t| (t.name(), t.def.version)).collect();
@@ -251,7 +249,7 @@ async fn check_tables(
             }
             Err(e) => problems.push(format!("{e:#}")),
         }
-        report.tables.push(check);
+        checks.push(check);
     }
 }
 
@@ -289,10 +287,10 @@ async fn read_items(
         let item = item.map_err(Error::aws(format!("Scan {physical}")))?;
         check.items_read += 1;
         let key = key_text(&item, &keys);
-        if let Err(e) = table.read_item(item.into()) {
+        if let Err(error) = read_exactly(table, &item) {
             check.bad_items += 1;
             if check.bad_item_examples.len() < LISTED_BAD_ITEMS {
-                check.bad_item_examples.push(BadItem { key, error: e.to_string() });
+                check.bad_item_examples.push(BadItem { key, error });
             }
         }
     }

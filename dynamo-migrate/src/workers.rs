@@ -96,6 +96,8 @@ pub struct OpenPass {
     pub lease: Duration,
     /// How many processes the run expects to share the pass (each claims its share at once).
     pub participants: u32,
+    /// The pass's budget of write capacity units per second, split among its processes.
+    pub max_write_units: Option<u32>,
 }
 
 /// The pass open to workers in `ledger`, if one was ever opened (`open` says whether it still is).
@@ -120,6 +122,7 @@ pub async fn open_pass(ledger: &Ledger) -> Result<Option<OpenPass>> {
         run: text("run"),
         lease: Duration::from_millis(number("lease_ms")),
         participants: number("participants").max(1) as u32,
+        max_write_units: item.contains_key("max_write_units").then(|| number("max_write_units") as u32),
     }))
 }
 
@@ -222,8 +225,10 @@ async fn join(
     let names = names_after(names, migrations.iter().filter(|m| m.version < open.version));
     let fenced = ledger.clone().fenced(&open.run);
     let checkpoints = CheckpointStore::in_ledger(fenced, migration.version, &migration.name, &migration.checksum);
-    let ctx = DataContext::in_migration(client.clone(), names, checkpoints, step, cancel, options.progress)
-        .shared(Role::Join { place: open.pass.clone(), participants: open.participants }, open.lease);
+    let ctx = DataContext::in_migration(client.clone(), names, checkpoints, step, cancel, options.progress).shared(
+        Role::Join { place: open.pass.clone(), participants: open.participants, max_write_units: open.max_write_units },
+        open.lease,
+    );
     let done = match migration.steps.get(step) {
         Some(Step::Data(data)) => match run_data_step(data, ctx.clone()).await {
             Ok(_) => Ok(()),

@@ -21,9 +21,11 @@ pub use table::{
     Billing, GlobalIndex, KeyAttr, KeyType, LocalIndex, Projection, StreamView, TableClass, TableDef, Throughput,
     parse_physical_name, physical_name,
 };
-pub use table_schema::{IndexProjection, TableSchema};
+pub use table_schema::{ExactRead, IndexProjection, TableSchema};
 pub use validate::{ValidationError, ValidationErrors};
 
+/// The type erasure of [`ExactRead`], for the engine to use the same version.
+pub use erased_serde;
 /// The schemars the table model is built on: a schema crate must derive `JsonSchema` with this
 /// major version (or use it through here, with `#[schemars(crate = "dynamo_model::schemars")]`).
 pub use schemars;

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use schemars::JsonSchema;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Item;
@@ -12,8 +13,8 @@ use crate::validate::ValidationErrors;
 
 /// A table definition together with the Rust type of its items.
 ///
-/// The item type is erased into its JSON Schema and a function that tries to read an item into
-/// it, so that a list of tables of different types can be checked by the engine.
+/// The item type is erased into its JSON Schema and functions that read an item into it, so that
+/// a list of tables of different types can be checked by the engine.
 #[derive(Clone)]
 pub struct TableSchema {
     pub def: TableDef,
@@ -22,6 +23,7 @@ pub struct TableSchema {
     read_item: fn(Item) -> Result<(), serde_dynamo::Error>,
     /// The types the application reads from the table's indexes, checked by [`Self::validate`].
     pub projections: Vec<IndexProjection>,
+    exact: ExactRead,
 }
 
 /// The Rust type an application reads from one index of a table: what a query on a `KEYS_ONLY`
@@ -34,6 +36,21 @@ pub struct IndexProjection {
     pub schema: schemars::Schema,
 }
 
+/// The item type with its type erased: reads a value from any deserializer and gives it back as
+/// something serialisable. The engine serialises what it read and compares it with the stored
+/// item, so that an item reads exactly or is refused naming every attribute that fails (a set
+/// the type would write back as a list, a number it would round), as a typed data step reads.
+pub type ExactRead = for<'de> fn(
+    &mut dyn erased_serde::Deserializer<'de>,
+) -> Result<Box<dyn erased_serde::Serialize>, erased_serde::Error>;
+
+fn read_erased<T: DeserializeOwned + Serialize + 'static>(
+    deserializer: &mut dyn erased_serde::Deserializer<'_>,
+) -> Result<Box<dyn erased_serde::Serialize>, erased_serde::Error> {
+    let value: T = erased_serde::deserialize(deserializer)?;
+    Ok(Box::new(value))
+}
+
 impl fmt::Debug for TableSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TableSchema").field("def", &self.def).field("item_type", &self.item_type).finish()
@@ -41,8 +58,9 @@ impl fmt::Debug for TableSchema {
 }
 
 impl TableSchema {
-    /// The table `def`, whose items are `T`.
-    pub fn new<T: JsonSchema + DeserializeOwned>(def: TableDef) -> Self {
+    /// The table `def`, whose items are `T`. `T` serialises too: an application writes its items,
+    /// and the engine reads stored items exactly by serialising what `T` read back.
+    pub fn new<T: JsonSchema + DeserializeOwned + Serialize + 'static>(def: TableDef) -> Self {
         let item_type = std::any::type_name::<T>();
         TableSchema {
             def,
@@ -50,6 +68,7 @@ impl TableSchema {
             item_schema: schemars::schema_for!(T),
             read_item: |item| serde_dynamo::from_item::<_, T>(item).map(drop),
             projections: Vec::new(),
+            exact: read_erased::<T>,
         }
     }
 
@@ -100,8 +119,14 @@ impl TableSchema {
         ValidationErrors(errors).into_result()
     }
 
-    /// Reads an item into the Rust type, to prove that stored data matches the code.
+    /// Reads an item into the Rust type, as serde does (without checking that nothing is lost:
+    /// for that, the engine reads through [`TableSchema::exact`]).
     pub fn read_item(&self, item: Item) -> Result<(), serde_dynamo::Error> {
         (self.read_item)(item)
+    }
+
+    /// The item type, erased, for the engine's exact reads of stored items.
+    pub fn exact(&self) -> ExactRead {
+        self.exact
     }
 }

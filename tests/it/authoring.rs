@@ -10,13 +10,13 @@ use dynamo_migrate::{
     TableDef, TableSchema, Throughput,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::environments::{Envs, Run, child, cli, finished, run};
 use crate::support;
 
 /// An item of the `things` table.
-#[derive(Deserialize, JsonSchema)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[allow(dead_code)]
 struct Thing {
     id: String,

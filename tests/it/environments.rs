@@ -23,6 +23,7 @@ pub(crate) fn project(name: &str) -> Project {
         other if other.starts_with("converge:") => crate::converge::project(other),
         other if other.starts_with("refusals:") => crate::refusals::project(other),
         other if other.starts_with("workers:") => crate::workers::project(other),
+        other if other.starts_with("rehearse:") => crate::rehearse::project(other),
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }

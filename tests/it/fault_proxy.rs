@@ -216,6 +216,12 @@ impl FaultProxy {
         }
     }
 
+    /// Every request the proxy has read so far, by the operation its `X-Amz-Target` names
+    /// (chosen or not, whatever its fate): what reached this endpoint.
+    pub fn operations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.counters.operations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Lets every held request through, and every later one that would be held.
     pub fn release(&self) {
         self.shared.released.send_replace(true);
@@ -256,6 +262,8 @@ struct Counters {
     rewritten: AtomicU64,
     /// Requests that matched `hold_when`, held or not.
     matched: AtomicU64,
+    /// Every request read, by operation.
+    operations: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// What the proxy does with one request.
@@ -347,6 +355,14 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
             return Err(invalid_data("request bodies with a transfer coding are not supported"));
         }
         let closes = head.closes();
+        let operation = head.header("x-amz-target").map_or("(none)", |t| t.rsplit_once('.').map_or(t, |(_, op)| op));
+        *shared
+            .counters
+            .operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(operation.to_owned())
+            .or_default() += 1;
         let chosen = shared.chosen(&head);
         let operation = head.header("x-amz-target").and_then(|t| t.rsplit_once('.')).map(|(_, o)| o.to_owned());
         let fate = shared.fate(chosen);

@@ -21,6 +21,7 @@ mod local;
 mod lock;
 mod rebuild;
 mod refusals;
+mod rehearse;
 mod rules_proxy;
 mod schema_steps;
 mod support;

@@ -539,6 +539,9 @@ async fn a_copy_estimated_to_outlast_the_stream_retention_is_refused_with_its_es
         "{message}"
     );
     assert!(message.contains("more than the 60 s a copy may take"), "{message}");
+    // 200 s of copying fits 60 s in 4 processes: this one and 3 workers.
+    assert!(message.contains("About 4 processes at this rate would copy it in time"), "{message}");
+    assert!(message.contains("--workers 3`"), "{message}");
 }
 
 #[tokio::test]

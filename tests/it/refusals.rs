@@ -63,7 +63,7 @@ pub fn project(name: &str) -> Project {
 }
 
 /// An item of table alpha.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[allow(dead_code)]
 struct Alpha {
     id: String,

@@ -6,6 +6,7 @@
 //! started by `migrate --workers` through `$DYNAMO_MIGRATE_WORKER_COMMAND`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
@@ -178,7 +179,11 @@ async fn a_worker_with_nothing_to_join_ends_at_once_saying_so() {
     );
     let bad = finished(cli("workers:slow", &args(&["migrate", "--workers", "many"]), &[]).output().unwrap());
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(bad.stderr.contains("neither a number of local workers from 1 to 256 nor `external`"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("\"many\" is neither a number of local workers from 1 to 256, `batch` nor `external`"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,4 +282,412 @@ async fn four_local_workers_share_each_pass_and_the_result_is_exact_beside_an_ap
     // The archive is a copy made while the application wrote: every item it holds is one the
     // table held (the application's later writes are not the copy's business).
     assert!(all_items(&client, &archive).await.len() as u64 >= items() - log.counts().deletes);
+}
+
+/// The segments of migration `version`'s first pass whose owner is the process `pid`: their ids,
+/// and whether each has made progress and is done.
+async fn segments_of(client: &Client, ledger: &str, version: u32, pid: u32) -> Vec<(String, bool, bool)> {
+    let prefix = format!("checkpoint#{version:010}#step0#pass0#s");
+    let marker = format!(" pid {pid} (");
+    let mut found = Vec::new();
+    if client.describe_table().table_name(ledger).send().await.is_err() {
+        return found;
+    }
+    for item in all_items(client, ledger).await {
+        let (Some(AttributeValue::S(id)), Some(AttributeValue::S(owner))) = (item.get("id"), item.get("owner")) else {
+            continue;
+        };
+        if id.starts_with(&prefix) && owner.contains(&marker) {
+            let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
+            found.push((id.clone(), item.contains_key("key"), done));
+        }
+    }
+    found
+}
+
+/// Waits until `reached` holds, failing if 5 minutes pass.
+async fn until<F, Fut>(what: &str, reached: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !reached().await {
+        assert!(started.elapsed() < std::time::Duration::from_secs(300), "{what} did not happen in 5 minutes");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    assert!(std::process::Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
+}
+
+/// The slow project's table seeded, migration 1 applied; the application writing beside it.
+async fn slow_table(envs: &Envs, client: &Client, items: u64) -> AppWriter {
+    let args = [&["migrate", "--target", "1"][..], &["--env", "dev", "--environments", envs.file()][..]].concat();
+    let created = finished(cli("workers:slow", &args, &[]).output().unwrap());
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let seed: Vec<Item> = (0..items).map(customer).collect();
+    dynamo_migrate::DataContext::new(client.clone(), envs.names.clone())
+        .put_items("customers", seed.clone())
+        .await
+        .unwrap();
+    AppWriter::start(
+        client.clone(),
+        &envs.names.physical("customers"),
+        &["customer_nr"],
+        seed,
+        "name",
+        put_by_application,
+        WriterOptions { workers: 2, writes_per_second: 40.0, mix: (6, 2, 2), fresh_keys: 50 },
+    )
+}
+
+/// After the slow pass: the application lost nothing, and what has a tier is the step's.
+async fn slow_pass_is_exact(client: &Client, envs: &Envs, writer: AppWriter) {
+    let table = envs.names.physical("customers");
+    let log = writer.stop().await;
+    let violations = log
+        .check(client, &table, &["tier"], |item| match (item.get("customer_nr"), item.get("tier")) {
+            (_, None) => Ok(()),
+            (Some(AttributeValue::N(n)), Some(AttributeValue::S(t)))
+                if t == "gold" && n.parse::<u64>().unwrap().is_multiple_of(10) =>
+            {
+                Ok(())
+            }
+            (nr, tier) => Err(format!("customer {nr:?} has tier {tier:?}")),
+        })
+        .await;
+    assert!(violations.is_empty(), "{}", summary(&violations));
+    // Every customer the step saw that should have a tier has one: the seed's that the
+    // application did not put again or delete.
+    let missing: Vec<u64> = all_items(client, &table)
+        .await
+        .iter()
+        .filter_map(|item| match item.get("customer_nr") {
+            Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+            _ => None,
+        })
+        .filter(|nr| nr.is_multiple_of(10))
+        .filter(|nr| {
+            let key =
+                log.entries().iter().find(|e| e.key.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())));
+            key.is_none_or(|e| e.last_write.is_none())
+        })
+        .collect();
+    let table_items = all_items(client, &table).await;
+    let without: Vec<&u64> = missing
+        .iter()
+        .filter(|nr| {
+            table_items
+                .iter()
+                .any(|i| i.get("customer_nr") == Some(&AttributeValue::N(nr.to_string())) && !i.contains_key("tier"))
+        })
+        .collect();
+    assert!(without.is_empty(), "customers the step never tiered: {without:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
+    let envs = Envs::new("workers_kill", "");
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 8_000).await;
+    let env = ["--env", "dev", "--environments", envs.file()];
+    let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
+    let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let worker =
+        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let pid = worker.id();
+    let ledger = envs.names.ledger().to_owned();
+    until("the worker's progress in a segment", || async {
+        segments_of(&client, &ledger, 2, pid).await.iter().any(|(_, progress, done)| *progress && !done)
+    })
+    .await;
+    let held: Vec<String> =
+        segments_of(&client, &ledger, 2, pid).await.into_iter().filter(|s| !s.2).map(|s| s.0).collect();
+    signal(pid, "-KILL");
+    let _ = finished(worker.wait_with_output().unwrap());
+
+    let run = finished(run.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    // The killed worker's segments were finished by another, from their checkpoints.
+    let after = segments_of(&client, &ledger, 2, pid).await;
+    assert!(
+        held.iter().all(|id| !after.iter().any(|(a, _, _)| a == id)),
+        "{held:?} still the killed worker's: {after:?}"
+    );
+    println!("the killed worker held {} segment(s), taken over after their 5 s lease", held.len());
+    slow_pass_is_exact(&client, &envs, writer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_changes_nothing() {
+    let envs = Envs::new("workers_pause", "");
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 8_000).await;
+    let env = ["--env", "dev", "--environments", envs.file()];
+    let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
+    let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let worker =
+        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let pid = worker.id();
+    let ledger = envs.names.ledger().to_owned();
+    until("the worker's progress in a segment", || async {
+        segments_of(&client, &ledger, 2, pid).await.iter().any(|(_, progress, done)| *progress && !done)
+    })
+    .await;
+    signal(pid, "-STOP");
+    let run = finished(run.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "the run took the paused worker's segments over: {}", run.stderr);
+    let log = writer.stop().await;
+    let table = envs.names.physical("customers");
+    let before: BTreeMap<String, Item> = all_items(&client, &table)
+        .await
+        .into_iter()
+        .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
+        .collect();
+
+    // Resumed, it may still send the writes it had in flight, each the step's own transform,
+    // conditional on what it read: they change nothing. Its next checkpoint finds the
+    // migration over, and it stops, saying so.
+    signal(pid, "-CONT");
+    let worker = finished(worker.wait_with_output().unwrap());
+    println!("the paused worker, resumed: {}", worker.stderr.trim());
+    assert_eq!(worker.code, 1, "{}", worker.stderr);
+    assert!(worker.stderr.contains("no longer owns it"), "{}", worker.stderr);
+    let after: BTreeMap<String, Item> = all_items(&client, &table)
+        .await
+        .into_iter()
+        .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
+        .collect();
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the late writes changed the table"
+    );
+    let violations = log.check(&client, &table, &["tier"], |_| Ok(())).await;
+    assert!(violations.is_empty(), "{}", summary(&violations));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
+    let envs = Envs::new("workers_fenced", "");
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 8_000).await;
+    let env = ["--env", "dev", "--environments", envs.file()];
+    let migrate = [&["migrate", "--workers", "external", "--lock-lease", "3"][..], &env[..]].concat();
+    let first = cli("workers:slow", &migrate, &[]).spawn().unwrap();
+    let worker =
+        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let ledger = envs.names.ledger().to_owned();
+    until("the worker's progress in a segment", || async {
+        segments_of(&client, &ledger, 2, worker.id()).await.iter().any(|(_, progress, done)| *progress && !done)
+    })
+    .await;
+    // The run is paused past its lock's lease, and its worker with it, mid-segment (so that it
+    // cannot finish the pass meanwhile); another run takes the lock over and, once the migration
+    // is marked for a rerun, resumes it under its own token and finishes it.
+    signal(first.id(), "-STOP");
+    signal(worker.id(), "-STOP");
+    let refused = finished(cli("workers:slow", &migrate, &[]).output().unwrap());
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let recovered = finished(
+        cli("workers:slow", &[&["recover", "--version", "2", "--rerun"][..], &env[..]].concat(), &[]).output().unwrap(),
+    );
+    assert_eq!(recovered.code, 0, "{}", recovered.stderr);
+    let resumed = finished(cli("workers:slow", &migrate, &[]).output().unwrap());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+
+    // The first run's worker goes on: at its next checkpoint it finds its run fenced, and stops.
+    signal(worker.id(), "-CONT");
+    let worker = finished(worker.wait_with_output().unwrap());
+    println!("the first run's worker: {}\n{}", worker.stdout.trim(), worker.stderr.trim());
+    assert_eq!(worker.code, 1, "{}", worker.stderr);
+    assert!(
+        worker.stderr.contains("the run that opened migration 2's pass no longer owns it")
+            && worker.stderr.contains("stopped at its next page"),
+        "{}",
+        worker.stderr
+    );
+    signal(first.id(), "-KILL");
+    let _ = first.wait_with_output();
+    slow_pass_is_exact(&client, &envs, writer).await;
+}
+
+#[tokio::test]
+async fn the_emitted_manifests_name_the_worker_command() {
+    let workers = "[dev.workers]\ncount = 3\nimage = \"registry.example/runner:7\"\njob_queue = \"migrations\"\njob_definition = \"runner\"\n";
+    let envs = Envs::new("workers_emit", workers);
+    let file = envs.file().to_owned();
+    let env = ["--env", "dev", "--environments", file.as_str()];
+    let emit = |what: &'static str| {
+        finished(cli("workers:slow", &[&["workers", "--emit", what][..], &env[..]].concat(), &[]).output().unwrap())
+    };
+    let want = vec!["worker", "--env", "dev", "--environments", file.as_str(), "--wait-for-run", "600"];
+
+    let command = emit("command");
+    assert_eq!(command.code, 0, "{}", command.stderr);
+    assert_eq!(command.stdout.trim(), format!("cargo xtask {}", want.join(" ")));
+
+    let kubernetes = emit("kubernetes");
+    assert_eq!(kubernetes.code, 0, "{}", kubernetes.stderr);
+    let manifest: serde_json::Value = serde_json::from_str(&kubernetes.stdout).unwrap();
+    assert_eq!((manifest["kind"].as_str(), manifest["apiVersion"].as_str()), (Some("Job"), Some("batch/v1")));
+    assert_eq!(manifest["spec"]["completionMode"], "Indexed");
+    assert_eq!(manifest["spec"]["completions"], 3);
+    let container = &manifest["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example/runner:7");
+    assert_eq!(container["args"], serde_json::json!(want));
+
+    let batch = emit("batch-json");
+    assert_eq!(batch.code, 0, "{}", batch.stderr);
+    let input: serde_json::Value = serde_json::from_str(&batch.stdout).unwrap();
+    assert_eq!((input["jobQueue"].as_str(), input["jobDefinition"].as_str()), (Some("migrations"), Some("runner")));
+    assert_eq!(input["arrayProperties"]["size"], 3);
+    assert_eq!(input["containerOverrides"]["command"], serde_json::json!(want));
+
+    // Without an image, the manifest cannot be written: the key to add is named.
+    let bare = Envs::new("workers_emit_bare", "");
+    let args =
+        [&["workers", "--emit", "kubernetes"][..], &["--env", "dev", "--environments", bare.file()][..]].concat();
+    let refused = finished(cli("workers:slow", &args, &[]).output().unwrap());
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("environment dev names no workers image: add `image = "), "{}", refused.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_submits_an_aws_batch_array_job_whose_children_share_the_pass() {
+    let Some(moto) = support::moto_endpoint() else {
+        println!(
+            "skipped: moto's server is not installed (pip install 'moto[server]'), so there is no AWS Batch to submit to"
+        );
+        return;
+    };
+    // The queue and definition a team keeps for its workers, in moto's AWS Batch.
+    let config = aws_sdk_batch::config::Builder::new()
+        .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
+        .region(aws_sdk_batch::config::Region::new("us-east-1"))
+        .endpoint_url(moto)
+        .credentials_provider(aws_sdk_batch::config::Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    let batch = aws_sdk_batch::Client::from_conf(config);
+    let name = format!("workers{}", std::process::id());
+    create_role(moto, &name);
+    let environment = batch
+        .create_compute_environment()
+        .compute_environment_name(&name)
+        .r#type(aws_sdk_batch::types::CeType::Unmanaged)
+        .state(aws_sdk_batch::types::CeState::Enabled)
+        .service_role(format!("arn:aws:iam::123456789012:role/{name}"))
+        .send()
+        .await
+        .unwrap();
+    batch
+        .create_job_queue()
+        .job_queue_name(&name)
+        .state(aws_sdk_batch::types::JqState::Enabled)
+        .priority(1)
+        .compute_environment_order(
+            aws_sdk_batch::types::ComputeEnvironmentOrder::builder()
+                .order(1)
+                .compute_environment(environment.compute_environment_arn().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    batch
+        .register_job_definition()
+        .job_definition_name(&name)
+        .r#type(aws_sdk_batch::types::JobDefinitionType::Container)
+        .container_properties(
+            aws_sdk_batch::types::ContainerProperties::builder()
+                .image("runner:latest")
+                .resource_requirements(
+                    aws_sdk_batch::types::ResourceRequirement::builder()
+                        .r#type(aws_sdk_batch::types::ResourceType::Vcpu)
+                        .value("1")
+                        .build(),
+                )
+                .resource_requirements(
+                    aws_sdk_batch::types::ResourceRequirement::builder()
+                        .r#type(aws_sdk_batch::types::ResourceType::Memory)
+                        .value("512")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let workers = format!(
+        "[dev.workers]\ncount = 2\njob_queue = \"{name}\"\njob_definition = \"{name}\"\nbatch_endpoint = \"{moto}\"\n"
+    );
+    let envs = Envs::new("workers_batch", &workers);
+    let file = envs.file().to_owned();
+    let client = support::client().await;
+    let writer = slow_table(&envs, &client, 4_000).await;
+    let env = ["--env", "dev", "--environments", file.as_str()];
+    let run =
+        cli("workers:slow", &[&["migrate", "--workers", "batch", "--format", "json"][..], &env[..]].concat(), &[])
+            .spawn()
+            .unwrap();
+    // The array job's children, as AWS Batch would start them: the same runner, each with its
+    // index.
+    let children: Vec<_> = (0..2)
+        .map(|index| {
+            let index = index.to_string();
+            cli(
+                "workers:slow",
+                &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(),
+                &[("AWS_BATCH_JOB_ARRAY_INDEX", index.as_str())],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let run = finished(run.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for child in children {
+        let child = finished(child.wait_with_output().unwrap());
+        assert_eq!(child.code, 0, "{}", child.stderr);
+    }
+    assert!(run.stderr.contains("submitted AWS Batch array job "), "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let id = report["batch_job"]["id"].as_str().unwrap().to_owned();
+
+    // What Batch was asked: an array of 2 children on the queue and definition, each running
+    // the worker of this environment.
+    let described = batch.describe_jobs().jobs(&id).send().await.unwrap();
+    let job = &described.jobs()[0];
+    assert_eq!(job.array_properties().and_then(|a| a.size()), Some(2));
+    assert_eq!(job.job_queue().and_then(|q| q.rsplit('/').next()), Some(name.as_str()));
+    let command = job.container().map(|c| c.command().to_vec()).unwrap_or_default();
+    assert_eq!(command, ["worker", "--env", "dev", "--environments", file.as_str(), "--wait-for-run", "600"]);
+    // And its children shared the pass, each named by its index (how many segments each got is
+    // the machine's business).
+    let owners = owners(&client, envs.names.ledger(), 2).await;
+    let all: Vec<&String> = owners.values().flatten().collect();
+    assert!(all.iter().any(|o| o.contains(" index 0#") || o.contains(" index 1#")), "{owners:?}");
+    slow_pass_is_exact(&client, &envs, writer).await;
+}
+
+/// Creates an IAM role in moto (which AWS Batch there requires of a compute environment) with
+/// IAM's query API; moto routes it by the credential scope and checks no signature.
+fn create_role(moto: &str, name: &str) {
+    use std::io::{Read as _, Write as _};
+    let body = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%7D");
+    let authority = moto.trim_start_matches("http://");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "moto did not create the role: {answer}");
 }

@@ -69,6 +69,11 @@ pub struct BenchArgs {
     source: Option<String>,
     #[arg(long, hide = true)]
     target: Option<String>,
+    /// With `--pass shared`: the benchmark's migration to run, and its worker processes.
+    #[arg(long, hide = true)]
+    version: Option<u32>,
+    #[arg(long, hide = true)]
+    workers: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +81,10 @@ enum PassKind {
     Copy,
     InPlace,
     Check,
+    /// A migration whose one data step copies the source, shared with `--workers` processes.
+    Shared,
+    /// One of those worker processes.
+    Worker,
 }
 
 /// The benchmark's item: about 300 bytes in DynamoDB, more with a longer note.
@@ -138,7 +147,8 @@ fn status_mib(field: &str) -> f64 {
     kib / 1024.0
 }
 
-fn peak_rss_mib() -> f64 {
+/// The process's peak resident memory so far, in MiB (0 where `/proc` does not say).
+pub(crate) fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")
 }
 
@@ -270,7 +280,29 @@ impl BenchArgs {
             check = check.max(rate);
             check_rss = check_rss.max(rss);
         }
+        // One pass of a migration in one process, and the same shared by 4 worker processes
+        // with the run only coordinating: what sharing costs, on one DynamoDB Local.
+        let (mut single, mut shared, mut worker_rss) = (0.0f64, 0.0f64, 0.0f64);
+        for round in 1..=self.rounds {
+            for (workers, version) in [(0, round * 2 - 1), (4, round * 2)] {
+                create_table(&client, &table(&format!("shared{version}"))).await?;
+                let (rate, rss) = self.child_shared(server.endpoint(), &prefix, version, workers)?;
+                if workers == 0 {
+                    out.line(format_args!(
+                        "(i) engine copy in a migration, one process, run {round}: {rate:.0} items/s, peak RSS {rss:.1} MiB"
+                    ));
+                    single = single.max(rate);
+                } else {
+                    out.line(format_args!(
+                        "(j) the same shared by {workers} worker processes, run {round}: {rate:.0} items/s, peak RSS per worker {rss:.1} MiB"
+                    ));
+                    shared = shared.max(rate);
+                    worker_rss = worker_rss.max(rss);
+                }
+            }
+        }
         // In place after every copy, so that the copies read the items as filled.
+        let mut batched_ceiling = 0.0f64;
         for round in 1..=self.rounds {
             let start = Instant::now();
             let attribute = format!("ceiling{round}");
@@ -279,6 +311,13 @@ impl BenchArgs {
                 "(d) in-place ceiling, run {round}: raw {SEGMENTS}-segment scan + {WRITERS} concurrent conditional UpdateItem"
             );
             in_place_ceiling = in_place_ceiling.max(report(out, &what, updated, start));
+
+            let start = Instant::now();
+            let updated = ceiling_update_batched(&client, &table("source"), &format!("batched{round}")).await?;
+            let what = format!(
+                "(h) in-place batched ceiling, run {round}: raw {SEGMENTS}-segment scan + {WRITERS} concurrent BatchExecuteStatement of 25 conditional UPDATEs"
+            );
+            batched_ceiling = batched_ceiling.max(report(out, &what, updated, start));
 
             let (rate, rss) =
                 self.child_pass(server.endpoint(), PassKind::InPlace, &table("source"), &format!("engine{round}"))?;
@@ -297,6 +336,8 @@ impl BenchArgs {
         out.line(format_args!("engine/ceiling = {:.2}", engine / ceiling));
         out.line(format_args!("in-place/ceiling = {:.2}", in_place / in_place_ceiling));
         out.line(format_args!("check/ceiling = {:.2}", check / check_ceiling));
+        out.line(format_args!("batched/single-item ceiling = {:.2}", batched_ceiling / in_place_ceiling));
+        out.line(format_args!("workers/single = {:.2}", shared / single));
         out.facts(serde_json::json!({
             "items": self.items,
             "item_bytes": self.item_bytes,
@@ -308,11 +349,16 @@ impl BenchArgs {
                 "engine_in_place": in_place,
                 "check_ceiling": check_ceiling,
                 "check": check,
+                "in_place_batched_ceiling": batched_ceiling,
+                "migration_single": single,
+                "migration_4_workers": shared,
             },
-            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss, "check": check_rss },
+            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss, "check": check_rss, "worker": worker_rss },
             "engine_over_ceiling": engine / ceiling,
             "in_place_over_ceiling": in_place / in_place_ceiling,
             "check_over_ceiling": check / check_ceiling,
+            "batched_over_single_item": batched_ceiling / in_place_ceiling,
+            "workers_over_single": shared / single,
         }));
         Ok(())
     }
@@ -324,6 +370,7 @@ impl BenchArgs {
             PassKind::Copy => "copy",
             PassKind::InPlace => "in-place",
             PassKind::Check => "check",
+            PassKind::Shared | PassKind::Worker => unreachable!("started by child_shared"),
         };
         let out = std::process::Command::new(std::env::current_exe()?)
             .args(["bench", "--pass", kind, "--endpoint", endpoint, "--source", source, "--target", target])
@@ -341,11 +388,90 @@ impl BenchArgs {
         Ok((field("items_per_s")?, field("peak_rss_mib")?))
     }
 
+    /// Runs migration `version` of the benchmark's migrations (see `shared_migrations`) in a
+    /// child process, its pass shared with `workers` more child processes (the run then only
+    /// coordinates); returns items/s and the peak RSS of the run, or with workers the largest
+    /// of theirs.
+    fn child_shared(&self, endpoint: &str, prefix: &str, version: u32, workers: u32) -> anyhow::Result<(f64, f64)> {
+        let exe = std::env::current_exe()?;
+        let args = |kind: &str| {
+            let mut args: Vec<String> =
+                ["bench", "--pass", kind, "--endpoint", endpoint, "--source", prefix, "--target", "-"]
+                    .map(str::to_owned)
+                    .to_vec();
+            args.extend(["--version".to_owned(), version.to_string(), "--workers".to_owned(), workers.to_string()]);
+            args
+        };
+        let children: Vec<std::process::Child> = (0..workers)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(args("worker"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::inherit())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()
+            .context("starting a worker process")?;
+        let run = std::process::Command::new(&exe)
+            .args(args("shared"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("running a migration in a child process")?;
+        let field = |text: &str, name: &str| -> anyhow::Result<f64> {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("the child printed no {name}: {text}"))
+        };
+        let text = String::from_utf8_lossy(&run.stdout).into_owned();
+        anyhow::ensure!(run.status.success(), "the migration failed: {text}");
+        let mut rss = field(&text, "peak_rss_mib")?;
+        if workers > 0 {
+            rss = 0.0;
+            for child in children {
+                let out = child.wait_with_output()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                anyhow::ensure!(out.status.success(), "a worker failed: {text}");
+                rss = rss.max(field(&text, "peak_rss_mib")?);
+            }
+        }
+        Ok((field(&text, "items_per_s")?, rss))
+    }
+
     /// The body of a child process: one engine pass, then what it did on one line.
     async fn run_one_pass(self, kind: PassKind) -> Result<(), Failure> {
         let (endpoint, source, target) =
             (self.endpoint.unwrap_or_default(), self.source.unwrap_or_default(), self.target.unwrap_or_default());
         let client = connect(&Target::local(&endpoint)).await;
+        if matches!(kind, PassKind::Shared | PassKind::Worker) {
+            let (prefix, version, workers) = (source, self.version.unwrap_or(1), self.workers.unwrap_or(0));
+            let names = TableNames::new(prefix);
+            let migrations = shared_migrations(version);
+            let sampler = RssSampler::start();
+            let start = Instant::now();
+            let items = if kind == PassKind::Shared {
+                let sharing = match workers {
+                    0 => crate::data::Sharing::Alone,
+                    n => crate::data::Sharing::Open { work: false, workers: n, max_write_units: None },
+                };
+                let migrator = crate::migrator::Migrator::new(client, names, true, "bench").with_sharing(sharing);
+                let report =
+                    migrator.run(&migrations, Some(version)).await.map_err(|f| anyhow::anyhow!("{}", f.error))?;
+                report.applied.iter().flat_map(|m| &m.steps).filter_map(|s| s.data).map(|d| d.written).sum()
+            } else {
+                let options = crate::workers::WorkerOptions {
+                    wait_for_run: std::time::Duration::from_secs(60),
+                    ..crate::workers::WorkerOptions::default()
+                };
+                let (_, cancel) = tokio::sync::watch::channel(false);
+                let done = crate::workers::work(&client, &names, &migrations, &options, cancel).await?;
+                done.passes.iter().map(|p| p.report.written).sum::<u64>()
+            };
+            let secs = start.elapsed().as_secs_f64();
+            let peak = sampler.stop().max(peak_rss_mib());
+            println!("items={items} items_per_s={:.1} peak_rss_mib={peak:.1}", items as f64 / secs);
+            return Ok(());
+        }
         if kind == PassKind::Check {
             let sampler = RssSampler::start();
             let check = crate::rebuild::bench_check(
@@ -384,7 +510,7 @@ impl BenchArgs {
             PassKind::InPlace => {
                 ctx.pass(&source).segments(SEGMENTS as u32).transform(move |o: Order| Some(derive(o, &target))).await?
             }
-            PassKind::Check => unreachable!("run above"),
+            PassKind::Check | PassKind::Shared | PassKind::Worker => unreachable!("run above"),
         };
         let secs = start.elapsed().as_secs_f64();
         let peak = sampler.stop().max(peak_rss_mib());
@@ -454,6 +580,96 @@ async fn ceiling_copy(client: &Client, source: &str, target: &str) -> anyhow::Re
                     let out = client.batch_write_item().request_items(&target, batch).send().await?;
                     batch = out.unprocessed_items.and_then(|mut u| u.remove(&target)).unwrap_or_default();
                 }
+            }
+            anyhow::Ok(written)
+        });
+    }
+    while let Some(done) = scanners.join_next().await {
+        done??;
+    }
+    let mut written = 0;
+    while let Some(done) = writers.join_next().await {
+        written += done??;
+    }
+    Ok(written)
+}
+
+/// The benchmark's migrations up to `last`: each copies `source` into `shared<version>` through the
+/// typed transform, in a data step (the same for every version, so that any one can be run
+/// alone: the ledger is the run's own).
+fn shared_migrations(last: u32) -> Vec<crate::migration::Migration> {
+    (1..=last)
+        .map(|version| {
+            let target = format!("shared{version}");
+            crate::migration::Migration::new(version, format!("copy_{version}"), "bench").data(
+                crate::migration::DataStep::new("copy", move |ctx| {
+                    let target = target.clone();
+                    async move {
+                        Ok(ctx
+                            .pass("source")
+                            .into_table(&target)
+                            .transform(|o: Order| Some(derive(o, "total_cents")))
+                            .await?)
+                    }
+                }),
+            )
+        })
+        .collect()
+}
+
+/// The in-place ceiling in batches: what `BatchExecuteStatement` reaches with the same
+/// conditions as `ceiling_update`, 25 statements a call, each with its own condition and result.
+async fn ceiling_update_batched(client: &Client, table: &str, attribute: &str) -> anyhow::Result<u64> {
+    use aws_sdk_dynamodb::types::BatchStatementRequest;
+    let (tx, rx) = mpsc::channel::<Vec<Item>>(WRITERS * 2);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut scanners = tokio::task::JoinSet::new();
+    for segment in 0..SEGMENTS {
+        let (client, table, tx) = (client.clone(), table.to_owned(), tx.clone());
+        scanners.spawn(async move {
+            let mut pages =
+                client.scan().table_name(table).segment(segment).total_segments(SEGMENTS).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                for chunk in page?.items.unwrap_or_default().chunks(25) {
+                    tx.send(chunk.to_vec()).await?;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    drop(tx);
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..WRITERS {
+        let (client, table, rx, attribute) = (client.clone(), table.to_owned(), rx.clone(), attribute.to_owned());
+        writers.spawn(async move {
+            let mut written = 0u64;
+            loop {
+                let Some(items) = rx.lock().await.recv().await else { break };
+                let mut statements = Vec::with_capacity(items.len());
+                for item in &items {
+                    let Some(AttributeValue::N(total)) = item.get("total") else { continue };
+                    let cents = (total.parse::<f64>()? * 100.0).round() as u64;
+                    let mut condition = format!("\"id\" = ? AND \"{attribute}\" IS MISSING");
+                    let mut parameters = vec![AttributeValue::N(cents.to_string()), item["id"].clone()];
+                    for (name, value) in item.iter().filter(|(name, _)| *name != "id") {
+                        condition.push_str(&format!(" AND \"{name}\" = ?"));
+                        parameters.push(value.clone());
+                    }
+                    statements.push(
+                        BatchStatementRequest::builder()
+                            .statement(format!("UPDATE \"{table}\" SET \"{attribute}\" = ? WHERE {condition}"))
+                            .set_parameters(Some(parameters))
+                            .build()?,
+                    );
+                }
+                let out = client.batch_execute_statement().set_statements(Some(statements)).send().await?;
+                let failed: Vec<String> = out
+                    .responses()
+                    .iter()
+                    .filter_map(|r| r.error().map(|e| format!("{:?}: {:?}", e.code(), e.message())))
+                    .collect();
+                anyhow::ensure!(failed.is_empty(), "statements failed: {failed:?}");
+                written += items.len() as u64;
             }
             anyhow::Ok(written)
         });

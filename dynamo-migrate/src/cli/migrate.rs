@@ -50,9 +50,10 @@ pub struct MigrateArgs {
     lock_lease: u64,
     /// Share every data pass with worker processes: a number starts that many local workers
     /// (this runner, or the program $DYNAMO_MIGRATE_WORKER_COMMAND names, as a JSON list);
-    /// `external` opens the passes to workers started elsewhere (`cargo xtask workers --emit …`)
-    /// and waits for them.
-    #[arg(long, value_name = "N|external")]
+    /// `batch` submits the environment's AWS Batch array job of workers ([<env>.workers]
+    /// job_queue, job_definition, count); `external` opens the passes to workers started
+    /// elsewhere (`cargo xtask workers --emit …`) and waits for them.
+    #[arg(long, value_name = "N|batch|external")]
     workers: Option<Workers>,
     /// With --workers: this process claims no segment of its own; it only takes over segments
     /// whose workers stop renewing their lease, and waits.
@@ -69,6 +70,8 @@ pub struct MigrateArgs {
 enum Workers {
     /// This many local worker processes, started and waited for by the run.
     Local(u32),
+    /// The environment's AWS Batch array job of workers, submitted and followed by the run.
+    Batch,
     /// Workers started elsewhere.
     External,
 }
@@ -79,9 +82,12 @@ impl std::str::FromStr for Workers {
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "external" => Ok(Workers::External),
+            "batch" => Ok(Workers::Batch),
             number => match number.parse::<u32>() {
                 Ok(n @ 1..=256) => Ok(Workers::Local(n)),
-                _ => Err(format!("{text:?} is neither a number of local workers from 1 to 256 nor `external`")),
+                _ => {
+                    Err(format!("{text:?} is neither a number of local workers from 1 to 256, `batch` nor `external`"))
+                }
             },
         }
     }
@@ -96,14 +102,30 @@ impl MigrateArgs {
 
         let cancelled = cancel_on_ctrl_c("finishing the call in flight, then stopping at a checkpoint");
         let lock = lock_options(&session, self.lock_lease, self.lock_wait);
+        let config = session.env.workers.clone().unwrap_or_default();
+        let open =
+            |workers| Sharing::Open { work: !self.workers_only, workers, max_write_units: config.max_write_units };
         let sharing = match self.workers {
             None => Sharing::Alone,
-            Some(Workers::Local(n)) => Sharing::Open { work: !self.workers_only, workers: n },
-            Some(Workers::External) => Sharing::Open { work: !self.workers_only, workers: 0 },
+            Some(Workers::Local(n)) => open(n),
+            Some(Workers::Batch) => open(config.count.unwrap_or(0)),
+            Some(Workers::External) => open(0),
         };
         let local_workers = match self.workers {
             Some(Workers::Local(n)) => spawn_workers(n, &self.env).map_err(Failure::usage)?,
             _ => Vec::new(),
+        };
+        let batch = match self.workers {
+            Some(Workers::Batch) => {
+                let (client, job) = super::workers::submit_batch(&session.env, &self.env).await?;
+                eprintln!(
+                    "submitted AWS Batch array job {} ({}, {} workers); its workers wait for this run's passes",
+                    job.id, job.name, job.size
+                );
+                let follower = super::workers::follow_batch(client.clone(), job.clone(), Duration::from_secs(30));
+                Some((client, job, follower))
+            }
+            _ => None,
         };
         let migrator = Migrator::new(session.client.clone(), session.names.clone(), local, session.caller.clone())
             .with_lock(lock)
@@ -119,11 +141,29 @@ impl MigrateArgs {
         let result = migrator.run(&project.migrations, self.target).await;
         // The lock is released: the workers find nothing left and end.
         let workers = wait_for_workers(local_workers).await;
+        let batch = match batch {
+            Some((client, mut job, follower)) => {
+                follower.abort();
+                let _ = super::workers::describe_batch(&client, &mut job).await;
+                eprintln!(
+                    "AWS Batch job {}: {}; its workers end once they find no run holding the lock",
+                    job.id,
+                    super::workers::statuses(&job)
+                );
+                Some(job)
+            }
+            None => None,
+        };
         let (report, error) = match result {
             Ok(report) => (report, None),
             Err(failure) => (failure.report, Some(failure.error)),
         };
-        out.facts(serde_json::json!({ "environment": session.env.name, "report": report, "local_workers": workers }));
+        out.facts(serde_json::json!({
+            "environment": session.env.name,
+            "report": report,
+            "local_workers": workers,
+            "batch_job": batch,
+        }));
         if !workers.is_empty() && out.is_human() {
             eprintln!("local workers ended: {}", workers.join(", "));
         }

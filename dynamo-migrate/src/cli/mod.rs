@@ -18,6 +18,7 @@ mod migrate;
 mod new;
 mod plan;
 mod recover;
+mod rehearse;
 mod rustfmt;
 mod schemas;
 mod session;
@@ -28,6 +29,7 @@ mod sync;
 mod unlock;
 mod verify;
 mod worker;
+mod workers;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -205,6 +207,7 @@ enum Command {
     Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
+    Rehearse(rehearse::RehearseArgs),
     Baseline(baseline::BaselineArgs),
     Schemas(schemas::SchemasArgs),
     #[cfg(feature = "local")]
@@ -219,6 +222,7 @@ enum Command {
     IamPolicy(iam_policy::IamPolicyArgs),
     BuildRunner(build_runner::BuildRunnerArgs),
     Completions(completions::CompletionsArgs),
+    Workers(workers::WorkersArgs),
 }
 
 impl Command {
@@ -233,6 +237,7 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Unlock(_) => "unlock",
             Command::Recover(_) => "recover",
+            Command::Rehearse(_) => "rehearse",
             Command::Baseline(_) => "baseline",
             Command::Schemas(_) => "schemas",
             #[cfg(feature = "local")]
@@ -247,6 +252,7 @@ impl Command {
             Command::IamPolicy(_) => "iam-policy",
             Command::BuildRunner(_) => "build-runner",
             Command::Completions(_) => "completions",
+            Command::Workers(_) => "workers",
         }
     }
 
@@ -260,6 +266,7 @@ impl Command {
             Command::Sync(a) => (&a.env.env, &a.env.environments),
             Command::Unlock(a) => (&a.env.env, &a.env.environments),
             Command::Recover(a) => (&a.env.env, &a.env.environments),
+            Command::Rehearse(a) => (&a.env.env, &a.env.environments),
             Command::Baseline(a) => (&a.env.env, &a.env.environments),
             #[cfg(feature = "local")]
             Command::Local(a) => (&a.env, &a.environments),
@@ -268,6 +275,7 @@ impl Command {
             Command::IamPolicy(a) => (&a.env.env, &a.env.environments),
             #[cfg(feature = "local")]
             Command::Verify(_) | Command::Setup(_) | Command::Bench(_) => return None,
+            Command::Workers(a) => (&a.env.env, &a.env.environments),
             Command::Init(_)
             | Command::Schemas(_)
             | Command::New(_)
@@ -289,6 +297,7 @@ impl Command {
             Command::Sync(args) => args.run(project, out).await,
             Command::Unlock(args) => args.run(out).await,
             Command::Recover(args) => args.run(project, out).await,
+            Command::Rehearse(args) => args.run(project, out).await,
             Command::Baseline(args) => args.run(project, out).await,
             Command::Schemas(args) => args.run(project, out).await,
             #[cfg(feature = "local")]
@@ -303,6 +312,7 @@ impl Command {
             Command::IamPolicy(args) => args.run(project, out).await,
             Command::BuildRunner(args) => args.run(out).await,
             Command::Completions(args) => args.run(out).await,
+            Command::Workers(args) => args.run(out).await,
         }
     }
 }

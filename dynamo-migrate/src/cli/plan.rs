@@ -12,6 +12,7 @@ use crate::ledger::Ledger;
 use crate::migration::Migration;
 use crate::preview::{Pending, PlannedMigration, validate};
 use crate::rebuild::rebuild_states;
+use crate::rehearse::{StepForecast, deploy_sequence, forecast};
 use crate::sequence::{AppliedMigration, Status, pending};
 
 /// Show what migrate would do in an environment; changes nothing
@@ -74,11 +75,16 @@ impl PlanArgs {
         } else {
             vec![]
         };
+        // What each pending data step and rebuild would take, and how to deploy around a rebuild.
+        let estimates = forecast(client, names, &project.migrations, pending.versions, env).await?;
+        let sequence = deploy_sequence(&project.migrations, pending.versions, env);
         out.facts(serde_json::json!({
             "environment": session.env.name,
             "caller": session.caller,
             "applied": records.len(),
             "pending": planned,
+            "estimates": estimates,
+            "deploy_sequence": sequence,
             "rebuilds": rebuilds,
             "drift": drifts,
             "problems": problems,
@@ -97,7 +103,10 @@ impl PlanArgs {
             for rebuild in &rebuilds {
                 println!("rebuild: {rebuild}");
             }
-            print_plan(&planned);
+            print_plan(&planned, &estimates);
+            for line in &sequence {
+                println!("deploy sequence: {line}");
+            }
         }
         if problems.is_empty() { Ok(()) } else { Err(Failure::work(Error::Invalid { problems })) }
     }
@@ -114,11 +123,11 @@ pub(crate) fn print_drift(drifts: &[TableDrift]) {
     }
 }
 
-fn print_plan(planned: &[PlannedMigration]) {
+fn print_plan(planned: &[PlannedMigration], estimates: &[StepForecast]) {
     let (mut calls, mut destructive) = (0, 0);
     for m in planned {
         println!("  {:04} {}", m.version, m.name);
-        for step in &m.steps {
+        for (index, step) in m.steps.iter().enumerate() {
             let mark = if step.destructive { "!" } else { " " };
             println!("   {mark} {}", step.step);
             for call in &step.calls {
@@ -128,6 +137,19 @@ fn print_plan(planned: &[PlannedMigration]) {
             }
             if let Some(note) = &step.note {
                 println!("        ({note})");
+            }
+            let passes = estimates.iter().filter(|e| e.version == m.version && e.step == index).flat_map(|e| &e.passes);
+            for pass in passes {
+                let over = if pass.source == pass.target || pass.target.is_empty() {
+                    pass.source.clone()
+                } else {
+                    format!("{} into {}", pass.source, pass.target)
+                };
+                let note = pass.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                match &pass.estimate {
+                    Some(estimate) => println!("        estimate, pass over {over}: {estimate}{note}"),
+                    None => println!("        estimate: none{note}"),
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
-//! `status`: the ledger, the lock and the drift of one environment.
+//! `status`: the ledger, the lock and the drift of one environment, and with `--items` the
+//! drift of its data from the schema crate's item types.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 
 use clap::Args;
 use serde::Serialize;
@@ -9,16 +11,20 @@ use super::plan::{drift_of, print_drift};
 use super::session::EnvArgs;
 use super::{Failure, Output};
 use crate::Project;
+use crate::client::read_only;
 use crate::ledger::Ledger;
 use crate::lock::holder;
 use crate::rebuild::rebuild_states;
+use crate::rehearse::{Sample, SampleOptions};
+use crate::schema_read::{ItemsCheck, check_items};
 use crate::sequence::Status;
 
 /// Show applied and pending migrations, the lock and drift
 ///
 /// Shows every migration as applied (when, by whom), pending, changed or missing, the lock's
 /// holder if any, and the drift of each live table from what the applied migrations produced,
-/// field by field. Reads only.
+/// field by field; with `--items`, the items that do not read as the schema crate's types. Reads
+/// only.
 ///
 /// With --check (for CI, before a deploy) it exits 1 on what stops `migrate`: a table that
 /// drifted, a migration changed or missing, or one left running or failed.
@@ -31,6 +37,12 @@ pub struct StatusArgs {
     /// Exit 1 on drift, a changed or missing migration, or one left running or failed.
     #[arg(long)]
     check: bool,
+    /// Also read a sample of each table's items (1000 unless given), spread over its key space,
+    /// and read each exactly as the schema crate's item type: items an old application instance
+    /// wrote after a backfill (a field missing, another type) show before the application reads
+    /// them. Exits 1 when one does not read.
+    #[arg(long, value_name = "ITEMS", num_args = 0..=1, default_missing_value = "1000", value_parser = clap::value_parser!(u64).range(1..))]
+    items: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +119,14 @@ impl StatusArgs {
             vec![]
         };
         let drifts = drift_of(&session, project, &records).await?;
+        let items = match self.items {
+            None => None,
+            Some(n) => {
+                let reader = read_only(&session.client, format!("environment {}", session.env.name));
+                let options = SampleOptions { progress: std::io::stderr().is_terminal(), ..SampleOptions::default() };
+                Some(check_items(&reader, &session.names, &project.tables, Sample::Items(n), &options, 10).await?)
+            }
+        };
         out.facts(serde_json::json!({
             "environment": session.env.name,
             "caller": session.caller,
@@ -114,6 +134,7 @@ impl StatusArgs {
             "lock": lock,
             "rebuilds": rebuilds,
             "drift": drifts,
+            "items": items,
         }));
         if out.is_human() {
             println!(
@@ -136,6 +157,22 @@ impl StatusArgs {
                 println!("rebuild: {rebuild}");
             }
             print_drift(&drifts);
+            for check in items.iter().flatten() {
+                print_items(check);
+            }
+        }
+        let bad: Vec<String> = items
+            .iter()
+            .flatten()
+            .filter(|c| c.bad_items > 0)
+            .map(|c| format!("{} of {} ({})", c.bad_items, c.physical, c.table))
+            .collect();
+        if !bad.is_empty() {
+            return Err(Failure::work(anyhow::anyhow!(
+                "items do not read as the schema crate's types: {}; the application would fail to read them or lose what its types do not hold: fix those items (or the types), then run `cargo xtask status {} --items`",
+                bad.join(", "),
+                self.env.options()
+            )));
         }
         if !self.check {
             return Ok(());
@@ -156,5 +193,19 @@ impl StatusArgs {
                 self.env.options()
             ))),
         }
+    }
+}
+
+fn print_items(check: &ItemsCheck) {
+    let Some(read) = &check.read else {
+        println!("items of {}: {} does not exist (yet), nothing read", check.table, check.physical);
+        return;
+    };
+    println!(
+        "items of {} ({}): read {} from {} of {} segment(s), {:.1} read units: {} do not read as the schema crate's type",
+        check.table, check.physical, read.items, read.segments_read, read.segments, read.read_units, check.bad_items
+    );
+    for bad in &check.bad_item_examples {
+        println!("  ! {}: {}", bad.key, bad.error);
     }
 }

@@ -66,8 +66,14 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker of the run whose token is `run`, with an id no other process has.
     pub(crate) fn new(run: &str, lease: std::time::Duration) -> Worker {
+        // A child of an AWS Batch array job or of a Kubernetes Indexed Job says which.
+        let index = ["AWS_BATCH_JOB_ARRAY_INDEX", "JOB_COMPLETION_INDEX"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok())
+            .map(|i| format!(" index {i}"))
+            .unwrap_or_default();
         Worker {
-            id: format!("{}#{:016x}", crate::lock::owner("worker"), fastrand::u64(..)),
+            id: format!("{}{index}#{:016x}", crate::lock::owner("worker"), fastrand::u64(..)),
             run: run.to_owned(),
             lease,
         }
@@ -117,6 +123,8 @@ pub(crate) struct Leases {
     pub claim_fresh: bool,
     /// How many processes are expected to share each pass (for its number of segments).
     pub participants: u32,
+    /// Write capacity units per second for the whole pass, split among the processes alive.
+    pub budget: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +152,7 @@ impl CheckpointStore {
                 wait: true,
                 claim_fresh: true,
                 participants: 1,
+                budget: None,
             }),
         }
     }
@@ -262,8 +271,19 @@ impl CheckpointStore {
         match save_retrying(record, item, Some(condition)).await {
             Ok(()) => {}
             // A write that landed although its answer was lost leaves the new version there.
-            Err(DataError::SegmentTaken { .. })
-                if self.segment_item(record, &id).await?.and_then(|s| s.lease) == Some(renewed.clone()) => {}
+            Err(DataError::SegmentTaken { id }) => {
+                match self.segment_item(record, &id).await?.and_then(|s| s.lease) {
+                    Some(now) if now == renewed => {}
+                    // Taken by a worker of another run: this worker's run no longer owns the
+                    // migration (another run holds it now), so this worker is fenced, not
+                    // merely relieved of one segment.
+                    Some(now) if now.run != held.run => {
+                        let table = record.ledger.table().to_owned();
+                        return Err(checkpoint_error(Error::NotDirty { table, version: record.version }));
+                    }
+                    _ => return Err(DataError::SegmentTaken { id }),
+                }
+            }
             Err(e) => return Err(e),
         }
         state.lease = Some(renewed);
@@ -342,6 +362,10 @@ impl CheckpointStore {
             ("participants".to_owned(), AttributeValue::N(leases.participants.to_string())),
         ]
         .into();
+        let mut item = item;
+        if let Some(budget) = leases.budget {
+            item.insert("max_write_units".to_owned(), AttributeValue::N(budget.to_string()));
+        }
         save_retrying(record, item, None).await
     }
 
@@ -423,5 +447,47 @@ async fn save_retrying(record: &Record, item: Item, condition: Option<ItemCondit
             }
             Err(e) => return Err(checkpoint_error(e)),
         }
+    }
+}
+
+/// How many processes are working `segments` now: the holders of leases of the run `run` on
+/// segments not done, and `me`.
+pub(crate) fn live_workers(segments: &BTreeMap<u32, SegmentState>, run: &str, me: &str) -> usize {
+    let mut owners: std::collections::BTreeSet<&str> = segments
+        .values()
+        .filter(|s| !s.done)
+        .filter_map(|s| s.lease.as_ref())
+        .filter(|lease| lease.run == run)
+        .map(|lease| lease.owner.as_str())
+        .collect();
+    owners.insert(me);
+    owners.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leased(owner: &str, run: &str, done: bool) -> SegmentState {
+        let lease = Lease { owner: owner.to_owned(), run: run.to_owned(), rvn: "1".to_owned() };
+        SegmentState { done, lease: Some(lease), ..SegmentState::default() }
+    }
+
+    #[test]
+    fn the_live_workers_are_this_runs_holders_of_segments_not_done_and_this_one() {
+        let segments: BTreeMap<u32, SegmentState> = [
+            (0, leased("a", "run", false)),
+            (1, leased("a", "run", false)),
+            (2, leased("b", "run", false)),
+            // Done: its holder may have left.
+            (3, leased("c", "run", true)),
+            // An earlier run's: fenced.
+            (4, leased("d", "old", false)),
+            (5, SegmentState::default()),
+        ]
+        .into();
+        assert_eq!(live_workers(&segments, "run", "me"), 3);
+        assert_eq!(live_workers(&segments, "run", "a"), 2);
+        assert_eq!(live_workers(&BTreeMap::new(), "run", "me"), 1);
     }
 }

@@ -28,7 +28,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
-use super::checkpoint::{CheckpointStore, Leases, PassIdentity, SegmentState};
+use super::checkpoint::{CheckpointStore, Leases, PassIdentity, SegmentState, live_workers};
 use super::concurrency::Concurrency;
 use super::dead_letter::DeadLetters;
 use super::fidelity::{key_of, key_text};
@@ -193,7 +193,13 @@ async fn run_pages(
         checkpoints.start(&pass, segments).await?;
     }
 
+    // A shared pass with a capacity budget: this process's share of it, recomputed as workers
+    // come and go (see `run_leased`).
+    let budget = checkpoints.leases().and_then(|l| Some((l.budget?, l.participants.max(1))));
     let rate = match options.rate {
+        _ if budget.is_some() => {
+            budget.map(|(units, processes)| Rate::Capacity(Limiter::new(f64::from(units) / f64::from(processes))))
+        }
         None => None,
         Some(RateLimit::ItemsPerSecond(n)) => Some(Rate::Items(Limiter::new(n))),
         Some(RateLimit::WriteCapacityShare(share)) => {
@@ -373,7 +379,7 @@ fn joined_segment<T>(
 /// to claim. Returns the counts (with `wait`, of every segment, whoever worked it) and how many
 /// segments are done.
 async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u32), DataError> {
-    let Leases { worker, wait, claim_fresh, participants } = role;
+    let Leases { worker, wait, claim_fresh, participants, budget } = role;
     let (pass, segments) = (&shared.pass, shared.segments);
     // Its share of the segments at once, so that the first process to start does not take all
     // of them before the others have started.
@@ -387,6 +393,9 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
     loop {
         let now = shared.checkpoints.segments(pass, segments).await?;
         let done = now.values().filter(|s| s.done).count() as u32;
+        if let (Some(units), Some(Rate::Capacity(limiter))) = (budget, &shared.writer.rate) {
+            limiter.set_rate(f64::from(units) / live_workers(&now, &worker.run, &worker.id) as f64);
+        }
         if wait {
             let scanned: u64 = now.values().map(|s| s.counts.scanned).sum();
             shared.progress.set_position(scanned);
@@ -429,10 +438,10 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
                     running.spawn(async move { (segment, run_segment(&shared, segment, claimed).await) });
                 }
                 Ok(None) => {}
-                // A worker late to a pass whose run has moved on (it ended, or lost its lock)
-                // claimed nothing: it has nothing to stop, and leaves. Segments it is working
-                // meet the same fence at their next checkpoint, and say so.
-                Err(e) if !wait && e.is_fenced() && running.is_empty() => return Ok((own, segments)),
+                // The run that opened the pass lost its lock or ended with segments left: this
+                // worker stops, and says so (non-zero). Segments it is working meet the same
+                // fence at their next checkpoint.
+                Err(e) if !wait && e.is_fenced() && running.is_empty() => return Err(e),
                 Err(e) if !wait && e.is_fenced() => break,
                 Err(e) => return Err(e),
             }

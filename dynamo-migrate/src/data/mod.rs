@@ -41,6 +41,7 @@ pub(crate) use dead_letter::DeadLetters;
 pub(crate) use engine::{default_segments, into_other_table, panic_message, without_retries};
 pub(crate) use fidelity::key_of;
 pub use fidelity::{canonical_item, canonical_json, canonical_number, key_text};
+pub(crate) use rate::Limiter;
 pub use rate::RateLimit;
 pub use replay::{Phase, RESUME_LIMIT, ReplayError, ReplayHeader, ReplayReport, ReplayStore};
 pub(crate) use replay::{Replay, key_attributes, now_ms, prefix as replay_prefix};
@@ -338,6 +339,8 @@ pub struct DataContext {
     /// What `client()` hands the step: in a worker, a client that only reads, since the step's
     /// code outside its passes runs in the run itself.
     client: Client,
+    /// In a rehearsal, where each pass keeps every failed item (see `rehearse::collect`).
+    rehearsal: Option<crate::rehearse::Collector>,
 }
 
 /// How a run shares its passes' segments with worker processes (`cargo xtask worker`).
@@ -349,7 +352,7 @@ pub enum Sharing {
     /// Each pass is opened to workers in the ledger; this process works segments too unless
     /// `work` is false, and waits until every segment is done. `workers` is how many are
     /// expected (0 when not known), so that a pass has segments enough for all of them.
-    Open { work: bool, workers: u32 },
+    Open { work: bool, workers: u32, max_write_units: Option<u32> },
 }
 
 /// What a context does with its passes.
@@ -359,7 +362,7 @@ pub(crate) enum Role {
     Run(Sharing),
     /// A worker of the run, joining the pass at this place (shared by about `participants`
     /// processes); the passes before it are done, the ones after are not open yet.
-    Join { place: String, participants: u32 },
+    Join { place: String, participants: u32, max_write_units: Option<u32> },
 }
 
 /// Where the ledger says which pass is open to workers (see `workers`).
@@ -393,29 +396,40 @@ impl DataContext {
             dry_run: false,
             tally: Arc::default(),
             role: Role::Run(Sharing::Alone),
+            rehearsal: None,
         }
     }
 
     /// The same context with its passes shared as `role` says, each segment's lease lasting
     /// `lease`.
     pub(crate) fn shared(mut self, role: Role, lease: std::time::Duration) -> Self {
-        let (wait, claim_fresh, participants) = match &role {
-            Role::Run(Sharing::Alone) => (true, true, 1),
+        let (wait, claim_fresh, participants, budget) = match &role {
+            Role::Run(Sharing::Alone) => (true, true, 1, None),
             // Workers started elsewhere are not counted: say a few, for segments enough.
-            Role::Run(Sharing::Open { work, workers }) => {
-                (true, *work, (*workers).max(if *workers == 0 { 4 } else { 1 }) + u32::from(*work))
+            Role::Run(Sharing::Open { work, workers, max_write_units }) => {
+                (true, *work, (*workers).max(if *workers == 0 { 4 } else { 1 }) + u32::from(*work), *max_write_units)
             }
-            Role::Join { participants, .. } => {
-                self.client = crate::client::read_only(&self.passes_client);
-                (false, true, *participants)
+            Role::Join { participants, max_write_units, .. } => {
+                self.client = crate::client::read_only(
+                    &self.passes_client,
+                    "a worker's data step, which writes only through its passes",
+                );
+                (false, true, *participants, *max_write_units)
             }
         };
         if let Some(mut leases) = self.checkpoints.leases() {
             leases.worker.lease = lease;
             self.checkpoints =
-                self.checkpoints.with_leases(checkpoint::Leases { wait, claim_fresh, participants, ..leases });
+                self.checkpoints.with_leases(checkpoint::Leases { wait, claim_fresh, participants, budget, ..leases });
         }
         self.role = role;
+        self
+    }
+
+    /// The same context in a rehearsal: every pass keeps every failed item in a file of the
+    /// rehearsal's own and accepts them all, and the collector records what it did.
+    pub(crate) fn rehearsing(mut self, collector: Option<crate::rehearse::Collector>) -> Self {
+        self.rehearsal = collector;
         self
     }
 
@@ -454,6 +468,15 @@ impl DataContext {
             }
             options.dry_run = true;
         }
+        if let Some(collector) = self.rehearsal.as_ref().filter(|c| c.discovering()) {
+            // `plan` learns which passes the step makes, and runs none of them.
+            collector.begin((self.step, pass), &source, &target, &mut options, false);
+            return Ok(DataReport::default());
+        }
+        let started = std::time::Instant::now();
+        let rehearsed = self.rehearsal.as_ref().map(|collector| {
+            (collector, collector.begin((self.step, pass), &source, &target, &mut options, self.dry_run))
+        });
         let identity = checkpoint::PassIdentity { place: format!("step {}, pass {pass}", self.step), source, target };
         let run = || {
             let (identity, options, map) = (identity.clone(), options.clone(), map.clone());
@@ -468,24 +491,28 @@ impl DataContext {
             )
         };
         let report = match &self.role {
-            Role::Run(Sharing::Alone) => run().await?,
-            Role::Run(Sharing::Open { .. }) => {
-                self.checkpoints.open_to_workers(&identity, true).await?;
-                let report = run().await;
-                // Closed whatever the pass came to; a run that cannot close it (its lock lost)
-                // fences its workers anyway.
-                let closed = self.checkpoints.open_to_workers(&identity, false).await;
-                let report = report?;
-                closed?;
-                report
-            }
+            Role::Run(Sharing::Alone) => run().await,
+            Role::Run(Sharing::Open { .. }) => match self.checkpoints.open_to_workers(&identity, true).await {
+                Ok(()) => {
+                    let report = run().await;
+                    // Closed whatever the pass came to; a run that cannot close it (its lock
+                    // lost) fences its workers anyway.
+                    let closed = self.checkpoints.open_to_workers(&identity, false).await;
+                    report.and_then(|report| closed.map(|()| report))
+                }
+                Err(e) => Err(e),
+            },
             // A worker joins the open pass; one before it is done, one after it is not open yet.
-            Role::Join { place, .. } if *place == identity.place => run().await?,
+            Role::Join { place, .. } if *place == identity.place => run().await,
             Role::Join { place, .. } => match self.checkpoints.done_report(&identity).await? {
                 Some(done) => return Ok(done),
                 None => return Err(DataError::NotOpen { place: identity.place, open: place.clone() }),
             },
         };
+        if let Some((collector, place)) = rehearsed {
+            collector.end(place, &report, started.elapsed());
+        }
+        let report = report?;
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         *tally = *tally + report;
         Ok(report)

@@ -39,29 +39,43 @@ impl RateLimit {
 /// bucket is below zero, and settles the difference once DynamoDB says what it consumed.
 #[derive(Debug)]
 pub(crate) struct Limiter {
-    per_second: f64,
+    /// The rate, as an `f64`'s bits: a pass shared by workers changes it as they come and go.
+    per_second: std::sync::atomic::AtomicU64,
     state: Mutex<(f64, Instant)>,
 }
 
 impl Limiter {
     pub(crate) fn new(per_second: f64) -> Limiter {
         // One second's worth of burst, so that the first batches do not wait.
-        Limiter { per_second, state: Mutex::new((per_second, Instant::now())) }
+        Limiter {
+            per_second: std::sync::atomic::AtomicU64::new(per_second.to_bits()),
+            state: Mutex::new((per_second, Instant::now())),
+        }
+    }
+
+    fn per_second(&self) -> f64 {
+        f64::from_bits(self.per_second.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Changes the rate from now on.
+    pub(crate) fn set_rate(&self, per_second: f64) {
+        self.per_second.store(per_second.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Takes `units`, waiting until the bucket is not in debt.
     pub(crate) async fn take(&self, units: f64) {
         loop {
             let wait = {
+                let per_second = self.per_second();
                 let mut state = self.state.lock().await;
                 let now = Instant::now();
-                state.0 = (state.0 + (now - state.1).as_secs_f64() * self.per_second).min(self.per_second);
+                state.0 = (state.0 + (now - state.1).as_secs_f64() * per_second).min(per_second);
                 state.1 = now;
                 if state.0 >= 0.0 {
                     state.0 -= units;
                     return;
                 }
-                Duration::from_secs_f64(-state.0 / self.per_second)
+                Duration::from_secs_f64(-state.0 / per_second)
             };
             tokio::time::sleep(wait).await;
         }
