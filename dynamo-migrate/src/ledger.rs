@@ -452,6 +452,7 @@ impl Ledger {
     /// Copies this ledger's records of migrations and of control-plane changes (what decides
     /// which migrations are pending, and what AWS's rules count) into `into`, which exists; the
     /// lock, checkpoints and rebuild replays stay. Returns how many items were copied.
+    #[cfg_attr(not(feature = "local"), allow(dead_code))]
     pub(crate) async fn copy_records_into(&self, into: &Ledger) -> Result<usize> {
         if !self.exists().await? {
             return Ok(0);

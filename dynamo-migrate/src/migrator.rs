@@ -170,6 +170,7 @@ impl Migrator {
     /// Runs as a rehearsal collecting into `collector`: the data passes and rebuild replays keep
     /// every failed item in files of the rehearsal's own and go on, and a rebuild becomes current
     /// with its failures left out, so that every step runs to its end and shows what fails.
+    #[cfg_attr(not(feature = "local"), allow(dead_code))]
     pub(crate) fn rehearsing(mut self, collector: crate::rehearse::Collector) -> Self {
         self.rehearsal = Some(collector);
         self

@@ -222,12 +222,12 @@ fn collect(root: &Value, value: &Value, out: &mut PropertyShape, depth: usize) {
 #[cfg(test)]
 mod tests {
     use schemars::JsonSchema;
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
     use super::*;
     use crate::table::GlobalIndex;
 
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, Serialize, JsonSchema)]
     #[allow(dead_code)]
     struct Customer {
         customer_nr: u64,
@@ -238,7 +238,7 @@ mod tests {
         score: f64,
     }
 
-    #[derive(Deserialize, JsonSchema)]
+    #[derive(Deserialize, Serialize, JsonSchema)]
     #[allow(dead_code)]
     enum Region {
         North,
@@ -356,7 +356,7 @@ mod tests {
         }
         let def = TableDef::new("customers", KeyAttr::n("customer_nr"))
             .global_index(GlobalIndex::new("by_score", KeyAttr::n("customer_nr")).projection(Projection::All));
-        #[derive(Deserialize, JsonSchema)]
+        #[derive(Deserialize, Serialize, JsonSchema)]
         #[allow(dead_code)]
         struct Item {
             customer_nr: u64,

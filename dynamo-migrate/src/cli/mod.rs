@@ -18,6 +18,7 @@ mod migrate;
 mod new;
 mod plan;
 mod recover;
+#[cfg(feature = "local")]
 mod rehearse;
 mod rustfmt;
 mod schemas;
@@ -207,6 +208,7 @@ enum Command {
     Sync(sync::SyncArgs),
     Unlock(unlock::UnlockArgs),
     Recover(recover::RecoverArgs),
+    #[cfg(feature = "local")]
     Rehearse(rehearse::RehearseArgs),
     Baseline(baseline::BaselineArgs),
     Schemas(schemas::SchemasArgs),
@@ -237,6 +239,7 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Unlock(_) => "unlock",
             Command::Recover(_) => "recover",
+            #[cfg(feature = "local")]
             Command::Rehearse(_) => "rehearse",
             Command::Baseline(_) => "baseline",
             Command::Schemas(_) => "schemas",
@@ -266,6 +269,7 @@ impl Command {
             Command::Sync(a) => (&a.env.env, &a.env.environments),
             Command::Unlock(a) => (&a.env.env, &a.env.environments),
             Command::Recover(a) => (&a.env.env, &a.env.environments),
+            #[cfg(feature = "local")]
             Command::Rehearse(a) => (&a.env.env, &a.env.environments),
             Command::Baseline(a) => (&a.env.env, &a.env.environments),
             #[cfg(feature = "local")]
@@ -297,6 +301,7 @@ impl Command {
             Command::Sync(args) => args.run(project, out).await,
             Command::Unlock(args) => args.run(out).await,
             Command::Recover(args) => args.run(project, out).await,
+            #[cfg(feature = "local")]
             Command::Rehearse(args) => args.run(project, out).await,
             Command::Baseline(args) => args.run(project, out).await,
             Command::Schemas(args) => args.run(project, out).await,

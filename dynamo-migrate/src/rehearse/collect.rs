@@ -5,7 +5,9 @@
 //! failure of every step instead, so a migrator that rehearses gives each pass a dead-letter file
 //! of the rehearsal's own (in a private temporary folder, removed when the rehearsal ends) and
 //! accepts every failure, keeping the step's own budget to judge it by afterwards. The report
-//! reads the first lines of each file; the counts come from the pass itself.
+//! reads the first lines of each file; the counts come from the pass itself. Without DynamoDB
+//! Local (the `local` feature) there is no rehearsal, only `plan`'s discovery of passes.
+#![cfg_attr(not(feature = "local"), allow(dead_code))]
 
 use std::collections::BTreeSet;
 use std::io::BufRead as _;
