@@ -129,9 +129,10 @@ fn numbers(v: &[String]) -> Vec<Option<(bool, String, i64)>> {
     v
 }
 
-/// A number as (negative, significant digits, exponent), so that `1.50`, `15E-1` and `+1.5`
-/// compare equal; `None` for text that is no number.
-fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
+/// A number in canonical form (sign, significant digits, exponent), so that `1.50`, `1.5`,
+/// `+1.5` and `15E-1` compare equal; `None` for text that is not a number. The engine compares
+/// stored and written numbers with it too.
+pub fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
     let text = text.trim();
     let (negative, rest) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),

@@ -14,7 +14,7 @@ mod validate;
 
 pub use diff::{FieldDiff, diff_tables};
 pub use exact::{NUMBER_MARKER, NUMBER_SET_MARKER, NotANumber, Number, NumberSet};
-pub use item::{ItemError, from_item, to_item};
+pub use item::{ItemError, canonical_number, from_item, to_item};
 pub use item_schema::check_item_schema;
 pub use prefix::{PrefixError, table_prefix_from_env};
 pub use table::{

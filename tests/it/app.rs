@@ -38,7 +38,7 @@ fn customer(nr: u64, name: &str, postcode: Option<&str>) -> Customer {
 
 #[tokio::test]
 async fn the_application_reads_and_writes_with_the_schema_crates_types_and_names() {
-    let client = support::client().await;
+    let client = support::example_client().await;
     let names = support::names("app");
     let shop = app::Shop::new(client.clone(), names.prefix());
     // The current version of the table, by the schema crate's name for it.
@@ -75,6 +75,9 @@ async fn the_application_reads_and_writes_with_the_schema_crates_types_and_names
     };
     assert_eq!(in_n1, [expected(1, "Ada"), expected(2, "Grace")]);
     assert_eq!(schema::customers::table().validate(), Ok(()));
+    // A TTL table left on the shared server takes one of the threads DynamoDB Local also
+    // creates indexes with: each test deletes its own.
+    support::delete_tables(&client, &names).await;
 }
 
 /// An account with numbers and sets that plain serde would change.
@@ -99,7 +102,7 @@ struct AccountKey {
 /// type for a `KEYS_ONLY` index that wants more than the keys is refused before any query.
 #[tokio::test]
 async fn the_application_keeps_exact_numbers_and_sets_and_checks_index_types() {
-    let client = support::client().await;
+    let client = support::example_client().await;
     let names = support::names("app_exact");
     let table = names.physical("accounts");
     let keys_only = GlobalIndex::new("by_region", KeyAttr::s("region")).projection(Projection::KeysOnly);
@@ -180,6 +183,7 @@ async fn the_application_keeps_exact_numbers_and_sets_and_checks_index_types() {
     let keys: Vec<AccountKey> =
         returned.into_iter().map(|item| dynamo_model::from_item(item.into()).unwrap()).collect();
     assert_eq!(keys, [AccountKey { id: "a2".into(), region: "eu".into() }]);
+    support::delete_tables(&client, &names).await;
 }
 
 /// Every environment of environments.toml names the variable the application reads its prefix
@@ -194,7 +198,7 @@ async fn the_application_takes_its_prefix_from_the_variable_environments_toml_na
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let client = support::client().await;
+    let client = support::example_client().await;
     let names = support::names("app_env");
     let shop = app::Shop::new(client.clone(), names.prefix());
     create(&client, shop.customers_table(), schema::customers::table().def).await;
@@ -205,7 +209,7 @@ async fn the_application_takes_its_prefix_from_the_variable_environments_toml_na
         command
             .args(["--exact", "app::child_process_running_the_application", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, "1")
-            .env("AWS_ENDPOINT_URL_DYNAMODB", support::endpoint())
+            .env("AWS_ENDPOINT_URL_DYNAMODB", support::example_endpoint())
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "local")
             .env("AWS_SECRET_ACCESS_KEY", "local")
@@ -222,6 +226,7 @@ async fn the_application_takes_its_prefix_from_the_variable_environments_toml_na
     assert!(ok && stdout.contains("found Barbara"), "{stdout}");
     let (ok, stdout) = child(None);
     assert!(ok && stdout.contains("the environment variable SHOP_TABLE_PREFIX is not set"), "{stdout}");
+    support::delete_tables(&client, &names).await;
 }
 
 const CHILD_ENV: &str = "DYNAMO_MIGRATE_TEST_APP_CHILD";

@@ -29,7 +29,7 @@ fn environments(prefix: &str, endpoint: &str) -> std::path::PathBuf {
 // Multi-threaded: the proxy's tasks answer the child processes while this test waits for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_of_a_full_run_is_allowed_by_the_policy_for_its_resource() {
-    let upstream = support::endpoint();
+    let upstream = support::example_endpoint();
     let proxy = FaultProxy::start_recording(upstream).await;
     let names = support::names("iam");
     let file = environments(names.prefix(), &proxy.endpoint());
@@ -53,7 +53,7 @@ async fn every_call_of_a_full_run_is_allowed_by_the_policy_for_its_resource() {
     // The first three migrations, then items for the backfill and the rebuild to move, then the
     // rest; sync, unlock and recover's look at the ledger.
     cli_run(&["migrate", "--target", "3"]);
-    let client = support::client().await;
+    let client = support::example_client().await;
     for nr in 1..=20 {
         client
             .put_item()

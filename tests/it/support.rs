@@ -64,6 +64,20 @@ pub async fn rules_client() -> Client {
     connect(&Target::local(rules_endpoint())).await
 }
 
+static EXAMPLE_SERVER: OnceLock<DynamoDbLocal> = OnceLock::new();
+
+/// A server of their own for the tests that make the example's tables (TTL on) beside the
+/// application (`app`) and under the IAM recorder (`iam`), for the reason given at
+/// [`rules_endpoint`]: on the shared server they would leave other tests' indexes CREATING.
+pub fn example_endpoint() -> &'static str {
+    EXAMPLE_SERVER.get_or_init(start_server).endpoint()
+}
+
+/// A client of [`example_endpoint`]'s server.
+pub async fn example_client() -> Client {
+    connect(&Target::local(example_endpoint())).await
+}
+
 /// Deletes every table whose name starts with `names`' prefix (a test's tables, its ledger too).
 pub async fn delete_tables(client: &Client, names: &TableNames) {
     let tables = dynamo_migrate::list_tables(client).await.unwrap();

@@ -13,13 +13,17 @@ use crate::local::{Docker, LocalOptions};
 use crate::rehearse::estimate::duration;
 use crate::rehearse::{RehearsalOptions, RehearsalReport, RehearseError, RehearsedStep, Sample, rehearse};
 
-/// Rehearse the migrations pending in an environment on a copy of its data, reading it and never
+/// Rehearse pending migrations on a read-only copy of the data
+///
+/// Rehearses the migrations pending in an environment on a copy of its data, reading it and never
 /// writing to it: read the ledger and a sample of each table's items spread over its key space
 /// (or all of them), copy them into a DynamoDB Local of its own (in memory), apply the pending
 /// migrations there as `migrate` would, check the result as `verify` does, and report every step
 /// with the items it cannot take (key, attribute and reason) and what it would take on the whole
 /// table (time, read and write units, cost on demand). Exits 1 when a step would fail or an item
 /// would not read as the schema crate's type, 0 otherwise.
+///
+/// Example: `cargo xtask rehearse --env prod --sample 20000`
 #[derive(Debug, Args)]
 pub struct RehearseArgs {
     #[command(flatten)]

@@ -30,33 +30,7 @@ pub(crate) fn key_of(item: &Item, keys: &[String]) -> Item {
     keys.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone()))).collect()
 }
 
-/// A number in canonical form (sign, significant digits, exponent), so that `1.50`, `1.5` and
-/// `15E-1` compare equal; `None` for text that is not a number.
-pub fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
-    let text = text.trim();
-    let (negative, rest) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits = format!("{int}{frac}");
-    let exponent = exponent - frac.len() as i64;
-    let trimmed_start = digits.trim_start_matches('0');
-    if trimmed_start.is_empty() {
-        return Some((false, "0".to_owned(), 0));
-    }
-    let significant = trimmed_start.trim_end_matches('0');
-    let exponent = exponent + (trimmed_start.len() - significant.len()) as i64;
-    Some((negative, significant.to_owned(), exponent))
-}
+pub use dynamo_model::canonical_number;
 
 /// An attribute value in DynamoDB's JSON form (`{"S": "…"}`), with set members and map keys
 /// sorted, so that equal items print equal. Used for dead-letter files and content hashes.
