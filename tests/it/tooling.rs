@@ -139,7 +139,8 @@ impl Drop for Xtask {
 
 /// Commands that read or apply schema run the dev build (the one verify and the tests make);
 /// migrate, sync and worker run the release build without DynamoDB Local, saying so the first
-/// time; build-runner builds that one, without building the dev runner first.
+/// time; bench and rehearse the release build with it; build-runner builds the production one,
+/// without building the dev runner first.
 #[test]
 fn the_xtask_builds_the_runner_each_command_needs() {
     let xtask = Xtask::build("xtask-builds");
@@ -156,8 +157,11 @@ fn the_xtask_builds_the_runner_each_command_needs() {
         );
         assert!(said.starts_with("building the runner in release, once: a few minutes for the AWS SDK"), "{said}");
     }
+    // What moves data through a DynamoDB Local of its own: release, with DynamoDB Local.
     let (called, _) = xtask.cargo_args(&["bench", "--items", "10"]);
     assert_eq!(called, "run --quiet --package runner --release -- bench --items 10");
+    let (called, _) = xtask.cargo_args(&["rehearse", "--env", "prod"]);
+    assert_eq!(called, "run --quiet --package runner --release -- rehearse --env prod");
     let (called, said) = xtask.cargo_args(&["build-runner", "--target-dir", "/tmp/runner-cache"]);
     assert_eq!(called, "build --release --no-default-features --package runner --target-dir /tmp/runner-cache");
     assert!(said.starts_with("building the runner in release, without DynamoDB Local (minutes"), "{said}");

@@ -20,8 +20,10 @@ use xshell::cmd;
 /// testcontainers and its Docker client), as `cargo xtask build-runner` builds the runner for
 /// deploy pipelines.
 const PRODUCTION_COMMANDS: &[&str] = &["migrate", "sync", "worker", "workers"];
-/// The benchmark: release, with DynamoDB Local.
-const BENCH: &str = "bench";
+/// The commands that move data through a DynamoDB Local of their own (the benchmark, and a
+/// rehearsal's copy of an environment's items): release, with DynamoDB Local, since a dev build
+/// moves data at about half the speed.
+const RELEASE_WITH_LOCAL: &[&str] = &["bench", "rehearse"];
 // Every other command (verify, plan, status, lint, unlock, recover, new, …) reads, applies schema
 // or writes files: it runs the dev build, which verify and the tests build anyway, so that none
 // of them waits for a second build of the AWS SDK.
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
     }
     let build = match command {
         Some(c) if PRODUCTION_COMMANDS.contains(&c) => Build::Production,
-        Some(BENCH) => Build::Bench,
+        Some(c) if RELEASE_WITH_LOCAL.contains(&c) => Build::ReleaseWithLocal,
         _ => Build::Dev,
     };
     match run_runner(build, &args) {
@@ -66,7 +68,7 @@ enum Build {
     /// Release, without DynamoDB Local.
     Production,
     /// Release, with DynamoDB Local.
-    Bench,
+    ReleaseWithLocal,
 }
 
 /// Builds and runs the runner with `args`, from the workspace root.
@@ -78,7 +80,7 @@ fn run_runner(build: Build, args: &[String]) -> anyhow::Result<ExitCode> {
     let options: &[&str] = match build {
         Build::Dev => &[],
         Build::Production => &["--release", "--no-default-features"],
-        Build::Bench => &["--release"],
+        Build::ReleaseWithLocal => &["--release"],
     };
     if build != Build::Dev && !target_dir_of(&root).join("release/runner").exists() {
         eprintln!(
