@@ -387,22 +387,40 @@ async fn slow_pass_is_exact(client: &Client, envs: &Envs, writer: AppWriter) {
     assert!(without.is_empty(), "customers the step never tiered: {without:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
-    let envs = Envs::new("workers_kill", "");
+/// A slow pass in place over 8,000 customers beside the application, its run started with
+/// `migrate --workers external` and `run_options`, and one worker, returned once that worker has
+/// made progress in a segment it has not finished.
+struct WorkerInASegment {
+    envs: Envs,
+    client: Client,
+    writer: AppWriter,
+    run: std::process::Child,
+    worker: std::process::Child,
+    ledger: String,
+}
+
+async fn worker_in_a_segment(test: &str, run_options: &[&str]) -> WorkerInASegment {
+    let envs = Envs::new(test, "");
     let client = support::client().await;
     let writer = slow_table(&envs, &client, 8_000).await;
     let env = ["--env", "dev", "--environments", envs.file()];
-    let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
+    let migrate = [&["migrate", "--workers", "external"][..], run_options, &env[..]].concat();
     let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
     let worker =
         cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
-    let pid = worker.id();
     let ledger = envs.names.ledger().to_owned();
     until("the worker's progress in a segment", || async {
-        segments_of(&client, &ledger, 2, pid).await.iter().any(|(_, progress, done)| *progress && !done)
+        segments_of(&client, &ledger, 2, worker.id()).await.iter().any(|(_, progress, done)| *progress && !done)
     })
     .await;
+    WorkerInASegment { envs, client, writer, run, worker, ledger }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
+    let WorkerInASegment { envs, client, writer, run, worker, ledger } =
+        worker_in_a_segment("workers_kill", &["--segment-lease", "5"]).await;
+    let pid = worker.id();
     let held: Vec<String> =
         segments_of(&client, &ledger, 2, pid).await.into_iter().filter(|s| !s.2).map(|s| s.0).collect();
     signal(pid, "-KILL");
@@ -422,20 +440,9 @@ async fn a_worker_killed_mid_segment_is_taken_over_after_its_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_changes_nothing() {
-    let envs = Envs::new("workers_pause", "");
-    let client = support::client().await;
-    let writer = slow_table(&envs, &client, 8_000).await;
-    let env = ["--env", "dev", "--environments", envs.file()];
-    let migrate = [&["migrate", "--workers", "external", "--segment-lease", "5"][..], &env[..]].concat();
-    let run = cli("workers:slow", &migrate, &[]).spawn().unwrap();
-    let worker =
-        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
+    let WorkerInASegment { envs, client, writer, run, worker, .. } =
+        worker_in_a_segment("workers_pause", &["--segment-lease", "5"]).await;
     let pid = worker.id();
-    let ledger = envs.names.ledger().to_owned();
-    until("the worker's progress in a segment", || async {
-        segments_of(&client, &ledger, 2, pid).await.iter().any(|(_, progress, done)| *progress && !done)
-    })
-    .await;
     signal(pid, "-STOP");
     let run = finished(run.wait_with_output().unwrap());
     assert_eq!(run.code, 0, "the run took the paused worker's segments over: {}", run.stderr);
@@ -471,19 +478,10 @@ async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_of_a_run_that_lost_its_lock_stops_at_its_next_page() {
-    let envs = Envs::new("workers_fenced", "");
-    let client = support::client().await;
-    let writer = slow_table(&envs, &client, 8_000).await;
+    let WorkerInASegment { envs, client, writer, run: first, worker, .. } =
+        worker_in_a_segment("workers_fenced", &["--lock-lease", "3"]).await;
     let env = ["--env", "dev", "--environments", envs.file()];
     let migrate = [&["migrate", "--workers", "external", "--lock-lease", "3"][..], &env[..]].concat();
-    let first = cli("workers:slow", &migrate, &[]).spawn().unwrap();
-    let worker =
-        cli("workers:slow", &[&["worker", "--wait-for-run", "60"][..], &env[..]].concat(), &[]).spawn().unwrap();
-    let ledger = envs.names.ledger().to_owned();
-    until("the worker's progress in a segment", || async {
-        segments_of(&client, &ledger, 2, worker.id()).await.iter().any(|(_, progress, done)| *progress && !done)
-    })
-    .await;
     // The run is paused past its lock's lease, and its worker with it, mid-segment (so that it
     // cannot finish the pass meanwhile); another run takes the lock over and, once the migration
     // is marked for a rerun, resumes it under its own token and finishes it.
