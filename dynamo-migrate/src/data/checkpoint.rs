@@ -271,19 +271,8 @@ impl CheckpointStore {
         match save_retrying(record, item, Some(condition)).await {
             Ok(()) => {}
             // A write that landed although its answer was lost leaves the new version there.
-            Err(DataError::SegmentTaken { id }) => {
-                match self.segment_item(record, &id).await?.and_then(|s| s.lease) {
-                    Some(now) if now == renewed => {}
-                    // Taken by a worker of another run: this worker's run no longer owns the
-                    // migration (another run holds it now), so this worker is fenced, not
-                    // merely relieved of one segment.
-                    Some(now) if now.run != held.run => {
-                        let table = record.ledger.table().to_owned();
-                        return Err(checkpoint_error(Error::NotDirty { table, version: record.version }));
-                    }
-                    _ => return Err(DataError::SegmentTaken { id }),
-                }
-            }
+            Err(DataError::SegmentTaken { .. })
+                if self.segment_item(record, &id).await?.and_then(|s| s.lease) == Some(renewed.clone()) => {}
             Err(e) => return Err(e),
         }
         state.lease = Some(renewed);
