@@ -21,9 +21,9 @@ mod tests {
     fn files_and_registrations_agree() {
         let all = all();
         assert!(all.iter().all(|m| m.registration_error.is_none()));
-        assert_eq!(dynamo_migrate::check_files(&all), Vec::<String>::new());
+        assert_eq!(dynamo_migrate::authoring::check_files(&all), Vec::<String>::new());
         let known: Vec<_> = all.iter().map(Migration::info).collect();
-        let pending = dynamo_migrate::pending(&[], &known).unwrap();
+        let pending = dynamo_migrate::run::pending(&[], &known).unwrap();
         assert_eq!(pending.len(), known.len());
     }
 }

@@ -36,8 +36,8 @@ mod tests {
     fn files_and_registrations_agree() {
         let all = all();
         assert!(all.iter().all(|m| m.registration_error.is_none() && m.source_file.is_some()));
-        assert_eq!(dynamo_migrate::check_files(&all), Vec::<String>::new());
+        assert_eq!(dynamo_migrate::authoring::check_files(&all), Vec::<String>::new());
         let known: Vec<_> = all.iter().map(Migration::info).collect();
-        assert_eq!(dynamo_migrate::pending(&[], &known).unwrap().len(), known.len());
+        assert_eq!(dynamo_migrate::run::pending(&[], &known).unwrap().len(), known.len());
     }
 }

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{
-    ExecOptions, GlobalIndex, KeyAttr, Number, NumberSet, Projection, SchemaStep, TableDef, TableSchema,
-};
+use dynamo_migrate::schema_steps::ExecOptions;
+use dynamo_migrate::{GlobalIndex, KeyAttr, Number, NumberSet, Projection, SchemaStep, TableDef, TableSchema};
 use schema::customers::{Customer, CustomerInPostcode, PROFILE};
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +16,9 @@ use crate::support;
 
 /// Creates `def` as `physical` on the shared DynamoDB Local, as its migrations would.
 async fn create(client: &aws_sdk_dynamodb::Client, physical: &str, def: TableDef) {
-    let calls = dynamo_migrate::plan_step(None, &SchemaStep::CreateTable { table: def }).unwrap().0;
+    let calls = dynamo_migrate::schema_steps::plan_step(None, &SchemaStep::CreateTable { table: def }).unwrap().0;
     for call in calls {
-        dynamo_migrate::execute(client, physical, &call, &ExecOptions::new(true)).await.unwrap();
+        dynamo_migrate::schema_steps::execute(client, physical, &call, &ExecOptions::new(true)).await.unwrap();
     }
 }
 
@@ -191,7 +190,7 @@ async fn the_application_keeps_exact_numbers_and_sets_and_checks_index_types() {
 /// tables; without it, it says which variable to set.
 #[tokio::test]
 async fn the_application_takes_its_prefix_from_the_variable_environments_toml_names() {
-    let environments = dynamo_migrate::Environments::load(&repository().join("environments.toml")).unwrap();
+    let environments = dynamo_migrate::run::Environments::load(&repository().join("environments.toml")).unwrap();
     for (name, environment) in &environments.environments {
         assert_eq!(environment.application_prefix_env.as_deref(), Some(app::PREFIX_VARIABLE), "environment {name}");
     }

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use dynamo_migrate::run::Status;
 use dynamo_migrate::{
-    Billing, Destructive, GlobalIndex, KeyAttr, Migration, Project, Projection, RebuildStep, Status, StreamView,
-    TableDef, TableSchema, Throughput,
+    Billing, Destructive, GlobalIndex, KeyAttr, Migration, Project, Projection, RebuildStep, StreamView, TableDef,
+    TableSchema, Throughput,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -184,7 +185,10 @@ fn new_writes_the_next_migration_and_registers_it() {
         "{}",
         new.stdout
     );
-    assert_eq!(ws.read("migrations/src/m0003_enable_audit.rs"), dynamo_migrate::render_empty("m0003_enable_audit.rs"));
+    assert_eq!(
+        ws.read("migrations/src/m0003_enable_audit.rs"),
+        dynamo_migrate::authoring::render_empty("m0003_enable_audit.rs")
+    );
     assert_eq!(
         ws.read("migrations/src/lib.rs"),
         LIB.replace("mod m0002_add_things_by_owner;\n", "mod m0002_add_things_by_owner;\nmod m0003_enable_audit;\n")
@@ -535,15 +539,22 @@ async fn baseline_writes_the_first_migration_from_live_tables_and_records_it() {
     let client = support::client().await;
     let physical = envs.names.physical("things");
     let create = dynamo_migrate::SchemaStep::CreateTable { table: things() };
-    for call in dynamo_migrate::plan_step(None, &create).unwrap().0 {
-        dynamo_migrate::execute(&client, &physical, &call, &dynamo_migrate::ExecOptions::new(true)).await.unwrap();
+    for call in dynamo_migrate::schema_steps::plan_step(None, &create).unwrap().0 {
+        dynamo_migrate::schema_steps::execute(
+            &client,
+            &physical,
+            &call,
+            &dynamo_migrate::schema_steps::ExecOptions::new(true),
+        )
+        .await
+        .unwrap();
     }
     let workspace = Workspace::new("baseline", &[("rustfmt.toml", RUSTFMT), ("migrations/src/lib.rs", EMPTY_LIB)]);
     let baseline = |env: &str| {
         let args = ["baseline", "--env", env, "--environments", envs.file()];
         finished(cli("authoring:none", &args, &[]).current_dir(&workspace.root).output().unwrap())
     };
-    let ledger = dynamo_migrate::Ledger::new(client.clone(), &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(client.clone(), &envs.names);
 
     // An environment without tables has nothing to baseline.
     let empty = Envs::new("baseline_empty", "");
@@ -587,7 +598,7 @@ async fn baseline_writes_the_first_migration_from_live_tables_and_records_it() {
     let records = ledger.records().await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!((records[0].version, records[0].name.as_str(), records[0].status), (1, "baseline", Status::Succeeded));
-    assert_eq!(records[0].checksum, dynamo_migrate::checksum(&file), "the record is of the file as written");
+    assert_eq!(records[0].checksum, dynamo_migrate::authoring::checksum(&file), "the record is of the file as written");
 
     // Twice: the ledger already records it; nothing more is written.
     let before = workspace.files();

@@ -5,10 +5,11 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification};
+use dynamo_migrate::run::{AppliedMigration, Ledger, Migrator, Status, TableNames};
+use dynamo_migrate::schema_steps::{AwsRule as Rule, Pending, PlannedStep, Refusal, describe, preview};
 use dynamo_migrate::{
-    AppliedMigration, AwsRule as Rule, Billing, Destructive, Error, GlobalIndex, KeyAttr, Ledger, Migration, Migrator,
-    Pending, PlannedStep, Projection, Refusal, Status, StreamView, TableClass, TableDef, TableNames, Throughput,
-    describe, preview,
+    Billing, Destructive, Error, GlobalIndex, KeyAttr, Migration, Projection, StreamView, TableClass, TableDef,
+    Throughput,
 };
 
 use crate::rules_proxy::{RulesProxy, client_of};
@@ -147,7 +148,7 @@ async fn a_ttl_change_soon_after_another_or_twice_in_a_migration_is_refused_befo
     assert!(refusal.message.contains("disable on expires_at, in this migration"), "{}", refusal.message);
 
     let verify_like = Migrator::new(s.client.clone(), s.names.clone(), true, "test")
-        .with_rules(dynamo_migrate::RuleScope::EachMigration);
+        .with_rules(dynamo_migrate::schema_steps::RuleScope::EachMigration);
     let failure = verify_like.run(&migrations, None).await.unwrap_err();
     let message = failure.error.to_string();
     assert!(
@@ -288,7 +289,9 @@ async fn a_decrease_after_four_today_is_refused_before_any_write() {
             .build()
             .unwrap();
         s.client.update_table().table_name(s.physical()).provisioned_throughput(throughput).send().await.unwrap();
-        dynamo_migrate::wait_until_active(&s.client, &s.physical(), std::time::Duration::from_secs(60)).await.unwrap();
+        dynamo_migrate::schema_steps::wait_until_active(&s.client, &s.physical(), std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
     }
     let refusal = s.refused_before_any_write(&migrations).await;
     assert_eq!(refusal.rule, Rule::ThroughputDecreases);

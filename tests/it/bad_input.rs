@@ -156,9 +156,9 @@ async fn a_failed_migration_fixed_in_its_file_can_be_resolved_or_rerun() {
     let applied = run("bad_input:fixed", &args("migrate"));
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     assert!(applied.stdout.contains("applied 1 migration(s)"), "{}", applied.stdout);
-    let ledger = dynamo_migrate::Ledger::new(support::client().await, &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(support::client().await, &envs.names);
     let record = &ledger.records().await.unwrap()[1];
-    assert_eq!(record.checksum, dynamo_migrate::checksum("the fixed file"));
+    assert_eq!(record.checksum, dynamo_migrate::authoring::checksum("the fixed file"));
 }
 
 #[tokio::test]
@@ -246,9 +246,10 @@ async fn a_refused_call_says_its_code_message_and_request_id() {
     let client = support::client().await;
     let physical = support::names("sdk_error").physical("alpha");
     support::create_table(&client, &physical, false).await;
-    let call = dynamo_migrate::Call::DeleteGlobalIndex { table: "alpha".into(), index: "by_nothing".into() };
-    let options = dynamo_migrate::ExecOptions::new(true);
-    let error = dynamo_migrate::execute(&client, &physical, &call, &options).await.unwrap_err();
+    let call =
+        dynamo_migrate::schema_steps::Call::DeleteGlobalIndex { table: "alpha".into(), index: "by_nothing".into() };
+    let options = dynamo_migrate::schema_steps::ExecOptions::new(true);
+    let error = dynamo_migrate::schema_steps::execute(&client, &physical, &call, &options).await.unwrap_err();
     let failure = error.sdk_failure().expect("a refused call").clone();
     println!("{error}");
     let code = failure.code.clone().expect("DynamoDB's error code");

@@ -11,11 +11,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::IndexStatus;
-use dynamo_migrate::{
-    DataStep, DynamoDbLocal, ExecOptions, GlobalIndex, IMAGE_ENV, KeyAttr, LocalOptions, Migration, Migrator,
-    OFFICIAL_IMAGE, SchemaStep, TableDef, TableNames, Target, VerifyOptions, build_image, cache_dir, connect,
-    docker_engine, execute, plan_step, verify,
+use dynamo_migrate::local::{
+    DynamoDbLocal, IMAGE_ENV, LocalOptions, OFFICIAL_IMAGE, VerifyOptions, build_image, cache_dir, docker_engine,
+    verify,
 };
+use dynamo_migrate::run::{Migrator, TableNames, Target, connect};
+use dynamo_migrate::schema_steps::{ExecOptions, execute, plan_step};
+use dynamo_migrate::{DataStep, GlobalIndex, KeyAttr, Migration, SchemaStep, TableDef};
 use serde::{Deserialize, Serialize};
 use testcontainers::bollard::Docker;
 

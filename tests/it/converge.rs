@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{
-    DataContext, Destructive, KeyAttr, Migration, Migrator, RebuildStep, ReplayStore, Status, SyncCheck, TableDef,
-    TableNames, rebuild_states,
-};
+use dynamo_migrate::data::{ReplayStore, SyncCheck, rebuild_states};
+use dynamo_migrate::run::{Migrator, Status, TableNames};
+use dynamo_migrate::{DataContext, Destructive, KeyAttr, Migration, RebuildStep, TableDef};
 use serde::{Deserialize, Serialize};
 
 use crate::app_writer::{AppWriter, WriterOptions, customer, summary};
@@ -136,8 +135,9 @@ async fn the_check_before_the_new_version_becomes_current_repairs_what_differs()
     // tampered with, as nothing but the rebuild should write it.
     let hold = Tamper { hold_when: Some(format!("table/{old}/stream")), ..Tamper::default() };
     let proxy = FaultProxy::start_tampering(support::endpoint(), hold, &["GetRecords"]).await;
-    let held = Migrator::new(client.clone(), names.clone(), true, "test")
-        .with_streams(dynamo_migrate::connect_streams(&dynamo_migrate::Target::local(proxy.endpoint())).await);
+    let held = Migrator::new(client.clone(), names.clone(), true, "test").with_streams(
+        dynamo_migrate::run::connect_streams(&dynamo_migrate::run::Target::local(proxy.endpoint())).await,
+    );
     let run = tokio::spawn(async move { held.run(&migrations(convert()), Some(2)).await });
     while proxy.stats().held == 0 {
         assert!(!run.is_finished(), "the rebuild ended before its catch-up");
@@ -262,7 +262,7 @@ async fn the_check_beside_an_application_and_through_dropped_connections_ends_cl
     let faults = Faults { drop: 0.1, ..Faults::default() };
     let proxy = FaultProxy::start(support::endpoint(), faults, &["Scan", "BatchGetItem"]).await;
     let through = Migrator::new(
-        dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await,
+        dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await,
         names.clone(),
         true,
         "test",

@@ -7,10 +7,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{
-    Change, DataContext, DataError, Error, KeyAttr, LockOptions, Migration, Migrator, RateLimit, RebuildStep, Status,
-    TableDef, TableNames, canonical_item, canonical_number,
-};
+use dynamo_migrate::data::{canonical_item, canonical_number};
+use dynamo_migrate::run::{LockOptions, Migrator, Status, TableNames};
+use dynamo_migrate::{Change, DataContext, DataError, Error, KeyAttr, Migration, RateLimit, RebuildStep, TableDef};
 use serde::{Deserialize, Serialize};
 
 use crate::fault_proxy::{FaultProxy, Faults};
@@ -104,7 +103,7 @@ async fn a_copy_completes_exactly_through_throttling_server_errors_and_dropped_c
     create_table(&client, &names.physical("copy"), false).await;
     let faults = Faults { throttle: 0.08, server_error: 0.04, drop: 0.03 };
     let proxy = FaultProxy::start(support::endpoint(), faults, &["BatchWriteItem", "Scan"]).await;
-    let faulty = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+    let faulty = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await;
     let ctx = DataContext::new(faulty, names.clone());
     let report = ctx.pass("accounts").into_table("copy").copy().await.unwrap();
     assert_eq!((report.scanned, report.written), (20_000, 20_000));
@@ -120,7 +119,7 @@ async fn an_in_place_backfill_completes_exactly_through_throttling_server_errors
     filled(&client, &names, "accounts", 5_000).await;
     let faults = Faults { throttle: 0.10, server_error: 0.04, drop: 0.03 };
     let proxy = FaultProxy::start(support::endpoint(), faults, &["UpdateItem", "Scan"]).await;
-    let faulty = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+    let faulty = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await;
     let report = DataContext::new(faulty, names.clone()).backfill("accounts", tiered).await.unwrap();
     assert_eq!((report.scanned, report.written, report.failed), (5_000, 5_000, 0));
     let stats = proxy.stats();

@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{KeyAttr, Migration, Project, TableDef, TableNames};
+use dynamo_migrate::run::TableNames;
+use dynamo_migrate::{KeyAttr, Migration, Project, TableDef};
 
 use crate::support::{self, content_hash, expected_hash};
 
@@ -130,7 +131,7 @@ impl Envs {
 
     /// Physical tables with this test's prefix (the ledger included).
     pub async fn tables(&self) -> Vec<String> {
-        let all = dynamo_migrate::list_tables(&support::client().await).await.unwrap();
+        let all = dynamo_migrate::schema_steps::list_tables(&support::client().await).await.unwrap();
         all.into_iter().filter(|t| t.starts_with(self.names.prefix())).collect()
     }
 }
@@ -249,7 +250,7 @@ async fn the_account_guard_applies_to_the_right_account_only() {
     let good = run("example", &["migrate", "--env", "guarded", "--environments", envs.file()]);
     assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
     assert!(good.stdout.contains("applied 6 migration(s)"), "{}", good.stdout);
-    let ledger = dynamo_migrate::Ledger::new(support::client().await, &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(support::client().await, &envs.names);
     let records = ledger.records().await.unwrap();
     assert_eq!(records.len(), 6);
     assert!(records[0].applied_by.starts_with("arn:aws:"), "the caller's ARN is recorded: {}", records[0].applied_by);
@@ -272,7 +273,7 @@ async fn plan_writes_nothing_and_lists_the_calls() {
     let migrate = run("example", &["migrate", "--env", "dev", "--environments", envs.file(), "--target", "3"]);
     assert_eq!(migrate.code, 0, "{}", migrate.stderr);
     let client = support::client().await;
-    let ledger = dynamo_migrate::Ledger::new(client.clone(), &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(client.clone(), &envs.names);
     let (records, tables) = (ledger.records().await.unwrap(), envs.tables().await);
     let customers = envs.names.physical("customers");
     let described = client.describe_table().table_name(&customers).send().await.unwrap().table.unwrap();
@@ -302,7 +303,7 @@ async fn plan_writes_nothing_and_lists_the_calls() {
         )
         .build();
     client.update_table().table_name(&customers).global_secondary_index_updates(drift_index).send().await.unwrap();
-    dynamo_migrate::wait_until_active(&client, &customers, Duration::from_secs(60)).await.unwrap();
+    dynamo_migrate::schema_steps::wait_until_active(&client, &customers, Duration::from_secs(60)).await.unwrap();
     let status = run("example", &["status", "--env", "dev", "--environments", envs.file()]);
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(
@@ -398,9 +399,9 @@ async fn two_migrates_at_once_apply_each_migration_exactly_once() {
     let outputs = [first.stdout, second.stdout];
     assert_eq!(outputs.iter().filter(|o| o.contains("applied 6 migration(s)")).count(), 1, "{outputs:#?}");
     assert_eq!(outputs.iter().filter(|o| o.contains("nothing to apply")).count(), 1, "{outputs:#?}");
-    let records = dynamo_migrate::Ledger::new(support::client().await, &envs.names).records().await.unwrap();
+    let records = dynamo_migrate::run::Ledger::new(support::client().await, &envs.names).records().await.unwrap();
     assert_eq!(records.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
-    assert!(records.iter().all(|r| r.status == dynamo_migrate::Status::Succeeded));
+    assert!(records.iter().all(|r| r.status == dynamo_migrate::run::Status::Succeeded));
 }
 
 #[tokio::test]
@@ -476,25 +477,25 @@ async fn a_killed_migrate_is_reported_dirty_and_recovers() {
 async fn unlock_removes_only_a_lock_that_is_not_renewed() {
     let envs = Envs::new("unlock", "");
     let client = support::client().await;
-    let ledger = dynamo_migrate::Ledger::new(client.clone(), &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(client.clone(), &envs.names);
     ledger.ensure().await.unwrap();
-    let options = dynamo_migrate::LockOptions {
+    let options = dynamo_migrate::run::LockOptions {
         owner: "a run that will die".to_owned(),
         lease: Duration::from_secs(3),
         wait: Duration::ZERO,
-        ..dynamo_migrate::LockOptions::new("test")
+        ..dynamo_migrate::run::LockOptions::new("test")
     };
-    let lock = dynamo_migrate::Lock::acquire(&client, ledger.table(), &options).await.unwrap();
+    let lock = dynamo_migrate::run::Lock::acquire(&client, ledger.table(), &options).await.unwrap();
     let alive = run("example", &["unlock", "--env", "dev", "--environments", envs.file(), "--force"]);
     assert_eq!(alive.code, 2);
     assert!(alive.stderr.contains("the lock's holder is alive"), "{}", alive.stderr);
     // Dropped without release: the heartbeat stops, as when its run hangs (its process, this
     // one, lives on); unlock watches it for a lease without a renewal, then removes it.
     drop(lock);
-    let holder = dynamo_migrate::lock_holder(&client, ledger.table()).await.unwrap().unwrap();
+    let holder = dynamo_migrate::run::lock_holder(&client, ledger.table()).await.unwrap().unwrap();
     assert_eq!(holder.owner, "a run that will die");
     let dead = run("example", &["unlock", "--env", "dev", "--environments", envs.file(), "--force"]);
     assert_eq!(dead.code, 0, "{}", dead.stderr);
     assert!(dead.stdout.contains("removed") && dead.stdout.contains("has not renewed the lock"), "{}", dead.stdout);
-    assert_eq!(dynamo_migrate::lock_holder(&client, ledger.table()).await.unwrap(), None);
+    assert_eq!(dynamo_migrate::run::lock_holder(&client, ledger.table()).await.unwrap(), None);
 }

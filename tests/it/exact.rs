@@ -9,9 +9,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue as A;
-use dynamo_migrate::{
-    DataContext, DataError, DataStep, Error, Migration, Migrator, Number, NumberSet, RebuildStep, Status, TableNames,
-};
+use dynamo_migrate::run::{Migrator, Status, TableNames};
+use dynamo_migrate::{DataContext, DataError, DataStep, Error, Migration, Number, NumberSet, RebuildStep};
 use serde::{Deserialize, Serialize};
 
 use crate::support::{self, Item, content_hash, create_table, expected_hash};

@@ -723,7 +723,7 @@ mod tests {
     /// retry token bucket among all clients of a partition in the process, and the failures
     /// injected here must neither drain other tests' retries nor be refused retries by theirs.
     async fn client_of(proxy: &FaultProxy, attempts: u32) -> Client {
-        let client = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+        let client = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await;
         let retry = RetryConfig::standard().with_max_attempts(attempts).with_initial_backoff(Duration::from_millis(10));
         let config = client
             .config()
@@ -755,7 +755,7 @@ mod tests {
     #[tokio::test]
     async fn without_faults_every_request_is_forwarded() {
         let proxy = FaultProxy::start(support::endpoint(), Faults::default(), &["GetItem", "PutItem"]).await;
-        let client = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+        let client = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await;
         let table = support::names("proxy").physical("items");
 
         client.list_tables().send().await.unwrap();
@@ -778,7 +778,7 @@ mod tests {
     async fn delayed_requests_are_forwarded_whole_and_only_the_chosen_ones_wait() {
         let delay = Delay::fixed(Duration::from_millis(3));
         let proxy = FaultProxy::start_delayed(support::endpoint(), Faults::default(), delay, &["PutItem"]).await;
-        let client = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+        let client = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await;
         let table = support::names("proxy_delay").physical("items");
         create_table(&client, &table).await;
 

@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{Project, Status};
+use dynamo_migrate::Project;
+use dynamo_migrate::run::Status;
 
 use crate::environments::{Envs, run};
 use crate::support::{self, content_hash, expected_hash};
@@ -201,9 +202,9 @@ async fn check_stopped_and_resumable(envs: &Envs, items: &[support::Item], ended
         ended.stderr
     );
     let client = support::client().await;
-    let ledger = dynamo_migrate::Ledger::new(client.clone(), &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(client.clone(), &envs.names);
     assert_eq!(ledger.records().await.unwrap()[1].status, Status::Interrupted);
-    assert_eq!(dynamo_migrate::lock_holder(&client, ledger.table()).await.unwrap(), None, "the lock is released");
+    assert_eq!(dynamo_migrate::run::lock_holder(&client, ledger.table()).await.unwrap(), None, "the lock is released");
 
     let resumed = run("slow", &["migrate", "--env", "dev", "--environments", envs.file()]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use dynamo_migrate::run::{
+    AppliedMigration, Ledger, Lock, LockOptions, Migrator, Recovery, SequenceError, Status, plan_recovery,
+};
 use dynamo_migrate::{
-    AppliedMigration, DataStep, Destructive, Error, GlobalIndex, KeyAttr, Ledger, LocalIndex, Lock, LockOptions,
-    Migration, Migrator, RebuildStep, Recovery, SequenceError, Status, TableDef, plan_recovery,
+    DataStep, Destructive, Error, GlobalIndex, KeyAttr, LocalIndex, Migration, RebuildStep, TableDef,
 };
 
 use crate::support;
@@ -150,7 +152,7 @@ async fn invalid_migrations_are_all_refused_before_anything_is_written() {
     assert!(failure.report.applied.is_empty());
     assert!(!ledger.exists().await.unwrap(), "not even the ledger table was created");
     let prefix = ledger.table().trim_end_matches("dynamo_migrate_ledger");
-    let tables = dynamo_migrate::list_tables(&support::client().await).await.unwrap();
+    let tables = dynamo_migrate::schema_steps::list_tables(&support::client().await).await.unwrap();
     assert!(!tables.iter().any(|t| t.starts_with(prefix)), "no table was created: {tables:?}");
 }
 

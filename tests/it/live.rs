@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{DataContext, KeyAttr, Target};
+use dynamo_migrate::run::Target;
+use dynamo_migrate::{DataContext, KeyAttr};
 use serde::{Deserialize, Serialize};
 
 use crate::app_writer::{AppWriter, WriterOptions, customer, summary, tally};
@@ -74,7 +75,7 @@ async fn an_in_place_backfill_beside_an_application_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let delay = Delay::between(Duration::from_millis(5), Duration::from_millis(40));
     let proxy = FaultProxy::start_delayed(support::endpoint(), Faults::default(), delay, &WRITES).await;
-    let slowed = dynamo_migrate::connect(&Target::local(proxy.endpoint())).await;
+    let slowed = dynamo_migrate::run::connect(&Target::local(proxy.endpoint())).await;
     let ctx = DataContext::new(slowed, names.clone());
     let backfill =
         ctx.backfill("customers", |c: Before| Some(Before { email_normalised: Some(normalised(&c.email)), ..c }));

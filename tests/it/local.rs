@@ -9,10 +9,10 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
-use dynamo_migrate::{
-    Docker, DynamoDbLocal, ExecOptions, GlobalIndex, KeyAttr, LocalOptions, SchemaStep, TableDef, TableNames, Target,
-    connect, ensure_installed, execute, plan_step, wait_until_active,
-};
+use dynamo_migrate::local::{Docker, DynamoDbLocal, LocalOptions, ensure_installed};
+use dynamo_migrate::run::{TableNames, Target, connect};
+use dynamo_migrate::schema_steps::{ExecOptions, execute, plan_step, wait_until_active};
+use dynamo_migrate::{GlobalIndex, KeyAttr, SchemaStep, TableDef};
 
 const CHILD_ENV: &str = "DYNAMO_MIGRATE_TEST_CHILD";
 

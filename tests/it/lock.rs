@@ -13,10 +13,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use dynamo_migrate::{
-    Change, DataStep, Error, KeyAttr, Ledger, Lock, LockFenced, LockLoss, LockOptions, Migration, Project, RateLimit,
-    TableDef, TableNames,
-};
+use dynamo_migrate::run::{Ledger, Lock, LockFenced, LockLoss, LockOptions, TableNames};
+use dynamo_migrate::{Change, DataStep, Error, KeyAttr, Migration, Project, RateLimit, TableDef};
 
 use crate::support::{self, content_hash};
 
@@ -224,7 +222,7 @@ async fn a_run_paused_past_its_lease_is_taken_over_and_once_resumed_writes_nothi
     let recovered = run(&envs, &["recover", "--version", "2", "--rerun"]);
     assert_eq!(recovered.code, 0, "{}", recovered.stderr);
     let ledger = Ledger::new(client.clone(), &envs.names);
-    assert_eq!(ledger.records().await.unwrap()[1].status, dynamo_migrate::Status::Rerun);
+    assert_eq!(ledger.records().await.unwrap()[1].status, dynamo_migrate::run::Status::Rerun);
 
     // What the tables hold after the takeover. The first run resumes: it sends nothing once it
     // sees its lock lost, but a request that had passed that check when it was paused (at most
@@ -305,7 +303,7 @@ async fn expiry_is_judged_by_the_record_version_never_by_the_clock_in_the_item()
     put_lock(&client, table, "stuck", "v-stuck", epoch_ms() + day).await;
     let waiter = LockOptions { wait: Duration::from_secs(60), ..LockOptions::new("waiter") };
     let lock = Lock::acquire(&client, table, &waiter).await.expect("a lock not renewed for a lease is taken");
-    let now = dynamo_migrate::lock_holder(&client, table).await.unwrap().unwrap();
+    let now = dynamo_migrate::run::lock_holder(&client, table).await.unwrap().unwrap();
     assert_eq!(now.token, lock.token());
     lock.release().await.unwrap();
 
@@ -334,7 +332,7 @@ async fn expiry_is_judged_by_the_record_version_never_by_the_clock_in_the_item()
     renewer.abort();
     assert!(matches!(refused, Error::LockHeld { .. }), "{refused}");
     assert!(refused.to_string().contains("held by elsewhere pid 1 (alive) since"), "{refused}");
-    assert_eq!(dynamo_migrate::lock_holder(&client, table).await.unwrap().unwrap().token, "alive");
+    assert_eq!(dynamo_migrate::run::lock_holder(&client, table).await.unwrap().unwrap().token, "alive");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,7 +351,7 @@ async fn a_lost_lock_stops_the_run_and_its_fenced_client_sends_nothing() {
     fenced.describe_table().table_name(table).send().await.expect("while the lock holds, requests go");
 
     // Removed under the run (as `unlock --force` does): its next heartbeat finds it gone.
-    assert!(dynamo_migrate::force_unlock(&client, table, lock.token()).await.unwrap());
+    assert!(dynamo_migrate::run::force_unlock(&client, table, lock.token()).await.unwrap());
     tokio::time::timeout(Duration::from_secs(30), stop.wait_for(|stopped| *stopped))
         .await
         .expect("the stop signal turns true")
@@ -421,7 +419,7 @@ async fn a_dead_holder_on_this_machine_is_named_by_a_waiter_and_unlocked_at_once
         "{}",
         unlock.stdout
     );
-    assert_eq!(dynamo_migrate::lock_holder(&client, &envs.ledger()).await.unwrap(), None);
+    assert_eq!(dynamo_migrate::run::lock_holder(&client, &envs.ledger()).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread")]

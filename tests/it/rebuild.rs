@@ -8,9 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_migrate::data::{Phase, ReplayStore};
+use dynamo_migrate::run::{LockOptions, Migrator, TableNames};
 use dynamo_migrate::{
-    DataContext, Destructive, KeyAttr, LockOptions, Migration, Migrator, PassOptions, Phase, RateLimit, RebuildStep,
-    ReplayStore, StreamView, TableDef, TableNames,
+    DataContext, Destructive, KeyAttr, Migration, PassOptions, RateLimit, RebuildStep, StreamView, TableDef,
 };
 use serde::{Deserialize, Serialize};
 
@@ -208,7 +209,7 @@ async fn child_process_running_a_rebuild() {
     let lock = LockOptions { lease: Duration::from_secs(10), ..LockOptions::new("rebuild child") };
     let client = support::client().await;
     let migrator = Migrator::new(client, TableNames::new(prefix), true, "test")
-        .with_streams(dynamo_migrate::connect_streams(&dynamo_migrate::Target::local(streams)).await)
+        .with_streams(dynamo_migrate::run::connect_streams(&dynamo_migrate::run::Target::local(streams)).await)
         .with_lock(lock);
     let which = if std::env::var(WHICH_ENV).as_deref() == Ok("three") { three_rebuilds() } else { migrations(true) };
     migrator.run(&which, Some(2)).await.unwrap();
@@ -481,8 +482,9 @@ async fn a_record_that_cannot_be_read_stops_its_own_rebuild_naming_it_and_sync_g
         let names = names.clone();
         async move {
             let proxy = FaultProxy::start_tampering(support::endpoint(), tamper, &["GetRecords"]).await;
-            let migrator = Migrator::new(client, names, true, "test")
-                .with_streams(dynamo_migrate::connect_streams(&dynamo_migrate::Target::local(proxy.endpoint())).await);
+            let migrator = Migrator::new(client, names, true, "test").with_streams(
+                dynamo_migrate::run::connect_streams(&dynamo_migrate::run::Target::local(proxy.endpoint())).await,
+            );
             (proxy, migrator)
         }
     };

@@ -39,7 +39,7 @@ pub fn project(name: &str) -> Project {
             Migration::from_file(
                 "m0002_add_orders.rs",
                 "migrations/src/m0002_add_orders.rs",
-                &dynamo_migrate::render_empty("m0002_add_orders.rs"),
+                &dynamo_migrate::authoring::render_empty("m0002_add_orders.rs"),
             ),
             Migration::from_file(
                 "m0003_beta.rs",
@@ -97,7 +97,7 @@ impl Drop for File {
 
 /// Tables whose names start with `prefix`.
 async fn tables(prefix: &str) -> Vec<String> {
-    let all = dynamo_migrate::list_tables(&support::client().await).await.unwrap();
+    let all = dynamo_migrate::schema_steps::list_tables(&support::client().await).await.unwrap();
     all.into_iter().filter(|t| t.starts_with(prefix)).collect()
 }
 
@@ -236,7 +236,7 @@ async fn restart_passes_goes_only_with_rerun() {
     let args = |more: &[&'static str]| [&["recover", "--env", "dev", "--environments", envs.file()][..], more].concat();
     let failed = run("bad_input:broken", &["migrate", "--env", "dev", "--environments", envs.file()]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
-    let ledger = dynamo_migrate::Ledger::new(support::client().await, &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(support::client().await, &envs.names);
     let before = ledger.records().await.unwrap();
     let refused = run("bad_input:fixed", &args(&["--version", "2", "--resolved", "--restart-passes"]));
     assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
@@ -485,11 +485,15 @@ async fn bad_migrations_name_the_file_and_what_to_run_with_nothing_written() {
 async fn recover_waiting_for_a_live_holder_names_no_option_it_lacks() {
     let envs = Envs::new("recover_wait", "");
     let client = support::client().await;
-    let ledger = dynamo_migrate::Ledger::new(client.clone(), &envs.names);
+    let ledger = dynamo_migrate::run::Ledger::new(client.clone(), &envs.names);
     assert_eq!(run("bad_input:broken", &["migrate", "--env", "dev", "--environments", envs.file()]).code, 1);
-    let lock = dynamo_migrate::Lock::acquire(&client, ledger.table(), &dynamo_migrate::LockOptions::new("a live run"))
-        .await
-        .unwrap();
+    let lock = dynamo_migrate::run::Lock::acquire(
+        &client,
+        ledger.table(),
+        &dynamo_migrate::run::LockOptions::new("a live run"),
+    )
+    .await
+    .unwrap();
     let mut child = cli(
         "bad_input:fixed",
         &["recover", "--env", "dev", "--environments", envs.file(), "--version", "2", "--rerun"],
@@ -595,7 +599,7 @@ async fn status_check_fails_on_drift() {
         )
         .build();
     client.update_table().table_name(&customers).global_secondary_index_updates(delete).send().await.unwrap();
-    dynamo_migrate::wait_until_active(&client, &customers, Duration::from_secs(60)).await.unwrap();
+    dynamo_migrate::schema_steps::wait_until_active(&client, &customers, Duration::from_secs(60)).await.unwrap();
     let drifted = run("example", &args);
     assert_eq!(drifted.code, 1, "{}{}", drifted.stdout, drifted.stderr);
     assert_eq!(

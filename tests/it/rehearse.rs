@@ -12,9 +12,11 @@ use std::sync::OnceLock;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use dynamo_migrate::local::{Docker, DynamoDbLocal, LocalOptions};
+use dynamo_migrate::rehearse::{Sample, SampleOptions};
+use dynamo_migrate::run::{Migrator, READ_OPERATIONS, TableNames, Target};
 use dynamo_migrate::{
-    DataContext, DataStep, Destructive, Docker, DynamoDbLocal, KeyAttr, LocalOptions, Migration, Migrator, Number,
-    Project, READ_OPERATIONS, RebuildStep, Sample, SampleOptions, TableDef, TableNames, TableSchema, Target,
+    DataContext, DataStep, Destructive, KeyAttr, Migration, Number, Project, RebuildStep, TableDef, TableSchema,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -42,7 +44,7 @@ fn prod_endpoint() -> &'static str {
 }
 
 async fn prod_client() -> Client {
-    dynamo_migrate::connect(&Target::local(prod_endpoint())).await
+    dynamo_migrate::run::connect(&Target::local(prod_endpoint())).await
 }
 
 /// Every DynamoDB operation that changes something; the proxy answers each with a server error.
@@ -128,7 +130,7 @@ fn json(run: &Run) -> serde_json::Value {
 /// Each table with `names`' prefix: its definition and its content, read consistently.
 async fn dump(client: &Client, names: &TableNames) -> String {
     let mut out = String::new();
-    for table in dynamo_migrate::list_tables(client).await.unwrap() {
+    for table in dynamo_migrate::schema_steps::list_tables(client).await.unwrap() {
         if !table.starts_with(names.prefix()) {
             continue;
         }
@@ -459,7 +461,7 @@ async fn a_rehearsal_names_the_items_the_migrations_refuse_and_prod_sees_only_re
         run_beside("rehearse:fixed_schema", args(&[]).into_iter().map(|a| a.replace("prod", "empty")).collect()).await;
     assert_eq!(empty.code, 0, "{}{}", empty.stdout, empty.stderr);
     assert!(empty.stdout.contains("applied 4 of 4 pending migration(s) to the copy"), "{}", empty.stdout);
-    let tables = dynamo_migrate::list_tables(&prod).await.unwrap();
+    let tables = dynamo_migrate::schema_steps::list_tables(&prod).await.unwrap();
     assert!(!tables.iter().any(|t| t.contains("empty_")), "{tables:?}");
     support::delete_tables(&prod, &names).await;
 }
@@ -536,7 +538,7 @@ async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
     support::create_table(&client, &table, false).await;
     let items: Vec<Item> = (0..5_000).map(thing).collect();
     DataContext::new(client.clone(), names.clone()).put_items("things", items).await.unwrap();
-    let reader = dynamo_migrate::read_only(&client, "the test's table");
+    let reader = dynamo_migrate::run::read_only(&client, "the test's table");
     let id = |item: &Item| match &item["id"] {
         AttributeValue::S(id) => id.clone(),
         other => panic!("{other:?}"),
@@ -546,7 +548,7 @@ async fn a_sample_is_spread_over_the_key_space_and_all_reads_every_item() {
         async move {
             let keys = std::sync::Mutex::new(Vec::new());
             let options = SampleOptions { segments, ..SampleOptions::default() };
-            let report = dynamo_migrate::read_sample(&reader, &table, sample, &options, |page| {
+            let report = dynamo_migrate::rehearse::read_sample(&reader, &table, sample, &options, |page| {
                 keys.lock().unwrap().extend(page.iter().map(id));
                 std::future::ready(Ok(()))
             })
@@ -702,7 +704,7 @@ async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebu
     let client = prod_client().await;
     let customers = names.physical("customers");
     let tables_of = || async {
-        let all = dynamo_migrate::list_tables(&prod_client().await).await.unwrap();
+        let all = dynamo_migrate::schema_steps::list_tables(&prod_client().await).await.unwrap();
         all.into_iter().filter(|t| t.starts_with(names.prefix())).collect::<Vec<_>>()
     };
     let before: Vec<Item> = (0..500)
@@ -716,7 +718,7 @@ async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebu
         .collect();
     DataContext::new(client.clone(), names.clone()).put_items("customers", before).await.unwrap();
     let (tables, content) = (tables_of().await, content_hash(&client, &customers).await);
-    let records = dynamo_migrate::Ledger::new(client.clone(), &names).records().await.unwrap();
+    let records = dynamo_migrate::run::Ledger::new(client.clone(), &names).records().await.unwrap();
 
     let plan = run("example", &["plan", "--env", "prod", "--environments", file]);
     println!("{}", plan.stdout);
@@ -744,7 +746,7 @@ async fn plan_estimates_pending_data_steps_and_the_deploy_sequence_around_a_rebu
     // plan ran the data step to find its passes, and wrote nothing.
     assert_eq!(tables_of().await, tables);
     assert_eq!(content_hash(&client, &customers).await, content);
-    assert_eq!(dynamo_migrate::Ledger::new(client.clone(), &names).records().await.unwrap(), records);
+    assert_eq!(dynamo_migrate::run::Ledger::new(client.clone(), &names).records().await.unwrap(), records);
     support::delete_tables(&client, &names).await;
 }
 

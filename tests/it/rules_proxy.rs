@@ -117,7 +117,7 @@ impl RulesProxy {
 /// `LimitExceededException` as throttling, which must not drain other tests' retry tokens.
 pub async fn client_of(proxy: &RulesProxy) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
-    let client = dynamo_migrate::connect(&dynamo_migrate::Target::local(proxy.endpoint())).await;
+    let client = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(proxy.endpoint())).await;
     let retry = RetryConfig::standard().with_max_attempts(2).with_initial_backoff(Duration::from_millis(10));
     let config = client
         .config()
@@ -536,9 +536,8 @@ mod tests {
 
     use aws_sdk_dynamodb::Client;
     use aws_sdk_dynamodb::types::{BillingMode, ProvisionedThroughput, TableClass as SdkClass};
-    use dynamo_migrate::{
-        Billing, ExecOptions, KeyAttr, SchemaStep, TableClass, TableDef, Throughput, execute, plan_step,
-    };
+    use dynamo_migrate::schema_steps::{ExecOptions, execute, plan_step};
+    use dynamo_migrate::{Billing, KeyAttr, SchemaStep, TableClass, TableDef, Throughput};
 
     use super::{RulesProxy, client_of};
     use crate::support;

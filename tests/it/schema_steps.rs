@@ -2,9 +2,11 @@
 
 use aws_sdk_dynamodb::Client;
 use dynamo_migrate::model::diff_tables;
+use dynamo_migrate::run::TableNames;
+use dynamo_migrate::schema_steps::{ExecOptions, PlanError, describe, execute, plan_step};
 use dynamo_migrate::{
-    Billing, Destructive, ExecOptions, GlobalIndex, KeyAttr, LocalIndex, PlanError, Projection, SchemaStep, StreamView,
-    TableClass, TableDef, TableNames, Throughput, describe, execute, plan_step,
+    Billing, Destructive, GlobalIndex, KeyAttr, LocalIndex, Projection, SchemaStep, StreamView, TableClass, TableDef,
+    Throughput,
 };
 
 use crate::support;
@@ -168,7 +170,7 @@ async fn a_table_class_change_is_skipped_on_dynamodb_local_which_keeps_none() {
     let current = describe(&client, &physical, "customers", 1, true).await.unwrap().unwrap().def;
     let (calls, _) = plan_step(Some(&current), &step).unwrap();
     let outcome = execute(&client, &physical, &calls[0], &ExecOptions::new(true)).await.unwrap();
-    assert_eq!(outcome, dynamo_migrate::Outcome::Skipped("DynamoDB Local keeps no table class"));
+    assert_eq!(outcome, dynamo_migrate::schema_steps::Outcome::Skipped("DynamoDB Local keeps no table class"));
 }
 
 #[tokio::test]

@@ -4,10 +4,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::Client;
-use dynamo_migrate::{
-    Docker, DynamoDbLocal, ExecOptions, KeyAttr, LocalOptions, SchemaStep, TableDef, TableNames, Target,
-    canonical_item, connect, execute, plan_step,
-};
+use dynamo_migrate::data::canonical_item;
+use dynamo_migrate::local::{Docker, DynamoDbLocal, LocalOptions};
+use dynamo_migrate::run::{TableNames, Target, connect};
+use dynamo_migrate::schema_steps::{ExecOptions, execute, plan_step};
+use dynamo_migrate::{KeyAttr, SchemaStep, TableDef};
 use sha2::{Digest, Sha256};
 
 /// An item as the SDK holds it.
@@ -80,7 +81,7 @@ pub async fn example_client() -> Client {
 
 /// Deletes every table whose name starts with `names`' prefix (a test's tables, its ledger too).
 pub async fn delete_tables(client: &Client, names: &TableNames) {
-    let tables = dynamo_migrate::list_tables(client).await.unwrap();
+    let tables = dynamo_migrate::schema_steps::list_tables(client).await.unwrap();
     for table in tables.iter().filter(|t| t.starts_with(names.prefix())) {
         client.delete_table().table_name(table).send().await.unwrap();
     }
@@ -88,7 +89,7 @@ pub async fn delete_tables(client: &Client, names: &TableNames) {
 
 /// A DynamoDB Streams client of the shared server (DynamoDB Local serves streams on its port).
 pub async fn streams() -> aws_sdk_dynamodbstreams::Client {
-    dynamo_migrate::connect_streams(&Target::local(endpoint())).await
+    dynamo_migrate::run::connect_streams(&Target::local(endpoint())).await
 }
 
 /// Table names with a prefix no other test uses.
@@ -193,10 +194,11 @@ pub fn slow_copy_step() -> dynamo_migrate::DataStep {
 }
 
 /// Marks migration `version` of `migrations` for re-run, as `cargo xtask recover --rerun` does.
-pub async fn rerun(ledger: &dynamo_migrate::Ledger, migrations: &[dynamo_migrate::Migration], version: u32) {
+pub async fn rerun(ledger: &dynamo_migrate::run::Ledger, migrations: &[dynamo_migrate::Migration], version: u32) {
     let records = ledger.records().await.unwrap();
     let code = migrations.iter().find(|m| m.version == version).map(dynamo_migrate::Migration::info);
     let record = records.iter().find(|r| r.version == version);
-    let plan = dynamo_migrate::plan_recovery(record, code.as_ref(), version, dynamo_migrate::Recovery::Rerun).unwrap();
+    let plan = dynamo_migrate::run::plan_recovery(record, code.as_ref(), version, dynamo_migrate::run::Recovery::Rerun)
+        .unwrap();
     ledger.recover(&plan, "the test").await.unwrap();
 }

@@ -1,9 +1,7 @@
 //! `verify` on the example workspace, and each way it must fail, naming table, index or key.
 
-use dynamo_migrate::{
-    DataStep, GlobalIndex, KeyAttr, LocalError, LocalOptions, Migration, TableDef, TableSchema, VerifyOptions,
-    VerifyReport, verify,
-};
+use dynamo_migrate::local::{LocalError, LocalOptions, VerifyOptions, VerifyReport, verify};
+use dynamo_migrate::{DataStep, GlobalIndex, KeyAttr, Migration, TableDef, TableSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::support;
@@ -13,7 +11,7 @@ use crate::support;
 /// dozens of tests created, filled and deleted tables around it; verify itself never does that.)
 fn options() -> VerifyOptions {
     VerifyOptions {
-        local: LocalOptions { docker: dynamo_migrate::Docker::Never, ..LocalOptions::default() },
+        local: LocalOptions { docker: dynamo_migrate::local::Docker::Never, ..LocalOptions::default() },
         table_prefix: support::names("verify").prefix().to_owned(),
         // Most tests verify a part of the example's migrations; the files are checked by the
         // example's own test, and by `cargo xtask verify`.
@@ -176,6 +174,6 @@ async fn an_endpoint_that_is_not_local_is_refused() {
 #[test]
 fn the_committed_json_schemas_are_fresh() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-    let stale = dynamo_migrate::stale_schemas(&dir, &schema::tables());
+    let stale = dynamo_migrate::authoring::stale_schemas(&dir, &schema::tables());
     assert_eq!(stale, Vec::<String>::new(), "stale: run `cargo xtask schemas` and commit the result");
 }

@@ -453,7 +453,7 @@ async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_ch
     let before: BTreeMap<String, Item> = all_items(&client, &table)
         .await
         .into_iter()
-        .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
+        .map(|i| (serde_json::to_string(&dynamo_migrate::data::canonical_item(&i)).unwrap(), i))
         .collect();
 
     // Resumed, it may still send the writes it had in flight, each the step's own transform,
@@ -467,7 +467,7 @@ async fn a_worker_paused_past_its_lease_is_taken_over_and_what_it_writes_late_ch
     let after: BTreeMap<String, Item> = all_items(&client, &table)
         .await
         .into_iter()
-        .map(|i| (serde_json::to_string(&dynamo_migrate::canonical_item(&i)).unwrap(), i))
+        .map(|i| (serde_json::to_string(&dynamo_migrate::data::canonical_item(&i)).unwrap(), i))
         .collect();
     assert_eq!(
         before.keys().collect::<Vec<_>>(),

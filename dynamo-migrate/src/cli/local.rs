@@ -7,11 +7,12 @@ use clap::Args;
 
 use super::verify::print_migration;
 use super::{Failure, Output, usage};
+use crate::Project;
 use crate::client::{Target, connect, connect_streams};
 use crate::environment::Environments;
+use crate::local::VERSION as DYNAMODB_LOCAL_VERSION;
 use crate::local::{Docker, DynamoDbLocal, LocalOptions};
 use crate::migrator::Migrator;
-use crate::{DYNAMODB_LOCAL_VERSION, Project};
 
 /// Start DynamoDB Local for development
 ///
@@ -89,7 +90,7 @@ impl LocalArgs {
             let migrator = Migrator::new(client, env.names(), true, "local")
                 .with_fixtures(true)
                 .with_streams(streams)
-                .with_rules(crate::RuleScope::EachMigration);
+                .with_rules(crate::rules::RuleScope::EachMigration);
             let report = migrator.run(&project.migrations, None).await.context("applying the migrations")?;
             out.line(format_args!(
                 "applied {} migration(s) with table prefix {:?}:",

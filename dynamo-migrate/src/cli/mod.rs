@@ -83,11 +83,11 @@ impl Failure {
     pub fn message(&self) -> String {
         let mut message = crate::error::error_chain(self.error.as_ref());
         if let Some((env, options)) = &self.environment {
-            let placeholder = format!("--env {}", crate::ENVIRONMENT_PLACEHOLDER);
-            message = message.replace(&placeholder, options).replace(crate::ENVIRONMENT_PLACEHOLDER, env);
+            let placeholder = format!("--env {}", crate::error::ENVIRONMENT_PLACEHOLDER);
+            message = message.replace(&placeholder, options).replace(crate::error::ENVIRONMENT_PLACEHOLDER, env);
         }
         if let Some(command) = self.command {
-            message = message.replace(crate::COMMAND_PLACEHOLDER, command);
+            message = message.replace(crate::error::COMMAND_PLACEHOLDER, command);
         }
         message
     }

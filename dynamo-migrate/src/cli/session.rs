@@ -141,7 +141,8 @@ fn unanswered<R: std::fmt::Debug>(
 ) -> anyhow::Error {
     let endpoint = env.endpoint.clone().unwrap_or_else(|| format!("AWS in {}", env.region));
     let failure = crate::error::SdkFailure::of(e);
-    let again = format!("`cargo xtask {} --env {}`", crate::COMMAND_PLACEHOLDER, crate::ENVIRONMENT_PLACEHOLDER);
+    let again =
+        format!("`cargo xtask {} --env {}`", crate::error::COMMAND_PLACEHOLDER, crate::error::ENVIRONMENT_PLACEHOLDER);
     let not_dynamodb = || {
         anyhow!(
             "environment {}: what answers at {endpoint} is not DynamoDB (its answer to ListTables cannot be read: {failure}); correct the endpoint of [{}] in the environments file, then run {again}",
@@ -153,7 +154,7 @@ fn unanswered<R: std::fmt::Debug>(
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) if env.is_local() => anyhow!(
             "environment {}: cannot reach DynamoDB at {endpoint}: {failure}; start DynamoDB Local there (`cargo xtask local --env {}`), or correct the endpoint of [{}] in the environments file, then run {again}",
             env.name,
-            crate::ENVIRONMENT_PLACEHOLDER,
+            crate::error::ENVIRONMENT_PLACEHOLDER,
             env.name
         ),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => anyhow!(

@@ -125,14 +125,14 @@ impl SyncArgs {
                         failed.len(),
                         reports.len(),
                         which.join(", "),
-                        crate::ENVIRONMENT_PLACEHOLDER
+                        crate::error::ENVIRONMENT_PLACEHOLDER
                     )))
                 }
             },
             Err(e) if e.is_interrupted() => Err(Failure::work(anyhow!(
                 "interrupted by {} at a shard checkpoint; to go on, run `cargo xtask sync --env {}`",
                 super::session::stopped_by(),
-                crate::ENVIRONMENT_PLACEHOLDER
+                crate::error::ENVIRONMENT_PLACEHOLDER
             ))),
             Err(e) => Err(Failure::work(e)),
         }

@@ -14,9 +14,10 @@ mod command {
 
     use super::super::{Failure, Output, usage};
     use super::print_migration;
+    use crate::Project;
+    use crate::local::VERSION as DYNAMODB_LOCAL_VERSION;
     use crate::local::{Docker, LocalOptions};
     use crate::verify::{VerifyOptions, VerifyReport, verify};
-    use crate::{DYNAMODB_LOCAL_VERSION, Project};
 
     /// Apply every migration on DynamoDB Local; check the end state
     ///

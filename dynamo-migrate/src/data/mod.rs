@@ -9,6 +9,9 @@
 //! (see `typed`). A pass in place may see its own output again after a crash (the page in flight
 //! when it died is done again), so an in-place transform must accept items it already
 //! transformed; `verify` runs every in-place pass a second time and requires it to write nothing.
+//!
+//! Online rebuilds (`rebuild`: copy, stream catch-up, convergence check, cut-over, `sync`) and the
+//! exact read of items by the schema crate's types (`schema_read`) live here too.
 
 mod checkpoint;
 mod concurrency;
@@ -17,8 +20,10 @@ mod engine;
 mod fidelity;
 mod in_place;
 mod rate;
+pub(crate) mod rebuild;
 mod records;
 mod replay;
+pub(crate) mod schema_read;
 mod stream;
 mod typed;
 mod writer;
@@ -49,6 +54,9 @@ pub(crate) use stream::ensure_stream;
 pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};
 pub(crate) use writer::{BATCH, Writer, backoff, is_retryable};
+
+pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
+pub use schema_read::{BadItem, ItemsCheck, check_items, read_exactly};
 
 use crate::names::TableNames;
 

@@ -64,7 +64,7 @@ impl Default for RehearsalOptions {
             segments: None,
             read_units_per_second: None,
             local: LocalOptions::default(),
-            environment: crate::ENVIRONMENT_PLACEHOLDER.to_owned(),
+            environment: crate::error::ENVIRONMENT_PLACEHOLDER.to_owned(),
             environment_is_local: false,
             check_files: false,
             allow_drift: false,

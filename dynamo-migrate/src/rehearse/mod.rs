@@ -15,11 +15,11 @@
 //! cannot take. The report extrapolates each pass to the whole table (`estimate`).
 
 pub(crate) mod collect;
-pub mod estimate;
+pub(crate) mod estimate;
 mod forecast;
 #[cfg(feature = "local")]
 mod run;
-pub mod sample;
+pub(crate) mod sample;
 
 pub(crate) use collect::Collector;
 pub use collect::{FailedItem, PassRun};

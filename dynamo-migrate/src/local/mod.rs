@@ -1,4 +1,4 @@
-//! A running DynamoDB Local, found or started by itself.
+//! DynamoDB Local, found or started by itself, and `verify`, which proves the migrations on it.
 //!
 //! In this order: an endpoint the user gives; a container through testcontainers where a Docker
 //! engine on this machine answers ([`container`]; the official image, or one built here by
@@ -12,9 +12,11 @@
 
 mod container;
 mod image;
+pub(crate) mod verify;
 
 pub use container::{ContainerNetwork, IMAGE_ENV, NETWORK_ENV, OFFICIAL_IMAGE, docker_engine};
 pub use image::{BuiltImage, IMAGE_REPOSITORY, build_image};
+pub use verify::{TableCheck, VerifyOptions, VerifyReport, verify};
 
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -492,7 +492,7 @@ fn a_generated_migration_compiles_once_its_author_has_written_what_it_asks_for()
     assert!(source.contains(hole), "{source}");
     let filled =
         source.replace("dynamo_migrate::reason_required!()", "\"reviewed\"").replace(hole, "\"profile\".to_owned()");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/generate/m0007_everything.rs");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/authoring/generate/m0007_everything.rs");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(filled.as_str()) {
         std::fs::write(&path, &filled).unwrap();
         panic!("{} was not the current rendering: it is now; build and run the tests again", path.display());
