@@ -15,9 +15,14 @@ use crate::table::TableDef;
 /// as compact JSON (`absent` where one side lacks the field).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldDiff {
+    /// The logical name of the expected table.
     pub table: String,
+    /// The path of the field, dot-separated; an index is named by its name, as in
+    /// `global_indexes.by_postcode.projection`, and a tag by its key, as in `tags.team`.
     pub field: String,
+    /// The expected value as compact JSON (as [`TableDef`] serialises), or `absent`.
     pub expected: String,
+    /// The actual value as compact JSON, or `absent`.
     pub actual: String,
 }
 
@@ -29,6 +34,19 @@ impl fmt::Display for FieldDiff {
 
 /// Every field in which `actual` differs from `expected`, except the top-level fields named in
 /// `skip` (those that cannot be read back from the endpoint, such as tags on DynamoDB Local).
+///
+/// The tables' names are never compared; their versions are. Fields are listed in order of their
+/// path, and an empty list means the two definitions agree.
+///
+/// ```
+/// # use dynamo_model::{KeyAttr, TableDef, diff_tables};
+/// let expected = TableDef::new("orders", KeyAttr::s("customer")).deletion_protection(true);
+/// let actual = TableDef::new("orders", KeyAttr::s("customer"));
+/// let diffs = diff_tables(&expected, &actual, &[]);
+/// assert_eq!(diffs.len(), 1);
+/// assert_eq!(diffs[0].to_string(), "table orders: deletion_protection: expected true, found false");
+/// assert!(diff_tables(&expected, &actual, &["deletion_protection"]).is_empty());
+/// ```
 pub fn diff_tables(expected: &TableDef, actual: &TableDef, skip: &[&str]) -> Vec<FieldDiff> {
     let mut expected_value = normalise(serde_json::to_value(expected).expect("a TableDef is JSON"));
     let mut actual_value = normalise(serde_json::to_value(actual).expect("a TableDef is JSON"));

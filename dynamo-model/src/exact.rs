@@ -7,10 +7,11 @@
 //! `string_set` and `binary_set` codecs and `serde_bytes` already keep the DynamoDB type.)
 //!
 //! serde has no way to carry a number as text, so both types serialise as a one-entry map whose
-//! key is a marker ([`NUMBER_MARKER`], [`NUMBER_SET_MARKER`]); the engine's item conversion
-//! (`dynamo_migrate::to_item` and every typed data step) turns such maps into DynamoDB numbers, and
-//! hands these types numbers that an `f64` would round in the same form. Plain `serde_dynamo`
-//! calls do not: convert items that hold these types through the engine.
+//! key is a marker ([`NUMBER_MARKER`], [`NUMBER_SET_MARKER`]); this crate's item conversion
+//! ([`to_item`](crate::to_item), [`from_item`](crate::from_item)), which the engine's typed data
+//! steps follow, turns such maps into DynamoDB numbers, and hands these types numbers that an
+//! `f64` would round in the same form. Plain `serde_dynamo` calls do not: convert items that hold
+//! these types with `to_item` and `from_item`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,10 +26,32 @@ pub const NUMBER_MARKER: &str = "\u{037e}dynamo-migrate:N\u{037e}";
 pub const NUMBER_SET_MARKER: &str = "\u{037e}dynamo-migrate:NS\u{037e}";
 
 /// A DynamoDB number, held exactly as its decimal text (for example `"12345678901234567890.5"`).
+///
+/// Use it for a field whose numbers may have more digits than an `f64` holds (DynamoDB allows 38
+/// significant digits). Make one by parsing text (`"1.5".parse()`, which refuses what is not a
+/// number with [`NotANumber`]) or from any Rust integer. Equality and hashing compare the text,
+/// so `1.5` and `1.50` are different `Number`s; [`canonical_number`](crate::canonical_number)
+/// compares values.
+///
+/// A `Number` only reaches DynamoDB as a number through [`to_item`](crate::to_item) and
+/// [`from_item`](crate::from_item) (plain serde_dynamo writes it as a marker map), and its
+/// JSON Schema is `number`, so it may be a key attribute of type [`N`](crate::KeyType::N).
+///
+/// ```
+/// # use dynamo_model::Number;
+/// let balance: Number = "12345678901234567890.123456789".parse().unwrap();
+/// assert_eq!(balance.as_str(), "12345678901234567890.123456789");
+/// assert_eq!(Number::from(42u8).to_string(), "42");
+/// assert!("12,5".parse::<Number>().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Number(String);
 
-/// Text that is not a number DynamoDB can store.
+/// Text that is not a number DynamoDB can store, refused by [`Number`]'s `FromStr`; it holds the
+/// text.
+///
+/// Only the form is checked (digits with an optional sign, decimal point and exponent), not
+/// DynamoDB's range or its 38 significant digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a number DynamoDB can store (digits, an optional sign, point and exponent)")]
 pub struct NotANumber(pub String);
@@ -133,6 +156,10 @@ impl schemars::JsonSchema for Number {
 }
 
 /// A DynamoDB number set (`NS`) whose members are held exactly.
+///
+/// Written through [`to_item`](crate::to_item) as an `NS` of the members' texts, in the order
+/// held; this type does not remove duplicates, nor does it refuse to be empty, and DynamoDB
+/// refuses both an empty set and one with the same number twice.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NumberSet(pub Vec<Number>);
 

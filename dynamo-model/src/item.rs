@@ -25,20 +25,38 @@ pub enum ItemError {
     /// The value does not serialise as an item (not a struct or map, or a map key that is not a
     /// string).
     #[error("{type_name} cannot be written as a DynamoDB item: {reason}")]
-    Write { type_name: &'static str, reason: String },
+    Write {
+        /// The Rust type's name, without its module path.
+        type_name: &'static str,
+        /// serde_dynamo's message.
+        reason: String,
+    },
     /// serde could not read the item into the type.
     #[error("the item cannot be read into {type_name}: {reason}")]
-    Read { type_name: &'static str, reason: String },
+    Read {
+        /// The Rust type's name, without its module path.
+        type_name: &'static str,
+        /// serde_dynamo's message (a missing field, an attribute of another type, ...).
+        reason: String,
+    },
     /// The type reads the item, but written back it would differ in these attributes.
     #[error(
         "the item does not read exactly into {type_name}: written back, attribute(s) {} would change (hold sets with serde_dynamo's string_set/number_set/binary_set, binary with serde_bytes, numbers of more than 15 digits as dynamo_model::Number)",
         attributes.join(", ")
     )]
-    Inexact { type_name: &'static str, attributes: Vec<String> },
+    Inexact {
+        /// The Rust type's name, without its module path.
+        type_name: &'static str,
+        /// The top-level attributes that would change, sorted by name.
+        attributes: Vec<String>,
+    },
 }
 
 /// Serialises `value` into an item, with [`Number`](crate::Number) and
-/// [`NumberSet`](crate::NumberSet) fields written as DynamoDB numbers.
+/// [`NumberSet`](crate::NumberSet) fields written as DynamoDB numbers (`N` and `NS`), at any
+/// depth.
+///
+/// Fails with [`ItemError::Write`] when `value` is not a struct or map with string keys.
 pub fn to_item<T: Serialize>(value: &T) -> Result<Item, ItemError> {
     let mut item: Item = serde_dynamo::to_item(value)
         .map_err(|e| ItemError::Write { type_name: short_type_name::<T>(), reason: e.to_string() })?;
@@ -49,6 +67,10 @@ pub fn to_item<T: Serialize>(value: &T) -> Result<Item, ItemError> {
 /// Reads `item` into `T` exactly, or refuses it: every attribute `T` holds must come back, when
 /// the value is written again, as the same DynamoDB type and value (numbers compared as numbers,
 /// sets as sets, at any depth). Attributes `T` has no field for are left out, as serde does.
+///
+/// A number that an `f64` would round reaches `T` as text, which a [`Number`](crate::Number)
+/// field keeps exactly; a field of another type that would round it makes the read fail with
+/// [`ItemError::Inexact`]. An item `T` cannot read at all fails with [`ItemError::Read`].
 pub fn from_item<T: DeserializeOwned + Serialize>(item: Item) -> Result<T, ItemError> {
     let type_name = short_type_name::<T>();
     let first = match attempt::<T>(&item, item.clone()) {
@@ -132,6 +154,18 @@ fn numbers(v: &[String]) -> Vec<Option<(bool, String, i64)>> {
 /// A number in canonical form (sign, significant digits, exponent), so that `1.50`, `1.5`,
 /// `+1.5` and `15E-1` compare equal; `None` for text that is not a number. The engine compares
 /// stored and written numbers with it too.
+///
+/// The tuple is `(negative, digits, exponent)`: the value is `digits × 10^exponent`, negated when
+/// `negative` is true, with neither leading nor trailing zeros in `digits`; zero is
+/// `(false, "0", 0)` whatever its sign.
+///
+/// ```
+/// # use dynamo_model::canonical_number;
+/// assert_eq!(canonical_number("1.50"), Some((false, "15".to_owned(), -1)));
+/// assert_eq!(canonical_number("15E-1"), canonical_number("+1.5"));
+/// assert_eq!(canonical_number("-0.0"), Some((false, "0".to_owned(), 0)));
+/// assert_eq!(canonical_number("1,5"), None);
+/// ```
 pub fn canonical_number(text: &str) -> Option<(bool, String, i64)> {
     let text = text.trim();
     let (negative, rest) = match text.as_bytes().first()? {

@@ -19,6 +19,14 @@ struct PropertyShape {
 
 /// Checks every key attribute of `def` against the item type's schema: each must be a field of a
 /// matching type; the table's own keys must be required, index keys may be optional (a sparse index).
+///
+/// `schema` is the item type's JSON Schema (`schemars::schema_for!`), so fields are matched by
+/// serde's names. A matching type is a string (or an enum of unit variants) for
+/// [`KeyType::S`], an integer or number for [`KeyType::N`], and an array of bytes for
+/// [`KeyType::B`]. Each error names the table, the attribute and `item_type`:
+/// [`ValidationError::KeyNotInItem`], [`ValidationError::KeyTypeMismatch`] or
+/// [`ValidationError::OptionalTableKey`]; an empty list means the keys fit.
+/// [`TableSchema::validate`](crate::TableSchema::validate) runs this check with the rest.
 pub fn check_item_schema(def: &TableDef, schema: &schemars::Schema, item_type: &str) -> Vec<ValidationError> {
     let root = schema.as_value();
     let root = resolve(root, root);

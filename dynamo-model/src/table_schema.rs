@@ -17,8 +17,12 @@ use crate::validate::ValidationErrors;
 /// a list of tables of different types can be checked by the engine.
 #[derive(Clone)]
 pub struct TableSchema {
+    /// The table's definition.
     pub def: TableDef,
+    /// The item type's name, without its module path, as errors name it.
     pub item_type: &'static str,
+    /// The item type's JSON Schema, as schemars derives it: the fields serde reads and writes,
+    /// which [`Self::validate`] checks the key attributes against.
     pub item_schema: schemars::Schema,
     read_item: fn(Item) -> Result<(), serde_dynamo::Error>,
     /// The types the application reads from the table's indexes, checked by [`Self::validate`].
@@ -30,9 +34,14 @@ pub struct TableSchema {
 /// or `INCLUDE` index returns is only part of an item, so it gets a type of its own, checked
 /// against what the index projects.
 #[derive(Debug, Clone)]
+///
+/// Made by [`TableSchema::projection`].
 pub struct IndexProjection {
+    /// The name of the global or local index the type is read from.
     pub index: String,
+    /// The type's name, without its module path, as errors name it.
     pub type_name: &'static str,
+    /// The type's JSON Schema, as schemars derives it.
     pub schema: schemars::Schema,
 }
 
@@ -109,7 +118,10 @@ impl TableSchema {
         &self.def.name
     }
 
-    /// Checks DynamoDB's rules and the key attributes against the item type.
+    /// Checks DynamoDB's rules ([`TableDef::validate`]), the key attributes against the item
+    /// type (each a field of the matching type; the table's own keys required, index keys may be
+    /// optional), and each [`projection`](Self::projection) against its index, and returns every
+    /// error found.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = self.def.validate().err().map(|e| e.0).unwrap_or_default();
         errors.extend(check_item_schema(&self.def, &self.item_schema, self.item_type));

@@ -17,69 +17,250 @@ pub const MAX_PROJECTED_ATTRIBUTES: usize = 100;
 const MAX_TAGS: usize = 50;
 
 /// One broken rule.
+///
+/// Every variant names the table by its logical name (`table`, or `name` for the table's own
+/// name), and the index or attribute where there is one. [`TableDef::validate`] finds the
+/// variants up to [`Tag`](Self::Tag); the checks against the item type
+/// ([`check_item_schema`](crate::check_item_schema), [`TableSchema`](crate::TableSchema)) find the
+/// rest. Its `Display` is a sentence that says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// The table's logical name is not 3 to 255 characters of `a-z`, `A-Z`, `0-9`, `_`, `-` and
+    /// `.`.
     #[error("table name {name:?} is invalid: it must be 3 to 255 characters of a-z, A-Z, 0-9, '_', '-' and '.'")]
-    TableName { name: String },
+    TableName {
+        /// The name as given.
+        name: String,
+    },
+    /// An index name is not 3 to 255 characters of `a-z`, `A-Z`, `0-9`, `_`, `-` and `.`.
     #[error(
         "table {table}: index name {index:?} is invalid: it must be 3 to 255 characters of a-z, A-Z, 0-9, '_', '-' and '.'"
     )]
-    IndexName { table: String, index: String },
+    IndexName {
+        /// The table's logical name.
+        table: String,
+        /// The index name as given.
+        index: String,
+    },
+    /// Two indexes, global or local, share a name; reported once for each repeat.
     #[error("table {table}: index name {index} is used more than once")]
-    DuplicateIndex { table: String, index: String },
+    DuplicateIndex {
+        /// The table's logical name.
+        table: String,
+        /// The repeated index name.
+        index: String,
+    },
+    /// More than 20 global indexes (AWS's default quota).
     #[error("table {table}: {count} global secondary indexes, DynamoDB allows at most {MAX_GLOBAL_INDEXES}")]
-    TooManyGlobalIndexes { table: String, count: usize },
+    TooManyGlobalIndexes {
+        /// The table's logical name.
+        table: String,
+        /// How many global indexes the table declares.
+        count: usize,
+    },
+    /// More than 5 local indexes (a hard limit).
     #[error("table {table}: {count} local secondary indexes, DynamoDB allows at most {MAX_LOCAL_INDEXES}")]
-    TooManyLocalIndexes { table: String, count: usize },
+    TooManyLocalIndexes {
+        /// The table's logical name.
+        table: String,
+        /// How many local indexes the table declares.
+        count: usize,
+    },
+    /// A local index on a table without a sort key, which DynamoDB does not allow; reported for
+    /// each local index.
     #[error(
         "table {table}: local index {index} needs the table to have a sort key (an LSI shares the table's partition key and adds its own sort key)"
     )]
-    LocalIndexWithoutTableSortKey { table: String, index: String },
+    LocalIndexWithoutTableSortKey {
+        /// The table's logical name.
+        table: String,
+        /// The local index's name.
+        index: String,
+    },
+    /// A key attribute, projected attribute or TTL attribute whose name is empty or longer than
+    /// 255 bytes.
     #[error("table {table}: attribute name {attribute:?} is invalid: it must be 1 to 255 bytes")]
-    AttributeName { table: String, attribute: String },
+    AttributeName {
+        /// The table's logical name.
+        table: String,
+        /// The attribute name as given.
+        attribute: String,
+    },
+    /// The same attribute is a key of two types (in the table and an index, or in two indexes):
+    /// DynamoDB declares each key attribute once, with one type.
     #[error(
         "table {table}: key attribute {attribute} is declared as {first} and as {second}; an attribute has one type"
     )]
-    ConflictingAttributeType { table: String, attribute: String, first: KeyType, second: KeyType },
+    ConflictingAttributeType {
+        /// The table's logical name.
+        table: String,
+        /// The attribute's name.
+        attribute: String,
+        /// The type it has where it is first declared (table keys, then global, then local
+        /// indexes).
+        first: KeyType,
+        /// The other type it is declared with.
+        second: KeyType,
+    },
+    /// The partition key and the sort key of the table, or of an index, are the same attribute
+    /// (for a local index: its sort key is the table's partition key).
     #[error("table {table}{}: partition key and sort key are both {attribute}", index_suffix(.index))]
-    SameKeyTwice { table: String, index: Option<String>, attribute: String },
+    SameKeyTwice {
+        /// The table's logical name.
+        table: String,
+        /// The index's name, or `None` for the table's own keys.
+        index: Option<String>,
+        /// The attribute used twice.
+        attribute: String,
+    },
+    /// An [`INCLUDE`](crate::Projection::Include) projection with no attribute.
     #[error("table {table}: index {index}: an INCLUDE projection needs at least one attribute")]
-    EmptyProjection { table: String, index: String },
+    EmptyProjection {
+        /// The table's logical name.
+        table: String,
+        /// The index's name.
+        index: String,
+    },
+    /// An [`INCLUDE`](crate::Projection::Include) projection names the same attribute twice.
     #[error("table {table}: index {index}: attribute {attribute} is projected twice")]
-    DuplicateProjectedAttribute { table: String, index: String, attribute: String },
+    DuplicateProjectedAttribute {
+        /// The table's logical name.
+        table: String,
+        /// The index's name.
+        index: String,
+        /// The repeated attribute.
+        attribute: String,
+    },
+    /// The `INCLUDE` projections of all the table's indexes together name more than
+    /// 100 attributes; an attribute projected into two indexes counts twice.
     #[error(
         "table {table}: {count} projected non-key attributes over all indexes, DynamoDB allows at most {MAX_PROJECTED_ATTRIBUTES}"
     )]
-    TooManyProjectedAttributes { table: String, count: usize },
+    TooManyProjectedAttributes {
+        /// The table's logical name.
+        table: String,
+        /// How many projected attributes the indexes name in all.
+        count: usize,
+    },
+    /// Provisioned read or write capacity below 1, of the table or of a global index.
     #[error("table {table}{}: read and write capacity must be at least 1, got {read}/{write}", index_suffix(.index))]
-    Capacity { table: String, index: Option<String>, read: i64, write: i64 },
+    Capacity {
+        /// The table's logical name.
+        table: String,
+        /// The global index's name, or `None` for the table's own capacity.
+        index: Option<String>,
+        /// The read capacity units given.
+        read: i64,
+        /// The write capacity units given.
+        write: i64,
+    },
+    /// A global index without a throughput on a provisioned table.
     #[error("table {table}: global index {index} needs a throughput because the table is provisioned")]
-    MissingIndexThroughput { table: String, index: String },
+    MissingIndexThroughput {
+        /// The table's logical name.
+        table: String,
+        /// The global index's name.
+        index: String,
+    },
+    /// A global index with a throughput on an on-demand table.
     #[error(
         "table {table}: global index {index} has a throughput but the table is on demand (pay per request); remove it"
     )]
-    UnexpectedIndexThroughput { table: String, index: String },
+    UnexpectedIndexThroughput {
+        /// The table's logical name.
+        table: String,
+        /// The global index's name.
+        index: String,
+    },
+    /// More than 50 tags.
     #[error("table {table}: {count} tags, DynamoDB allows at most {MAX_TAGS}")]
-    TooManyTags { table: String, count: usize },
+    TooManyTags {
+        /// The table's logical name.
+        table: String,
+        /// How many tags the table has.
+        count: usize,
+    },
+    /// A tag whose key is not 1 to 128 characters or starts with `aws:`, or whose value is longer
+    /// than 256 characters.
     #[error(
         "table {table}: tag {key:?} is invalid: keys are 1 to 128 characters, values at most 256, and 'aws:' is reserved"
     )]
-    Tag { table: String, key: String },
+    Tag {
+        /// The table's logical name.
+        table: String,
+        /// The tag's key (also when it is the value that is too long).
+        key: String,
+    },
+    /// A key attribute of the table or an index is not a field of the item type (by serde's
+    /// name).
     #[error("table {table}: key attribute {attribute} ({ty}) is not a field of the item type {item_type}")]
-    KeyNotInItem { table: String, attribute: String, ty: KeyType, item_type: String },
+    KeyNotInItem {
+        /// The table's logical name.
+        table: String,
+        /// The key attribute's name.
+        attribute: String,
+        /// The key attribute's type in the table.
+        ty: KeyType,
+        /// The item type's name.
+        item_type: String,
+    },
+    /// The item type's field for a key attribute has a type that does not serialise as the key's
+    /// DynamoDB type.
     #[error(
         "table {table}: key attribute {attribute} is {ty} in the table but the item type {item_type} has it as {found}"
     )]
-    KeyTypeMismatch { table: String, attribute: String, ty: KeyType, item_type: String, found: String },
+    KeyTypeMismatch {
+        /// The table's logical name.
+        table: String,
+        /// The key attribute's name.
+        attribute: String,
+        /// The key attribute's type in the table.
+        ty: KeyType,
+        /// The item type's name.
+        item_type: String,
+        /// The JSON Schema types the field has, joined with `or` (such as `integer`).
+        found: String,
+    },
+    /// A key of the table itself is an optional or nullable field of the item type; every item
+    /// must have the table's keys (only an index's keys may be missing).
     #[error(
         "table {table}: key attribute {attribute} must be a required field of the item type {item_type} (it is optional); only index keys may be optional"
     )]
-    OptionalTableKey { table: String, attribute: String, item_type: String },
+    OptionalTableKey {
+        /// The table's logical name.
+        table: String,
+        /// The key attribute's name.
+        attribute: String,
+        /// The item type's name.
+        item_type: String,
+    },
+    /// A type is declared, with [`TableSchema::projection`](crate::TableSchema::projection), as
+    /// what an index returns, but the table has no index of that name.
     #[error("table {table}: {type_name} is declared as what index {index} returns, but the table has no index {index}")]
-    ProjectionIndex { table: String, index: String, type_name: String },
+    ProjectionIndex {
+        /// The table's logical name.
+        table: String,
+        /// The index name given.
+        index: String,
+        /// The declared type's name.
+        type_name: String,
+    },
+    /// A field of a type declared as what an index returns that the index does not return, or
+    /// that items may lack while the type requires it.
     #[error("table {table}: index {index}: field {attribute} of {type_name}: {problem}")]
-    ProjectionField { table: String, index: String, type_name: String, attribute: String, problem: String },
+    ProjectionField {
+        /// The table's logical name.
+        table: String,
+        /// The index's name.
+        index: String,
+        /// The declared type's name.
+        type_name: String,
+        /// The field's (serde) name; empty when the type is not a struct with named fields.
+        attribute: String,
+        /// What is wrong with it and how to fix it.
+        problem: String,
+    },
 }
 
 fn index_suffix(index: &Option<String>) -> String {
@@ -87,6 +268,8 @@ fn index_suffix(index: &Option<String>) -> String {
 }
 
 /// Every rule a definition breaks, so that all of them can be fixed at once.
+///
+/// Its `Display` joins the errors' messages with `; `. Never empty when returned as an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationErrors(pub Vec<ValidationError>);
 
@@ -118,6 +301,22 @@ pub fn is_valid_name(name: &str) -> bool {
 
 impl TableDef {
     /// Checks the definition against DynamoDB's rules and returns every rule it breaks.
+    ///
+    /// The rules are AWS's documented limits on names, index counts, key attributes, projections,
+    /// capacity and tags; see [`ValidationError`] for each. Only the logical
+    /// [`name`](TableDef::name) is checked, not a physical name with its prefix and version. The
+    /// check is local: nothing is sent to DynamoDB.
+    ///
+    /// ```
+    /// # use dynamo_model::{KeyAttr, LocalIndex, TableDef, ValidationError};
+    /// let def = TableDef::new("orders", KeyAttr::s("customer"))
+    ///     .local_index(LocalIndex::new("by_date", KeyAttr::s("placed_on")));
+    /// let errors = def.validate().unwrap_err();
+    /// assert_eq!(
+    ///     errors.0,
+    ///     [ValidationError::LocalIndexWithoutTableSortKey { table: "orders".into(), index: "by_date".into() }]
+    /// );
+    /// ```
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = Vec::new();
         let table = || self.name.clone();
