@@ -134,6 +134,23 @@ pub fn policy(
     }
     statements.push(statement("Ledger", ledger_actions, json!([ledger])));
     statements.push(statement("Anywhere", ANYWHERE, json!("*")));
+    // `migrate --workers batch` submits the environment's array job of workers and follows it.
+    if access == Access::Apply
+        && let Some(workers) = &env.workers
+        && let (Some(queue), Some(definition)) = (&workers.job_queue, &workers.job_definition)
+    {
+        let batch = format!("arn:{}:batch:{}:{account}:", partition(&env.region), env.region);
+        let queue = if queue.starts_with("arn:") { queue.clone() } else { format!("{batch}job-queue/{queue}") };
+        // A definition named without a revision is submitted at its latest one, whichever that is.
+        let definition = match definition {
+            d if d.starts_with("arn:") => d.clone(),
+            d if d.contains(':') => format!("{batch}job-definition/{d}"),
+            d => format!("{batch}job-definition/{d}:*"),
+        };
+        statements.push(statement("WorkersSubmit", &["batch:SubmitJob"], json!([queue, definition])));
+        // IAM scopes DescribeJobs to no resource.
+        statements.push(statement("WorkersFollow", &["batch:DescribeJobs"], json!("*")));
+    }
     Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
 }
 
@@ -151,6 +168,52 @@ fn partition(region: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn environment(workers: &str) -> Environment {
+        let text = format!(
+            "[prod]\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\ntable_prefix = \"prod_\"\n{workers}"
+        );
+        let all = crate::environment::Environments::parse(std::path::Path::new("environments.toml"), &text).unwrap();
+        all.get("prod").unwrap().clone()
+    }
+
+    fn sids(policy: &Value) -> Vec<&str> {
+        policy["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_environment_with_a_batch_queue_may_submit_its_workers_there_and_nowhere_else() {
+        let env = environment("[prod.workers]\njob_queue = \"workers\"\njob_definition = \"runner\"\n");
+        let apply = policy(&env, &[], &[], Access::Apply).unwrap();
+        let submit = apply["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "WorkersSubmit").unwrap();
+        assert_eq!(submit["Action"], json!(["batch:SubmitJob"]));
+        assert_eq!(
+            submit["Resource"],
+            json!([
+                "arn:aws:batch:eu-west-1:123456789012:job-queue/workers",
+                "arn:aws:batch:eu-west-1:123456789012:job-definition/runner:*"
+            ])
+        );
+        assert!(sids(&apply).contains(&"WorkersFollow"));
+        // Reads never submit; an environment without a queue has no Batch statement.
+        let read = policy(&env, &[], &[], Access::ReadOnly).unwrap();
+        assert!(!sids(&read).iter().any(|s| s.starts_with("Workers")), "{read}");
+        let alone = policy(&environment(""), &[], &[], Access::Apply).unwrap();
+        assert!(!sids(&alone).iter().any(|s| s.starts_with("Workers")), "{alone}");
+        // A definition with its revision, or either as an ARN, is taken as written.
+        let pinned = environment(
+            "[prod.workers]\njob_queue = \"arn:aws:batch:eu-west-1:123456789012:job-queue/q\"\njob_definition = \"runner:7\"\n",
+        );
+        let pinned = policy(&pinned, &[], &[], Access::Apply).unwrap();
+        let submit = pinned["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "WorkersSubmit").unwrap();
+        assert_eq!(
+            submit["Resource"],
+            json!([
+                "arn:aws:batch:eu-west-1:123456789012:job-queue/q",
+                "arn:aws:batch:eu-west-1:123456789012:job-definition/runner:7"
+            ])
+        );
+    }
 
     #[test]
     fn regions_name_their_partition() {
