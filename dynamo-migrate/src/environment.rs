@@ -229,8 +229,8 @@ pub enum ConfigError {
         /// What is wrong with it as a URL.
         reason: String,
     },
-    /// A `table_prefix` with characters DynamoDB refuses in a table name, longer than
-    /// [`MAX_PREFIX`], or that makes one of the workspace's table names invalid.
+    /// A `table_prefix` with characters DynamoDB refuses in a table name, longer than 48
+    /// characters, or that makes one of the workspace's table names invalid.
     #[error(
         "{}: environment {env}: table_prefix {prefix:?} {problem}; DynamoDB table names are 3 to 255 characters of a-z, A-Z, 0-9, _, - and .; fix it, then run {}",
         .path.display(),

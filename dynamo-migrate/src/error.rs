@@ -359,7 +359,7 @@ impl From<crate::data::ReplayError> for Error {
     }
 }
 
-/// The engine's result, [`Error`] unless said otherwise.
+/// The engine's result, [`Error`](enum@Error) unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A failed AWS call in a few words: the service's error code, its message and the request id

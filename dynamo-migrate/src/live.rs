@@ -20,7 +20,7 @@ pub const NOT_CHECKED_ON_LOCAL: [&str; 3] = ["tags", "point_in_time_recovery", "
 pub struct LiveTable {
     /// The table as described, in the model the code declares tables in, named logically.
     pub def: TableDef,
-    /// The fields of `def` this endpoint could not report, left at their defaults (see
+    /// The fields of `def` this endpoint cannot report, which comparisons leave out (see
     /// [`NOT_CHECKED_ON_LOCAL`]).
     pub not_checked: Vec<&'static str>,
     /// DynamoDB's `ItemCount`, which it updates about every six hours: an estimate.

@@ -275,10 +275,10 @@ impl DataStep {
 /// every item into it (through an optional conversion) with the data engine, replays the
 /// stream's records since before the copy into it, and makes it current once a convergence check
 /// finds it to be the conversion of the old version. A copy estimated to take longer than
-/// [`COPY_LIMIT`](crate::COPY_LIMIT) is refused before it starts, since stream records live only
-/// 24 hours. The old version stays, kept in sync by `cargo xtask sync`, until the application
-/// has moved to the new one and a later migration deletes it with
-/// [`Migration::delete_old_table`]. Add it with [`Migration::rebuild_table`].
+/// [`COPY_LIMIT`](crate::COPY_LIMIT) (unless the migrator sets another limit) is refused before
+/// it starts, since stream records live only 24 hours. The old version stays, kept in sync by
+/// `cargo xtask sync`, until the application has moved to the new one and a later migration
+/// deletes it with [`Migration::delete_old_table`]. Add it with [`Migration::rebuild_table`].
 #[derive(Clone)]
 pub struct RebuildStep {
     /// The new table; its version must be the next one.
