@@ -72,17 +72,26 @@ macro_rules! value_required {
 /// One step of a generated migration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedStep {
+    /// What the step does.
     pub kind: GeneratedKind,
     /// Why the step is there or what it costs, for the source (a `//` line above the step).
     pub comment: Option<String>,
 }
 
+/// What a generated step does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GeneratedKind {
     /// A schema step. A destructive one has no reason yet: its author writes it.
     Schema(SchemaStep),
-    /// A rebuild of `from` (the current version) into `to` (the next one).
-    Rebuild { from: Box<TableDef>, to: Box<TableDef> },
+    /// A rebuild of `from` (the current version) into `to` (the next one), rendered as a
+    /// [`RebuildStep::copy`] when every key attribute of `to` is a key attribute of `from`, else
+    /// as a [`RebuildStep::convert`] stub whose new key values are `value_required!(..)`.
+    Rebuild {
+        /// The table as the migrations leave it.
+        from: Box<TableDef>,
+        /// The table as the schema crate declares it, one version up.
+        to: Box<TableDef>,
+    },
 }
 
 impl GeneratedStep {
@@ -184,9 +193,11 @@ fn stream_name(view: StreamView) -> &'static str {
 /// A difference between the schema crate and the migrations that no step can make in place.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NotGenerated {
+    /// The table's logical name.
     pub table: String,
     /// The field of `TableDef`, as `dynamo_model::diff_tables` names it.
     pub field: String,
+    /// The difference and why no step makes it, for the author.
     pub message: String,
 }
 
@@ -200,8 +211,14 @@ impl fmt::Display for NotGenerated {
 /// know.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Generation {
+    /// The steps, in order: creates, then changes (a table's index deletes before a billing
+    /// change, index creates after it), then deletes.
     pub steps: Vec<GeneratedStep>,
+    /// The differences no step can make in place yet (point-in-time recovery, tags), which
+    /// the migration leaves as they are.
     pub not_generated: Vec<NotGenerated>,
+    /// What the author should know beyond the steps, such as the later migration a rebuild's
+    /// old version needs.
     pub notes: Vec<String>,
 }
 
@@ -229,25 +246,55 @@ impl Generation {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum GenerateError {
+    /// Two of the schema crate's tables have the same logical name.
     #[error("table {table} is declared twice in the schema crate")]
-    DeclaredTwice { table: String },
+    DeclaredTwice {
+        /// The name declared twice.
+        table: String,
+    },
+    /// A table of the schema crate breaks DynamoDB's rules, as `TableDef::validate` checks them.
     #[error("the schema crate declares a table DynamoDB would refuse: {0}")]
     Invalid(ValidationErrors),
+    /// The schema crate declares an older version of a table than the migrations reach.
     #[error(
         "table {table}: the schema crate declares version {declared}, but the migrations are at version {current}: declare version {current} (or {} to rebuild the table)",
         current + 1
     )]
-    VersionBehind { table: String, declared: u32, current: u32 },
+    VersionBehind {
+        /// The table's logical name.
+        table: String,
+        /// The version the schema crate declares.
+        declared: u32,
+        /// The version the migrations leave current.
+        current: u32,
+    },
+    /// The schema crate declares a version more than one above the migrations' current one.
     #[error(
         "table {table}: the schema crate declares version {declared}, but the migrations are at version {current} and a rebuild makes the next version only: declare version {}",
         current + 1
     )]
-    VersionSkips { table: String, declared: u32, current: u32 },
+    VersionSkips {
+        /// The table's logical name.
+        table: String,
+        /// The version the schema crate declares.
+        declared: u32,
+        /// The version the migrations leave current.
+        current: u32,
+    },
+    /// The keys or LSIs change at the same version: only a rebuild into the next version can
+    /// make that change.
     #[error(
         "table {table}: {} change(s), which DynamoDB cannot do in place: declare version {} in the schema crate (`.version({})`) so that the migration rebuilds the table",
         changes.join(" and "), current + 1, current + 1
     )]
-    NeedsRebuild { table: String, current: u32, changes: Vec<String> },
+    NeedsRebuild {
+        /// The table's logical name.
+        table: String,
+        /// The version the migrations leave current, which the schema crate declares too.
+        current: u32,
+        /// Each change that needs the rebuild (`the sort key (none -> record S)`, …).
+        changes: Vec<String>,
+    },
 }
 
 /// Every reason the generator refuses, so that all of them can be fixed at once.

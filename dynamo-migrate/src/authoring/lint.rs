@@ -43,6 +43,7 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in the order findings and messages list them.
     pub const ALL: [Rule; 5] =
         [Rule::DeleteTable, Rule::DeleteIndex, Rule::Rebuild, Rule::StreamReplacement, Rule::BillingSwitch];
 
@@ -73,9 +74,17 @@ impl fmt::Display for Rule {
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum Acknowledgement {
     /// The destructive step's own reason.
-    Reason { reason: String },
+    Reason {
+        /// The reason, as [`Destructive::because`](crate::Destructive::because) gave it.
+        reason: String,
+    },
     /// An entry of the acknowledgements file.
-    File { file: String, reason: String },
+    File {
+        /// The acknowledgements file, as its path was given.
+        file: String,
+        /// The entry's reason.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Acknowledgement {
@@ -90,13 +99,19 @@ impl fmt::Display for Acknowledgement {
 /// One risky change: where it is, the rule that fired, and what acknowledges it, if anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// The migration's version.
     pub version: u32,
+    /// The migration's name.
     pub migration: String,
     /// The step's position in its migration, from 1.
     pub step: usize,
+    /// The rule that fired.
     pub rule: Rule,
+    /// The logical name of the table the step changes.
     pub table: String,
+    /// What the step risks, in a sentence.
     pub message: String,
+    /// What acknowledges it; `None` fails the lint.
     pub acknowledged: Option<Acknowledgement>,
 }
 
@@ -237,20 +252,64 @@ fn view(view: StreamView) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum LintError {
+    /// A step cannot be followed from the tables the steps before it leave (a table it changes
+    /// does not exist, an index differs, …), so the steps after it cannot be judged.
     #[error(
         "migration {version} ({name}), {step}: {error}; the lint follows the tables from empty, and cannot go on (`cargo xtask verify` says more)"
     )]
-    Simulation { version: u32, name: String, step: String, error: PlanError },
+    Simulation {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: String,
+        /// The step, in a few words.
+        step: String,
+        /// Why it cannot be followed.
+        error: PlanError,
+    },
+    /// The acknowledgements file exists but cannot be read, is not TOML, or has an entry without
+    /// `migration` or `rule`, or with a key an entry does not take.
     #[error("cannot read the acknowledgements file {}: {message}", .path.display())]
-    File { path: PathBuf, message: String },
+    File {
+        /// The acknowledgements file.
+        path: PathBuf,
+        /// Why, with toml's line for a syntax error.
+        message: String,
+    },
+    /// An entry names a rule that does not exist.
     #[error(
         "{path}: acknowledge #{entry} names rule {rule:?}, which is not a rule; the rules are delete-table, delete-index, rebuild, stream-replacement and billing-switch"
     )]
-    UnknownRule { path: PathBuf, entry: usize, rule: String },
+    UnknownRule {
+        /// The acknowledgements file.
+        path: PathBuf,
+        /// The entry's position in the file, from 1.
+        entry: usize,
+        /// The rule as written.
+        rule: String,
+    },
+    /// An entry names a migration version that the migrations do not have.
     #[error("{path}: acknowledge #{entry} names migration {version}, which does not exist")]
-    UnknownMigration { path: PathBuf, entry: usize, version: u32 },
+    UnknownMigration {
+        /// The acknowledgements file.
+        path: PathBuf,
+        /// The entry's position in the file, from 1.
+        entry: usize,
+        /// The version as written.
+        version: u32,
+    },
+    /// An entry whose reason is missing or blank.
     #[error("{path}: acknowledge #{entry} (migration {version}, rule {rule}) has no reason: say why the risk is taken")]
-    NoReason { path: PathBuf, entry: usize, version: u32, rule: Rule },
+    NoReason {
+        /// The acknowledgements file.
+        path: PathBuf,
+        /// The entry's position in the file, from 1.
+        entry: usize,
+        /// The migration it names.
+        version: u32,
+        /// The rule it names.
+        rule: Rule,
+    },
 }
 
 /// The acknowledgements file: findings a team has reviewed.

@@ -25,6 +25,9 @@ pub fn checksum(source: &str) -> String {
 /// change can never slip into a migration unnoticed; `plan` prints the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Destructive {
+    /// Why losing what the step deletes (or stops) is fine, in the author's words. `plan` prints
+    /// it beside the step, and it acknowledges the step's `cargo xtask lint` finding unless it is
+    /// blank.
     pub reason: String,
 }
 
@@ -35,66 +38,121 @@ impl Destructive {
     }
 }
 
-/// A change to a table's definition. Tables are named logically (as in the schema crate).
+/// A change to a table's definition. Tables are named logically (as in the schema crate); the
+/// engine adds the environment's prefix and the table's current version.
+///
+/// Each step is planned against the live table when it runs, so a step whose end state already
+/// holds makes no call, and one that stopped half-way makes only the calls still missing; after
+/// each call the engine waits until the table and every index are ACTIVE (and done
+/// backfilling). Migrations usually add steps with [`Migration`]'s methods
+/// ([`Migration::create_table`], …) rather than naming the variants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SchemaStep {
+    /// Creates the table with `CreateTable` (keys, indexes, billing, stream, class, deletion
+    /// protection, and on AWS its tags), then enables its TTL and point-in-time recovery with
+    /// calls of their own. A table that exists as declared but for those calls (a create that
+    /// stopped half-way) gets only the calls still missing; one that differs otherwise fails the
+    /// step ([`PlanError::TableDiffers`](crate::PlanError::TableDiffers)).
     CreateTable {
+        /// The table to create, its `version` included: the step makes that version current.
         table: TableDef,
     },
+    /// Creates a GSI with `UpdateTable` (one GSI per call, as DynamoDB requires) and waits until
+    /// it is ACTIVE and backfilled. An identical index makes no call; an index of that name with
+    /// other keys or projection fails the step
+    /// ([`PlanError::IndexDiffers`](crate::PlanError::IndexDiffers)): that change is
+    /// [`SchemaStep::ReplaceGlobalIndex`].
     AddGlobalIndex {
+        /// The table's logical name.
         table: String,
+        /// The index to create.
         index: GlobalIndex,
     },
+    /// Deletes a GSI; queries on it fail from then on. A table without a GSI of that name fails
+    /// the step ([`PlanError::NothingToDelete`](crate::PlanError::NothingToDelete), since a
+    /// wrong name would be recorded as applied), as does the name of an LSI.
     DeleteGlobalIndex {
+        /// The table's logical name.
         table: String,
+        /// The name of the GSI to delete.
         index: String,
+        /// Why losing the index is fine.
         destructive: Destructive,
     },
-    /// Enables TTL on the attribute, or disables it with `None`.
+    /// Enables TTL on the attribute, or disables it with `None`, with `UpdateTimeToLive`. Moving
+    /// TTL to another attribute is two calls (off, then on), which AWS refuses within an hour of
+    /// each other: see [`Migration::enable_ttl`].
     UpdateTtl {
+        /// The table's logical name.
         table: String,
+        /// The attribute whose value (a Number of seconds since the epoch) is when DynamoDB may
+        /// delete the item; `None` turns TTL off.
         attribute: Option<String>,
     },
+    /// Sets the billing mode and capacity with `UpdateTable`: see [`Migration::update_billing`].
     UpdateBilling {
+        /// The table's logical name.
         table: String,
+        /// On-demand, or provisioned with the table's read and write capacity units.
         billing: Billing,
+        /// With provisioned billing, the capacity of each GSI, by index name: every GSI of the
+        /// table must have one. Ignored with on-demand billing.
         index_throughput: Vec<(String, dynamo_model::Throughput)>,
     },
     /// Turns the stream on with a view, or off with `None`. A different view on a table that has
     /// a stream is refused: that is [`SchemaStep::ReplaceStream`].
     UpdateStream {
+        /// The table's logical name.
         table: String,
+        /// What each stream record carries of the item (keys, new image, old image, or both);
+        /// `None` turns the stream off.
         stream: Option<StreamView>,
     },
     /// Replaces the table's stream by one with another view: off, then on, which gives it a new
     /// ARN; the old stream's consumers stop.
     ReplaceStream {
+        /// The table's logical name.
         table: String,
+        /// The view of the new stream; a stream that already has it makes no call.
         stream: StreamView,
+        /// Why stopping the old stream's consumers is fine.
         destructive: Destructive,
     },
     /// Deletes a GSI and creates it again as `index` (other keys or projection), waiting for
     /// the deletion and then the backfill; queries on the index fail meanwhile.
     ReplaceGlobalIndex {
+        /// The table's logical name.
         table: String,
+        /// The index as it is to be; its name says which GSI is replaced.
         index: GlobalIndex,
+        /// Why the index being unavailable until it is backfilled again is fine.
         destructive: Destructive,
     },
     /// Changes the table class (AWS allows two changes in 30 days).
     SetTableClass {
+        /// The table's logical name.
         table: String,
+        /// Standard, or Standard-Infrequent Access (cheaper storage, dearer reads and writes).
         class: TableClass,
     },
+    /// Turns deletion protection on or off. While it is on, DynamoDB refuses `DeleteTable`, and
+    /// so does the planner ([`PlanError::DeletionProtected`](crate::PlanError::DeletionProtected)).
     SetDeletionProtection {
+        /// The table's logical name.
         table: String,
+        /// `true` to protect the table from deletion.
         enabled: bool,
     },
     /// Deletes the table's current version, or (`Some`) an older one left by a rebuild.
     DeleteTable {
+        /// The table's logical name.
         table: String,
+        /// `None` for the current version; `Some(n)` for version `n`, which must not be the
+        /// current one.
         version: Option<u32>,
+        /// Why losing the table and every item in it is fine.
         destructive: Destructive,
     },
 }
@@ -133,9 +191,20 @@ type DataFn = dyn Fn(DataContext) -> Pin<Box<dyn Future<Output = anyhow::Result<
 
 /// A data step: async Rust run against the tables, with fixture items that `verify` and `local`
 /// write first so that the step has something to work on.
+///
+/// Use one for what a schema step cannot do to the items: backfill an attribute, move items into
+/// another table, delete the ones that no longer belong. It works through a
+/// [`DataContext`](crate::DataContext): the client, the environment's physical table names, and
+/// passes (`ctx.backfill(..)`, `ctx.pass(..)`) that scan in parallel, write only what changed
+/// (in place, on the condition that the item is still as read), retry throttling and checkpoint
+/// each page in the ledger, so that a killed run resumes. After a crash the page in flight is
+/// done again, so a step must leave its own output alone: `verify` runs it a second time over its
+/// output and fails if that would write anything.
 #[derive(Clone)]
 pub struct DataStep {
+    /// The step's name, as plans, reports and errors show it (`data step <name>`).
     pub name: String,
+    /// The items written before the step runs, on DynamoDB Local only (see [`Fixture`]).
     pub fixtures: Vec<Fixture>,
     run: Arc<DataFn>,
 }
@@ -147,13 +216,31 @@ impl fmt::Debug for DataStep {
 }
 
 /// An item written to a table before a data step runs, only on DynamoDB Local.
+///
+/// `cargo xtask verify` and `cargo xtask local` put the fixtures of each data step just before
+/// it runs, so that the step (and `verify`'s second, idempotence run) has items to work on;
+/// nothing writes them to a real environment. Add them with [`DataStep::fixtures`].
 #[derive(Debug, Clone)]
 pub struct Fixture {
+    /// The logical name of the table the item is put into (its version current at that step).
     pub table: String,
+    /// The item, as the data step's input type serialises it.
     pub item: Item,
 }
 
 impl DataStep {
+    /// A data step named `name` that runs `run`: an async function of the step's
+    /// [`DataContext`](crate::DataContext) that returns the
+    /// [`DataReport`](crate::DataReport) of what it did (what a pass such as `ctx.backfill(..)`
+    /// returns). An error it returns, or a panic, fails the step, and the migration is recorded
+    /// `failed` with the message; stopped by Ctrl-C at a checkpoint, it is `interrupted`, and the
+    /// next run resumes it.
+    ///
+    /// ```ignore
+    /// DataStep::new("backfill_email_normalised", |ctx| async move {
+    ///     Ok(ctx.backfill("customers", |c: Before| Some(normalise(c))).await?)
+    /// })
+    /// ```
     pub fn new<F, Fut>(name: impl Into<String>, run: F) -> Self
     where
         F: Fn(DataContext) -> Fut + Send + Sync + 'static,
@@ -180,15 +267,25 @@ impl DataStep {
     }
 }
 
-/// A table rebuild, for what DynamoDB cannot change in place (key schema, LSIs, a GSI's
-/// projection, a new item shape): create the next version of the table, copy every item into it
-/// (through an optional transform) with the data engine, compare the counts, and make it the
-/// current version. The old version stays until a later, destructive step deletes it.
+/// A table rebuild, for what DynamoDB cannot change in place (key schema, LSIs, a new item
+/// shape), done online while the application keeps writing the old version.
+///
+/// The rebuild makes sure the old version has a stream its replay can use (it enables one with
+/// new and old images when there is none), creates the next version (`<name>_v<n>`), copies
+/// every item into it (through an optional conversion) with the data engine, replays the
+/// stream's records since before the copy into it, and makes it current once a convergence check
+/// finds it to be the conversion of the old version. A copy estimated to take longer than
+/// [`COPY_LIMIT`](crate::COPY_LIMIT) (unless the migrator sets another limit) is refused before
+/// it starts, since stream records live only 24 hours. The old version stays, kept in sync by
+/// `cargo xtask sync`, until the application has moved to the new one and a later migration
+/// deletes it with [`Migration::delete_old_table`]. Add it with [`Migration::rebuild_table`].
 #[derive(Clone)]
 pub struct RebuildStep {
     /// The new table; its version must be the next one.
     pub table: TableDef,
     pub(crate) map: Option<Arc<MapFn>>,
+    /// How the copy runs: segments, writers, rate, dead-letter file and how many items may fail;
+    /// set with [`RebuildStep::options`] and the methods after it.
     pub options: PassOptions,
 }
 
@@ -199,7 +296,8 @@ impl fmt::Debug for RebuildStep {
 }
 
 impl RebuildStep {
-    /// A rebuild that copies every item exactly.
+    /// A rebuild that copies every item exactly, as stored (every DynamoDB type byte for byte):
+    /// for a new version whose items keep their key attributes, such as one with another LSI.
     pub fn copy(table: TableDef) -> Self {
         RebuildStep { table, map: None, options: PassOptions::default() }
     }
@@ -207,7 +305,8 @@ impl RebuildStep {
     /// A rebuild that converts every item: `f(old)` is written to the new table; `None` leaves
     /// the item out. Items that `Old` cannot hold exactly stop the step with their key, and so
     /// do attributes `Old` does not hold at all, unless the step says
-    /// [`RebuildStep::drop_unknown_attributes`].
+    /// [`RebuildStep::drop_unknown_attributes`]. The replay puts each stream record's new image
+    /// through `f` the same way, and deletes the key of the converted old image for a removal.
     pub fn convert<Old, New, F>(table: TableDef, f: F) -> Self
     where
         Old: serde::de::DeserializeOwned + Serialize + 'static,
@@ -257,15 +356,22 @@ impl RebuildStep {
     }
 }
 
-/// One step of a migration.
+/// One step of a migration. Steps run in order, each one finished (and its tables ACTIVE)
+/// before the next starts.
 #[derive(Debug, Clone)]
 pub enum Step {
+    /// A change to a table's definition, planned against the live table.
     Schema(SchemaStep),
+    /// Async Rust over the tables' items.
     Data(DataStep),
+    /// A copy of a table into its next version, which becomes current.
     Rebuild(RebuildStep),
 }
 
 impl Step {
+    /// The step in a few words, as plans, reports and errors name it: a schema step as
+    /// [`describe_step`](crate::describe_step) says it (a destructive one with its reason),
+    /// `data step <name>`, or `rebuild table <name> as version <n>`.
     pub fn describe(&self) -> String {
         match self {
             Step::Schema(s) => crate::planner::describe_step(s),
@@ -291,11 +397,34 @@ impl Step {
 }
 
 /// A migration: an ordered list of steps with a version, a name and the checksum of its source.
+///
+/// A migrations crate writes one per file, `mNNNN_<name>.rs`, starting with
+/// [`migration!`](crate::migration!) and adding steps with the builder methods:
+///
+/// ```ignore
+/// pub fn migration() -> Migration {
+///     migration!("m0002_add_customers_by_postcode.rs")
+///         .add_global_index("customers", GlobalIndex::new("by_postcode", KeyAttr::s("postcode")))
+/// }
+/// ```
+///
+/// A migration spells out what it does instead of borrowing the schema crate's definitions, so
+/// that an applied migration never changes meaning. The runner applies the pending ones in
+/// version order, recording each in the ledger as running, then succeeded, failed or
+/// interrupted.
 #[derive(Debug, Clone)]
 pub struct Migration {
+    /// Its place in the order migrations are applied, and the key of its ledger record;
+    /// [`migration!`](crate::migration!) takes it from the file's name (7 from `m0007_…`).
     pub version: u32,
+    /// The name after the version in the file's name (`create_orders` from
+    /// `m0007_create_orders.rs`), shown beside the version in plans, errors and the ledger.
     pub name: String,
+    /// The hex SHA-256 of its source ([`checksum`]), recorded in the ledger when it is applied:
+    /// an applied migration whose checksum changed stops every later run
+    /// ([`SequenceError::ChangedChecksum`](crate::SequenceError::ChangedChecksum)).
     pub checksum: String,
+    /// The steps, in the order they run.
     pub steps: Vec<Step>,
     /// The file that registered it through [`migration!`](crate::migration!), as the compiler
     /// names it (relative to the workspace root for a workspace member).
@@ -343,6 +472,9 @@ macro_rules! migration {
 
 impl Migration {
     /// A migration whose checksum is taken from `source`, normally `include_str!` of its own file.
+    /// A migrations crate writes [`migration!`](crate::migration!) instead, which takes the
+    /// version and name from the file's name and records which file registered it, so that
+    /// `verify`, `plan` and `migrate` can check the files on disk.
     pub fn new(version: u32, name: impl Into<String>, source: &str) -> Self {
         Migration {
             version,
@@ -383,22 +515,51 @@ impl Migration {
         }
     }
 
+    /// Adds a step that creates the table as `table` declares it (keys, indexes, billing, stream,
+    /// TTL, point-in-time recovery, class, deletion protection, tags) and waits until it and its
+    /// indexes are ACTIVE ([`SchemaStep::CreateTable`]). Write the definition out in the
+    /// migration rather than taking the schema crate's, which goes on changing. A version above 1
+    /// creates that version of the table directly, and makes it current.
     pub fn create_table(self, table: TableDef) -> Self {
         self.schema(SchemaStep::CreateTable { table })
     }
+    /// Adds a step that creates the GSI `index` on `table` and waits until it is ACTIVE and
+    /// backfilled, which on a big table can take hours ([`SchemaStep::AddGlobalIndex`]). Queries
+    /// on it work once the step is done.
     pub fn add_global_index(self, table: &str, index: GlobalIndex) -> Self {
         self.schema(SchemaStep::AddGlobalIndex { table: table.to_owned(), index })
     }
+    /// Adds a step that deletes the GSI named `index` of `table`, whose queries fail from then on
+    /// ([`SchemaStep::DeleteGlobalIndex`]); `destructive` says why that is fine.
     pub fn delete_global_index(self, table: &str, index: &str, destructive: Destructive) -> Self {
         self.schema(SchemaStep::DeleteGlobalIndex { table: table.to_owned(), index: index.to_owned(), destructive })
     }
+    /// Adds a step that makes `attribute` the table's TTL attribute: DynamoDB deletes an item, in
+    /// the background, once the time in it (a Number of seconds since the epoch) has passed
+    /// ([`SchemaStep::UpdateTtl`]).
+    ///
+    /// AWS refuses a second TTL change on a table within about an hour of the first, and `plan`
+    /// and `migrate` refuse it before writing anything. So to move TTL to another attribute,
+    /// [`Migration::disable_ttl`] in one migration and `enable_ttl` in a migration applied at
+    /// least an hour later.
     pub fn enable_ttl(self, table: &str, attribute: &str) -> Self {
         self.schema(SchemaStep::UpdateTtl { table: table.to_owned(), attribute: Some(attribute.to_owned()) })
     }
+    /// Adds a step that turns the table's TTL off, so that its items no longer expire
+    /// ([`SchemaStep::UpdateTtl`] with `None`); the one-hour rule of
+    /// [`Migration::enable_ttl`] applies.
     pub fn disable_ttl(self, table: &str) -> Self {
         self.schema(SchemaStep::UpdateTtl { table: table.to_owned(), attribute: None })
     }
     /// Switches billing; a switch to provisioned gives each existing GSI its own throughput.
+    ///
+    /// `billing` is on-demand, or provisioned with the table's read and write capacity units,
+    /// which is also how a provisioned table's capacity changes ([`SchemaStep::UpdateBilling`]).
+    /// With provisioned billing, `index_throughput` gives each GSI its capacity by index name,
+    /// and must name every GSI of the table; with on-demand it is ignored. AWS allows 4 switches
+    /// to on-demand in 24 hours and limits capacity decreases per UTC day: `plan` and `migrate`
+    /// refuse a step that breaks either before writing anything, and `cargo xtask lint` flags
+    /// every switch of billing mode.
     pub fn update_billing(
         self,
         table: &str,
@@ -407,42 +568,69 @@ impl Migration {
     ) -> Self {
         self.schema(SchemaStep::UpdateBilling { table: table.to_owned(), billing, index_throughput })
     }
+    /// Adds a step that turns the table's stream on with view `stream`, or off with `None`
+    /// ([`SchemaStep::UpdateStream`]). A table whose stream has another view fails the step: that
+    /// is [`Migration::replace_stream`]. Turning a stream off is flagged by `cargo xtask lint`,
+    /// since its consumers lose their place.
     pub fn update_stream(self, table: &str, stream: Option<StreamView>) -> Self {
         self.schema(SchemaStep::UpdateStream { table: table.to_owned(), stream })
     }
     /// Replaces the table's stream by one with view `stream` (a new stream ARN: its consumers stop).
+    /// `destructive` says why that is fine ([`SchemaStep::ReplaceStream`]).
     pub fn replace_stream(self, table: &str, stream: StreamView, destructive: Destructive) -> Self {
         self.schema(SchemaStep::ReplaceStream { table: table.to_owned(), stream, destructive })
     }
     /// Deletes the GSI named like `index` and creates it again as `index` (queries on it fail until
-    /// it is backfilled): how a GSI's keys or projection change.
+    /// it is backfilled): how a GSI's keys or projection change. `destructive` says why that is
+    /// fine ([`SchemaStep::ReplaceGlobalIndex`]).
     pub fn replace_global_index(self, table: &str, index: GlobalIndex, destructive: Destructive) -> Self {
         self.schema(SchemaStep::ReplaceGlobalIndex { table: table.to_owned(), index, destructive })
     }
     /// Changes the table class (AWS allows two changes in a trailing 30 days).
+    /// DynamoDB Local keeps no table class, so there the call is skipped
+    /// ([`SchemaStep::SetTableClass`]).
     pub fn set_table_class(self, table: &str, class: TableClass) -> Self {
         self.schema(SchemaStep::SetTableClass { table: table.to_owned(), class })
     }
+    /// Adds a step that turns deletion protection of `table` on or off
+    /// ([`SchemaStep::SetDeletionProtection`]). While it is on, the table cannot be deleted: turn
+    /// it off in a step before [`Migration::delete_table`].
     pub fn deletion_protection(self, table: &str, enabled: bool) -> Self {
         self.schema(SchemaStep::SetDeletionProtection { table: table.to_owned(), enabled })
     }
     /// Deletes the current version of a table.
+    ///
+    /// Adds a step that deletes the table with every item in it, and waits until it is gone
+    /// ([`SchemaStep::DeleteTable`]); `destructive` says why that is fine. The step fails while
+    /// the table has deletion protection on, and when there is no such table (a wrong name would
+    /// otherwise be recorded as applied).
     pub fn delete_table(self, table: &str, destructive: Destructive) -> Self {
         self.schema(SchemaStep::DeleteTable { table: table.to_owned(), version: None, destructive })
     }
     /// Deletes an older version of a table, left behind by a rebuild.
+    ///
+    /// Apply it once the application uses the new version everywhere. Before deleting, the step
+    /// replays the old version's stream into the new one a last time, checks again that the new
+    /// version is the conversion of the old, and refuses (the migration `interrupted`, to run
+    /// again later) while the old version has been written to within the quiet window (15
+    /// minutes by default; none on DynamoDB Local) or differs. `version` must not be the current
+    /// one: that is [`Migration::delete_table`]. `migrate --accept-differences` deletes it despite
+    /// differences, once they are known to be the application's own writes to the new version.
     pub fn delete_old_table(self, table: &str, version: u32, destructive: Destructive) -> Self {
         self.schema(SchemaStep::DeleteTable { table: table.to_owned(), version: Some(version), destructive })
     }
-    /// Rebuilds a table as a new version (see [`RebuildStep`]).
+    /// Rebuilds a table as a new version (see [`RebuildStep`]); the steps and migrations after it
+    /// work on the new version.
     pub fn rebuild_table(mut self, step: RebuildStep) -> Self {
         self.steps.push(Step::Rebuild(step));
         self
     }
+    /// Adds any schema step; the methods above are shorthands for it.
     pub fn schema(mut self, step: SchemaStep) -> Self {
         self.steps.push(Step::Schema(step));
         self
     }
+    /// Adds a data step (see [`DataStep`]).
     pub fn data(mut self, step: DataStep) -> Self {
         self.steps.push(Step::Data(step));
         self
@@ -455,6 +643,9 @@ impl Migration {
 }
 
 /// `(7, "create_orders")` from `m0007_create_orders.rs`.
+///
+/// A migration file's name is `m`, exactly four digits, `_`, then lowercase ASCII words (letters
+/// and digits) joined by single `_`, then `.rs`; any other name gives `None`.
 pub fn parse_file_name(file: &str) -> Option<(u32, &str)> {
     let stem = file.strip_prefix('m')?.strip_suffix(".rs")?;
     let (digits, name) = stem.split_once('_')?;
@@ -523,8 +714,11 @@ pub(crate) fn locate(file: &str) -> Option<std::path::PathBuf> {
 /// A migration's identity: what is compared with the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MigrationInfo {
+    /// The migration's version ([`Migration::version`]).
     pub version: u32,
+    /// The migration's name ([`Migration::name`]).
     pub name: String,
+    /// The hex SHA-256 of its source ([`Migration::checksum`]).
     pub checksum: String,
 }
 

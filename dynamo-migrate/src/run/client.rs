@@ -12,8 +12,11 @@ use aws_smithy_types::timeout::TimeoutConfig;
 /// assume), and, for DynamoDB Local or a test account, endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Target {
+    /// The AWS region (`eu-west-1`).
     pub region: String,
+    /// The AWS profile whose credentials to use, instead of the chain's default.
     pub profile: Option<String>,
+    /// A role to assume with those credentials (session name `dynamo-migrate`).
     pub role_arn: Option<String>,
     /// DynamoDB's endpoint, instead of AWS's.
     pub endpoint: Option<String>,
@@ -156,7 +159,9 @@ pub const READ_OPERATIONS: [&str; 9] = [
     READ_OPERATIONS.join(", ")
 )]
 pub struct WriteRefused {
+    /// The operation refused (`PutItem`).
     pub operation: String,
+    /// What the client reads, as [`read_only`] was given it (an environment).
     pub target: String,
 }
 

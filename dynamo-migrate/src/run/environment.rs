@@ -17,6 +17,7 @@ use crate::names::{DEFAULT_LEDGER_TABLE, TableNames};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
+    /// The environment's name: its table's header in the file (`[prod]`), given with `--env`.
     #[serde(skip)]
     pub name: String,
     /// The AWS region of the tables, e.g. eu-west-1.
@@ -113,10 +114,14 @@ impl Environment {
         }
     }
 
+    /// How the environment names its tables: its `table_prefix`, and its ledger table
+    /// (`ledger_table`, or `dynamo_migrate_ledger`) after the prefix.
     pub fn names(&self) -> TableNames {
         TableNames::with_ledger(self.table_prefix.clone(), self.ledger_table.as_deref().unwrap_or(DEFAULT_LEDGER_TABLE))
     }
 
+    /// Where to connect for this environment: its region, profile, role and endpoints, with a
+    /// fixed test key instead of the credential chain on a local endpoint that names no account.
     pub fn target(&self) -> Target {
         Target {
             region: self.region.clone(),
@@ -136,64 +141,161 @@ impl Environment {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The environments file does not exist.
     #[error(
         "there is no environments file {}: write it (`cargo xtask init` writes environments.toml at the workspace root), or name yours with --environments <file>; then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`",
         .path.display()
     )]
-    Missing { path: PathBuf },
+    Missing {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// The environments file exists but cannot be read.
     #[error("cannot read {}: {error}; make it readable, then run {}", .path.display(), again(.path, None))]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        /// The environments file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        error: std::io::Error,
+    },
+    /// The file is not TOML, or not the environments' shape (an unknown key, a value of the
+    /// wrong type).
     #[error("{}: {message}; fix it, then run {}", .path.display(), again(.path, None))]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The environments file.
+        path: PathBuf,
+        /// toml's message on one line, with where in the file.
+        message: String,
+    },
+    /// An environment that is not on a local endpoint names no `account_id`, so the account
+    /// guard could not check its credentials.
     #[error(
         "{}: environment {env} has no account_id; every environment that is not on a local endpoint needs the AWS account id its credentials must belong to{}; add account_id = \"<12 digits>\" to [{env}], then run {}",
         .path.display(),
         .endpoint.as_ref().map(|e| format!(" (its endpoint {e} is not on this machine's loopback: localhost, 127.0.0.0/8 or [::1])")).unwrap_or_default(),
         again(.path, Some(.env))
     )]
-    MissingAccount { path: PathBuf, env: String, endpoint: Option<String> },
+    MissingAccount {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// Its endpoint, when it has one that is not on this machine's loopback.
+        endpoint: Option<String>,
+    },
+    /// An `account_id` that is not 12 digits.
     #[error(
         "{}: environment {env}: account_id {account} must be 12 digits; fix it, then run {}",
         .path.display(),
         again(.path, Some(.env))
     )]
-    BadAccount { path: PathBuf, env: String, account: String },
+    BadAccount {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// The `account_id` as written.
+        account: String,
+    },
+    /// A `region` that cannot be an AWS region's name.
     #[error(
         "{}: environment {env}: region {region:?} is not an AWS region (lowercase letters, digits and -, like eu-west-1); fix it, then run {}",
         .path.display(),
         again(.path, Some(.env))
     )]
-    BadRegion { path: PathBuf, env: String, region: String },
+    BadRegion {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// The `region` as written.
+        region: String,
+    },
+    /// An `endpoint` or `sts_endpoint` that is not an http(s) URL with a host to connect to.
     #[error(
         "{}: environment {env}: {key} = {value:?} is not a URL ({reason}); write it as http://127.0.0.1:8000 or https://dynamodb.eu-west-1.amazonaws.com, then run {}",
         .path.display(),
         again(.path, Some(.env))
     )]
-    BadEndpoint { path: PathBuf, env: String, key: &'static str, value: String, reason: String },
+    BadEndpoint {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// Which key: `endpoint` or `sts_endpoint`.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it as a URL.
+        reason: String,
+    },
+    /// A `table_prefix` with characters DynamoDB refuses in a table name, longer than 48
+    /// characters, or that makes one of the workspace's table names invalid.
     #[error(
         "{}: environment {env}: table_prefix {prefix:?} {problem}; DynamoDB table names are 3 to 255 characters of a-z, A-Z, 0-9, _, - and .; fix it, then run {}",
         .path.display(),
         again(.path, Some(.env))
     )]
-    BadPrefix { path: PathBuf, env: String, prefix: String, problem: String },
+    BadPrefix {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// The `table_prefix` as written.
+        prefix: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An `application_prefix_env` that is not a portable environment variable name.
     #[error(
         "{}: environment {env}: application_prefix_env {variable:?} is not an environment variable's name (a letter or _, then letters, digits and _, like SHOP_TABLE_PREFIX); fix it, then run {}",
         .path.display(),
         again(.path, Some(.env))
     )]
-    BadPrefixVariable { path: PathBuf, env: String, variable: String },
+    BadPrefixVariable {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// The variable's name as written.
+        variable: String,
+    },
+    /// A `ledger_table` that, after the prefix, is not a valid table name, or is the name of one
+    /// of the tables the migrations create.
     #[error(
         "{}: environment {env}: ledger_table {ledger:?} {problem}; fix it, then run {}",
         .path.display(),
         again(.path, Some(.env))
     )]
-    BadLedger { path: PathBuf, env: String, ledger: String, problem: String },
+    BadLedger {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// The ledger table's name after the prefix.
+        ledger: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Two environments in one place (endpoint, or account and region) whose physical table
+    /// names meet, without both saying `shares_tables = true`.
     #[error(
         "{}: environments {first} and {second} use the same tables ({tables}), so they would overwrite each other's tables, whatever their ledgers: give one its own table_prefix, or, if they are meant to be the same, set shares_tables = true in both; then run {}",
         .path.display(),
         again(.path, None)
     )]
-    SharedTables { path: PathBuf, first: String, second: String, tables: String },
+    SharedTables {
+        /// The environments file.
+        path: PathBuf,
+        /// The first environment's name.
+        first: String,
+        /// The second environment's name.
+        second: String,
+        /// Where they meet: the place and prefixes, and the table both would write.
+        tables: String,
+    },
+    /// `--env` names an environment the file does not define; the message suggests the closest
+    /// name, at most two edits away.
     #[error(
         "unknown environment {env:?}; {} defines: {}; {}",
         .path.display(),
@@ -203,13 +305,26 @@ pub enum ConfigError {
             None => format!("name one of them: `cargo xtask {COMMAND_PLACEHOLDER} --env <name>{}`", environments_option(.path)),
         }
     )]
-    Unknown { env: String, path: PathBuf, known: Vec<String> },
+    Unknown {
+        /// The name given.
+        env: String,
+        /// The environments file.
+        path: PathBuf,
+        /// The environments the file defines.
+        known: Vec<String>,
+    },
+    /// The file defines no environment at all.
     #[error(
         "{} defines no environment: add one as a table, e.g. [{env}] with region = \"eu-west-1\" and account_id = \"123456789012\" (or endpoint = \"http://127.0.0.1:8000\" for DynamoDB Local), then run `cargo xtask {COMMAND_PLACEHOLDER} --env {env}{}`",
         .path.display(),
         environments_option(.path)
     )]
-    NoEnvironments { env: String, path: PathBuf },
+    NoEnvironments {
+        /// The name given, used in the example the message suggests.
+        env: String,
+        /// The environments file.
+        path: PathBuf,
+    },
 }
 
 /// The command to run again once the file is fixed: this command, on the environment named, or
@@ -320,11 +435,15 @@ fn check_url(value: &str) -> Result<(), String> {
 /// All environments of a workspace.
 #[derive(Debug, Clone)]
 pub struct Environments {
+    /// The file they were read from, as given (named in errors).
     pub path: PathBuf,
+    /// Every environment, by name.
     pub environments: BTreeMap<String, Environment>,
 }
 
 impl Environments {
+    /// Reads and checks the environments file at `path` (see [`Environments::parse`]); a file
+    /// that does not exist is [`ConfigError::Missing`].
     pub fn load(path: &Path) -> Result<Environments, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| match error.kind() {
             std::io::ErrorKind::NotFound => ConfigError::Missing { path: path.to_owned() },
@@ -504,6 +623,8 @@ impl Environments {
         Ok(())
     }
 
+    /// The environment named `name`: [`ConfigError::Unknown`] (with the closest name) when the
+    /// file does not define it, [`ConfigError::NoEnvironments`] when it defines none.
     pub fn get(&self, name: &str) -> Result<&Environment, ConfigError> {
         if self.environments.is_empty() {
             return Err(ConfigError::NoEnvironments { env: name.to_owned(), path: self.path.clone() });

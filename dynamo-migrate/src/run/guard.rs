@@ -13,7 +13,10 @@ use crate::environment::Environment;
 /// Whose credentials these are, as STS says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallerIdentity {
+    /// The 12-digit account the credentials belong to.
     pub account: String,
+    /// The caller's ARN (a user, or an assumed role's session); the ledger records it as who
+    /// applied each migration.
     pub arn: String,
 }
 
@@ -21,6 +24,7 @@ pub struct CallerIdentity {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum GuardError {
+    /// STS refused to say whose the credentials are (none found, expired, invalid).
     #[error(
         "environment {env}: cannot tell whose credentials these are, so nothing is done: {detail}; set up credentials for account {account} ({}), then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`",
         match .profile {
@@ -28,27 +32,77 @@ pub enum GuardError {
             None => "a profile, an SSO login, a role, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".to_owned(),
         }
     )]
-    NoIdentity { env: String, account: String, profile: Option<String>, detail: String },
+    NoIdentity {
+        /// The environment's name.
+        env: String,
+        /// The account the environment names.
+        account: String,
+        /// The environment's profile, if it names one.
+        profile: Option<String>,
+        /// What STS or the credential chain said.
+        detail: String,
+    },
+    /// The environment names a profile that neither AWS configuration file defines.
     #[error(
         "environment {env}: profile {profile} is in neither {files}, so its credentials cannot be had and nothing is done; add it (`aws configure --profile {profile}`, or `aws configure sso --profile {profile}`), or name an existing profile in [{env}] of the environments file, then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`"
     )]
-    UnknownProfile { env: String, profile: String, files: String },
+    UnknownProfile {
+        /// The environment's name.
+        env: String,
+        /// The profile it names.
+        profile: String,
+        /// The configuration and credentials files looked in.
+        files: String,
+    },
+    /// STS could not be reached (no connection, a time-out).
     #[error(
         "environment {env}: cannot reach STS at {sts} to ask whose credentials these are, so nothing is done: {detail}; check this machine's network{}, then run `cargo xtask {COMMAND_PLACEHOLDER} --env {ENVIRONMENT_PLACEHOLDER}`",
         if .sts.starts_with("AWS") { "" } else { " and the sts_endpoint of the environment" }
     )]
-    StsUnreachable { env: String, sts: String, detail: String },
+    StsUnreachable {
+        /// The environment's name.
+        env: String,
+        /// The environment's `sts_endpoint`, or AWS STS in its region.
+        sts: String,
+        /// What failed on the way.
+        detail: String,
+    },
+    /// The credentials belong to another account than the environment's: nothing is done,
+    /// reads included.
     #[error(
         "environment {env} is account {expected}, but the credentials belong to account {actual} ({arn}); nothing was done: use credentials of account {expected}"
     )]
-    WrongAccount { env: String, expected: String, actual: String, arn: String },
+    WrongAccount {
+        /// The environment's name.
+        env: String,
+        /// The account the environment names.
+        expected: String,
+        /// The account the credentials belong to.
+        actual: String,
+        /// The caller's ARN.
+        arn: String,
+    },
+    /// A protected environment without `--yes`, and no terminal to type its name in.
     #[error(
         "environment {env} ({}region {region}) is protected: pass --yes, or run in a terminal and type the environment's name to confirm",
         .account.as_ref().map(|a| format!("account {a}, ")).unwrap_or_default()
     )]
-    NeedsConfirmation { env: String, account: Option<String>, region: String },
+    NeedsConfirmation {
+        /// The environment's name.
+        env: String,
+        /// Its account, if it names one.
+        account: Option<String>,
+        /// Its region.
+        region: String,
+    },
+    /// What was typed at the prompt is not the environment's name.
     #[error("environment {env} was not confirmed (typed {typed:?} instead of {env:?}); nothing was done")]
-    NotConfirmed { env: String, typed: String },
+    NotConfirmed {
+        /// The environment's name.
+        env: String,
+        /// What was typed, trimmed.
+        typed: String,
+    },
 }
 
 /// Asks STS whose the credentials are and checks them against the environment's account.

@@ -82,10 +82,16 @@ const ANYWHERE: &[&str] = &["dynamodb:ListTables", "sts:GetCallerIdentity"];
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
+    /// The environment names no account, and a policy's ARNs need one.
     #[error(
         "environment {env} has no account_id, and a policy names the account's tables; give the environment its account_id in the environments file"
     )]
-    NoAccount { env: String },
+    NoAccount {
+        /// The environment's name.
+        env: String,
+    },
+    /// The migrations cannot be followed from empty (a step on a table that does not exist, …),
+    /// so their tables are not known.
     #[error("the migrations cannot be simulated to find their tables: {0}")]
     Plan(#[from] crate::planner::PlanError),
 }

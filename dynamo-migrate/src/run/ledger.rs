@@ -58,6 +58,8 @@ pub(crate) struct ItemCondition {
 }
 
 impl Ledger {
+    /// The ledger table `names` gives (`<prefix>dynamo_migrate_ledger` unless the environment
+    /// names another), read and written through `client`; unfenced until [`Ledger::fenced`].
     pub fn new(client: Client, names: &TableNames) -> Self {
         Ledger { client, table: names.ledger().to_owned(), fence: None }
     }
@@ -68,6 +70,7 @@ impl Ledger {
         self
     }
 
+    /// The ledger's physical table name.
     pub fn table(&self) -> &str {
         &self.table
     }

@@ -66,6 +66,9 @@ pub struct LockOptions {
 }
 
 impl LockOptions {
+    /// The defaults for `caller` (the command, as the owner names it): a 60 s lease, a wait of
+    /// up to 10 minutes for another run's lock, no environment named, and nothing said on
+    /// stderr.
     pub fn new(caller: &str) -> Self {
         LockOptions {
             owner: owner(caller),
@@ -137,6 +140,7 @@ fn new_version() -> String {
 /// Who holds the lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LockHolder {
+    /// Who took it: `host pid N (caller)`.
     pub owner: String,
     /// The fencing token of the holder's tenure: the same from its take to its release.
     pub token: String,
@@ -145,11 +149,16 @@ pub struct LockHolder {
     /// How long the holder's lease is: the lock is taken over once its version has not changed
     /// for that long.
     pub lease_ms: u64,
+    /// The holder's machine, by its host name.
     pub host: String,
+    /// The holder's process id on that machine, when it recorded one.
     pub pid: Option<u32>,
     /// The holder process's start time (field 22 of its `/proc/<pid>/stat`).
     pub pid_started: Option<String>,
+    /// The boot of the holder's machine (`/proc/sys/kernel/random/boot_id`): on this machine, a
+    /// holder of an earlier boot is dead, whatever its process id.
     pub boot_id: Option<String>,
+    /// When the holder took the lock (RFC 3339), by its own clock.
     pub acquired_at: String,
     /// When the holder last renewed the lock, by its own clock (shown, never compared).
     pub heartbeat_at: String,
@@ -410,12 +419,23 @@ fn lock_client(client: &Client, lease: Duration) -> Client {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockLoss {
     /// A renewal found another run's lock in its place.
-    TakenOver { by: String },
+    TakenOver {
+        /// The new holder, as [`LockHolder`] displays it.
+        by: String,
+    },
     /// A renewal found no lock: it was removed (`unlock --force`).
     Removed,
     /// No renewal got through for so long that the lease may run out before a request sent now
     /// lands.
-    Unrenewed { for_ms: u64, lease_ms: u64, last_error: Option<String> },
+    Unrenewed {
+        /// How long ago the last renewal that got through was sent, in milliseconds.
+        for_ms: u64,
+        /// The run's lease, in milliseconds.
+        lease_ms: u64,
+        /// Why the last renewal failed; `None` when none was tried (the process was paused, or
+        /// its machine slept).
+        last_error: Option<String>,
+    },
 }
 
 impl std::fmt::Display for LockLoss {
@@ -445,7 +465,9 @@ impl std::fmt::Display for LockLoss {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("not sent: this run no longer holds the migration lock in {table}: {loss}")]
 pub struct LockFenced {
+    /// The ledger table the lock lives in.
     pub table: String,
+    /// How the lock was lost.
     pub loss: LockLoss,
 }
 

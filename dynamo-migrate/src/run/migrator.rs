@@ -42,10 +42,18 @@ pub(crate) struct StepOf {
 /// What one step did.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
+    /// The step, as [`Step::describe`](crate::Step::describe) says it.
     pub step: String,
+    /// Each DynamoDB call made, as a plan line (`UpdateTable prod_customers: create GSI …`);
+    /// for a rebuild, and the replay before an old version's delete, a line per phase (the
+    /// copy's estimate, the copy, the catch-up, the check).
     pub calls: Vec<String>,
+    /// Each call not made, and why: one DynamoDB Local cannot make (tags, point-in-time
+    /// recovery, table class), or a delete an earlier attempt already made.
     pub skipped: Vec<String>,
+    /// How many fixture items were written before a data step (on DynamoDB Local only).
     pub fixtures_written: u64,
+    /// What a data step's passes, or a rebuild's copy, read and wrote.
     pub data: Option<DataReport>,
     /// What a rebuild's stream replay did (the catch-up, or the replay before a cut-over).
     pub replay: Option<ReplayReport>,
@@ -58,16 +66,23 @@ pub struct StepReport {
 /// What one migration did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationReport {
+    /// The migration's version.
     pub version: u32,
+    /// The migration's name.
     pub name: String,
+    /// True when it ran again after being interrupted or marked for a rerun, resuming its
+    /// passes from their checkpoints.
     pub resumed: bool,
+    /// What each step did, in order.
     pub steps: Vec<StepReport>,
+    /// How long it took, in milliseconds.
     pub millis: u128,
 }
 
 /// What a run applied.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
+    /// The migrations applied, in order.
     pub applied: Vec<MigrationReport>,
     /// Stopped by Ctrl-C between migrations, with more pending.
     pub interrupted: bool,
@@ -77,7 +92,9 @@ pub struct RunReport {
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
 pub struct RunFailure {
+    /// The migrations the run applied before it stopped.
     pub report: RunReport,
+    /// Why it stopped.
     #[source]
     pub error: Error,
 }
@@ -268,6 +285,7 @@ impl Migrator {
         self
     }
 
+    /// The ledger of the migrator's environment, unfenced (a run fences its own by its lock).
     pub fn ledger(&self) -> Ledger {
         Ledger::new(self.client.clone(), &self.names)
     }

@@ -17,15 +17,19 @@ pub struct TableNames {
 pub const DEFAULT_LEDGER_TABLE: &str = "dynamo_migrate_ledger";
 
 impl TableNames {
+    /// The names of an environment with table prefix `prefix` (possibly empty), every table at
+    /// version 1, and the ledger `<prefix>dynamo_migrate_ledger`.
     pub fn new(prefix: impl Into<String>) -> Self {
         TableNames::with_ledger(prefix, DEFAULT_LEDGER_TABLE)
     }
 
+    /// The same, with the ledger table `<prefix><ledger>`.
     pub fn with_ledger(prefix: impl Into<String>, ledger: &str) -> Self {
         let prefix = prefix.into();
         TableNames { ledger: format!("{prefix}{ledger}"), prefix, versions: BTreeMap::new() }
     }
 
+    /// The environment's table prefix, put before every table name.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -15,8 +15,12 @@ use crate::migration::MigrationInfo;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// A run is applying it. Found by a run that holds the lock, it means the run that started
+    /// it died: the record is dirty, and nothing runs until `recover` says what to do with it.
     Running,
+    /// Every step succeeded (or `recover --resolved` recorded it so).
     Succeeded,
+    /// A step failed; nothing runs until `recover` marks it for a rerun or resolved.
     Failed,
     /// Stopped by Ctrl-C at a checkpoint; the next run resumes it.
     Interrupted,
@@ -46,18 +50,30 @@ impl fmt::Display for Status {
 /// One ledger record: a migration that was started against this environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedMigration {
+    /// The migration's version.
     pub version: u32,
+    /// The migration's name.
     pub name: String,
+    /// The checksum of the source that ran (or that `recover` accepted).
     pub checksum: String,
+    /// Where it stands.
     pub status: Status,
+    /// When its latest attempt started (RFC 3339).
     pub started_at: String,
+    /// When its latest attempt ended (RFC 3339); `None` while it runs.
     pub finished_at: Option<String>,
+    /// Who ran its latest attempt, as the migrator was told
+    /// ([`Migrator::new`](crate::Migrator::new)): the runner gives the caller's ARN, as STS says
+    /// it, or `local`.
     pub applied_by: String,
+    /// The version of this tool that ran it.
     pub tool_version: String,
+    /// Why its latest attempt failed or stopped, with the failing step.
     pub error: Option<String>,
     /// Who marked a dirty record resolved or for re-run, and when.
     #[serde(default)]
     pub recovered_by: Option<String>,
+    /// When `recover` last changed the record (RFC 3339).
     #[serde(default)]
     pub recovered_at: Option<String>,
 }
@@ -66,29 +82,85 @@ pub struct AppliedMigration {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum SequenceError {
+    /// An applied migration's source changed since it was applied.
     #[error(
         "migration {version} ({name}) was applied with checksum {applied}, the code now has {now}: an applied migration must not change; restore its file, put the change in a new migration, and run `cargo xtask plan --env <environment>`"
     )]
-    ChangedChecksum { version: u32, name: String, applied: String, now: String },
+    ChangedChecksum {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: String,
+        /// The start of the checksum the ledger recorded.
+        applied: String,
+        /// The start of the checksum of the code's source.
+        now: String,
+    },
+    /// The ledger records a migration the code no longer has.
     #[error(
         "migration {version} ({name}) is in the ledger but not in the code: restore it (migrations are append-only), then run `cargo xtask plan --env <environment>`"
     )]
-    Missing { version: u32, name: String },
+    Missing {
+        /// The migration's version.
+        version: u32,
+        /// Its name, as the ledger recorded it.
+        name: String,
+    },
+    /// A migration the ledger does not record has a version below one it does: added after a
+    /// later migration was applied.
     #[error(
         "migration {version} ({name}) is not applied but the later migration {later} is: give the new migration a version after {later}"
     )]
-    OutOfOrder { version: u32, name: String, later: u32 },
+    OutOfOrder {
+        /// The unapplied migration's version.
+        version: u32,
+        /// The unapplied migration's name.
+        name: String,
+        /// The highest version the ledger records.
+        later: u32,
+    },
+    /// A migration is `running` or `failed`: a run died or a step failed, and someone must look
+    /// before anything else runs.
     #[error(
         "migration {version} ({name}) is {status} since {started_at} (by {applied_by}){}: check the tables it touches, fix its file if it was wrong, then run `cargo xtask recover --env <environment> --version {version} --rerun` to apply it again (resuming its data steps), or `cargo xtask recover --env <environment> --version {version} --resolved` if you completed it by hand",
         .error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default()
     )]
-    Dirty { version: u32, name: String, status: Status, started_at: String, applied_by: String, error: Option<String> },
+    Dirty {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: String,
+        /// `running` or `failed`.
+        status: Status,
+        /// When its latest attempt started (RFC 3339).
+        started_at: String,
+        /// Who ran it.
+        applied_by: String,
+        /// Why it failed, as recorded.
+        error: Option<String>,
+    },
+    /// Two migrations in the code have the same version.
     #[error(
         "migration version {version} is used twice in the code ({first} and {second}): give {second} the next free version, {next}: rename its file m{next:04}_{second}.rs (and the name in its migration!(..) and lib.rs), then run `cargo xtask verify`"
     )]
-    DuplicateVersion { version: u32, first: String, second: String, next: u32 },
+    DuplicateVersion {
+        /// The version used twice.
+        version: u32,
+        /// The name of the migration listed first with it.
+        first: String,
+        /// The name of the one listed second, which should move.
+        second: String,
+        /// The next free version, one above the highest in the code.
+        next: u32,
+    },
+    /// The code's list of migrations is not in version order.
     #[error("migrations {earlier} and {later} are listed out of order in the code; list them by version")]
-    UnsortedCode { earlier: u32, later: u32 },
+    UnsortedCode {
+        /// The lower version, listed second.
+        earlier: u32,
+        /// The higher version, listed first.
+        later: u32,
+    },
 }
 
 /// Every reason found, so that all can be fixed at once.
@@ -189,8 +261,11 @@ pub enum Recovery {
 /// the one it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryPlan {
+    /// The migration's version.
     pub version: u32,
+    /// The record's status now.
     pub from: Status,
+    /// The status it gets: `rerun` or `succeeded`.
     pub to: Status,
     /// The checksum the record gets: the code's, since a fixed file is what runs (or counts as
     /// applied) from now on.
@@ -201,18 +276,35 @@ pub struct RecoveryPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum RecoveryError {
+    /// The version is not among the code's migrations.
     #[error(
         "migration {version} is not in the code, so there is nothing to run or to record: restore its file (migrations are append-only), then run `cargo xtask status --env <environment>`"
     )]
-    NotInCode { version: u32 },
+    NotInCode {
+        /// The version asked for.
+        version: u32,
+    },
+    /// The ledger has no record of the migration: `migrate` applies it.
     #[error(
         "migration {version} ({name}) has not started in this environment, so there is nothing to recover: `cargo xtask migrate --env <environment>` applies it"
     )]
-    NotStarted { version: u32, name: String },
+    NotStarted {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: String,
+    },
+    /// The migration succeeded: it never runs again, and only a resolved one whose file was
+    /// fixed since takes the code's checksum.
     #[error(
         "migration {version} ({name}) has succeeded; an applied migration never runs again and never changes: put the change in a new migration, then run `cargo xtask migrate --env <environment>`"
     )]
-    Applied { version: u32, name: String },
+    Applied {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: String,
+    },
 }
 
 /// The recovery state machine, one record at a time (ARCHITECTURE.md draws it):

@@ -97,7 +97,9 @@ impl SimulatedTables {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftKind {
+    /// An applied migration left the table, and it is not there.
     Missing,
+    /// The table is there, with other fields than expected ([`TableDrift::diffs`]).
     Differs,
     /// A version of a table the migrations know, which no applied migration left.
     Unexpected,
@@ -106,10 +108,15 @@ pub enum DriftKind {
 /// One table that drifted.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableDrift {
+    /// The table's logical name.
     pub table: String,
+    /// The version that drifted.
     pub version: u32,
+    /// Its physical name in the environment.
     pub physical: String,
+    /// How it drifted.
     pub kind: DriftKind,
+    /// For [`DriftKind::Differs`], each field that differs, expected and found; empty otherwise.
     pub diffs: Vec<FieldDiff>,
 }
 

@@ -14,6 +14,7 @@ use crate::sdk;
 /// What happened to one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The call was made, and the table has settled.
     Done,
     /// Not possible on this endpoint (tags and point-in-time recovery on DynamoDB Local).
     Skipped(&'static str),
@@ -22,6 +23,8 @@ pub enum Outcome {
 /// How the executor behaves on this endpoint.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
+    /// The endpoint is DynamoDB Local: calls it cannot make are skipped, and tags are left out
+    /// of a create.
     pub local: bool,
     /// How long to wait for a table or index to become ACTIVE; a GSI backfill on a big table
     /// can take hours on AWS.
@@ -29,6 +32,8 @@ pub struct ExecOptions {
 }
 
 impl ExecOptions {
+    /// Options for DynamoDB Local (`local`: a 5-minute wait) or AWS (a 24-hour wait, for the
+    /// backfill of a GSI on a big table).
     pub fn new(local: bool) -> Self {
         ExecOptions { local, wait_timeout: Duration::from_secs(if local { 300 } else { 24 * 3600 }) }
     }

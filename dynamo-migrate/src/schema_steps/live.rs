@@ -18,8 +18,12 @@ pub const NOT_CHECKED_ON_LOCAL: [&str; 3] = ["tags", "point_in_time_recovery", "
 /// A table as the account has it, with the fields that could not be read.
 #[derive(Debug, Clone)]
 pub struct LiveTable {
+    /// The table as described, in the model the code declares tables in, named logically.
     pub def: TableDef,
+    /// The fields of `def` this endpoint cannot report, which comparisons leave out (see
+    /// [`NOT_CHECKED_ON_LOCAL`]).
     pub not_checked: Vec<&'static str>,
+    /// DynamoDB's `ItemCount`, which it updates about every six hours: an estimate.
     pub item_count: Option<i64>,
     /// When the table was created, in milliseconds since the epoch.
     pub created_ms: Option<u64>,

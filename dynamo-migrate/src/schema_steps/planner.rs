@@ -26,65 +26,108 @@ use thiserror::Error;
 use crate::migration::SchemaStep;
 
 /// One DynamoDB control-plane call, on a table named logically.
+///
+/// The executor makes it on the table's physical name and then waits until the table and every
+/// index are ACTIVE again (or, after a delete, gone).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Call {
+    /// `CreateTable` with the keys, indexes, billing, stream, class, deletion protection and (on
+    /// AWS) tags of `table`; TTL and point-in-time recovery are calls of their own.
     CreateTable {
+        /// The table to create.
         table: TableDef,
     },
+    /// `UpdateTable` creating one GSI, which DynamoDB then backfills.
     CreateGlobalIndex {
+        /// The table's logical name.
         table: String,
+        /// The index to create.
         index: GlobalIndex,
+        /// The table as it is with the index, whose attribute definitions the request carries.
         definition: TableDef,
     },
+    /// `UpdateTable` deleting one GSI.
     DeleteGlobalIndex {
+        /// The table's logical name.
         table: String,
+        /// The GSI's name.
         index: String,
     },
+    /// `UpdateTimeToLive` enabling TTL on an attribute.
     EnableTtl {
+        /// The table's logical name.
         table: String,
+        /// The attribute holding each item's expiry, in seconds since the epoch.
         attribute: String,
     },
+    /// `UpdateTimeToLive` disabling TTL; DynamoDB needs the attribute it is disabled on.
     DisableTtl {
+        /// The table's logical name.
         table: String,
+        /// The table's current TTL attribute.
         attribute: String,
     },
     /// A new billing mode or table capacity (`None`: the table's own stays), and the capacity of
     /// each GSI whose capacity changes (DynamoDB refuses an update to the current value).
     UpdateBilling {
+        /// The table's logical name.
         table: String,
+        /// The new billing mode and table capacity, or `None` to leave them.
         billing: Option<Billing>,
+        /// The new capacity of each GSI that changes, by index name.
         index_throughput: Vec<(String, Throughput)>,
     },
+    /// `UpdateTable` turning the stream on with a view.
     EnableStream {
+        /// The table's logical name.
         table: String,
+        /// What each record carries of the item.
         view: StreamView,
     },
+    /// `UpdateTable` turning the stream off; its consumers stop.
     DisableStream {
+        /// The table's logical name.
         table: String,
     },
+    /// `UpdateTable` turning deletion protection on or off.
     SetDeletionProtection {
+        /// The table's logical name.
         table: String,
+        /// `true` to protect the table from deletion.
         enabled: bool,
     },
+    /// `UpdateContinuousBackups` turning point-in-time recovery on or off; skipped on DynamoDB
+    /// Local, which has none.
     SetPointInTimeRecovery {
+        /// The table's logical name.
         table: String,
+        /// `true` to turn it on.
         enabled: bool,
     },
+    /// `UpdateTable` changing the table class; skipped on DynamoDB Local, which keeps none.
     SetTableClass {
+        /// The table's logical name.
         table: String,
+        /// The new class.
         class: TableClass,
     },
+    /// `TagResource` on the table's ARN; skipped on DynamoDB Local, which has no tags.
     TagTable {
+        /// The table's logical name.
         table: String,
+        /// The tags to set, as key and value.
         tags: Vec<(String, String)>,
     },
+    /// `DeleteTable`: the table and every item in it.
     DeleteTable {
+        /// The table's logical name.
         table: String,
     },
 }
 
 impl Call {
+    /// The logical name of the table the call is made on.
     pub fn table(&self) -> &str {
         match self {
             Call::CreateTable { table } => &table.name,
@@ -171,31 +214,85 @@ fn billing_text(billing: &Billing) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum PlanError {
+    /// The step changes a table that does not exist.
     #[error("table {table} does not exist, so {step} cannot run; create it in an earlier step")]
-    TableMissing { table: String, step: String },
+    TableMissing {
+        /// The table's logical name.
+        table: String,
+        /// The step, in a few words.
+        step: String,
+    },
+    /// A table to create exists already, and not as the step declares it (beyond the TTL and
+    /// point-in-time recovery calls a create that stopped half-way still owes).
     #[error("table {table} already exists and differs from the one to create: {}", diffs_text(.diffs))]
-    TableDiffers { table: String, diffs: Vec<FieldDiff> },
+    TableDiffers {
+        /// The table's logical name.
+        table: String,
+        /// Each field that differs, with the live value and the declared one.
+        diffs: Vec<FieldDiff>,
+    },
+    /// A GSI to add exists with other keys or projection: that is a `replace_global_index`.
     #[error(
         "table {table}: index {index} already exists and differs ({}); DynamoDB cannot change an index's keys or projection in place: delete it and create it again with replace_global_index(\"{table}\", <the index>, Destructive::because(\"...\")) (queries on {index} fail until it is backfilled)",
         diffs_text(.diffs)
     )]
-    IndexDiffers { table: String, index: String, diffs: Vec<FieldDiff> },
+    IndexDiffers {
+        /// The table's logical name.
+        table: String,
+        /// The index's name.
+        index: String,
+        /// Each field of the index that differs, with the live value and the declared one.
+        diffs: Vec<FieldDiff>,
+    },
+    /// An `update_stream` to another view on a table whose stream is on: that is a
+    /// `replace_stream`, since DynamoDB changes a view only by replacing the stream.
     #[error(
         "table {table}: changing the stream view from {from:?} to {to:?} replaces the stream: DynamoDB needs it turned off and on again, which gives it a new ARN, and its consumers (Lambda triggers, Kinesis adapters, replays) stop reading; write it as replace_stream(\"{table}\", StreamView::{to:?}, Destructive::because(\"...\")) and move the consumers to the new stream"
     )]
-    StreamViewChange { table: String, from: StreamView, to: StreamView },
+    StreamViewChange {
+        /// The table's logical name.
+        table: String,
+        /// The live stream's view.
+        from: StreamView,
+        /// The view the step asks for.
+        to: StreamView,
+    },
+    /// A GSI step names an LSI, which DynamoDB cannot add, change or delete in place.
     #[error("table {table}: {index} is a local secondary index; it can only change by rebuilding the table")]
-    IndexIsLocal { table: String, index: String },
+    IndexIsLocal {
+        /// The table's logical name.
+        table: String,
+        /// The LSI's name.
+        index: String,
+    },
+    /// A delete of a table whose deletion protection is on.
     #[error(
         "table {table} has deletion protection on; turn it off in an earlier step (deletion_protection(\"{table}\", false))"
     )]
-    DeletionProtected { table: String },
+    DeletionProtected {
+        /// The table's logical name.
+        table: String,
+    },
+    /// A switch to provisioned billing that gives no capacity for one of the table's GSIs.
     #[error("table {table}: switching to provisioned billing needs a throughput for global index {index}")]
-    MissingIndexThroughput { table: String, index: String },
+    MissingIndexThroughput {
+        /// The table's logical name.
+        table: String,
+        /// The GSI without a capacity.
+        index: String,
+    },
+    /// A `delete_old_table` naming the table's current version.
     #[error(
         "table {table}: version {version} is the current one; delete_old_table deletes versions left by a rebuild, delete_table the current one"
     )]
-    CurrentVersion { table: String, version: u32 },
+    CurrentVersion {
+        /// The table's logical name.
+        table: String,
+        /// The version the step names, which is the current one.
+        version: u32,
+    },
+    /// The table the step leaves breaks DynamoDB's rules (names, index counts, projections,
+    /// capacity…), as [`TableDef::validate`] checks them.
     #[error("{0}")]
     Invalid(ValidationErrors),
     /// A destructive step that finds nothing to destroy: most likely a wrong name, which would
@@ -203,7 +300,10 @@ pub enum PlanError {
     #[error(
         "{what} does not exist here, so there is nothing to delete: check the name (a wrong one would be recorded as applied while the table or index meant stays)"
     )]
-    NothingToDelete { what: String },
+    NothingToDelete {
+        /// The table or index, in words (`global index by_x of table customers`).
+        what: String,
+    },
 }
 
 fn diffs_text(diffs: &[FieldDiff]) -> String {

@@ -22,11 +22,18 @@ use crate::rules::{History, Refusal, RuleBook, RuleScope};
 /// One step as it would run.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
+    /// The step, as [`Step::describe`](crate::Step::describe) says it.
     pub step: String,
+    /// True for a step that deletes or stops something, and so carries a
+    /// [`Destructive`](crate::Destructive) reason.
     pub destructive: bool,
+    /// The calls it would make, as plan lines with the physical table names; for a rebuild, what
+    /// it would do in words.
     pub calls: Vec<String>,
     /// What the step cannot say in calls (a data step), or why it would fail.
     pub note: Option<String>,
+    /// True when the step would fail against the tables as the steps before it leave them, or
+    /// AWS would refuse a call of it now.
     pub would_fail: bool,
     /// A call of the step that AWS would refuse now, given the table's recent changes and the
     /// run's earlier calls, with when it becomes possible (see `rules`).
@@ -37,8 +44,11 @@ pub struct PlannedStep {
 /// One pending migration as it would run.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedMigration {
+    /// The migration's version.
     pub version: u32,
+    /// The migration's name.
     pub name: String,
+    /// Each step as it would run, in order.
     pub steps: Vec<PlannedStep>,
 }
 
@@ -47,7 +57,9 @@ pub struct PlannedMigration {
 /// earlier attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Pending<'a> {
+    /// The versions to apply, in order (as [`pending`](crate::pending) gives them).
     pub versions: &'a [u32],
+    /// The versions whose records are `interrupted` or `rerun`.
     pub resuming: &'a [u32],
 }
 

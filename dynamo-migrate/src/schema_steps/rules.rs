@@ -57,15 +57,20 @@ const SAME_CHANGE_MS: u64 = 5 * 60_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
+    /// An `UpdateTimeToLive` call, enabling or disabling TTL.
     Ttl,
+    /// A switch from provisioned to on-demand billing.
     OnDemand,
+    /// A change of the table class.
     TableClass,
 }
 
 /// One change this tool made, as its ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recorded {
+    /// What kind of change.
     pub kind: ChangeKind,
+    /// When it was made, in milliseconds since the epoch.
     pub at_ms: u64,
     /// The migration that made it.
     pub version: u32,
@@ -88,7 +93,10 @@ pub fn counted(current: Option<&TableDef>, call: &Call) -> Option<ChangeKind> {
 /// What DynamoDB's descriptions of a table say of its recent changes (see the module header).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Described {
+    /// `BillingModeSummary.LastUpdateToPayPerRequestDateTime`, in milliseconds since the epoch;
+    /// `None` when the table never switched (its creation on demand is no switch).
     pub last_switch_to_on_demand_ms: Option<u64>,
+    /// `TableClassSummary.LastUpdateDateTime`, in milliseconds since the epoch.
     pub last_table_class_update_ms: Option<u64>,
     /// `TimeToLiveStatus` is ENABLING or DISABLING: a TTL change is still being processed.
     pub ttl_in_transition: bool,
@@ -99,7 +107,9 @@ pub struct Described {
 /// `NumberOfDecreasesToday` and `LastDecreaseDateTime` of a table or a GSI.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Decreases {
+    /// `NumberOfDecreasesToday`: decreases in the current UTC day.
     pub today: u32,
+    /// `LastDecreaseDateTime`, in milliseconds since the epoch.
     pub last_ms: Option<u64>,
 }
 
@@ -181,9 +191,13 @@ impl History {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
+    /// Another TTL change on a table within an hour of the last one.
     TtlCoolDown,
+    /// More than 4 switches to on-demand in a rolling 24 hours.
     OnDemandSwitches,
+    /// More than 2 table class changes in a trailing 30 days.
     TableClassChanges,
+    /// A throughput decrease beyond the 4 of a UTC day, less than an hour after the last one.
     ThroughputDecreases,
 }
 
@@ -232,11 +246,13 @@ impl Rule {
 pub struct Refusal {
     /// The physical table.
     pub table: String,
+    /// The rule the call breaks.
     pub rule: Rule,
     /// The call, as a plan shows it.
     pub call: String,
     /// The earliest time the call can be made, RFC 3339, and in milliseconds since the epoch.
     pub possible_at: String,
+    /// The same time, in milliseconds since the epoch.
     pub possible_at_ms: u64,
     /// The migration breaks the rule by itself, whatever came before: it must be split, and
     /// waiting does not help.
@@ -269,6 +285,9 @@ pub struct RuleBook {
 }
 
 impl RuleBook {
+    /// A book judging at `now_ms` (milliseconds since the epoch) with `scope`, that knows no
+    /// table yet (see [`RuleBook::learn`]); `environment` is named in the commands a refusal
+    /// suggests.
     pub fn new(now_ms: u64, scope: RuleScope, environment: impl Into<String>) -> Self {
         RuleBook { now_ms, scope, environment: environment.into(), tables: BTreeMap::new(), version: None }
     }
