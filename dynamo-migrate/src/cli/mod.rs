@@ -42,8 +42,10 @@ use crate::Project;
 /// Output for people or for CI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Format {
+    /// Lines for people on stdout, printed as the command goes (the default).
     #[default]
     Human,
+    /// One JSON document on stdout at the end, on success and on failure; other lines on stderr.
     Json,
 }
 
@@ -73,6 +75,8 @@ impl Failure {
         Failure { code: 2, error: e.into(), environment: None, command: None }
     }
 
+    /// The process's exit code: 1 when the work failed, 2 for bad usage or configuration, or a
+    /// guard refusing.
     pub fn exit_code(&self) -> u8 {
         self.code
     }
@@ -146,10 +150,13 @@ pub struct Output {
 }
 
 impl Output {
+    /// Output in `format`, with an empty JSON document (filled by [`Output::facts`]).
     pub fn new(format: Format) -> Output {
         Output { format, document: Default::default() }
     }
 
+    /// True for output for people (`--format human`), which commands print as they go; false for
+    /// `--format json`.
     pub fn is_human(&self) -> bool {
         self.format == Format::Human
     }

@@ -107,22 +107,32 @@ impl Mapped {
 
 pub(crate) type MapFn = dyn Fn(Item) -> Result<Mapped, String> + Send + Sync;
 
-/// Counts of what a data step did, including what an earlier, interrupted run of it did before
-/// its last checkpoints. `unchanged` counts items kept as they were, or not copied; `resumed`
-/// counts the items that this run did not scan again thanks to those checkpoints; `conflicts`
-/// counts in-place writes that found the item changed since it was read (by the application),
-/// and so read it again and transformed it again; `vanished` counts items deleted meanwhile.
+/// Counts of what a data step did, in items, including what an earlier, interrupted run of it
+/// did before its last checkpoints. Reports add up (`+`): a step's is the sum of its passes'.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataReport {
+    /// Items the scans read, earlier runs' included.
     pub scanned: u64,
+    /// Items written: into another table, each item put; in place, each item the function
+    /// changed. In a dry run (`verify`'s second run of an in-place pass), what would be written.
     pub written: u64,
+    /// Items kept as they were (in place), or not copied (into another table).
     pub unchanged: u64,
+    /// Items deleted in place ([`Change::Delete`]: a `delete_where`, a transform's `None` with
+    /// `none_deletes`, a raw function's choice).
     pub deleted: u64,
+    /// Items that failed (the transform, the exact read, or DynamoDB refusing the write), each
+    /// kept in the dead-letter file; without one, the first stops the pass instead.
     pub failed: u64,
+    /// Of `scanned`, the items this run did not scan again thanks to an earlier run's
+    /// checkpoints.
     #[serde(default)]
     pub resumed: u64,
+    /// In-place writes that found the item changed since it was read (by the application), and
+    /// so read it again and transformed it again.
     #[serde(default)]
     pub conflicts: u64,
+    /// Items deleted by someone else between the scan and the in-place write: nothing to do.
     #[serde(default)]
     pub vanished: u64,
 }
@@ -147,48 +157,154 @@ impl std::ops::Add for DataReport {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DataError {
+    /// An item failed (the transform, the exact read of its input type, or DynamoDB refusing its
+    /// write), and the pass keeps no dead-letter file: the pass stops at it.
     #[error("table {table}: item {key}: {error}")]
-    Item { table: String, key: String, error: String },
+    Item {
+        /// The table it was read from, or, for a write DynamoDB refused, the table written.
+        table: String,
+        /// Its key, as `{name: value, …}`.
+        key: String,
+        /// Why it failed: for a typed read, every attribute that fails and what would hold it.
+        error: String,
+    },
+    /// A table the pass reads or writes does not exist.
     #[error("the {role} table {table} does not exist; create it in an earlier step")]
-    MissingTable { table: String, role: String },
+    MissingTable {
+        /// Its physical name.
+        table: String,
+        /// `source` (the table read) or `target` (the table written).
+        role: String,
+    },
+    /// A DynamoDB call failed in a way that is not retried (throttling and transient failures
+    /// are, with backoff), or went on failing.
     #[error("{action}: {detail}")]
-    Aws { action: String, detail: String },
+    Aws {
+        /// The call and what it was about: `Scan <table> (segment 3)`,
+        /// `BatchWriteItem to table <table>`, ….
+        action: String,
+        /// What AWS said.
+        detail: String,
+    },
+    /// DynamoDB went on returning part of a batch (`BatchWriteItem`, or `BatchGetItem` in a
+    /// convergence check) as unprocessed; the checkpoints are kept for the next run.
     #[error(
         "table {table}: {count} item(s) were still unprocessed after {attempts} attempts; the checkpoints are kept, run again to resume"
     )]
-    Unprocessed { table: String, count: usize, attempts: u32 },
+    Unprocessed {
+        /// The table of the batch.
+        table: String,
+        /// Items (or keys) still unprocessed at the last attempt.
+        count: usize,
+        /// Attempts made at the batch.
+        attempts: u32,
+    },
+    /// Ctrl-C stopped the pass before every segment was done; the checkpoints are kept, so the
+    /// next run resumes each segment where it stopped.
     #[error(
         "table {table}: interrupted with {done} of {segments} segments done; the checkpoints are kept, run again to resume"
     )]
-    Interrupted { table: String, done: u32, segments: u32 },
+    Interrupted {
+        /// The table the pass reads.
+        table: String,
+        /// Segments done.
+        done: u32,
+        /// The pass's parallel scan segments.
+        segments: u32,
+    },
+    /// The pass's [`RateLimit`] cannot apply to its target: a
+    /// [`RateLimit::WriteCapacityShare`] of an on-demand table, which has no provisioned write
+    /// capacity.
     #[error("table {table}: cannot rate-limit: {reason}")]
-    RateLimit { table: String, reason: String },
+    RateLimit {
+        /// The table written.
+        table: String,
+        /// Why, and what to use instead.
+        reason: String,
+    },
+    /// The dead-letter file could not be opened for appending, or written.
     #[error("dead-letter file {}: {error}", .path.display())]
-    DeadLetter { path: PathBuf, error: String },
+    DeadLetter {
+        /// The file the step names.
+        path: PathBuf,
+        /// The I/O error.
+        error: String,
+    },
+    /// Reading or saving the pass's checkpoints in the ledger failed. It is also how a pass of a
+    /// run that lost its lock, or whose migration is no longer running, is fenced: its next
+    /// checkpoint is refused.
     #[error("checkpoints: {0}")]
     Checkpoint(Box<crate::error::Error>),
+    /// The checkpoints an earlier run left at this place belong to another pass (other tables,
+    /// or a migration file with another checksum): resuming would mix two steps' output.
     #[error(
         "migration {version} ({migration}), {place}: the checkpoints of an earlier run belong to another pass: {differences}. Resuming would mix the output of two different steps; to start the migration's passes over from the beginning, run `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes`"
     )]
-    CheckpointMismatch { version: u32, migration: String, place: String, differences: String },
+    CheckpointMismatch {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        migration: String,
+        /// The pass's place in the migration: `step <i>, pass <j>`, from 0.
+        place: String,
+        /// What differs, in words.
+        differences: String,
+    },
     /// A worker met a pass that is not the one open to workers (the step's code runs in every
     /// worker up to the open pass): not a failure, the worker is done with this step.
     #[error("{place} is not the pass open to workers ({open})")]
-    NotOpen { place: String, open: String },
+    NotOpen {
+        /// The place of the pass the step's code made: `step <i>, pass <j>`.
+        place: String,
+        /// The place of the pass open to workers.
+        open: String,
+    },
     /// Another worker of the run took the segment over (this one was too slow to renew its
     /// lease): not a failure of the pass, whose segment goes on elsewhere.
     #[error("checkpoint {id}: another worker of this run took its segment over")]
-    SegmentTaken { id: String },
+    SegmentTaken {
+        /// The ledger id of the segment's checkpoint.
+        id: String,
+    },
+    /// The pass's function panicked; the panic is caught and stops the pass (it never goes to
+    /// the dead-letter file).
     #[error("table {table}: item {key}: the transform panicked: {message}")]
-    Panicked { table: String, key: String, message: String },
+    Panicked {
+        /// The table the pass reads.
+        table: String,
+        /// The item's key, or `(not known)` when the panic escaped a segment's task.
+        key: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// An in-place write found its item changed by someone else each time, too many times in a
+    /// row; the migration can run again later.
     #[error(
         "table {table}: item {key} changed under the step {attempts} times in a row (the application writes it that often); run the migration again later"
     )]
-    Contended { table: String, key: String, attempts: u32 },
+    Contended {
+        /// The table the pass changes.
+        table: String,
+        /// The item's key.
+        key: String,
+        /// Times its conditional write found it changed.
+        attempts: u32,
+    },
+    /// The pass's own options are wrong (a rate that is not a positive number, a failure share
+    /// outside 0 to 1, failed items accepted without a dead-letter file), found before anything
+    /// is read.
     #[error("pass over {table}: {problem}")]
-    Options { table: String, problem: String },
+    Options {
+        /// The table the pass reads.
+        table: String,
+        /// What is wrong, and how to fix it.
+        problem: String,
+    },
+    /// More of the pass's items failed than its step accepts ([`FailureBudget`]); the failed
+    /// items are in the dead-letter file.
     #[error(transparent)]
     TooManyFailed(Box<TooManyFailed>),
+    /// The SDK could not build a request (a required field missing).
     #[error("building a request: {0}")]
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
 }
@@ -229,6 +345,7 @@ pub struct PassOptions {
     /// The most writes in flight at once over all segments (`BatchWriteItem` calls into another
     /// table, single-item conditional writes in place); fewer while DynamoDB throttles.
     pub writers: usize,
+    /// How fast the pass may write; by default no limit but DynamoDB's own throttling.
     pub rate: Option<RateLimit>,
     /// Where items that fail go, one JSON line each, instead of stopping the step.
     pub dead_letter: Option<PathBuf>,
@@ -360,7 +477,16 @@ pub enum Sharing {
     /// Each pass is opened to workers in the ledger; this process works segments too unless
     /// `work` is false, and waits until every segment is done. `workers` is how many are
     /// expected (0 when not known), so that a pass has segments enough for all of them.
-    Open { work: bool, workers: u32, max_write_units: Option<u32> },
+    Open {
+        /// This process works segments too; false with `migrate --workers-only`, where it only
+        /// takes over segments whose workers stop renewing their lease, and waits.
+        work: bool,
+        /// Workers expected, 0 when not known.
+        workers: u32,
+        /// A budget of write capacity units a second for each pass, split among the processes
+        /// working it; none for no budget (`[<env>.workers] max_write_units`).
+        max_write_units: Option<u32>,
+    },
 }
 
 /// What a context does with its passes.
@@ -627,14 +753,22 @@ impl PassBuilder<'_> {
         self.target = physical.into();
         self
     }
+    /// Cuts the table into this many parallel scan segments (at least 1) instead of the default:
+    /// one per 256 MiB of the table, at least 8 and at most 256 (and at least 4 per process
+    /// expected when the pass is shared with workers). A pass resumed from checkpoints keeps the
+    /// count it started with.
     pub fn segments(mut self, segments: u32) -> Self {
         self.options.segments = Some(segments.max(1));
         self
     }
+    /// Items per scan page (DynamoDB's `Limit`, at least 1) instead of 500; a page that reaches
+    /// DynamoDB's 1 MB ends sooner. A segment records its checkpoint once per page.
     pub fn page_size(mut self, items: i32) -> Self {
         self.options.page_size = Some(items.max(1));
         self
     }
+    /// The most writes in flight at once over all segments (at least 1) instead of 32: fewer
+    /// while DynamoDB throttles.
     pub fn writers(mut self, writers: usize) -> Self {
         self.options.writers = writers.max(1);
         self

@@ -494,9 +494,13 @@ pub struct SyncReport {
     pub version: u32,
     /// The rebuild's step in its migration, from 0.
     pub step: u32,
+    /// The old table (physical name), whose stream was replayed.
     pub source: String,
+    /// The new version's table (physical name).
     pub target: String,
+    /// Where the rebuild stands after this sync.
     pub phase: Phase,
+    /// What this sync replayed, over all its catch-ups (`shards`: the last one's).
     pub replay: ReplayReport,
     /// The old table's last write the stream showed, RFC 3339.
     pub last_write: Option<String>,
@@ -655,6 +659,8 @@ fn human(d: Duration) -> String {
 /// Where one rebuild stands, for `status` and `plan`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RebuildState {
+    /// The rebuild's replay header as the ledger holds it (its fields are this value's own in
+    /// JSON).
     #[serde(flatten)]
     pub header: ReplayHeader,
     /// The old table's last write the stream showed, RFC 3339.

@@ -81,39 +81,129 @@ const MAX_ATTEMPTS: u32 = 10;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ReplayError {
+    /// A DynamoDB Streams call (or the `DescribeTable` of a table's keys) failed in a way that is
+    /// not retried, or went on failing.
     #[error("stream of {table}: {action}: {detail}")]
-    Aws { table: String, action: String, detail: String },
+    Aws {
+        /// The old table whose stream is read, or the table described.
+        table: String,
+        /// The call (`GetRecords (shard <id>)`, `DescribeTable <table>`).
+        action: String,
+        /// What AWS said.
+        detail: String,
+    },
+    /// A record could not be replayed (its image unreadable, the transform failing on it, or
+    /// DynamoDB refusing the write) and the rebuild keeps no dead-letter file.
     #[error("replay of {table} into {target}: item {key} ({at}): {error}")]
-    Item { table: String, target: String, key: String, at: String, error: String },
+    Item {
+        /// The old table.
+        table: String,
+        /// The new table.
+        target: String,
+        /// The item's key: the old table's, or the new table's for a write DynamoDB refused.
+        key: String,
+        /// Where: the record's sequence number, shard and stream, or the shard it was written
+        /// from.
+        at: String,
+        /// Why it failed.
+        error: String,
+    },
+    /// Records not yet applied may be older than [`RESUME_LIMIT`], or DynamoDB says they are
+    /// trimmed: some may have expired (stream records live 24 hours), so the new table cannot be
+    /// proved current and the old one is not deleted. The rebuild must start over.
     #[error(
         "replay of {table} into {target}: records not yet applied may be {age_h} h old, and stream records are kept for 24 h, so some may be gone; the new table cannot be proved current, and the old one is not deleted. Rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes` (it forgets the copy's and the replay's checkpoints) and `cargo xtask migrate --env <environment>`; once migration {version} has succeeded, run `cargo xtask sync --env <environment>` at least daily until cut-over"
     )]
-    RecordsExpired { table: String, target: String, version: u32, age_h: u64 },
+    RecordsExpired {
+        /// The old table.
+        table: String,
+        /// The new table.
+        target: String,
+        /// The migration whose rebuild this is.
+        version: u32,
+        /// How old the oldest record not yet applied may be, in hours.
+        age_h: u64,
+    },
+    /// The old table's stream is not the one the rebuild started from (a stream disabled and
+    /// enabled again has a new ARN), so the records in between are lost; the rebuild must start
+    /// over.
     #[error(
         "replay of {table}: the table's stream is now {now}, not the {then} the rebuild started from, so records in between are lost; rebuild again from the start: delete {target}, then `cargo xtask recover --env <environment> --version {version} --rerun --restart-passes`"
     )]
-    StreamChanged { table: String, target: String, version: u32, then: String, now: String },
+    StreamChanged {
+        /// The old table.
+        table: String,
+        /// The new table.
+        target: String,
+        /// The migration whose rebuild this is.
+        version: u32,
+        /// The ARN of the stream the rebuild started from, as its replay header records it.
+        then: String,
+        /// The ARN of the table's stream now.
+        now: String,
+    },
+    /// A stream record that neither DynamoDB's format nor this tool's reader knows; this
+    /// rebuild's replay stops before it (other rebuilds go on).
     #[error(
         "replay of {table} into {target}: stream {stream}, shard {shard}: {record}. The replay of this rebuild stops before that record (what came before it is applied); other rebuilds go on. It is a record neither DynamoDB's format nor this tool's reader knows: report it with this message"
     )]
-    UnreadableRecord { table: String, target: String, stream: String, shard: String, record: String },
+    UnreadableRecord {
+        /// The old table.
+        table: String,
+        /// The new table.
+        target: String,
+        /// The stream's ARN.
+        stream: String,
+        /// The shard's id.
+        shard: String,
+        /// The record (sequence number, keys) and the attribute in it that holds no DynamoDB
+        /// attribute value.
+        record: String,
+    },
+    /// Ctrl-C stopped the replay at a shard checkpoint; the next run resumes from there.
     #[error("replay of {table}: interrupted at a shard checkpoint; run again to resume")]
-    Interrupted { table: String },
+    Interrupted {
+        /// The old table.
+        table: String,
+    },
+    /// Reading or saving the replay's items in the ledger failed, or the run lost the migration
+    /// lock that fences them.
     #[error("replay checkpoints: {0}")]
     Checkpoint(Box<crate::error::Error>),
+    /// The rebuild's dead-letter file could not be opened for appending, or written.
     #[error("dead-letter file {path}: {error}")]
-    DeadLetter { path: String, error: String },
+    DeadLetter {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        error: String,
+    },
+    /// Writing the replayed items into the new table failed.
     #[error("replay of {table} into {target}: {cause}")]
-    Write { table: String, target: String, cause: Box<super::DataError> },
+    Write {
+        /// The old table.
+        table: String,
+        /// The new table.
+        target: String,
+        /// The batch writer's error.
+        cause: Box<super::DataError>,
+    },
 }
 
 /// Where a rebuild stands, as its replay header in the ledger records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// The old table's items are being copied into the new version (or the copy was
+    /// interrupted, and resumes from its checkpoints).
     Copying,
+    /// Copied; the old table's stream records since before the copy are being replayed.
     CatchingUp,
+    /// Caught up and checked: the new version is current, and the old table stays until a
+    /// `delete_old_table` step deletes it; `sync` replays what is written to it meanwhile.
     WaitingForCutOver,
+    /// The last replay and check before `delete_old_table` are done: the old version may be
+    /// deleted, and nothing more is replayed from it.
     CutOver,
 }
 
@@ -147,9 +237,14 @@ pub struct ReplayHeader {
     pub version: u32,
     /// The rebuild's step in its migration, from 0.
     pub step: u32,
+    /// The old table (physical name), whose stream is replayed.
     pub source: String,
+    /// The new version's table (physical name).
     pub target: String,
+    /// The ARN of the old table's stream the rebuild started from; another stream there later
+    /// is [`ReplayError::StreamChanged`].
     pub stream_arn: String,
+    /// Where the rebuild stands.
     pub phase: Phase,
     /// When the copy started (milliseconds since the epoch); the stream was usable before it.
     pub copy_started_ms: u64,
@@ -165,8 +260,9 @@ pub struct ReplayHeader {
     pub failed: u64,
     /// The rebuild's dead-letter file, if it has one.
     pub dead_letter: Option<String>,
-    /// When the last convergence check ran, and what it found.
+    /// When the last convergence check ran (milliseconds since the epoch).
     pub checked_at_ms: Option<u64>,
+    /// What that check found, as one line for people.
     pub check: Option<String>,
 }
 
@@ -260,6 +356,8 @@ impl ReplayStore {
         }))
     }
 
+    /// Writes `header` into the ledger, fenced by the migration lock; a transient failure is
+    /// tried again (up to 8 times), a lost lock is not.
     pub async fn save_header(&self, header: &ReplayHeader) -> Result<(), ReplayError> {
         let mut item: Item = [
             ("id".to_owned(), AttributeValue::S(format!("{}stream", self.items))),
@@ -334,13 +432,19 @@ impl ReplayStore {
 /// What one catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayReport {
+    /// Stream records read and applied.
     pub records: u64,
+    /// Items put into the new table (a page's records are collapsed per key, the last one
+    /// winning, so puts and deletes may be fewer than records).
     pub puts: u64,
+    /// Keys deleted from the new table.
     pub deletes: u64,
     /// Records whose new image the transform failed on, kept in the rebuild's dead-letter file
     /// (only a rebuild that accepts failed items goes on past one).
     pub failed: u64,
+    /// Shards of the stream gone through, those already read to their end included.
     pub shards: u64,
+    /// How long it took, in milliseconds.
     pub millis: u128,
 }
 

@@ -68,18 +68,23 @@ pub fn read_exactly(table: &TableSchema, item: &Item) -> Result<(), String> {
 /// An item that does not read as its table's Rust type.
 #[derive(Debug, Clone, Serialize)]
 pub struct BadItem {
+    /// Its key, as `{name: value, …}`.
     pub key: String,
+    /// Why it does not read: every attribute that fails, what would change, and a field type
+    /// that holds it.
     pub error: String,
 }
 
 /// What a sample of a live table's items showed against the schema crate's item type.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemsCheck {
-    /// The logical table, and the physical name of the version the schema crate declares.
+    /// The logical table.
     pub table: String,
+    /// The physical name of the version the schema crate declares.
     pub physical: String,
     /// What was read; none when that version does not exist (yet).
     pub read: Option<SampleReport>,
+    /// Items of the sample that do not read exactly as the item type (all counted).
     pub bad_items: u64,
     /// The first of them.
     pub bad_item_examples: Vec<BadItem>,

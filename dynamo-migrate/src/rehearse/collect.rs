@@ -22,12 +22,15 @@ use crate::data::{DataError, DataReport, FailureBudget, PassOptions, RateLimit};
 /// One pass of a data step (or a rebuild's copy) as it ran in a rehearsal.
 #[derive(Debug, Clone, Serialize)]
 pub struct PassRun {
+    /// The migration's version.
     pub migration: u32,
     /// The step in its migration, from 0.
     pub step: usize,
     /// The pass in its step, from 0.
     pub pass: usize,
+    /// The table it read (physical name).
     pub source: String,
+    /// The table it wrote (physical name; the same in place).
     pub target: String,
     /// What the step accepts of failed items (the rehearsal itself accepts them all, to see them).
     #[serde(serialize_with = "as_text")]
@@ -41,6 +44,7 @@ pub struct PassRun {
     pub report: Option<DataReport>,
     /// Why it stopped, when it did not end.
     pub error: Option<String>,
+    /// How long it ran, in milliseconds.
     pub millis: u128,
     /// The second run of an in-place pass over its own output (the idempotence check), which
     /// writes nothing.
@@ -56,6 +60,8 @@ fn as_text<S: serde::Serializer>(budget: &FailureBudget, s: S) -> Result<S::Ok, 
 /// An item that failed, as its dead-letter line says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedItem {
+    /// The table the line names (physical): the table the pass read, or the table written when
+    /// DynamoDB refused the write.
     pub table: String,
     /// The item's key in canonical DynamoDB JSON.
     pub key: serde_json::Value,

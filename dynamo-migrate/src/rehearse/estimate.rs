@@ -23,24 +23,30 @@ pub const READ_USD_PER_MILLION: f64 = 0.125;
 /// What Standard-IA's request units cost more than Standard's.
 const INFREQUENT_ACCESS: f64 = 1.25;
 
-/// UnitsPerSecond in units a second.
+/// A table's throughput in capacity units a second: its provisioned capacity, or its warm
+/// throughput.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct UnitsPerSecond {
+    /// Read capacity units a second.
     pub read: i64,
+    /// Write capacity units a second.
     pub write: i64,
 }
 
 /// What DynamoDB describes of a table that an estimate needs.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableFacts {
+    /// The table's physical name.
     pub table: String,
-    /// `ItemCount` and `TableSizeBytes` (DynamoDB updates them about every six hours).
+    /// `ItemCount` (DynamoDB updates it about every six hours).
     pub item_count: i64,
+    /// `TableSizeBytes`, in bytes (updated as `ItemCount` is).
     pub size_bytes: i64,
     /// Provisioned capacity; none on demand.
     pub provisioned: Option<UnitsPerSecond>,
     /// The throughput the table takes at once (DynamoDB's warm throughput), when described.
     pub warm: Option<UnitsPerSecond>,
+    /// The table class is Standard-IA, whose on-demand request units cost a quarter more.
     pub infrequent_access: bool,
 }
 
@@ -89,6 +95,8 @@ pub struct Estimate {
     /// Items that would fail, at the share of the sample that failed (a rehearsal's estimate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<u64>,
+    /// Read units its scans would consume: half a unit per 4 KB read, a whole one strongly
+    /// consistent.
     pub read_units: f64,
     /// Write units of the table's own writes (each global index holding an item costs as much
     /// again).

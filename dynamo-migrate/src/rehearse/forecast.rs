@@ -23,8 +23,11 @@ use crate::names::TableNames;
 /// One pass of a pending step, estimated on the whole table.
 #[derive(Debug, Clone, Serialize)]
 pub struct PassForecast {
+    /// The table the pass reads (physical name); empty when the step's passes are not known.
     pub source: String,
+    /// The table it writes (physical name; the same in place).
     pub target: String,
+    /// The estimate, when the table exists now (`note` says why not otherwise).
     pub estimate: Option<Estimate>,
     /// Why there is no estimate, or what it assumes.
     pub note: Option<String>,
@@ -33,9 +36,12 @@ pub struct PassForecast {
 /// A pending data step or rebuild and its passes.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepForecast {
+    /// The migration's version.
     pub version: u32,
     /// The step in its migration, from 0.
     pub step: usize,
+    /// Its passes: a data step's as it makes them, a rebuild's copy (with the reads of its
+    /// convergence check).
     pub passes: Vec<PassForecast>,
 }
 

@@ -35,6 +35,7 @@ use crate::verify::{TableCheck, check_tables};
 /// How a rehearsal runs.
 #[derive(Debug, Clone)]
 pub struct RehearsalOptions {
+    /// How much of each table to copy; by default a sample of 1000 items.
     pub sample: Sample,
     /// Segments to cut each table into (see `sample`).
     pub segments: Option<u32>,
@@ -84,6 +85,8 @@ pub enum RehearseError {
     /// Reading the environment, or writing the copy, failed.
     #[error(transparent)]
     Engine(#[from] Error),
+    /// The rehearsal's private folder for the failed items of its passes (in the system's
+    /// temporary folder) could not be made.
     #[error("the rehearsal's folder for failed items cannot be made: {0}")]
     Folder(std::io::Error),
 }
@@ -91,8 +94,11 @@ pub enum RehearseError {
 /// A table of the environment and what was copied of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CopiedTable {
+    /// Its physical name, the same in the environment and in the copy.
     pub table: String,
+    /// The logical table it is a version of.
     pub logical: String,
+    /// Which version of it.
     pub version: u32,
     /// What the environment describes.
     pub facts: TableFacts,
@@ -114,7 +120,11 @@ impl CopiedTable {
 /// An item that failed a step, as the report lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListedFailure {
+    /// The table its dead-letter line names (physical): the table the pass read, or the table
+    /// written when DynamoDB refused the write.
     pub table: String,
+    /// Its key as people read it (`{customer_nr: 1042, record: "profile"}`), in key-schema
+    /// order.
     pub key: String,
     /// The typed read's message: every attribute that fails, and why.
     pub error: String,
@@ -123,6 +133,7 @@ pub struct ListedFailure {
 /// A pass of a step, with its extrapolation to the whole table.
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsedPass {
+    /// What the pass did on the copy (its fields are this value's own in JSON).
     #[serde(flatten)]
     pub run: PassRun,
     /// Items a second it went through here.
@@ -134,9 +145,12 @@ pub struct RehearsedPass {
 /// A step as it ran in the rehearsal.
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsedStep {
+    /// The step in words (`data step <name>`, `rebuild table <table> as version <n>`, …).
     pub step: String,
     /// What the migrator reported, when the step ended.
     pub report: Option<StepReport>,
+    /// Its data passes (a rebuild's copy), in order; an in-place pass's second run, the
+    /// idempotence check, is left out.
     pub passes: Vec<RehearsedPass>,
     /// The first items that failed it (each once), with the attribute and reason.
     pub failures: Vec<ListedFailure>,
@@ -149,36 +163,48 @@ pub struct RehearsedStep {
 /// A pending migration as it ran in the rehearsal.
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsedMigration {
+    /// Its version.
     pub version: u32,
+    /// Its name.
     pub name: String,
     /// Applied to its end in the copy.
     pub applied: bool,
+    /// How long applying it took in the copy, in milliseconds; 0 when it was not applied to its
+    /// end.
     pub millis: u128,
+    /// Its steps, in order.
     pub steps: Vec<RehearsedStep>,
 }
 
 /// The DynamoDB Local that held the copy.
 #[derive(Debug, Clone, Serialize)]
 pub struct LocalServer {
+    /// Its URL.
     pub endpoint: String,
     /// `container`, `java` or `given`.
     pub backend: String,
+    /// How long finding or starting it took, in milliseconds.
     pub started_ms: u128,
 }
 
 /// Everything a rehearsal did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsalReport {
+    /// The environment's name.
     pub environment: String,
+    /// How much of each table was copied.
     pub sample: Sample,
     /// The rehearsal's DynamoDB Local, when pending migrations needed one.
     pub local: Option<LocalServer>,
     /// The versions pending in the environment.
     pub pending: Vec<u32>,
+    /// The environment's tables that the migrations know, as copied.
     pub tables: Vec<CopiedTable>,
     /// Read units spent on the environment, in all.
     pub read_units: f64,
+    /// How long copying the tables and the ledger's records took, in milliseconds.
     pub copy_millis: u128,
+    /// The pending migrations as they ran in the copy, in order.
     pub migrations: Vec<RehearsedMigration>,
     /// Why the run stopped before applying every pending migration, when it did.
     pub run_error: Option<String>,
@@ -187,10 +213,12 @@ pub struct RehearsalReport {
     /// Everything that would go wrong in the environment: steps that would fail, items the
     /// schema crate's types cannot read, differences from the schema crate.
     pub problems: Vec<String>,
+    /// How long the rehearsal took, in milliseconds.
     pub millis: u128,
 }
 
 impl RehearsalReport {
+    /// True when the rehearsal found no problem (also when nothing was pending).
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }

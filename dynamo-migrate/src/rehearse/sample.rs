@@ -58,6 +58,7 @@ pub struct SampleOptions {
 /// What reading a sample took.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SampleReport {
+    /// Items read.
     pub items: u64,
     /// Their size as DynamoDB counts it (attribute names and values).
     pub bytes: u64,
@@ -65,12 +66,15 @@ pub struct SampleReport {
     pub write_units: u64,
     /// Read units the scans consumed, as DynamoDB reported them.
     pub read_units: f64,
-    /// The segments the table was cut into, and how many of them were read from.
+    /// The parallel scan segments the table was cut into.
     pub segments: u32,
+    /// How many of them were read from.
     pub segments_read: u32,
+    /// Scan pages read.
     pub pages: u64,
     /// Every item was read (`All`, or a sample at least as large as the table).
     pub whole_table: bool,
+    /// How long reading it took (the caller's handling of the pages included), in milliseconds.
     pub millis: u128,
 }
 

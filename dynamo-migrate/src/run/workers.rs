@@ -64,11 +64,15 @@ impl Default for WorkerOptions {
 /// A pass a worker joined, and what it did of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JoinedPass {
+    /// The migration's version.
     pub version: u32,
+    /// The migration's name.
     pub migration: String,
     /// The pass's place in its migration: `step <i>, pass <j>`.
     pub pass: String,
+    /// The table the pass reads (physical name).
     pub source: String,
+    /// The table it writes (physical name; the same in place).
     pub target: String,
     /// The segments this worker finished.
     pub report: DataReport,
@@ -77,22 +81,34 @@ pub struct JoinedPass {
 /// What a worker did, and why it ended.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WorkerReport {
+    /// The passes it joined, each once, in the order it first joined them.
     pub passes: Vec<JoinedPass>,
+    /// Why it ended, in words: no ledger table, no pass open and no run holding the migration
+    /// lock, or no pass opened for the idle time.
     pub ended: String,
 }
 
 /// The pass the ledger says is open to workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPass {
+    /// Still open; false once its run closed it.
     pub open: bool,
+    /// The migration's version.
     pub version: u32,
+    /// The migration's name.
     pub migration: String,
+    /// The migration's checksum: a worker whose build has another refuses the pass.
     pub checksum: String,
+    /// The pass's place in its migration: `step <i>, pass <j>`.
     pub pass: String,
+    /// The table the pass reads (physical name).
     pub source: String,
+    /// The table it writes (physical name; the same in place).
     pub target: String,
     /// The token of the run that opened it.
     pub run: String,
+    /// How long a segment's lease lasts without a renewal before another process takes the
+    /// segment over.
     pub lease: Duration,
     /// How many processes the run expects to share the pass (each claims its share at once).
     pub participants: u32,

@@ -99,16 +99,22 @@ impl std::fmt::Display for DifferenceKind {
 /// rest).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
+    /// The old table (physical name), the source of truth until cut-over.
     pub source: String,
+    /// The new version's table (physical name).
     pub target: String,
-    /// Items read from the old table and the new one (the last round's first scan).
+    /// Items read from the old table (the last round's first scan).
     pub old_items: u64,
+    /// Items read from the new table (the same scan).
     pub new_items: u64,
     /// Old items the transform fails on: the new table has nothing for them.
     pub failed: u64,
-    /// Keys found different by the last round, by kind, before their second look.
+    /// Keys found different by the last round, before their second look: the old item's
+    /// transform missing from the new table.
     pub missing: u64,
+    /// Of those keys: new items that no old item's transform gives.
     pub extra: u64,
+    /// Of those keys: new items that are not the old item's transform.
     pub different: u64,
     /// Of those, equal when read again: the stream had carried the change meanwhile.
     pub settled: u64,
@@ -122,7 +128,10 @@ pub struct CheckReport {
     pub examples: Vec<String>,
     /// Read capacity the scans and reads consumed, over all rounds.
     pub read_units: f64,
+    /// Rounds run: one for a check that only compares; a check that repairs goes on until a round
+    /// finds no real difference, five rounds at most.
     pub rounds: u32,
+    /// How long the check took over all rounds, in milliseconds.
     pub millis: u128,
 }
 
