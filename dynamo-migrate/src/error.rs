@@ -48,7 +48,7 @@ pub enum Error {
         /// Each problem on a line, naming its migration and step.
         problems: Vec<String>,
     },
-    /// The run checks drift ([`Migrator::with_drift_check`](crate::Migrator::with_drift_check))
+    /// The run checks drift ([`Migrator::with_drift_check`](crate::run::Migrator::with_drift_check))
     /// and the live tables differ from what the applied migrations produced: nothing is applied.
     #[error(
         "the live tables differ from what the applied migrations produced, so nothing was applied: {}. See `cargo xtask status --env <environment>`, put the difference right, or apply anyway with `cargo xtask migrate --env <environment> --allow-drift`",
@@ -62,7 +62,7 @@ pub enum Error {
     #[error(transparent)]
     Recovery(#[from] crate::sequence::RecoveryError),
     /// After a call, the table or one of its GSIs did not become ACTIVE (and done backfilling) in
-    /// time ([`ExecOptions::wait_timeout`](crate::ExecOptions::wait_timeout)), or a deleted table
+    /// time ([`ExecOptions::wait_timeout`](crate::schema_steps::ExecOptions::wait_timeout)), or a deleted table
     /// did not disappear.
     #[error(
         "timed out after {waited_s} s waiting for table {table} to become ACTIVE with every index ACTIVE (last seen: {state})"
@@ -123,7 +123,7 @@ pub enum Error {
         cause: Box<Error>,
     },
     /// Another run held the migration lock for the whole wait
-    /// ([`LockOptions::wait`](crate::LockOptions::wait)).
+    /// ([`LockOptions::wait`](crate::run::LockOptions::wait)).
     #[error("the migration lock in {table} is held by {holder}; waited {waited_s} s: {advice}")]
     LockHeld {
         /// The ledger table the lock lives in.

@@ -54,7 +54,7 @@ pub enum SchemaStep {
     /// protection, and on AWS its tags), then enables its TTL and point-in-time recovery with
     /// calls of their own. A table that exists as declared but for those calls (a create that
     /// stopped half-way) gets only the calls still missing; one that differs otherwise fails the
-    /// step ([`PlanError::TableDiffers`](crate::PlanError::TableDiffers)).
+    /// step ([`PlanError::TableDiffers`](crate::schema_steps::PlanError::TableDiffers)).
     CreateTable {
         /// The table to create, its `version` included: the step makes that version current.
         table: TableDef,
@@ -62,7 +62,7 @@ pub enum SchemaStep {
     /// Creates a GSI with `UpdateTable` (one GSI per call, as DynamoDB requires) and waits until
     /// it is ACTIVE and backfilled. An identical index makes no call; an index of that name with
     /// other keys or projection fails the step
-    /// ([`PlanError::IndexDiffers`](crate::PlanError::IndexDiffers)): that change is
+    /// ([`PlanError::IndexDiffers`](crate::schema_steps::PlanError::IndexDiffers)): that change is
     /// [`SchemaStep::ReplaceGlobalIndex`].
     AddGlobalIndex {
         /// The table's logical name.
@@ -71,7 +71,7 @@ pub enum SchemaStep {
         index: GlobalIndex,
     },
     /// Deletes a GSI; queries on it fail from then on. A table without a GSI of that name fails
-    /// the step ([`PlanError::NothingToDelete`](crate::PlanError::NothingToDelete), since a
+    /// the step ([`PlanError::NothingToDelete`](crate::schema_steps::PlanError::NothingToDelete), since a
     /// wrong name would be recorded as applied), as does the name of an LSI.
     DeleteGlobalIndex {
         /// The table's logical name.
@@ -138,7 +138,7 @@ pub enum SchemaStep {
         class: TableClass,
     },
     /// Turns deletion protection on or off. While it is on, DynamoDB refuses `DeleteTable`, and
-    /// so does the planner ([`PlanError::DeletionProtected`](crate::PlanError::DeletionProtected)).
+    /// so does the planner ([`PlanError::DeletionProtected`](crate::schema_steps::PlanError::DeletionProtected)).
     SetDeletionProtection {
         /// The table's logical name.
         table: String,
@@ -275,7 +275,7 @@ impl DataStep {
 /// every item into it (through an optional conversion) with the data engine, replays the
 /// stream's records since before the copy into it, and makes it current once a convergence check
 /// finds it to be the conversion of the old version. A copy estimated to take longer than
-/// [`COPY_LIMIT`](crate::COPY_LIMIT) (unless the migrator sets another limit) is refused before
+/// [`COPY_LIMIT`](crate::data::COPY_LIMIT) (unless the migrator sets another limit) is refused before
 /// it starts, since stream records live only 24 hours. The old version stays, kept in sync by
 /// `cargo xtask sync`, until the application has moved to the new one and a later migration
 /// deletes it with [`Migration::delete_old_table`]. Add it with [`Migration::rebuild_table`].
@@ -370,7 +370,7 @@ pub enum Step {
 
 impl Step {
     /// The step in a few words, as plans, reports and errors name it: a schema step as
-    /// [`describe_step`](crate::describe_step) says it (a destructive one with its reason),
+    /// [`describe_step`](crate::schema_steps::describe_step) says it (a destructive one with its reason),
     /// `data step <name>`, or `rebuild table <name> as version <n>`.
     pub fn describe(&self) -> String {
         match self {
@@ -422,7 +422,7 @@ pub struct Migration {
     pub name: String,
     /// The hex SHA-256 of its source ([`checksum`]), recorded in the ledger when it is applied:
     /// an applied migration whose checksum changed stops every later run
-    /// ([`SequenceError::ChangedChecksum`](crate::SequenceError::ChangedChecksum)).
+    /// ([`SequenceError::ChangedChecksum`](crate::run::SequenceError::ChangedChecksum)).
     pub checksum: String,
     /// The steps, in the order they run.
     pub steps: Vec<Step>,

@@ -315,12 +315,18 @@ pub enum DataError {
     "pass over {table}{into}: {failed} of {read} item(s) failed, and the step accepts {accepted}; they are in the dead-letter file {dead_letter}. {what_now}"
 )]
 pub struct TooManyFailed {
+    /// The physical table the pass read.
     pub table: String,
     /// ` into <target>`, or nothing in place.
     pub into: String,
+    /// Items the pass could not take (unreadable as the step's type, refused by its function, or
+    /// refused by DynamoDB), over the whole pass.
     pub failed: u64,
+    /// Items the pass read.
     pub read: u64,
+    /// How many failed items the step accepts.
     pub accepted: FailureBudget,
+    /// The file that holds the failed items, one JSON line each with its key and reason.
     pub dead_letter: String,
     /// What the failure means for the step's output, and the command to run.
     pub what_now: String,

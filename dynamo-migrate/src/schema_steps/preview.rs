@@ -57,7 +57,7 @@ pub struct PlannedMigration {
 /// earlier attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Pending<'a> {
-    /// The versions to apply, in order (as [`pending`](crate::pending) gives them).
+    /// The versions to apply, in order (as [`pending`](crate::run::pending) gives them).
     pub versions: &'a [u32],
     /// The versions whose records are `interrupted` or `rerun`.
     pub resuming: &'a [u32],
