@@ -497,7 +497,7 @@ impl Migration {
                 0,
                 file.trim_end_matches(".rs").to_owned(),
                 Some(format!(
-                    "migration file {file} is not named mNNNN_<name>.rs (a version of 1 to 4 digits, then the name in lowercase words joined by _)"
+                    "migration file {file} is not named mNNNN_<name>.rs (a version of exactly 4 digits, then the name in lowercase words joined by _)"
                 )),
             ),
         };
@@ -773,7 +773,8 @@ mod tests {
         );
         for bad in ["m7_x.rs", "0007_x.rs", "m0007_Orders.rs", "m0007_.rs", "m0007_a__b.rs", "m0007-orders.rs"] {
             let m = Migration::from_file(bad, &format!("migrations/src/{bad}"), "");
-            assert!(m.registration_error.unwrap().contains("is not named mNNNN_<name>.rs"), "{bad}");
+            let error = m.registration_error.unwrap();
+            assert!(error.contains("is not named mNNNN_<name>.rs (a version of exactly 4 digits"), "{bad}: {error}");
         }
     }
 
