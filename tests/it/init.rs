@@ -55,7 +55,10 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
         assert!(init.stdout.contains(&format!("wrote {file}")), "{file}: {}", init.stdout);
     }
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains(r#"members = ["app", "schema", "migrations", "runner", "xtask"]"#), "{manifest}");
+    assert!(
+        manifest.contains(r#"members = ["app", "schema", "migrations", "runner", "xtask", "workspace-hack"]"#),
+        "{manifest}"
+    );
     assert!(manifest.contains("[profile.dev.package.\"*\"]\nopt-level = 2"), "{manifest}");
     // Paths to the engine are relative, so that the workspace can be committed.
     let schema = std::fs::read_to_string(root.join("schema/Cargo.toml")).unwrap();
@@ -71,6 +74,28 @@ async fn init_sets_up_a_new_workspace_that_verifies() {
     // the SDK with the engine's features.
     assert!(init.stdout.contains("wrote Cargo.lock (the engine's tested versions of "), "{}", init.stdout);
     assert_sdk_dependencies_are_the_engines(&manifest);
+    // And the crate that gives every build the features the runner's DynamoDB Local turns on in
+    // the SDK's dependencies is this workspace's own.
+    assert_eq!(
+        std::fs::read_to_string(root.join("workspace-hack/Cargo.toml")).unwrap(),
+        std::fs::read_to_string(engine.join("workspace-hack/Cargo.toml")).unwrap()
+    );
+    assert!(runner.contains("workspace-hack = { path = \"../workspace-hack\" }"), "{runner}");
+    // An application crate that takes the SDK and that crate from the workspace shares the SDK's
+    // build with the runner that verify builds and the one migrate builds.
+    std::fs::write(
+        root.join("app/Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n\
+         aws-config.workspace = true\naws-sdk-dynamodb.workspace = true\ntokio.workspace = true\n\
+         workspace-hack.workspace = true\n",
+    )
+    .unwrap();
+    let application = crate::tooling::tree_in(&root, "app", &[]);
+    assert!(application.iter().any(|p| p.starts_with("aws-sdk-dynamodb ")), "{application:?}");
+    for runner in [&[][..], &["--no-default-features"][..]] {
+        let runner = crate::tooling::tree_in(&root, "runner", runner);
+        assert_eq!(crate::tooling::built_twice(&application, &runner), Vec::<String>::new());
+    }
 
     // Twice: nothing changes, and a file the user edited is kept.
     std::fs::write(root.join("environments.toml"), "# mine\n").unwrap();

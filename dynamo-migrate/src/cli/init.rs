@@ -26,10 +26,12 @@ const FILES: &[(&str, &str)] = &[
     ("xtask/Cargo.toml", include_str!("../../templates/xtask_Cargo.toml")),
     ("xtask/src/main.rs", include_str!("../../templates/xtask_main.rs")),
     ("environments.toml", include_str!("../../templates/environments.toml")),
+    ("workspace-hack/Cargo.toml", include_str!("../../templates/workspace_hack_Cargo.toml")),
+    ("workspace-hack/src/lib.rs", include_str!("../../templates/workspace_hack_lib.rs")),
 ];
 
 /// The crates `init` adds to the workspace.
-const MEMBERS: &[&str] = &["schema", "migrations", "runner", "xtask"];
+const MEMBERS: &[&str] = &["schema", "migrations", "runner", "xtask", "workspace-hack"];
 
 /// The CI workflow `init --ci github` writes.
 const GITHUB_WORKFLOW: (&str, &str) =
@@ -55,8 +57,7 @@ const APPLICATION_DEPENDENCIES: &[(&str, &str)] = &[
         "tokio",
         r#"{ version = "1", features = ["rt-multi-thread", "macros", "time", "signal", "process", "sync", "io-util", "net", "fs"] }"#,
     ),
-    // An application that does not call these still depends on them: they turn on the same
-    // features of the SDK's own dependencies as the runner does.
+    // Those the engine uses: an application that uses them gets the engine's features.
     (
         "aws-sdk-sts",
         r#"{ version = "1.124", default-features = false, features = ["default-https-client", "rt-tokio"] }"#,
@@ -64,6 +65,9 @@ const APPLICATION_DEPENDENCIES: &[(&str, &str)] = &[
     ("futures", r#""0.3""#),
     ("tracing", r#""0.1""#),
     ("tracing-subscriber", r#"{ version = "0.3", features = ["env-filter", "fmt"] }"#),
+    // Not called: an application crate that depends on it gets every feature the runner turns on
+    // in the SDK's own dependencies, and shares its build of the SDK (see its Cargo.toml).
+    ("workspace-hack", r#"{ path = "workspace-hack" }"#),
 ];
 
 /// Set dynamo-migrate up in an existing Cargo workspace
