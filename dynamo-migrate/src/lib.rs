@@ -194,7 +194,7 @@ pub use error::{Error, Result};
 
 // What a migration is written with: its steps, the data step's context and options, the table
 // model. The engine's other parts are in the modules above.
-pub use authoring::migration::{DataStep, Destructive, Fixture, Migration, RebuildStep, SchemaStep, Step};
+pub use authoring::migration::{DataStep, Destructive, Fixture, Migration, RebuildPath, RebuildStep, SchemaStep, Step};
 pub use data::{
     Change, DataContext, DataError, DataReport, FailureBudget, PassBuilder, PassOptions, RateLimit, from_item, to_item,
 };

@@ -287,6 +287,23 @@ pub struct RebuildStep {
     /// How the copy runs: segments, writers, rate, dead-letter file and how many items may fail;
     /// set with [`RebuildStep::options`] and the methods after it.
     pub options: PassOptions,
+    /// How the new version is filled: by a copy through the table, or by DynamoDB's Export to
+    /// S3 and Import from S3 (see [`RebuildStep::via_export`]).
+    pub path: RebuildPath,
+}
+
+/// How a rebuild fills its new version before the stream catch-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildPath {
+    /// The copy for a table under `rebuild::AUTO_EXPORT_BYTES`, the export for a larger one
+    /// whose pre-flight passes (`plan` says which, and why).
+    #[default]
+    Auto,
+    /// A parallel scan of the old table written into the new one (read and write units).
+    Copy,
+    /// Export to S3, the transform over the export's files, Import from S3 (no table capacity).
+    Export,
 }
 
 impl fmt::Debug for RebuildStep {
@@ -299,7 +316,7 @@ impl RebuildStep {
     /// A rebuild that copies every item exactly, as stored (every DynamoDB type byte for byte):
     /// for a new version whose items keep their key attributes, such as one with another LSI.
     pub fn copy(table: TableDef) -> Self {
-        RebuildStep { table, map: None, options: PassOptions::default() }
+        RebuildStep { table, map: None, options: PassOptions::default(), path: RebuildPath::Auto }
     }
 
     /// A rebuild that converts every item: `f(old)` is written to the new table; `None` leaves
@@ -313,7 +330,33 @@ impl RebuildStep {
         New: Serialize + 'static,
         F: Fn(Old) -> Option<New> + Send + Sync + 'static,
     {
-        RebuildStep { table, map: Some(crate::data::typed_map(f, Change::Keep)), options: PassOptions::default() }
+        RebuildStep {
+            table,
+            map: Some(crate::data::typed_map(f, Change::Keep)),
+            options: PassOptions::default(),
+            path: RebuildPath::Auto,
+        }
+    }
+
+    /// Fills the new version through DynamoDB's own engines instead of a copy through the
+    /// tables: `ExportTableToPointInTime` from the old table's point-in-time recovery (no read
+    /// units), the step's transform over the exported files (shared by the run's workers, file by
+    /// file), and `ImportTable` into the new version (no write units); then the same stream
+    /// catch-up and convergence check as the copy. For tables too large to copy within the
+    /// stream's day. It needs point-in-time recovery on the old table, no local secondary index
+    /// in the new version (ImportTable cannot create one), and an S3 bucket for the environment
+    /// (`[<env>.exports]` in environments.toml); `plan` and `migrate` refuse it, before anything
+    /// is written, when one is missing. See README, "Huge tables: Export to S3, Import from S3".
+    pub fn via_export(mut self) -> Self {
+        self.path = RebuildPath::Export;
+        self
+    }
+
+    /// Fills the new version by a copy through the tables whatever the table's size (see
+    /// [`RebuildStep::via_export`] for the other way).
+    pub fn via_copy(mut self) -> Self {
+        self.path = RebuildPath::Copy;
+        self
     }
 
     /// Sets how the copy runs (segments, writers, rate, dead-letter file). A

@@ -20,6 +20,11 @@ use crate::names::TableNames;
 use crate::planner::PlanError;
 
 mod check;
+// The export path's reader, writer and S3 access; until its orchestration calls them, only the
+// tests do.
+#[cfg(feature = "export")]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod export;
 
 pub use check::CheckReport;
 use check::Convergence;

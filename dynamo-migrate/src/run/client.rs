@@ -138,6 +138,19 @@ pub(crate) async fn connect_batch(target: &Target, endpoint: Option<&str>) -> aw
     aws_sdk_batch::Client::from_conf(builder.build())
 }
 
+/// An S3 client for `target` (at `endpoint` instead of AWS's, when given, with path-style
+/// addresses as a stand-in on loopback needs), for the files of a rebuild through Export to S3
+/// and Import from S3.
+#[cfg(feature = "export")]
+pub async fn connect_s3(target: &Target, endpoint: Option<&str>) -> aws_sdk_s3::Client {
+    let config = sdk_config(target).await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&config);
+    if let Some(endpoint) = endpoint {
+        builder = builder.endpoint_url(endpoint).force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
 /// The DynamoDB operations a read-only client sends (see [`read_only`]): descriptions and reads
 /// of items, nothing that changes a table, an item, a tag or a backup.
 pub const READ_OPERATIONS: [&str; 9] = [

@@ -52,6 +52,61 @@ pub struct Environment {
     /// Where this environment's workers run, for `migrate --workers batch` and
     /// `cargo xtask workers --emit` (see README, "Beyond one machine").
     pub workers: Option<WorkersConfig>,
+    /// Where a rebuild through DynamoDB's Export to S3 and Import from S3 keeps its files
+    /// (`RebuildStep::via_export`; see README, "Huge tables: Export to S3, Import from S3").
+    pub exports: Option<ExportsConfig>,
+}
+
+/// The S3 place of an environment's export rebuilds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// The bucket DynamoDB exports into and imports from (in the environment's account and
+    /// region; AWS's rules for bucket names: 3 to 63 of a-z, 0-9, . and -).
+    pub bucket: String,
+    /// The key prefix under which each rebuild gets a folder of its own (default
+    /// dynamo-migrate/<table prefix>).
+    pub prefix: Option<String>,
+    /// An S3 endpoint instead of AWS's (a test stand-in on loopback).
+    pub s3_endpoint: Option<String>,
+}
+
+impl ExportsConfig {
+    /// The key prefix of the environment's rebuild folders, without a trailing `/`.
+    pub fn prefix_or_default(&self, table_prefix: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => prefix.trim_matches('/').to_owned(),
+            None => format!("dynamo-migrate/{}", table_prefix.trim_end_matches(['_', '-', '.']))
+                .trim_end_matches('/')
+                .to_owned(),
+        }
+    }
+
+    /// What is wrong with the bucket's name or the prefix, if anything.
+    fn problem(&self) -> Option<String> {
+        let b = &self.bucket;
+        let chars_ok = b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
+        let ends_ok = b.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && b.bytes().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !(3..=63).contains(&b.len()) || !chars_ok || !ends_ok || b.contains("..") {
+            return Some(format!(
+                "bucket {b:?} is not an S3 bucket name (3 to 63 of a-z, 0-9, . and -, starting and ending with a letter or digit)"
+            ));
+        }
+        if let Some(prefix) = &self.prefix
+            && (prefix.len() > 512 || prefix.contains("//") || prefix.chars().any(char::is_control))
+        {
+            return Some(format!(
+                "prefix {prefix:?} is not a key prefix (at most 512 characters, no //, no control characters)"
+            ));
+        }
+        if let Some(endpoint) = &self.s3_endpoint
+            && let Err(reason) = check_url(endpoint)
+        {
+            return Some(format!("s3_endpoint {endpoint:?} is not a URL ({reason})"));
+        }
+        None
+    }
 }
 
 /// How an environment's workers are started.
@@ -275,6 +330,21 @@ pub enum ConfigError {
         /// The ledger table's name after the prefix.
         ledger: String,
         /// What is wrong with it.
+        problem: String,
+    },
+    /// An environment's `[<env>.exports]` whose bucket is no S3 bucket name, whose prefix is
+    /// no key prefix, or whose `s3_endpoint` is no URL.
+    #[error(
+        "{}: environment {env}: [{env}.exports] {problem}; fix it, then run {}",
+        .path.display(),
+        again(.path, Some(.env))
+    )]
+    BadExports {
+        /// The environments file.
+        path: PathBuf,
+        /// The environment's name.
+        env: String,
+        /// What is wrong, and with which setting.
         problem: String,
     },
     /// Two environments in one place (endpoint, or account and region) whose physical table
@@ -529,6 +599,9 @@ impl Environments {
                     ledger: ledger.clone(),
                     problem: format!("with the prefix, {problem}"),
                 });
+            }
+            if let Some(problem) = env.exports.as_ref().and_then(ExportsConfig::problem) {
+                return Err(ConfigError::BadExports { path: path.to_owned(), env: name.clone(), problem });
             }
         }
         // Two environments with the same prefix in one place have the same physical table names,
@@ -807,6 +880,31 @@ mod tests {
             message.contains("0.0.0.0 is where a server listens, not an address to connect to: use 127.0.0.1"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn an_exports_bucket_is_a_bucket_name_and_its_prefix_a_key_prefix() {
+        let env = |exports: &str| {
+            format!(
+                "[dev]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:8000\"\ntable_prefix = \"dev_\"\n[dev.exports]\n{exports}"
+            )
+        };
+        let envs = parse(&env("bucket = \"acme-exports\"\n")).unwrap();
+        let exports = envs.get("dev").unwrap().exports.clone().unwrap();
+        assert_eq!(exports.prefix_or_default("dev_"), "dynamo-migrate/dev");
+        let given = parse(&env("bucket = \"acme-exports\"\nprefix = \"/rebuilds/prod/\"\n")).unwrap();
+        assert_eq!(given.get("dev").unwrap().exports.clone().unwrap().prefix_or_default("dev_"), "rebuilds/prod");
+        let message = parse(&env("bucket = \"Acme_Exports\"\n")).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "environments.toml: environment dev: [dev.exports] bucket \"Acme_Exports\" is not an S3 bucket name (3 to 63 of a-z, 0-9, . and -, starting and ending with a letter or digit); fix it, then run `cargo xtask <command> --env dev`"
+        );
+        let message = parse(&env("bucket = \"acme\"\nprefix = \"a//b\"\n")).unwrap_err().to_string();
+        assert!(message.contains("prefix \"a//b\" is not a key prefix"), "{message}");
+        let message = parse(&env("bucket = \"acme\"\ns3_endpoint = \"nope\"\n")).unwrap_err().to_string();
+        assert!(message.contains("s3_endpoint \"nope\" is not a URL"), "{message}");
+        let message = parse(&env("bucket = \"acme\"\nregion = \"x\"\n")).unwrap_err().to_string();
+        assert!(message.contains("unknown field `region`"), "{message}");
     }
 
     #[test]

@@ -17,10 +17,13 @@ pub(crate) mod names;
 pub(crate) mod sequence;
 pub(crate) mod workers;
 
+#[cfg(feature = "export")]
+#[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+pub use client::connect_s3;
 pub use client::{
     READ_OPERATIONS, Target, WriteRefused, connect, connect_streams, connect_sts, is_local_endpoint, read_only,
 };
-pub use environment::{ConfigError, Environment, Environments, WorkersConfig};
+pub use environment::{ConfigError, Environment, Environments, ExportsConfig, WorkersConfig};
 pub use guard::{CallerIdentity, GuardError, check_account, confirm};
 pub use ledger::Ledger;
 pub use lock::{
