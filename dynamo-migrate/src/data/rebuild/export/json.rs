@@ -13,9 +13,9 @@ use std::fmt;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
 
 use crate::data::Item;
 
@@ -51,6 +51,25 @@ pub(crate) fn write_item_line(out: &mut Vec<u8>, item: &Item) {
     out.extend_from_slice(b"}\n");
 }
 
+/// Writes `record` as one line of an incremental export, as DynamoDB writes it: the write time
+/// in `Metadata`, the `Keys`, and the images there are (no `NewImage` for a delete).
+#[cfg(test)]
+pub(crate) fn write_record_line(out: &mut Vec<u8>, record: &Record) {
+    out.push(b'{');
+    if let Some(micros) = record.write_micros {
+        out.extend_from_slice(format!("\"Metadata\":{{\"WriteTimestampMicros\":{{\"N\":\"{micros}\"}}}},").as_bytes());
+    }
+    out.extend_from_slice(b"\"Keys\":");
+    serde_json::to_writer(&mut *out, &JsonItem(&record.keys)).expect("an item always serialises");
+    for (name, image) in [("NewImage", &record.new_image), ("OldImage", &record.old_image)] {
+        if let Some(image) = image {
+            out.extend_from_slice(format!(",\"{name}\":").as_bytes());
+            serde_json::to_writer(&mut *out, &JsonItem(image)).expect("an item always serialises");
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
 /// An item as DynamoDB JSON, for `serde_json`.
 pub(crate) struct JsonItem<'a>(pub &'a Item);
 
@@ -80,7 +99,11 @@ impl Serialize for JsonValue<'_> {
             AttributeValue::Bs(v) => map.serialize_entry("BS", &Base64s(v))?,
             AttributeValue::L(v) => map.serialize_entry("L", &JsonList(v))?,
             AttributeValue::M(v) => map.serialize_entry("M", &JsonItem(v))?,
-            other => return Err(serde::ser::Error::custom(format!("a value of a type this version does not know: {other:?}"))),
+            other => {
+                return Err(serde::ser::Error::custom(format!(
+                    "a value of a type this version does not know: {other:?}"
+                )));
+            }
         }
         map.end()
     }
@@ -192,7 +215,8 @@ impl<'de> Visitor<'de> for ItemVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
         let mut item = HashMap::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(name) = map.next_key::<String>()? {
-            let value = map.next_value_seed(ValueSeed).map_err(|e| de::Error::custom(format!("attribute {name}: {e}")))?;
+            let value =
+                map.next_value_seed(ValueSeed).map_err(|e| de::Error::custom(format!("attribute {name}: {e}")))?;
             item.insert(name, value);
         }
         Ok(item)
@@ -278,24 +302,6 @@ impl<'de> Visitor<'de> for ListVisitor {
     }
 }
 
-/// A manifest-files.json line: one data file of an export and how many items it holds.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ManifestFile {
-    pub item_count: Option<u64>,
-    pub data_file_s3_key: String,
-}
-
-/// The parts of manifest-summary.json the reader uses.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ManifestSummary {
-    pub manifest_files_s3_key: String,
-    pub item_count: Option<u64>,
-    pub output_format: Option<String>,
-    pub export_type: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +346,11 @@ mod tests {
     #[test]
     fn lines_that_are_not_dynamodb_json_are_named() {
         let bad = |line: &str| read_line(line.as_bytes()).unwrap_err();
-        assert!(bad(r#"{"Item":{"a":{"X":"1"}}}"#).contains("attribute a: X is no DynamoDB type"), "{}", bad(r#"{"Item":{"a":{"X":"1"}}}"#));
+        assert!(
+            bad(r#"{"Item":{"a":{"X":"1"}}}"#).contains("attribute a: X is no DynamoDB type"),
+            "{}",
+            bad(r#"{"Item":{"a":{"X":"1"}}}"#)
+        );
         assert!(bad(r#"{"Item":{"a":{"S":"1","N":"1"}}}"#).contains("more than one type"));
         assert!(bad(r#"{"Item":{"a":{"B":"not base64!"}}}"#).contains("not base64"));
         assert_eq!(bad(r#"{"Other":1}"#), "a line with neither Item nor Keys");
