@@ -5,3 +5,4 @@
 pub(crate) mod fixture;
 pub(crate) mod json;
 pub(crate) mod reader;
+pub(crate) mod s3;

@@ -1,0 +1,140 @@
+//! An export's objects in its S3 bucket, for the reader: `GetObject`'s body streamed as it
+//! arrives, and `ListObjectsV2` for the exports that wrote no manifest.
+
+use std::io;
+
+use aws_sdk_s3::error::DisplayErrorContext;
+
+use super::reader::{ExportStore, ObjectReader};
+
+/// The objects of one bucket.
+#[derive(Debug, Clone)]
+pub(crate) struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// The objects of `bucket`, read with `client`.
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3Store { client, bucket: bucket.into() }
+    }
+
+    fn failure(&self, key: &str, error: impl std::error::Error) -> io::Error {
+        io::Error::other(format!("s3://{}/{key}: {}", self.bucket, DisplayErrorContext(error)))
+    }
+}
+
+impl ExportStore for S3Store {
+    async fn open(&self, key: &str) -> io::Result<Option<ObjectReader>> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(object) => Ok(Some(Box::pin(object.body.into_async_read()))),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.failure(key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.failure(prefix, e))?;
+            keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_owned)));
+        }
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::data::rebuild::export::fixture::{canonical, full_fixture, read_all};
+    use crate::data::rebuild::export::json::Line;
+    use crate::data::rebuild::export::reader::export_files;
+
+    /// moto's server on a free loopback port, stopped by its process id when dropped.
+    struct Moto {
+        child: Child,
+        endpoint: String,
+    }
+
+    impl Moto {
+        /// `None` where moto is not installed.
+        fn start() -> Option<Moto> {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = match Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => child,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+                Err(e) => panic!("moto_server: {e}"),
+            };
+            let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within a minute");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Some(moto)
+        }
+
+        fn client(&self) -> aws_sdk_s3::Client {
+            let config = aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto"))
+                .endpoint_url(&self.endpoint)
+                .force_path_style(true)
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+        }
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_export_uploaded_to_moto_reads_back_through_the_s3_client() {
+        let Some(moto) = Moto::start() else {
+            eprintln!("moto_server is not installed: the S3 round trip is not tested");
+            return;
+        };
+        let client = moto.client();
+        client.create_bucket().bucket("fixture-exports").send().await.unwrap();
+        let (fixture, items) = full_fixture("exports/rebuild-7");
+        let (moto_fixture, _) = full_fixture("exports/moto");
+        for (key, bytes) in fixture.objects().await.into_iter().chain(moto_fixture.moto_objects().await) {
+            client.put_object().bucket("fixture-exports").key(key).body(bytes.into()).send().await.unwrap();
+        }
+        let store = S3Store::new(client, "fixture-exports");
+
+        for (prefix, arn) in [("exports/rebuild-7", fixture.export_arn()), ("exports/moto", moto_fixture.export_arn())]
+        {
+            let export = export_files(&store, prefix, &arn).await.unwrap();
+            assert_eq!(export.summary.is_some(), prefix == "exports/rebuild-7");
+            let read: Vec<_> = read_all(&store, &export)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|line| match line {
+                    Line::Item(item) => item,
+                    Line::Record(record) => panic!("a record in a full export: {record:?}"),
+                })
+                .collect();
+            assert_eq!(canonical(&read), canonical(&items), "{prefix}");
+        }
+        assert!(store.open("exports/none/manifest-summary.json").await.unwrap().is_none());
+        drop(moto);
+    }
+}
