@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::support::{self, Item, content_hash, create_table, expected_hash};
 
 /// An item with attributes no migration names, of every awkward DynamoDB type.
-fn awkward(i: u64) -> Item {
+pub(crate) fn awkward(i: u64) -> Item {
     let s = |v: &str| A::S(v.to_owned());
     [
         ("id".to_owned(), s(&format!("item-{i:05}"))),
@@ -54,23 +54,23 @@ struct Named {
 /// An input type that holds every attribute of `awkward` exactly (its weights, `n.5`, are exact
 /// in an `f32`).
 #[derive(Debug, Serialize, Deserialize)]
-struct Whole {
-    id: String,
-    name: String,
-    weight: f32,
-    phone: String,
+pub(crate) struct Whole {
+    pub id: String,
+    pub name: String,
+    pub weight: f32,
+    pub phone: String,
     #[serde(with = "serde_dynamo::string_set")]
-    tags: BTreeSet<String>,
-    levels: NumberSet,
+    pub tags: BTreeSet<String>,
+    pub levels: NumberSet,
     #[serde(with = "serde_dynamo::binary_set")]
-    blobs: Vec<serde_bytes::ByteBuf>,
-    big: Number,
+    pub blobs: Vec<serde_bytes::ByteBuf>,
+    pub big: Number,
     #[serde(with = "serde_bytes")]
-    raw: Vec<u8>,
-    prefs: HashMap<String, NumberSet>,
-    history: Vec<Option<serde_json::Value>>,
+    pub raw: Vec<u8>,
+    pub prefs: HashMap<String, NumberSet>,
+    pub history: Vec<Option<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    name_upper: Option<String>,
+    pub name_upper: Option<String>,
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod converge;
 mod data;
 mod environments;
 mod exact;
+mod export;
 mod fault_proxy;
 mod iam;
 mod init;

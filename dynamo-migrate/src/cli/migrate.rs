@@ -138,6 +138,10 @@ impl MigrateArgs {
             .with_progress(std::io::stderr().is_terminal() && out.is_human())
             .with_sharing(sharing)
             .with_segment_lease(Duration::from_secs(self.segment_lease));
+        let migrator = match session.export_place().await {
+            Some(place) => migrator.with_export(place),
+            None => migrator,
+        };
         let result = migrator.run(&project.migrations, self.target).await;
         // The lock is released: the workers find nothing left and end.
         let workers = wait_for_workers(local_workers).await;

@@ -37,6 +37,19 @@ pub struct Session {
     pub caller: String,
 }
 
+impl Session {
+    /// Where the environment's export rebuilds keep their files (`[<env>.exports]`), if it names
+    /// a bucket.
+    pub async fn export_place(&self) -> Option<crate::data::ExportPlace> {
+        let exports = self.env.exports.as_ref()?;
+        Some(crate::data::ExportPlace {
+            s3: crate::client::connect_s3(&self.env.target(), exports.s3_endpoint.as_deref()).await,
+            bucket: exports.bucket.clone(),
+            prefix: exports.prefix_or_default(&self.env.table_prefix),
+        })
+    }
+}
+
 impl EnvArgs {
     /// Loads the environment (checked against the tables `project`'s migrations create), checks the credentials' account (for every environment that names
     /// one), asks for confirmation when `writes` and the environment is protected, and checks

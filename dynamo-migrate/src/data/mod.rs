@@ -55,6 +55,9 @@ pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};
 pub(crate) use writer::{BATCH, Writer, backoff, is_retryable};
 
+#[cfg(feature = "export")]
+#[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+pub use rebuild::export::path::{AUTO_EXPORT_BYTES, ExportPlace};
 pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
 pub use schema_read::{BadItem, ItemsCheck, check_items, read_exactly};
 

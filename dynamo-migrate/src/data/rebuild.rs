@@ -20,11 +20,12 @@ use crate::names::TableNames;
 use crate::planner::PlanError;
 
 mod check;
-// The export path's reader, writer and S3 access; until its orchestration calls them, only the
-// tests do.
+/// The export path: export, transform, import.
 #[cfg(feature = "export")]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod export;
+mod fill;
+
+use fill::Fill;
 
 pub use check::CheckReport;
 use check::Convergence;
@@ -160,6 +161,9 @@ impl Migrator {
                 reason: "the migrator has no DynamoDB Streams client (Migrator::with_streams), so it cannot replay the old table's writes".to_owned(),
             });
         }
+        // Which way the new version is filled, decided (and its pre-flight passed) before
+        // anything is written.
+        let fill = self.choose_fill(rebuild, &old).await?;
         let key_names = |def: &dynamo_model::TableDef| def.keys().map(|k| k.name.clone()).collect::<Vec<_>>();
         let needs_old_images = rebuild.map.is_some() || key_names(&live.def) != key_names(&rebuild.table);
         let stream = ensure_stream(&self.client, &old, table, needs_old_images, self.exec.wait_timeout).await?;
@@ -204,19 +208,35 @@ impl Migrator {
         };
         let create = SchemaStep::CreateTable { table: rebuild.table.clone() };
         let at = StepOf { migration: migration.version, resume: false };
-        self.apply_schema_step(ledger, at, &create, (&new, rebuild.table.version), report).await?;
-
-        let ctx = self.data_context(ledger, migration, index, names);
-        let map = rebuild.map.clone().unwrap_or_else(copy_map);
-        let mut options = rebuild.options.clone();
-        options.consistent_read = true;
-        if header.phase == Phase::Copying {
-            let estimate = self.estimate_copy(&ctx, &old, &new, &options, &map, live.item_count).await?;
-            report.calls.push(estimate);
-        }
+        let budget = rebuild.options.max_failed;
         let copy_started = Instant::now();
-        let budget = options.max_failed;
-        let copied = ctx.run_pass(old.clone(), new.clone(), options, map).await?;
+        let copied = match fill {
+            Fill::Copy(why) => {
+                if let Some(why) = why {
+                    report.calls.push(why);
+                }
+                self.apply_schema_step(ledger, at, &create, (&new, rebuild.table.version), report).await?;
+                let ctx = self.data_context(ledger, migration, index, names);
+                let map = rebuild.map.clone().unwrap_or_else(copy_map);
+                let mut options = rebuild.options.clone();
+                options.consistent_read = true;
+                if header.phase == Phase::Copying {
+                    let estimate = self.estimate_copy(&ctx, &old, &new, &options, &map, live.item_count).await?;
+                    report.calls.push(estimate);
+                }
+                ctx.run_pass(old.clone(), new.clone(), options, map).await?
+            }
+            #[cfg(feature = "export")]
+            Fill::Export(place) => {
+                let copied = self.fill_by_export(place, &store, migration, index, rebuild, &header, report).await?;
+                // What ImportTable cannot set (the stream, deletion protection, the class, tags),
+                // then what CreateTable's step sets after the table (TTL, point-in-time recovery),
+                // which also checks that the imported table is the version declared.
+                self.after_import(&new, rebuild, report).await?;
+                self.apply_schema_step(ledger, at, &create, (&new, rebuild.table.version), report).await?;
+                copied
+            }
+        };
         let copy_secs = copy_started.elapsed().as_secs_f64();
         if header.phase == Phase::Copying {
             header.phase = Phase::CatchingUp;

@@ -411,6 +411,64 @@ impl ReplayStore {
         self.save(item).await
     }
 
+    /// A JSON value the export path keeps under `name` among this rebuild's items.
+    #[cfg(feature = "export")]
+    async fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ReplayError> {
+        let id = format!("{}{name}", self.items);
+        let item = self.ledger.checkpoint(&id).await.map_err(|e| ReplayError::Checkpoint(Box::new(e)))?;
+        let Some(text) = item.as_ref().and_then(|item| text(item, "state")) else { return Ok(None) };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            let reason = format!("ledger item {id} is not what this version writes ({e})");
+            ReplayError::Checkpoint(Box::new(crate::error::Error::Rebuild { table: self.items.clone(), reason }))
+        })
+    }
+
+    #[cfg(feature = "export")]
+    async fn save_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ReplayError> {
+        let item: Item = [
+            ("id".to_owned(), AttributeValue::S(format!("{}{name}", self.items))),
+            ("state".to_owned(), AttributeValue::S(serde_json::to_string(value).expect("a state serialises"))),
+        ]
+        .into();
+        self.save(item).await
+    }
+
+    /// Where the rebuild's export path stands, if it took it.
+    #[cfg(feature = "export")]
+    pub(crate) async fn export_state(
+        &self,
+    ) -> Result<Option<crate::data::rebuild::export::path::ExportState>, ReplayError> {
+        self.json("export").await
+    }
+
+    /// Saves where the rebuild's export path stands.
+    #[cfg(feature = "export")]
+    pub(crate) async fn save_export_state(
+        &self,
+        state: &crate::data::rebuild::export::path::ExportState,
+    ) -> Result<(), ReplayError> {
+        self.save_json("export", state).await
+    }
+
+    /// The export path's result for data file `index`, once it is transformed.
+    #[cfg(feature = "export")]
+    pub(crate) async fn export_file(
+        &self,
+        index: usize,
+    ) -> Result<Option<crate::data::rebuild::export::path::FileDone>, ReplayError> {
+        self.json(&format!("export-file#{index:06}")).await
+    }
+
+    /// Saves the export path's result for data file `index`.
+    #[cfg(feature = "export")]
+    pub(crate) async fn save_export_file(
+        &self,
+        index: usize,
+        done: &crate::data::rebuild::export::path::FileDone,
+    ) -> Result<(), ReplayError> {
+        self.save_json(&format!("export-file#{index:06}"), done).await
+    }
+
     /// Saves one item; a transient failure is tried again, a lost lock is not.
     async fn save(&self, item: Item) -> Result<(), ReplayError> {
         let mut attempt = 0;

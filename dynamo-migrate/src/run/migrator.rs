@@ -130,6 +130,9 @@ pub struct Migrator {
     /// A rehearsal's: every pass and replay keeps every failed item and accepts them all, to
     /// report them (see `rehearse`).
     pub(crate) rehearsal: Option<crate::rehearse::Collector>,
+    /// Where rebuilds through Export to S3 and Import from S3 keep their files.
+    #[cfg(feature = "export")]
+    pub(crate) export: Option<crate::data::ExportPlace>,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -168,6 +171,8 @@ impl Migrator {
             sharing: crate::data::Sharing::Alone,
             segment_lease: crate::data::DEFAULT_LEASE,
             rehearsal: None,
+            #[cfg(feature = "export")]
+            export: None,
         }
     }
 
@@ -233,6 +238,15 @@ impl Migrator {
     /// The longest a rebuild's copy may be estimated to take before the rebuild is refused.
     pub fn with_copy_limit(mut self, limit: Duration) -> Self {
         self.copy_limit = limit;
+        self
+    }
+
+    /// Lets rebuilds fill their new version by Export to S3 and Import from S3, with their files
+    /// in `place` (see `RebuildStep::via_export`).
+    #[cfg(feature = "export")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+    pub fn with_export(mut self, place: crate::data::ExportPlace) -> Self {
+        self.export = Some(place);
         self
     }
 

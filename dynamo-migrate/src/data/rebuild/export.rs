@@ -4,5 +4,6 @@
 #[cfg(test)]
 pub(crate) mod fixture;
 pub(crate) mod json;
+pub(crate) mod path;
 pub(crate) mod reader;
 pub(crate) mod s3;

@@ -343,6 +343,7 @@ impl<R: AsyncRead + Unpin> ExportLines<R> {
 
     /// The bytes the reader holds for its current line: the longest line's, whatever the file's
     /// size.
+    #[cfg(test)]
     pub fn buffer_capacity(&self) -> usize {
         self.buffer.capacity()
     }

@@ -20,6 +20,19 @@ impl S3Store {
         S3Store { client, bucket: bucket.into() }
     }
 
+    /// Writes `bytes` as the object at `key` (replacing one that is there).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failure(key, e))
+    }
+
     fn failure(&self, key: &str, error: impl std::error::Error) -> io::Error {
         io::Error::other(format!("s3://{}/{key}: {}", self.bucket, DisplayErrorContext(error)))
     }

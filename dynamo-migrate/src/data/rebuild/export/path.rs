@@ -1,0 +1,594 @@
+//! The export path of a rebuild: `ExportTableToPointInTime`, the rebuild's transform over the
+//! exported files, `ImportTable` of the transformed ones. The stream catch-up and the convergence
+//! check after it are the copy path's (see `data::rebuild`).
+//!
+//! Why the catch-up after it keeps the replay's rule (see `data::replay`): the stream is ACTIVE
+//! before the export time (the rebuild's header, saved once the stream is, gives that time), the
+//! export is the old table as of that time, and the import writes the transform of each of its
+//! items and nothing else; so the new table holds what the copy would have written from a scan at
+//! that moment, and every write after it has a record in the stream, which the replay reads from
+//! its start.
+//!
+//! Every phase is checkpointed in the ledger beside the rebuild's replay items: the export's ARN
+//! (saved as soon as DynamoDB answers; the call also carries a client token, so that a run killed
+//! between the call and the save does not start a second export on AWS), each data file once its
+//! transformed parts are written (with their item counts), and the import's ARN. A resumed run
+//! follows the export or import it finds instead of starting another, and transforms only the
+//! files not done; a file redone writes the same part names (deterministic: `<file>-<part>`), so
+//! a retry overwrites and never duplicates.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    ExportFormat, ExportStatus, ImportStatus, InputCompressionType, InputFormat, S3BucketSource,
+    TableCreationParameters,
+};
+use dynamo_model::{Billing, TableDef};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+use super::json::{JsonItem, Line, write_item_line};
+use super::reader::{DataFile, ExportError, ExportFiles, ExportStore, export_files, open_file};
+use super::s3::S3Store;
+use crate::data::{
+    Change, DeadLetters, FailureBudget, MapFn, ReplayStore, into_other_table, key_of, key_text, panic_message,
+};
+use crate::error::{Error, Result};
+
+/// ImportTable reads at most this many objects in one import (AWS's quota).
+pub(crate) const IMPORT_MAX_OBJECTS: usize = 50_000;
+/// A transformed part is closed, compressed and uploaded at this many bytes of JSON lines, so
+/// that a worker holds at most one part's compressed bytes whatever the size of the file.
+pub(crate) const PART_BYTES: usize = 64 << 20;
+/// Tables at least this large go the export way when the rebuild leaves the choice to the tool
+/// (`RebuildPath::Auto`) and the environment names a bucket.
+pub const AUTO_EXPORT_BYTES: i64 = 100 << 30;
+
+/// Where an environment's export rebuilds keep their files.
+#[derive(Debug, Clone)]
+pub struct ExportPlace {
+    /// The S3 client.
+    pub s3: aws_sdk_s3::Client,
+    /// The bucket DynamoDB exports into and imports from.
+    pub bucket: String,
+    /// The key prefix of the environment's rebuild folders, without a trailing `/`.
+    pub prefix: String,
+}
+
+/// Where an export rebuild stands, as the ledger keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExportState {
+    /// The export's ARN, once DynamoDB has answered the call.
+    pub export_arn: Option<String>,
+    /// When the export's snapshot is taken (milliseconds since the epoch).
+    pub export_time_ms: u64,
+    /// The export's data files, once it has completed.
+    pub files: Option<u64>,
+    /// The import's ARN, once DynamoDB has answered the call.
+    pub import_arn: Option<String>,
+    /// The import, completed and checked.
+    pub imported: bool,
+}
+
+/// A data file of the export, transformed: its parts and what it held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileDone {
+    /// The part objects written, each with its item count, in order.
+    pub parts: Vec<(String, u64)>,
+    pub read: u64,
+    pub written: u64,
+    /// The transform said to leave it out (`None`, `Change::Keep`, `Change::Delete`).
+    pub left_out: u64,
+    pub failed: u64,
+}
+
+/// What the export path did, for the step's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ExportOutcome {
+    pub export_arn: String,
+    pub import_arn: String,
+    pub files: u64,
+    pub parts: u64,
+    pub read: u64,
+    pub written: u64,
+    pub left_out: u64,
+    pub failed: u64,
+    /// Per phase: export, transform, check, import (this run's time; zero for a phase an earlier
+    /// run finished).
+    pub took: [Duration; 4],
+}
+
+/// The transform of one item into the new table, as the copy does it: the rebuild's function,
+/// a panic caught, refused when it would lose attributes or lacks the new key.
+pub(crate) struct Transform {
+    pub map: Arc<MapFn>,
+    pub target: String,
+    pub target_keys: Vec<String>,
+    pub source: String,
+    pub source_keys: Vec<String>,
+    pub drop_unknown_attributes: bool,
+}
+
+impl Transform {
+    /// `Ok(Some)` to write, `Ok(None)` to leave out, `Err` with why it failed.
+    fn apply(&self, item: crate::data::Item) -> std::result::Result<Option<crate::data::Item>, String> {
+        let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.map)(item)))
+            .map_err(|panic| format!("the transform panicked: {}", panic_message(panic.as_ref())))??;
+        match into_other_table(mapped, &self.target, &self.target_keys, self.drop_unknown_attributes)? {
+            Change::Put(new) => Ok(Some(new)),
+            Change::Keep | Change::Delete => Ok(None),
+        }
+    }
+}
+
+/// The export rebuild of one step: the calls, the files and the ledger.
+pub(crate) struct ExportRebuild<'a> {
+    pub client: &'a Client,
+    pub place: &'a ExportPlace,
+    pub replay: &'a ReplayStore,
+    /// The new version, as the import creates it.
+    pub table: &'a TableDef,
+    pub transform: Arc<Transform>,
+    /// The rebuild's migration and step, for names and client tokens.
+    pub version: u32,
+    pub step: u32,
+    pub max_failed: FailureBudget,
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    /// How many files are transformed at once.
+    pub concurrency: usize,
+    /// How often a running export or import is asked about (seconds on AWS).
+    pub poll: Duration,
+}
+
+/// The folder of a rebuild's files under the environment's prefix: one per migration, step and
+/// new table, so that two rebuilds never share one.
+pub(crate) fn rebuild_folder(prefix: &str, target: &str, version: u32, step: u32) -> String {
+    let folder = format!("{target}/m{version:04}-step{step:03}");
+    if prefix.is_empty() { folder } else { format!("{prefix}/{folder}") }
+}
+
+/// A client token for a call of this rebuild: the same for a resumed run, so that AWS answers
+/// with the export or import it already started (tokens last 8 hours there).
+fn client_token(what: &str, target: &str, version: u32, step: u32, at_ms: u64) -> String {
+    let digest = Sha256::digest(format!("dynamo-migrate {what} {target} {version} {step} {at_ms}"));
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+impl ExportRebuild<'_> {
+    fn folder(&self) -> String {
+        rebuild_folder(&self.place.prefix, &self.transform.target, self.version, self.step)
+    }
+
+    fn store(&self) -> S3Store {
+        S3Store::new(self.place.s3.clone(), self.place.bucket.clone())
+    }
+
+    fn fail(&self, reason: String) -> Error {
+        Error::Rebuild { table: self.transform.source.clone(), reason }
+    }
+
+    /// Runs, or resumes, every phase up to a completed and checked import; the new table exists
+    /// then, with its keys, indexes and billing (the settings ImportTable cannot set are the
+    /// caller's).
+    pub async fn run(&self, export_time_ms: u64, lines: &mut Vec<String>) -> Result<ExportOutcome> {
+        let mut state: ExportState =
+            self.replay.export_state().await?.unwrap_or(ExportState { export_time_ms, ..ExportState::default() });
+        let mut outcome = ExportOutcome::default();
+
+        // 1. The export.
+        let started = Instant::now();
+        let export_arn = match &state.export_arn {
+            Some(arn) => arn.clone(),
+            None => {
+                let arn = self.start_export(state.export_time_ms).await?;
+                state.export_arn = Some(arn.clone());
+                self.replay.save_export_state(&state).await?;
+                lines.push(format!("export of {} started: {arn}", self.transform.source));
+                arn
+            }
+        };
+        let exported = self.wait_for_export(&export_arn).await?;
+        outcome.took[0] = started.elapsed();
+        let store = self.store();
+        let export = export_files(&store, &format!("{}/export", self.folder()), &export_arn)
+            .await
+            .map_err(|e| self.fail(format!("the export {export_arn} cannot be read: {e}")))?;
+        if export.is_incremental() {
+            return Err(
+                self.fail(format!("{export_arn} is an incremental export, not the full one this rebuild started"))
+            );
+        }
+        if state.files.is_none() {
+            state.files = Some(export.files.len() as u64);
+            self.replay.save_export_state(&state).await?;
+            lines.push(format!(
+                "exported {}: {} item(s) in {} file(s) ({export_arn})",
+                self.transform.source,
+                exported.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                export.files.len()
+            ));
+        }
+        outcome.export_arn = export_arn.clone();
+
+        // 2. The transform, file by file.
+        let started = Instant::now();
+        let done = self.transform_files(&store, &export).await?;
+        outcome.took[1] = started.elapsed();
+        outcome.files = done.len() as u64;
+        for file in done.values() {
+            outcome.parts += file.parts.len() as u64;
+            outcome.read += file.read;
+            outcome.written += file.written;
+            outcome.left_out += file.left_out;
+            outcome.failed += file.failed;
+        }
+        if let Some(expected) = export.item_count().or(exported)
+            && expected != outcome.read
+        {
+            return Err(self.fail(format!(
+                "the export {export_arn} holds {expected} item(s) but its files gave {}; nothing was imported: run the migration again, which exports anew",
+                outcome.read
+            )));
+        }
+        if !self.max_failed.allows(outcome.failed, outcome.read) {
+            return Err(self.fail(format!(
+                "{} of the {} exported items of {} fail the transform, and the rebuild accepts {}; nothing was imported. Fix the transform, or accept the losses with .max_failed_items(n)",
+                outcome.failed, outcome.read, self.transform.source, self.max_failed
+            )));
+        }
+
+        // 3. Before the import: what was written is what the ledger says, once.
+        let started = Instant::now();
+        if !state.imported && state.import_arn.is_none() {
+            self.check_output(&store, &done, outcome.written).await?;
+        }
+        outcome.took[2] = started.elapsed();
+
+        // 4. The import.
+        let started = Instant::now();
+        let import_arn = match &state.import_arn {
+            Some(arn) => arn.clone(),
+            None => {
+                let arn = self.start_import(state.export_time_ms).await?;
+                state.import_arn = Some(arn.clone());
+                self.replay.save_export_state(&state).await?;
+                lines.push(format!("import into {} started: {arn}", self.transform.target));
+                arn
+            }
+        };
+        if !state.imported {
+            self.wait_for_import(&import_arn, outcome.written).await?;
+            state.imported = true;
+            self.replay.save_export_state(&state).await?;
+        }
+        outcome.took[3] = started.elapsed();
+        outcome.import_arn = import_arn;
+        Ok(outcome)
+    }
+
+    async fn start_export(&self, export_time_ms: u64) -> Result<String> {
+        let source = &self.transform.source;
+        let described = self
+            .client
+            .describe_table()
+            .table_name(source)
+            .send()
+            .await
+            .map_err(Error::aws(format!("DescribeTable {source}")))?;
+        let arn = described.table.and_then(|t| t.table_arn).unwrap_or_default();
+        let token = client_token("export", &self.transform.target, self.version, self.step, export_time_ms);
+        let out = self
+            .client
+            .export_table_to_point_in_time()
+            .table_arn(&arn)
+            .export_time(aws_sdk_dynamodb::primitives::DateTime::from_millis(export_time_ms as i64))
+            .s3_bucket(&self.place.bucket)
+            .s3_prefix(format!("{}/export", self.folder()))
+            .export_format(ExportFormat::DynamodbJson)
+            .client_token(token)
+            .send()
+            .await
+            .map_err(Error::aws(format!("ExportTableToPointInTime {source} into s3://{}", self.place.bucket)))?;
+        out.export_description
+            .and_then(|d| d.export_arn)
+            .ok_or_else(|| self.fail(format!("ExportTableToPointInTime {source} answered without an export ARN")))
+    }
+
+    /// Waits for the export to end; its item count when DynamoDB gives one.
+    async fn wait_for_export(&self, arn: &str) -> Result<Option<u64>> {
+        loop {
+            let out = self
+                .client
+                .describe_export()
+                .export_arn(arn)
+                .send()
+                .await
+                .map_err(Error::aws(format!("DescribeExport {arn}")))?;
+            let description = out
+                .export_description
+                .unwrap_or_else(|| aws_sdk_dynamodb::types::ExportDescription::builder().export_arn(arn).build());
+            match description.export_status {
+                Some(ExportStatus::Completed) => return Ok(description.item_count.map(|n| n.max(0) as u64)),
+                Some(ExportStatus::Failed) => {
+                    return Err(self.fail(format!(
+                        "the export {arn} failed: {} {}; nothing was imported. Fix what it names (the bucket's policy, point-in-time recovery), then run the migration again",
+                        description.failure_code.unwrap_or_default(),
+                        description.failure_message.unwrap_or_default()
+                    )));
+                }
+                _ => tokio::time::sleep(self.poll).await,
+            }
+        }
+    }
+
+    /// Transforms every file not done by an earlier run; returns every file's result, by index.
+    async fn transform_files(&self, store: &S3Store, export: &ExportFiles) -> Result<BTreeMap<usize, FileDone>> {
+        let mut done = BTreeMap::new();
+        let mut todo = Vec::new();
+        for (index, file) in export.files.iter().enumerate() {
+            match self.replay.export_file(index).await? {
+                Some(file) => {
+                    done.insert(index, file);
+                }
+                None => todo.push((index, file.clone())),
+            }
+        }
+        let out = format!("{}/transformed/data", self.folder());
+        let mut running = tokio::task::JoinSet::new();
+        let mut todo = todo.into_iter();
+        loop {
+            while running.len() < self.concurrency.max(1) {
+                let Some((index, file)) = todo.next() else { break };
+                let (store, export, out) = (store.clone(), export.clone(), out.clone());
+                let (transform, dead) = (self.transform.clone(), self.dead_letters.clone());
+                running.spawn(async move {
+                    let result = transform_file(&store, &export, &file, index, &out, &transform, dead.as_deref()).await;
+                    (index, file, result)
+                });
+            }
+            let Some(joined) = running.join_next().await else { break };
+            let (index, file, result) = joined.map_err(|e| self.fail(format!("a file's transform stopped: {e}")))?;
+            let result = result.map_err(|e| self.fail(format!("{e}; nothing was imported: fix it, then run the migration again, which goes on with the files not done")))?;
+            self.replay.save_export_file(index, &result).await?;
+            tracing::debug!(file = file.key, written = result.written, "transformed");
+            done.insert(index, result);
+        }
+        Ok(done)
+    }
+
+    /// Reads every part back: each holds the count the ledger has, they add up to `written`, no
+    /// key is in two of them (ImportTable would keep one silently), and the folder holds no other
+    /// object (a part of an earlier, different attempt).
+    async fn check_output(&self, store: &S3Store, done: &BTreeMap<usize, FileDone>, written: u64) -> Result<()> {
+        let parts: Vec<&(String, u64)> = done.values().flat_map(|f| &f.parts).collect();
+        if parts.len() > IMPORT_MAX_OBJECTS {
+            return Err(self.fail(format!(
+                "the transform wrote {} objects, more than the {IMPORT_MAX_OBJECTS} one import reads; nothing was imported",
+                parts.len()
+            )));
+        }
+        let folder = format!("{}/transformed/data/", self.folder());
+        let listed =
+            store.list(&folder).await.map_err(|e| self.fail(format!("s3://{}/{folder}: {e}", self.place.bucket)))?;
+        let expected: HashSet<&str> = parts.iter().map(|(key, _)| key.as_str()).collect();
+        if let Some(stray) = listed.iter().find(|key| !expected.contains(key.as_str())) {
+            return Err(self.fail(format!(
+                "s3://{}/{stray} is not a part this rebuild wrote, and ImportTable would read it; delete it, then run the migration again",
+                self.place.bucket
+            )));
+        }
+        let mut keys: HashSet<u128> = HashSet::new();
+        let mut total = 0;
+        let mut line = Vec::new();
+        for (key, count) in parts {
+            let file = DataFile { key: key.clone(), item_count: Some(*count) };
+            let empty = ExportFiles { folder: folder.clone(), summary: None, files: vec![] };
+            let mut lines = open_file(store, &empty, &file).await.map_err(|e| self.fail(e.to_string()))?;
+            while let Some(read) = lines.next().await.map_err(|e| self.fail(e.to_string()))? {
+                let Line::Item(item) = read else { continue };
+                line.clear();
+                let key_item = key_of(&item, &self.transform.target_keys);
+                serde_json::to_writer(&mut line, &JsonItem(&key_item)).expect("a key always serialises");
+                if !keys.insert(xxhash_rust::xxh3::xxh3_128(&line)) {
+                    return Err(self.fail(format!(
+                        "two items of the transform have the key {} in {}: ImportTable would keep one of them silently, so nothing was imported. The transform must map distinct old keys to distinct new ones",
+                        key_text(&item, &self.transform.target_keys),
+                        self.transform.target
+                    )));
+                }
+                total += 1;
+            }
+        }
+        if total != written {
+            return Err(self.fail(format!(
+                "the transformed parts hold {total} item(s), the ledger counted {written}; nothing was imported"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn start_import(&self, export_time_ms: u64) -> Result<String> {
+        let table = self.table;
+        let target = &self.transform.target;
+        let mut parameters = TableCreationParameters::builder()
+            .table_name(target)
+            .set_key_schema(Some(crate::sdk::key_schema(&table.partition_key, table.sort_key.as_ref())?))
+            .set_attribute_definitions(Some(crate::sdk::attribute_definitions(&table.attribute_definitions())?))
+            .billing_mode(crate::sdk::billing_mode(&table.billing));
+        if let Billing::Provisioned(t) = table.billing {
+            parameters = parameters.provisioned_throughput(crate::sdk::throughput(t)?);
+        }
+        for index in &table.global_indexes {
+            parameters = parameters.global_secondary_indexes(crate::sdk::global_index(index)?);
+        }
+        let source = S3BucketSource::builder()
+            .s3_bucket(&self.place.bucket)
+            .s3_key_prefix(format!("{}/transformed/data/", self.folder()))
+            .build()?;
+        let token = client_token("import", target, self.version, self.step, export_time_ms);
+        let out = self
+            .client
+            .import_table()
+            .client_token(token)
+            .s3_bucket_source(source)
+            .input_format(InputFormat::DynamodbJson)
+            .input_compression_type(InputCompressionType::Gzip)
+            .table_creation_parameters(parameters.build()?)
+            .send()
+            .await
+            .map_err(Error::aws(format!("ImportTable {target} from s3://{}", self.place.bucket)))?;
+        out.import_table_description
+            .and_then(|d| d.import_arn)
+            .ok_or_else(|| self.fail(format!("ImportTable {target} answered without an import ARN")))
+    }
+
+    /// Waits for the import to end, and requires it to have imported every item written, with
+    /// no error.
+    async fn wait_for_import(&self, arn: &str, written: u64) -> Result<()> {
+        loop {
+            let out = self
+                .client
+                .describe_import()
+                .import_arn(arn)
+                .send()
+                .await
+                .map_err(Error::aws(format!("DescribeImport {arn}")))?;
+            let Some(d) = out.import_table_description else {
+                return Err(self.fail(format!("DescribeImport {arn} answered without a description")));
+            };
+            let errors = d.error_count;
+            let imported = d.imported_item_count.max(0) as u64;
+            let logs = d.cloud_watch_log_group_arn.clone().map_or_else(
+                || "its CloudWatch log group (the import's CloudWatchLogGroupArn)".to_owned(),
+                |group| format!("the CloudWatch log group {group}"),
+            );
+            let status = d.import_status.clone();
+            match status {
+                Some(ImportStatus::Completed) if errors == 0 && imported == written => return Ok(()),
+                Some(ImportStatus::Completed | ImportStatus::Failed | ImportStatus::Cancelled) => {
+                    let status = status.map(|s| s.as_str().to_owned()).unwrap_or_default();
+                    return Err(self.fail(format!(
+                        "the import {arn} into {} ended {status} with {errors} error(s), {imported} of the {written} item(s) imported{}; see {logs}. {} was not made current: delete it (`aws dynamodb delete-table --table-name {}`), fix what the log names, then run `cargo xtask recover --env <environment> --version {} --rerun`",
+                        self.transform.target,
+                        match (d.failure_code, d.failure_message) {
+                            (None, None) => String::new(),
+                            (code, message) => format!(" ({} {})", code.unwrap_or_default(), message.unwrap_or_default()),
+                        },
+                        self.transform.target,
+                        self.transform.target,
+                        self.version
+                    )));
+                }
+                _ => tokio::time::sleep(self.poll).await,
+            }
+        }
+    }
+}
+
+/// One part being written: its lines compressed as they come.
+struct Part {
+    encoder: async_compression::tokio::write::GzipEncoder<Vec<u8>>,
+    raw: usize,
+    items: u64,
+}
+
+impl Part {
+    fn new() -> Self {
+        Part { encoder: async_compression::tokio::write::GzipEncoder::new(Vec::new()), raw: 0, items: 0 }
+    }
+}
+
+/// Transforms one data file of the export into parts under `out` named `<index>-<part>`.
+async fn transform_file(
+    store: &S3Store,
+    export: &ExportFiles,
+    file: &DataFile,
+    index: usize,
+    out: &str,
+    transform: &Transform,
+    dead_letters: Option<&DeadLetters>,
+) -> std::result::Result<FileDone, String> {
+    let mut lines = open_file(store, export, file).await.map_err(|e| e.to_string())?;
+    let mut done = FileDone::default();
+    let mut part = Part::new();
+    let mut buffer = Vec::with_capacity(64 << 10);
+    let io = |e: std::io::Error| format!("compressing a part of {}: {e}", file.key);
+    while let Some(line) = lines.next().await.map_err(|e: ExportError| e.to_string())? {
+        let Line::Item(item) = line else {
+            return Err(format!("{}: a record in a full export", file.key));
+        };
+        done.read += 1;
+        let key = key_of(&item, &transform.source_keys);
+        match transform.apply(item) {
+            Ok(Some(new)) => {
+                buffer.clear();
+                write_item_line(&mut buffer, &new);
+                part.encoder.write_all(&buffer).await.map_err(io)?;
+                part.raw += buffer.len();
+                part.items += 1;
+                done.written += 1;
+                if part.raw >= PART_BYTES {
+                    let full = std::mem::replace(&mut part, Part::new());
+                    done.parts.push(upload(store, out, index, done.parts.len(), full).await?);
+                }
+            }
+            Ok(None) => done.left_out += 1,
+            Err(error) => match dead_letters {
+                Some(dead) => {
+                    done.failed += 1;
+                    dead.write(&transform.source, &key, &error, None)
+                        .map_err(|e| format!("the dead-letter file {}: {e}", dead.path().display()))?;
+                }
+                None => {
+                    return Err(format!(
+                        "item {} of {} ({}, line {}) fails the transform: {error}",
+                        key_text(&key, &transform.source_keys),
+                        transform.source,
+                        file.key,
+                        lines.items()
+                    ));
+                }
+            },
+        }
+    }
+    if part.items > 0 {
+        done.parts.push(upload(store, out, index, done.parts.len(), part).await?);
+    }
+    Ok(done)
+}
+
+/// Closes `part` and writes it as `<out>/<index>-<number>.json.gz`.
+async fn upload(
+    store: &S3Store,
+    out: &str,
+    index: usize,
+    number: usize,
+    mut part: Part,
+) -> std::result::Result<(String, u64), String> {
+    part.encoder.shutdown().await.map_err(|e| format!("compressing a part: {e}"))?;
+    let bytes = part.encoder.into_inner();
+    let key = format!("{out}/{index:06}-{number:04}.json.gz");
+    store.put(&key, bytes).await.map_err(|e| e.to_string())?;
+    Ok((key, part.items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_folders_are_the_same_for_a_resumed_run_and_differ_between_rebuilds() {
+        let a = client_token("export", "prod_customers_v2", 7, 0, 1_700_000_000_000);
+        assert_eq!(a, client_token("export", "prod_customers_v2", 7, 0, 1_700_000_000_000));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, client_token("import", "prod_customers_v2", 7, 0, 1_700_000_000_000));
+        assert_ne!(a, client_token("export", "prod_customers_v2", 7, 1, 1_700_000_000_000));
+        assert_ne!(a, client_token("export", "prod_customers_v2", 7, 0, 1_700_000_000_001));
+        assert_eq!(rebuild_folder("dm/prod", "prod_customers_v2", 7, 0), "dm/prod/prod_customers_v2/m0007-step000");
+        assert_eq!(rebuild_folder("", "t_v2", 1, 2), "t_v2/m0001-step002");
+    }
+}

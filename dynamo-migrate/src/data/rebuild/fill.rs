@@ -1,0 +1,235 @@
+//! How a rebuild fills its new version before the stream catch-up: by a copy through the
+//! tables, or by DynamoDB's Export to S3 and Import from S3 (`RebuildStep::via_export`), chosen
+//! and checked before anything is written.
+
+use crate::error::{Error, Result};
+use crate::migration::{RebuildPath, RebuildStep};
+use crate::migrator::Migrator;
+
+#[cfg(feature = "export")]
+use super::export::path::{AUTO_EXPORT_BYTES, ExportPlace, ExportRebuild, Transform};
+#[cfg(feature = "export")]
+use crate::data::{DataReport, ReplayHeader, ReplayStore, copy_map, key_attributes};
+#[cfg(feature = "export")]
+use crate::migration::Migration;
+#[cfg(feature = "export")]
+use crate::migrator::StepReport;
+
+/// The way a rebuild's new version is filled.
+pub(crate) enum Fill<'a> {
+    /// A parallel scan of the old table written into the new one; with a line for the report
+    /// when the rebuild asked for the export and runs where there is none.
+    Copy(Option<String>),
+    /// Export, transform, import, through the environment's bucket.
+    #[cfg(feature = "export")]
+    Export(&'a ExportPlace),
+    #[cfg(not(feature = "export"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'a ()>),
+}
+
+impl Migrator {
+    /// Chooses how `rebuild` fills its new version, and for the export, checks what it needs:
+    /// point-in-time recovery on `old`, no local secondary index in the new version, a bucket.
+    pub(crate) async fn choose_fill(&self, rebuild: &RebuildStep, old: &str) -> Result<Fill<'_>> {
+        let refuse = |reason: String| Error::Rebuild { table: rebuild.table.name.clone(), reason };
+        match rebuild.path {
+            RebuildPath::Copy => Ok(Fill::Copy(None)),
+            RebuildPath::Auto => {
+                #[cfg(feature = "export")]
+                if let Some(place) = &self.export
+                    && rebuild.table.local_indexes.is_empty()
+                    && self.table_size(old).await? >= AUTO_EXPORT_BYTES
+                    && self.point_in_time_recovery(old).await?
+                {
+                    return Ok(Fill::Export(place));
+                }
+                Ok(Fill::Copy(None))
+            }
+            RebuildPath::Export => {
+                #[cfg(not(feature = "export"))]
+                {
+                    let _ = old;
+                    Err(refuse(
+                        "the rebuild asks for Export to S3 (.via_export()), and this build of the engine has no `export` feature: build the runner with dynamo-migrate's `export` feature (the `cli` feature has it)".to_owned(),
+                    ))
+                }
+                #[cfg(feature = "export")]
+                {
+                    let env = &self.environment;
+                    let Some(place) = &self.export else {
+                        if self.exec.local {
+                            return Ok(Fill::Copy(Some(format!(
+                                "{old}: copied, not exported: this endpoint has no Export to S3 and environment {env} names no bucket; the transform is the same"
+                            ))));
+                        }
+                        return Err(refuse(format!(
+                            "the rebuild asks for Export to S3 (.via_export()), and environment {env} names no bucket for it: add `[{env}.exports]` with `bucket = \"<bucket>\"` to environments.toml (see README, \"Huge tables: Export to S3, Import from S3\"), or rebuild by copy with .via_copy(); nothing was written"
+                        )));
+                    };
+                    if let Some(local) = rebuild.table.local_indexes.first() {
+                        return Err(refuse(format!(
+                            "version {} has the local secondary index {}, and ImportTable cannot create local secondary indexes: rebuild it by copy (.via_copy()); nothing was written",
+                            rebuild.table.version, local.name
+                        )));
+                    }
+                    if !self.point_in_time_recovery(old).await? {
+                        return Err(refuse(format!(
+                            "point-in-time recovery is off on {old}, and Export to S3 reads the table from it: turn it on with `aws dynamodb update-continuous-backups --table-name {old} --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true` (it costs about $0.20 per GB-month of the table; the export then costs about $0.10 per GB, and uses no read capacity), then run the migration again; or rebuild by copy with .via_copy(). Nothing was written"
+                        )));
+                    }
+                    Ok(Fill::Export(place))
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "export")]
+    async fn point_in_time_recovery(&self, table: &str) -> Result<bool> {
+        use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus;
+        let out = self
+            .client
+            .describe_continuous_backups()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(Error::aws(format!("DescribeContinuousBackups {table}")))?;
+        Ok(out
+            .continuous_backups_description
+            .and_then(|d| d.point_in_time_recovery_description)
+            .and_then(|p| p.point_in_time_recovery_status)
+            == Some(PointInTimeRecoveryStatus::Enabled))
+    }
+
+    #[cfg(feature = "export")]
+    async fn table_size(&self, table: &str) -> Result<i64> {
+        let out = self
+            .client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(Error::aws(format!("DescribeTable {table}")))?;
+        Ok(out.table.and_then(|t| t.table_size_bytes).unwrap_or(0))
+    }
+
+    /// Fills the new version by export, transform and import (see `export::path`), resuming
+    /// what an earlier run began; the new table exists after it, the stream not yet replayed.
+    #[cfg(feature = "export")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn fill_by_export(
+        &self,
+        place: &ExportPlace,
+        store: &ReplayStore,
+        migration: &Migration,
+        index: usize,
+        rebuild: &RebuildStep,
+        header: &ReplayHeader,
+        report: &mut StepReport,
+    ) -> Result<DataReport> {
+        let source_keys = key_attributes(&self.client, &header.source).await?;
+        let target_keys: Vec<String> = rebuild.table.keys().map(|k| k.name.clone()).collect();
+        let dead_letters =
+            match (&self.rehearsal, &rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
+                (None, Some(path), true) => {
+                    Some(std::sync::Arc::new(crate::data::DeadLetters::open(path).map_err(|e| Error::Rebuild {
+                        table: rebuild.table.name.clone(),
+                        reason: format!("the dead-letter file {}: {e}", path.display()),
+                    })?))
+                }
+                _ => None,
+            };
+        let transform = Transform {
+            map: rebuild.map.clone().unwrap_or_else(copy_map),
+            target: header.target.clone(),
+            target_keys,
+            source: header.source.clone(),
+            source_keys,
+            drop_unknown_attributes: rebuild.options.drop_unknown_attributes,
+        };
+        let run = ExportRebuild {
+            client: &self.client,
+            place,
+            replay: store,
+            table: &rebuild.table,
+            transform: std::sync::Arc::new(transform),
+            version: migration.version,
+            step: index as u32,
+            max_failed: rebuild.options.max_failed,
+            dead_letters,
+            concurrency: rebuild.options.writers.max(1),
+            poll: if self.exec.local {
+                std::time::Duration::from_millis(200)
+            } else {
+                std::time::Duration::from_secs(15)
+            },
+        };
+        let outcome = run.run(header.copy_started_ms, &mut report.calls).await?;
+        let [export, transform, check, import] = outcome.took.map(|d| d.as_secs_f64());
+        report.calls.push(format!(
+            "exported {} and imported {}: {} file(s), {} item(s) read, {} written in {} part(s), {} left out, {} failed (export {export:.1} s, transform {transform:.1} s at {:.0} items/s, check {check:.1} s, import {import:.1} s; {}, {})",
+            header.source,
+            header.target,
+            outcome.files,
+            outcome.read,
+            outcome.written,
+            outcome.parts,
+            outcome.left_out,
+            outcome.failed,
+            outcome.read as f64 / transform.max(0.001),
+            outcome.export_arn,
+            outcome.import_arn
+        ));
+        Ok(DataReport {
+            scanned: outcome.read,
+            written: outcome.written,
+            unchanged: outcome.left_out,
+            failed: outcome.failed,
+            ..DataReport::default()
+        })
+    }
+
+    /// The settings of the new version ImportTable cannot set, where the imported table lacks
+    /// them: its stream, deletion protection, table class and tags.
+    #[cfg(feature = "export")]
+    pub(crate) async fn after_import(&self, new: &str, rebuild: &RebuildStep, report: &mut StepReport) -> Result<()> {
+        use crate::planner::Call;
+        let table = &rebuild.table;
+        let Some(live) = crate::live::describe(&self.client, new, &table.name, table.version, self.exec.local).await?
+        else {
+            return Err(Error::Rebuild {
+                table: table.name.clone(),
+                reason: format!("{new} is not there after its import completed"),
+            });
+        };
+        let mut calls = Vec::new();
+        if let Some(view) = table.stream
+            && live.def.stream.is_none()
+        {
+            calls.push(Call::EnableStream { table: table.name.clone(), view });
+        }
+        if table.deletion_protection && !live.def.deletion_protection {
+            calls.push(Call::SetDeletionProtection { table: table.name.clone(), enabled: true });
+        }
+        if table.table_class != live.def.table_class && !live.not_checked.contains(&"table_class") {
+            calls.push(Call::SetTableClass { table: table.name.clone(), class: table.table_class });
+        }
+        let missing: Vec<(String, String)> = table
+            .tags
+            .iter()
+            .filter(|(k, v)| live.def.tags.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !missing.is_empty() && !live.not_checked.contains(&"tags") {
+            calls.push(Call::TagTable { table: table.name.clone(), tags: missing });
+        }
+        for call in &calls {
+            let line = call.describe(new);
+            match crate::executor::execute(&self.client, new, call, &self.exec).await? {
+                crate::executor::Outcome::Done => report.calls.push(line),
+                crate::executor::Outcome::Skipped(why) => report.skipped.push(format!("{line}: {why}")),
+            }
+        }
+        Ok(())
+    }
+}
