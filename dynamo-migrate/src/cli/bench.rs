@@ -10,6 +10,7 @@
 //! scans of the source and the engine's copy at once; (g) the convergence check of that copy
 //! (both tables scanned, the source's items through the same typed transform, compared by key).
 //! Each engine pass runs in a process of its own, so that its peak memory is the pass's alone.
+//! Then the transform of a rebuild's export files against reading them (see `export`).
 //! The last lines are `engine/ceiling = R` (copy), `in-place/ceiling = R` and `check/ceiling = R`.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ use aws_sdk_dynamodb::types::{
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+mod export;
 
 use super::{Failure, Output, usage};
 use crate::client::{Target, connect};
@@ -58,6 +61,9 @@ pub struct BenchArgs {
     /// How many times each ceiling and engine pass runs; the best run of each counts.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
+    /// Measure only the transform of a rebuild's export files (no DynamoDB Local).
+    #[arg(long)]
+    export_only: bool,
     /// Use this running DynamoDB Local instead of starting one.
     #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     endpoint: Option<String>,
@@ -200,6 +206,17 @@ impl BenchArgs {
         if let Some(kind) = self.pass {
             return self.run_one_pass(kind).await;
         }
+        if self.export_only {
+            let [read, copied, transformed] = export::bench(out, self.items, self.item_bytes, self.rounds).await?;
+            out.facts(serde_json::json!({
+                "items": self.items,
+                "item_bytes": self.item_bytes,
+                "items_per_s": { "export_read": read, "export_copy": copied, "export_transform": transformed },
+                "export_transform_over_read": transformed / read,
+                "export_transform_over_copy": transformed / copied,
+            }));
+            return Ok(());
+        }
         let options = LocalOptions {
             endpoint: self.endpoint.clone(),
             docker: Docker::Never,
@@ -327,6 +344,8 @@ impl BenchArgs {
             in_place = in_place.max(rate);
             in_place_rss = in_place_rss.max(rss);
         }
+        let [export_read, export_copy, export_transform] =
+            export::bench(out, self.items, self.item_bytes, self.rounds).await?;
         out.line(format_args!(
             "peak RSS of the runner during a pass: copy {copy_rss:.1} MiB, in place {in_place_rss:.1} MiB, check {check_rss:.1} MiB"
         ));
@@ -359,6 +378,9 @@ impl BenchArgs {
             "check_over_ceiling": check / check_ceiling,
             "batched_over_single_item": batched_ceiling / in_place_ceiling,
             "workers_over_single": shared / single,
+            "export_items_per_s": { "read": export_read, "copy": export_copy, "transform": export_transform },
+            "export_transform_over_read": export_transform / export_read,
+            "export_transform_over_copy": export_transform / export_copy,
         }));
         Ok(())
     }

@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use async_compression::tokio::write::GzipEncoder;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -210,6 +213,14 @@ impl ExportStore for DirStore {
         keys.sort();
         Ok(keys)
     }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        let path = self.root.join(key);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::write(path, bytes).await
+    }
 }
 
 /// A fresh folder for a test's objects, removed by [`TempDir::drop`].
@@ -321,4 +332,59 @@ pub(crate) fn canonical(items: &[Item]) -> Vec<String> {
     let mut texts: Vec<String> = items.iter().map(|i| canonical_item(i).to_string()).collect();
     texts.sort();
     texts
+}
+
+/// moto's server on a free loopback port, stopped by its process id when dropped.
+pub(crate) struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    /// `None` where moto is not installed.
+    pub fn start() -> Option<Moto> {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("moto_server: {e}"),
+        };
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within a minute");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+impl Moto {
+    /// A DynamoDB client of moto's (which has export, import and point-in-time recovery).
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        crate::client::connect(&crate::client::Target::local(&self.endpoint)).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

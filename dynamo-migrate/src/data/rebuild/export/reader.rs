@@ -44,6 +44,48 @@ pub(crate) trait ExportStore: Sync {
 
     /// The keys of the objects whose key starts with `prefix`, in order.
     fn list(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<String>>> + Send;
+
+    /// Writes `bytes` as the object at `key`, replacing one that is there.
+    fn put(&self, key: &str, bytes: Vec<u8>) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Objects held in memory, by key: for the benchmark, which measures the transform without a
+/// network.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemoryStore {
+    objects: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Vec<u8>>>>>,
+}
+
+impl MemoryStore {
+    /// The object at `key`, if there is one.
+    pub fn get(&self, key: &str) -> Option<std::sync::Arc<Vec<u8>>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+}
+
+impl ExportStore for MemoryStore {
+    async fn open(&self, key: &str) -> io::Result<Option<ObjectReader>> {
+        Ok(self.get(key).map(|bytes| Box::pin(io::Cursor::new(ArcBytes(bytes))) as ObjectReader))
+    }
+
+    async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), std::sync::Arc::new(bytes));
+        Ok(())
+    }
+}
+
+/// Shared bytes, readable through a cursor.
+struct ArcBytes(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// `manifest-summary.json`: what DynamoDB says of a finished export. The fields are AWS's (see

@@ -20,19 +20,6 @@ impl S3Store {
         S3Store { client, bucket: bucket.into() }
     }
 
-    /// Writes `bytes` as the object at `key` (replacing one that is there).
-    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(bytes.into())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.failure(key, e))
-    }
-
     fn failure(&self, key: &str, error: impl std::error::Error) -> io::Error {
         io::Error::other(format!("s3://{}/{key}: {}", self.bucket, DisplayErrorContext(error)))
     }
@@ -56,66 +43,26 @@ impl ExportStore for S3Store {
         }
         Ok(keys)
     }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failure(key, e))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
     use super::*;
-    use crate::data::rebuild::export::fixture::{canonical, full_fixture, read_all};
+    use crate::data::rebuild::export::fixture::{Moto, canonical, full_fixture, read_all};
     use crate::data::rebuild::export::json::Line;
     use crate::data::rebuild::export::reader::export_files;
-
-    /// moto's server on a free loopback port, stopped by its process id when dropped.
-    struct Moto {
-        child: Child,
-        endpoint: String,
-    }
-
-    impl Moto {
-        /// `None` where moto is not installed.
-        fn start() -> Option<Moto> {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let child = match Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            {
-                Ok(child) => child,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-                Err(e) => panic!("moto_server: {e}"),
-            };
-            let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within a minute");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Some(moto)
-        }
-
-        fn client(&self) -> aws_sdk_s3::Client {
-            let config = aws_sdk_s3::Config::builder()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto"))
-                .endpoint_url(&self.endpoint)
-                .force_path_style(true)
-                .build();
-            aws_sdk_s3::Client::from_conf(config)
-        }
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 
     #[tokio::test]
     async fn an_export_uploaded_to_moto_reads_back_through_the_s3_client() {
