@@ -76,7 +76,7 @@ impl PlanArgs {
             vec![]
         };
         // What each pending data step and rebuild would take, and how to deploy around a rebuild.
-        let estimates = forecast(client, names, &project.migrations, pending.versions, env).await?;
+        let estimates = forecast(client, names, &project.migrations, pending.versions, env, session.env.exports.is_some()).await?;
         let sequence = deploy_sequence(&project.migrations, pending.versions, env);
         out.facts(serde_json::json!({
             "environment": session.env.name,
@@ -138,7 +138,11 @@ fn print_plan(planned: &[PlannedMigration], estimates: &[StepForecast]) {
             if let Some(note) = &step.note {
                 println!("        ({note})");
             }
-            let passes = estimates.iter().filter(|e| e.version == m.version && e.step == index).flat_map(|e| &e.passes);
+            let forecasts = || estimates.iter().filter(|e| e.version == m.version && e.step == index);
+            for fill in forecasts().filter_map(|e| e.fill.as_ref()) {
+                println!("        {fill}");
+            }
+            let passes = forecasts().flat_map(|e| &e.passes);
             for pass in passes {
                 let over = if pass.source == pass.target || pass.target.is_empty() {
                     pass.source.clone()

@@ -43,6 +43,65 @@ pub struct StepForecast {
     /// Its passes: a data step's as it makes them, a rebuild's copy (with the reads of its
     /// convergence check).
     pub passes: Vec<PassForecast>,
+    /// For a rebuild: how it fills its new version (a copy, or Export to S3 and Import from S3),
+    /// why, and what each way costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill: Option<String>,
+}
+
+/// What Export to S3 costs per GB of the table (a full export, from point-in-time recovery).
+pub const EXPORT_USD_PER_GB: f64 = 0.10;
+/// What Import from S3 costs per GB of the imported data, uncompressed.
+pub const IMPORT_USD_PER_GB: f64 = 0.15;
+
+/// How a rebuild of `rebuild` over the table `facts` describes fills its new version, and the cost
+/// of both ways: the copy's (its read and write units on demand, `copy_usd`) against the export's
+/// and import's (per GB, no table capacity).
+pub fn fill_choice(
+    rebuild: &crate::migration::RebuildStep,
+    facts: Option<&super::estimate::TableFacts>,
+    copy_usd: Option<f64>,
+    exports: bool,
+    env: &str,
+) -> String {
+    use crate::migration::RebuildPath;
+    let gb = facts.map_or(0.0, |f| f.size_bytes.max(0) as f64 / 1e9);
+    let export_usd = gb * (EXPORT_USD_PER_GB + IMPORT_USD_PER_GB);
+    let costs = format!(
+        "copy {} against export + import ${export_usd:.2} ({gb:.2} GB at ${EXPORT_USD_PER_GB:.2} + ${IMPORT_USD_PER_GB:.2} per GB, no table capacity, plus point-in-time recovery and S3)",
+        copy_usd.map_or("(provisioned: paid as capacity)".to_owned(), |usd| format!("${usd:.2} on demand"))
+    );
+    let big = facts.is_some_and(|f| f.size_bytes >= crate::data::AUTO_EXPORT_BYTES);
+    let lsi = rebuild.table.local_indexes.first().map(|l| l.name.clone());
+    let (way, why) = match (rebuild.path, exports, lsi) {
+        (RebuildPath::Copy, _, _) => ("by copy", "the rebuild says so (.via_copy())".to_owned()),
+        (_, _, Some(lsi)) if rebuild.path == RebuildPath::Export => (
+            "refused",
+            format!("it asks for the export, and ImportTable cannot create its local secondary index {lsi}: use .via_copy()"),
+        ),
+        (RebuildPath::Export, true, None) => (
+            "by Export to S3 and Import from S3",
+            "the rebuild says so (.via_export()); it needs point-in-time recovery on the old table".to_owned(),
+        ),
+        (RebuildPath::Export, false, None) => (
+            "refused on AWS (a copy on a local endpoint)",
+            format!("it asks for the export and environment {env} names no bucket: add [{env}.exports] to environments.toml"),
+        ),
+        (RebuildPath::Auto, true, None) if big => (
+            "by Export to S3 and Import from S3, if point-in-time recovery is on (else by copy)",
+            format!("the table is at least {} GiB", crate::data::AUTO_EXPORT_BYTES >> 30),
+        ),
+        (RebuildPath::Auto, _, _) => (
+            "by copy",
+            if big {
+                format!("environment {env} names no bucket for exports ([{env}.exports]), which would cost less")
+            } else {
+                format!("the table is under {} GiB", crate::data::AUTO_EXPORT_BYTES >> 30)
+            },
+        ),
+        (RebuildPath::Export, _, Some(_)) => unreachable!("matched above"),
+    };
+    format!("fills {way}: {why}; {costs}")
 }
 
 /// Estimates the passes of every data step and rebuild of the `pending` migrations against the
@@ -54,12 +113,14 @@ pub async fn forecast(
     migrations: &[Migration],
     pending: &[u32],
     env: &str,
+    exports: bool,
 ) -> Result<Vec<StepForecast>> {
     let client = read_only(client, "the environment (plan)");
     let mut forecasts = Vec::new();
     for migration in migrations.iter().filter(|m| pending.contains(&m.version)) {
         let mut names = names_after(base, migrations.iter().filter(|m| m.version < migration.version));
         for (index, step) in migration.steps.iter().enumerate() {
+            let mut fill = None;
             let passes = match step {
                 Step::Data(data) => {
                     let discovery = Collector::discovery().for_migration(migration.version);
@@ -105,12 +166,15 @@ pub async fn forecast(
                     );
                     // The copy reads the old table strongly consistent, and the convergence
                     // check reads both once more the same way.
-                    vec![pass(&client, &old, &new, (3.0, true), None, env).await?]
+                    let copy = pass(&client, &old, &new, (3.0, true), None, env).await?;
+                    let copy_usd = copy.estimate.as_ref().and_then(|e| e.on_demand_usd);
+                    fill = Some(fill_choice(rebuild, facts(&client, &old).await?.as_ref(), copy_usd, exports, env));
+                    vec![copy]
                 }
                 Step::Schema(_) => vec![],
             };
             if !passes.is_empty() {
-                forecasts.push(StepForecast { version: migration.version, step: index, passes });
+                forecasts.push(StepForecast { version: migration.version, step: index, passes, fill });
             }
             if let Some((table, version)) = step.sets_version() {
                 names.set_version(table, version);
@@ -200,6 +264,39 @@ pub fn deploy_sequence(migrations: &[Migration], pending: &[u32], env: &str) -> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_rebuild_says_how_it_fills_its_new_version_why_and_what_each_way_costs() {
+        use crate::migration::RebuildStep;
+        use dynamo_model::{KeyAttr, LocalIndex, TableDef};
+        let table = TableDef::new("orders", KeyAttr::s("id")).version(2);
+        let facts = |bytes: i64| super::super::estimate::TableFacts {
+            table: "prod_orders".into(),
+            item_count: bytes / 1000,
+            size_bytes: bytes,
+            provisioned: None,
+            warm: None,
+            infrequent_access: false,
+        };
+        let (small, big) = (facts(2_000_000_000), facts(200_000_000_000));
+        let auto = RebuildStep::copy(table.clone());
+        let said = fill_choice(&auto, Some(&small), Some(3.1), true, "prod");
+        assert!(said.starts_with("fills by copy: the table is under 100 GiB; copy $3.10 on demand against export + import $0.50 (2.00 GB"), "{said}");
+        let said = fill_choice(&auto, Some(&big), Some(310.0), true, "prod");
+        assert!(said.starts_with("fills by Export to S3 and Import from S3, if point-in-time recovery is on (else by copy): the table is at least 100 GiB; copy $310.00 on demand against export + import $50.00"), "{said}");
+        let said = fill_choice(&auto, Some(&big), Some(310.0), false, "prod");
+        assert!(said.starts_with("fills by copy: environment prod names no bucket for exports ([prod.exports])"), "{said}");
+        let said = fill_choice(&auto.clone().via_export(), Some(&small), None, true, "prod");
+        assert!(said.starts_with("fills by Export to S3 and Import from S3: the rebuild says so (.via_export())"), "{said}");
+        assert!(said.contains("copy (provisioned: paid as capacity)"), "{said}");
+        let said = fill_choice(&auto.clone().via_export(), Some(&small), None, false, "prod");
+        assert!(said.starts_with("fills refused on AWS (a copy on a local endpoint): it asks for the export and environment prod names no bucket: add [prod.exports]"), "{said}");
+        let with_lsi = RebuildStep::copy(table.local_index(LocalIndex::new("by_date", KeyAttr::s("date")))).via_export();
+        let said = fill_choice(&with_lsi, Some(&big), None, true, "prod");
+        assert!(said.starts_with("fills refused: it asks for the export, and ImportTable cannot create its local secondary index by_date"), "{said}");
+        let said = fill_choice(&auto.via_copy(), Some(&big), Some(1.0), true, "prod");
+        assert!(said.starts_with("fills by copy: the rebuild says so (.via_copy())"), "{said}");
+    }
     use super::*;
     use crate::migration::{Destructive, RebuildStep};
     use dynamo_model::{KeyAttr, TableDef};
