@@ -76,7 +76,8 @@ impl PlanArgs {
             vec![]
         };
         // What each pending data step and rebuild would take, and how to deploy around a rebuild.
-        let estimates = forecast(client, names, &project.migrations, pending.versions, env, session.env.exports.is_some()).await?;
+        let estimates =
+            forecast(client, names, &project.migrations, pending.versions, env, session.env.exports.is_some()).await?;
         let sequence = deploy_sequence(&project.migrations, pending.versions, env);
         out.facts(serde_json::json!({
             "environment": session.env.name,

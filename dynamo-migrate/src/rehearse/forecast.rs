@@ -77,7 +77,9 @@ pub fn fill_choice(
         (RebuildPath::Copy, _, _) => ("by copy", "the rebuild says so (.via_copy())".to_owned()),
         (_, _, Some(lsi)) if rebuild.path == RebuildPath::Export => (
             "refused",
-            format!("it asks for the export, and ImportTable cannot create its local secondary index {lsi}: use .via_copy()"),
+            format!(
+                "it asks for the export, and ImportTable cannot create its local secondary index {lsi}: use .via_copy()"
+            ),
         ),
         (RebuildPath::Export, true, None) => (
             "by Export to S3 and Import from S3",
@@ -85,7 +87,9 @@ pub fn fill_choice(
         ),
         (RebuildPath::Export, false, None) => (
             "refused on AWS (a copy on a local endpoint)",
-            format!("it asks for the export and environment {env} names no bucket: add [{env}.exports] to environments.toml"),
+            format!(
+                "it asks for the export and environment {env} names no bucket: add [{env}.exports] to environments.toml"
+            ),
         ),
         (RebuildPath::Auto, true, None) if big => (
             "by Export to S3 and Import from S3, if point-in-time recovery is on (else by copy)",
@@ -281,19 +285,36 @@ mod tests {
         let (small, big) = (facts(2_000_000_000), facts(200_000_000_000));
         let auto = RebuildStep::copy(table.clone());
         let said = fill_choice(&auto, Some(&small), Some(3.1), true, "prod");
-        assert!(said.starts_with("fills by copy: the table is under 100 GiB; copy $3.10 on demand against export + import $0.50 (2.00 GB"), "{said}");
+        assert!(
+            said.starts_with(
+                "fills by copy: the table is under 100 GiB; copy $3.10 on demand against export + import $0.50 (2.00 GB"
+            ),
+            "{said}"
+        );
         let said = fill_choice(&auto, Some(&big), Some(310.0), true, "prod");
         assert!(said.starts_with("fills by Export to S3 and Import from S3, if point-in-time recovery is on (else by copy): the table is at least 100 GiB; copy $310.00 on demand against export + import $50.00"), "{said}");
         let said = fill_choice(&auto, Some(&big), Some(310.0), false, "prod");
-        assert!(said.starts_with("fills by copy: environment prod names no bucket for exports ([prod.exports])"), "{said}");
+        assert!(
+            said.starts_with("fills by copy: environment prod names no bucket for exports ([prod.exports])"),
+            "{said}"
+        );
         let said = fill_choice(&auto.clone().via_export(), Some(&small), None, true, "prod");
-        assert!(said.starts_with("fills by Export to S3 and Import from S3: the rebuild says so (.via_export())"), "{said}");
+        assert!(
+            said.starts_with("fills by Export to S3 and Import from S3: the rebuild says so (.via_export())"),
+            "{said}"
+        );
         assert!(said.contains("copy (provisioned: paid as capacity)"), "{said}");
         let said = fill_choice(&auto.clone().via_export(), Some(&small), None, false, "prod");
         assert!(said.starts_with("fills refused on AWS (a copy on a local endpoint): it asks for the export and environment prod names no bucket: add [prod.exports]"), "{said}");
-        let with_lsi = RebuildStep::copy(table.local_index(LocalIndex::new("by_date", KeyAttr::s("date")))).via_export();
+        let with_lsi =
+            RebuildStep::copy(table.local_index(LocalIndex::new("by_date", KeyAttr::s("date")))).via_export();
         let said = fill_choice(&with_lsi, Some(&big), None, true, "prod");
-        assert!(said.starts_with("fills refused: it asks for the export, and ImportTable cannot create its local secondary index by_date"), "{said}");
+        assert!(
+            said.starts_with(
+                "fills refused: it asks for the export, and ImportTable cannot create its local secondary index by_date"
+            ),
+            "{said}"
+        );
         let said = fill_choice(&auto.via_copy(), Some(&big), Some(1.0), true, "prod");
         assert!(said.starts_with("fills by copy: the rebuild says so (.via_copy())"), "{said}");
     }

@@ -6,6 +6,12 @@
 //! indexes, their streams, the ledger); only `ListTables` and STS's `GetCallerIdentity` need
 //! `*`, since IAM scopes neither to a resource. `tests/it/iam.rs` records every call a full run
 //! makes and checks each against the policy for its resource.
+//!
+//! An environment with `[<env>.exports]` also gets what a rebuild through Export to S3 and
+//! Import from S3 calls (`data::rebuild::export::path`): the export of the old table and the
+//! import creating the new one (both among the tables above), the import's CloudWatch log group,
+//! and the objects under the bucket's prefix, which DynamoDB writes and reads with the caller's
+//! permissions.
 
 use std::collections::BTreeSet;
 
@@ -77,6 +83,27 @@ const LEDGER_READS: &[&str] = &["dynamodb:DescribeTable", "dynamodb:GetItem", "d
 const STREAM_ACTIONS: &[&str] = &["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"];
 /// Actions IAM does not scope to a table.
 const ANYWHERE: &[&str] = &["dynamodb:ListTables", "sts:GetCallerIdentity"];
+/// An export rebuild on the tables: whether the old one has point-in-time recovery, its export,
+/// and the import that creates the new one.
+const EXPORT_TABLE_ACTIONS: &[&str] = &[
+    "dynamodb:ExportTableToPointInTime",
+    "dynamodb:DescribeContinuousBackups",
+    "dynamodb:ImportTable",
+    "dynamodb:DescribeImport",
+];
+/// What AWS documents an import needs of CloudWatch Logs (its log group, `/aws-dynamodb/...`).
+const IMPORT_LOG_ACTIONS: &[&str] = &[
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:PutRetentionPolicy",
+];
+/// The objects of an export rebuild: the export's files (written by DynamoDB with the caller's
+/// permissions, which AWS documents as these four), and the transformed parts (written by the
+/// engine, read by the import).
+const EXPORT_OBJECT_ACTIONS: &[&str] = &["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"];
 
 /// Why no policy can be written for an environment.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +184,34 @@ pub fn policy(
         // IAM scopes DescribeJobs to no resource.
         statements.push(statement("WorkersFollow", &["batch:DescribeJobs"], json!("*")));
     }
+    // A rebuild through Export to S3 and Import from S3 (`migrate` only), in the environment's
+    // bucket and under its prefix.
+    if access == Access::Apply
+        && let Some(exports) = &env.exports
+    {
+        let partition = partition(&env.region);
+        // ImportTable and DescribeImport take the table or its import (`…/import/<id>`).
+        let imports: Vec<String> = arns("").into_iter().chain(arns("/import/*")).collect();
+        statements.push(statement("ExportsTables", EXPORT_TABLE_ACTIONS, json!(arns(""))));
+        statements.push(statement("ExportsExports", &["dynamodb:DescribeExport"], json!(arns("/export/*"))));
+        statements.push(statement(
+            "ExportsImports",
+            &["dynamodb:ImportTable", "dynamodb:DescribeImport"],
+            json!(imports),
+        ));
+        let logs = format!("arn:{partition}:logs:{}:{account}:log-group:/aws-dynamodb/*", env.region);
+        statements.push(statement("ExportsImportLogs", IMPORT_LOG_ACTIONS, json!([logs])));
+        // Every rebuild's folder is `<prefix>/<table>/m<version>-step<step>` (the prefix may be empty).
+        let keys = match exports.prefix_or_default(&env.table_prefix) {
+            prefix if prefix.is_empty() => "*".to_owned(),
+            prefix => format!("{prefix}/*"),
+        };
+        let bucket = format!("arn:{partition}:s3:::{}", exports.bucket);
+        statements.push(statement("ExportsObjects", EXPORT_OBJECT_ACTIONS, json!([format!("{bucket}/{keys}")])));
+        let mut list = statement("ExportsList", &["s3:ListBucket"], json!([bucket]));
+        list["Condition"] = json!({ "StringLike": { "s3:prefix": [keys] } });
+        statements.push(list);
+    }
     Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
 }
 
@@ -219,6 +274,121 @@ mod tests {
                 "arn:aws:batch:eu-west-1:123456789012:job-definition/runner:7"
             ])
         );
+    }
+
+    fn find<'a>(policy: &'a Value, sid: &str) -> &'a Value {
+        let statements = policy["Statement"].as_array().unwrap();
+        statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("no {sid} in {policy}"))
+    }
+
+    #[test]
+    fn an_environment_with_exports_may_export_import_and_use_its_prefix_and_nothing_else() {
+        use crate::migration::RebuildStep;
+        use dynamo_model::{KeyAttr, TableDef};
+        let migrations = vec![
+            Migration::new(1, "create_customers", "1").create_table(TableDef::new("customers", KeyAttr::n("nr"))),
+            Migration::new(2, "rekey_customers", "2").rebuild_table(
+                RebuildStep::copy(TableDef::new("customers", KeyAttr::n("nr")).version(2).sort_key(KeyAttr::s("kind")))
+                    .via_export(),
+            ),
+        ];
+        let env = environment("[prod.exports]\nbucket = \"acme-exports\"\nprefix = \"/rebuilds/prod/\"\n");
+        let apply = policy(&env, &migrations, &[], Access::Apply).unwrap();
+        let exports: Vec<&str> = sids(&apply).into_iter().filter(|s| s.starts_with("Exports")).collect();
+        assert_eq!(
+            exports,
+            ["ExportsTables", "ExportsExports", "ExportsImports", "ExportsImportLogs", "ExportsObjects", "ExportsList"]
+        );
+        let old = "arn:aws:dynamodb:eu-west-1:123456789012:table/prod_customers";
+        let new = "arn:aws:dynamodb:eu-west-1:123456789012:table/prod_customers_v2";
+        assert_eq!(
+            find(&apply, "ExportsTables"),
+            &json!({
+                "Sid": "ExportsTables",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:ExportTableToPointInTime",
+                    "dynamodb:DescribeContinuousBackups",
+                    "dynamodb:ImportTable",
+                    "dynamodb:DescribeImport"
+                ],
+                "Resource": [old, new]
+            })
+        );
+        assert_eq!(
+            find(&apply, "ExportsExports"),
+            &json!({
+                "Sid": "ExportsExports",
+                "Effect": "Allow",
+                "Action": ["dynamodb:DescribeExport"],
+                "Resource": [format!("{old}/export/*"), format!("{new}/export/*")]
+            })
+        );
+        assert_eq!(
+            find(&apply, "ExportsImports"),
+            &json!({
+                "Sid": "ExportsImports",
+                "Effect": "Allow",
+                "Action": ["dynamodb:ImportTable", "dynamodb:DescribeImport"],
+                "Resource": [old, new, format!("{old}/import/*"), format!("{new}/import/*")]
+            })
+        );
+        assert_eq!(
+            find(&apply, "ExportsImportLogs"),
+            &json!({
+                "Sid": "ExportsImportLogs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                    "logs:PutRetentionPolicy"
+                ],
+                "Resource": ["arn:aws:logs:eu-west-1:123456789012:log-group:/aws-dynamodb/*"]
+            })
+        );
+        assert_eq!(
+            find(&apply, "ExportsObjects"),
+            &json!({
+                "Sid": "ExportsObjects",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"],
+                "Resource": ["arn:aws:s3:::acme-exports/rebuilds/prod/*"]
+            })
+        );
+        assert_eq!(
+            find(&apply, "ExportsList"),
+            &json!({
+                "Sid": "ExportsList",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": ["arn:aws:s3:::acme-exports"],
+                "Condition": { "StringLike": { "s3:prefix": ["rebuilds/prod/*"] } }
+            })
+        );
+        // Without a prefix, the environment's default one (dynamo-migrate/<table prefix>).
+        let default =
+            policy(&environment("[prod.exports]\nbucket = \"acme-exports\"\n"), &migrations, &[], Access::Apply)
+                .unwrap();
+        assert_eq!(
+            find(&default, "ExportsObjects")["Resource"],
+            json!(["arn:aws:s3:::acme-exports/dynamo-migrate/prod/*"])
+        );
+        assert_eq!(
+            find(&default, "ExportsList")["Condition"]["StringLike"]["s3:prefix"],
+            json!(["dynamo-migrate/prod/*"])
+        );
+        // Nothing else changes; reads never export, and an environment without [exports] gets none of it.
+        let alone = policy(&environment(""), &migrations, &[], Access::Apply).unwrap();
+        let mut rest = apply.clone();
+        rest["Statement"].as_array_mut().unwrap().retain(|s| !s["Sid"].as_str().unwrap().starts_with("Exports"));
+        assert_eq!(rest, alone);
+        assert!(!sids(&alone).iter().any(|s| s.starts_with("Exports")), "{alone}");
+        let read = policy(&env, &migrations, &[], Access::ReadOnly).unwrap();
+        assert!(!sids(&read).iter().any(|s| s.starts_with("Exports")), "{read}");
+        assert_eq!(read, policy(&environment(""), &migrations, &[], Access::ReadOnly).unwrap());
     }
 
     #[test]

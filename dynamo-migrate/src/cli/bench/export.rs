@@ -77,10 +77,9 @@ pub(super) async fn bench(out: &Output, items: u64, item_bytes: u64, rounds: u32
         }
         read = read.max(rate(out, &format!("(j) export read ceiling, run {round}: gunzip + parse"), n, started));
 
-        for (what, transform, best) in [
-            ("(k) export copy ceiling", &copy, &mut copied),
-            ("(l) export transform", &typed, &mut transformed),
-        ] {
+        for (what, transform, best) in
+            [("(k) export copy ceiling", &copy, &mut copied), ("(l) export transform", &typed, &mut transformed)]
+        {
             let started = Instant::now();
             let mut n = 0u64;
             for (index, file) in export.files.iter().enumerate() {

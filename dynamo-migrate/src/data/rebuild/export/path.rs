@@ -346,7 +346,8 @@ impl ExportRebuild<'_> {
             while running.len() < self.concurrency.max(1) {
                 let Some((index, file)) = todo.next() else { break };
                 let (store, export, out) = (store.clone(), export.clone(), out.clone());
-                let (transform, dead, part_bytes) = (self.transform.clone(), self.dead_letters.clone(), self.part_bytes);
+                let (transform, dead, part_bytes) =
+                    (self.transform.clone(), self.dead_letters.clone(), self.part_bytes);
                 running.spawn(async move {
                     let result =
                         transform_file(&store, &export, &file, index, &out, &transform, dead.as_deref(), part_bytes)
@@ -621,9 +622,17 @@ mod tests {
             .await
             .unwrap();
         let on = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().unwrap();
-        client.update_continuous_backups().table_name(name).point_in_time_recovery_specification(on).send().await.unwrap();
-        let mut items: Vec<crate::data::Item> =
-            every_type_items(300).into_iter().map(|item| item.into_iter().map(|(k, v)| (k, moto_reads(v))).collect()).collect();
+        client
+            .update_continuous_backups()
+            .table_name(name)
+            .point_in_time_recovery_specification(on)
+            .send()
+            .await
+            .unwrap();
+        let mut items: Vec<crate::data::Item> = every_type_items(300)
+            .into_iter()
+            .map(|item| item.into_iter().map(|(k, v)| (k, moto_reads(v))).collect())
+            .collect();
         items.push(crate::data::Item::from([
             ("pk".to_owned(), AttributeValue::S("large".into())),
             ("text".to_owned(), AttributeValue::S("y".repeat(350 << 10))),
@@ -640,7 +649,9 @@ mod tests {
     /// was; escapes and empty maps are exact through the engine's own reader and writer
     /// (`json`'s tests), and DynamoDB's ImportTable reads standard JSON.
     fn moto_reads(value: AttributeValue) -> AttributeValue {
-        let plain = |s: String| if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) { format!("plain {}", s.len()) } else { s };
+        let plain = |s: String| {
+            if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) { format!("plain {}", s.len()) } else { s }
+        };
         match value {
             AttributeValue::S(s) => AttributeValue::S(plain(s)),
             AttributeValue::Ss(set) => {
@@ -650,8 +661,12 @@ mod tests {
                 AttributeValue::Ss(set)
             }
             AttributeValue::L(list) => AttributeValue::L(list.into_iter().map(moto_reads).collect()),
-            AttributeValue::M(map) if map.is_empty() => AttributeValue::M([("was".to_owned(), AttributeValue::S("empty".into()))].into()),
-            AttributeValue::M(map) => AttributeValue::M(map.into_iter().map(|(k, v)| (plain(k), moto_reads(v))).collect()),
+            AttributeValue::M(map) if map.is_empty() => {
+                AttributeValue::M([("was".to_owned(), AttributeValue::S("empty".into()))].into())
+            }
+            AttributeValue::M(map) => {
+                AttributeValue::M(map.into_iter().map(|(k, v)| (plain(k), moto_reads(v))).collect())
+            }
             other => other,
         }
     }
@@ -741,8 +756,11 @@ mod tests {
         assert!(state.import_arn.is_none());
         assert!(setup.client.describe_table().table_name("exact_new").send().await.is_err());
         let exports = |keys: &[String]| {
-            let mut folders: Vec<String> =
-                keys.iter().filter(|k| k.contains("/export/AWSDynamoDB/")).map(|k| k.split("/data/").next().unwrap().to_owned()).collect();
+            let mut folders: Vec<String> = keys
+                .iter()
+                .filter(|k| k.contains("/export/AWSDynamoDB/"))
+                .map(|k| k.split("/data/").next().unwrap().to_owned())
+                .collect();
             folders.dedup();
             folders
         };
@@ -784,7 +802,10 @@ mod tests {
         let mut lines = Vec::new();
         let error = setup.rebuild(&table, "errors", wrong).run(now_ms(), &mut lines).await.unwrap_err().to_string();
         assert!(error.contains("the import arn:aws:dynamodb:"), "{error}");
-        assert!(error.contains("into errors_new ended FAILED with 1 error(s), 300 of the 301 item(s) imported"), "{error}");
+        assert!(
+            error.contains("into errors_new ended FAILED with 1 error(s), 300 of the 301 item(s) imported"),
+            "{error}"
+        );
         assert!(error.contains("CloudWatch log group"), "{error}");
         assert!(!setup.replay.export_state().await.unwrap().unwrap().imported);
         drop(setup.moto);
