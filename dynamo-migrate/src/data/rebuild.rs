@@ -210,6 +210,7 @@ impl Migrator {
         let at = StepOf { migration: migration.version, resume: false };
         let budget = rebuild.options.max_failed;
         let copy_started = Instant::now();
+        let by_copy = matches!(fill, Fill::Copy(_));
         let copied = match fill {
             Fill::Copy(why) => {
                 if let Some(why) = why {
@@ -253,10 +254,13 @@ impl Migrator {
             0 => "all by an earlier run".to_owned(),
             this_run => format!("{:.0} items/s", this_run as f64 / copy_secs.max(0.001)),
         };
-        report.calls.push(format!(
-            "copied {old} -> {new}: {} items scanned, {} written ({rate}){failed}",
-            copied.scanned, copied.written
-        ));
+        // The export path has said what it did, phase by phase.
+        if by_copy {
+            report.calls.push(format!(
+                "copied {old} -> {new}: {} items scanned, {} written ({rate}){failed}",
+                copied.scanned, copied.written
+            ));
+        }
 
         let replay = self.replay(&store, rebuild, &header).await?;
         let caught_up = replay.catch_up(&mut header).await?;
