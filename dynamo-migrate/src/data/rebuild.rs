@@ -163,7 +163,9 @@ impl Migrator {
         }
         // Which way the new version is filled, decided (and its pre-flight passed) before
         // anything is written.
-        let fill = self.choose_fill(rebuild, &old).await?;
+        // The export path's futures are large: boxed, they do not grow every future that awaits
+        // a rebuild (a debug build's stack holds them).
+        let fill = Box::pin(self.choose_fill(rebuild, &old)).await?;
         let key_names = |def: &dynamo_model::TableDef| def.keys().map(|k| k.name.clone()).collect::<Vec<_>>();
         let needs_old_images = rebuild.map.is_some() || key_names(&live.def) != key_names(&rebuild.table);
         let stream = ensure_stream(&self.client, &old, table, needs_old_images, self.exec.wait_timeout).await?;
@@ -229,11 +231,12 @@ impl Migrator {
             }
             #[cfg(feature = "export")]
             Fill::Export(place) => {
-                let copied = self.fill_by_export(place, &store, migration, index, rebuild, &header, report).await?;
+                let copied =
+                    Box::pin(self.fill_by_export(place, &store, migration, index, rebuild, &header, report)).await?;
                 // What ImportTable cannot set (the stream, deletion protection, the class, tags),
                 // then what CreateTable's step sets after the table (TTL, point-in-time recovery),
                 // which also checks that the imported table is the version declared.
-                self.after_import(&new, rebuild, report).await?;
+                Box::pin(self.after_import(&new, rebuild, report)).await?;
                 self.apply_schema_step(ledger, at, &create, (&new, rebuild.table.version), report).await?;
                 copied
             }

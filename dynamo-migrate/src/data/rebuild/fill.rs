@@ -164,6 +164,7 @@ impl Migrator {
                 std::time::Duration::from_secs(15)
             },
             part_bytes: super::export::path::PART_BYTES,
+            wait_for_recovery: !self.exec.local,
         };
         let outcome = run.run(header.copy_started_ms, &mut report.calls).await?;
         let [export, transform, check, import] = outcome.took.map(|d| d.as_secs_f64());

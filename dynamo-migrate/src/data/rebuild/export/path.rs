@@ -144,7 +144,14 @@ pub(crate) struct ExportRebuild<'a> {
     pub poll: Duration,
     /// The size of the transformed parts, in bytes of lines ([`PART_BYTES`]).
     pub part_bytes: usize,
+    /// Wait, before the export, until point-in-time recovery covers the export time (on AWS its
+    /// latest restorable time trails the clock by about five minutes, and an export of a later
+    /// time is refused); a stand-in on loopback may never move it (moto does not).
+    pub wait_for_recovery: bool,
 }
+
+/// How long the export waits for point-in-time recovery to cover its time before it gives up.
+const RECOVERY_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// The folder of a rebuild's files under the environment's prefix: one per migration, step and
 /// new table, so that two rebuilds never share one.
@@ -186,6 +193,9 @@ impl ExportRebuild<'_> {
         let export_arn = match &state.export_arn {
             Some(arn) => arn.clone(),
             None => {
+                if self.wait_for_recovery {
+                    self.wait_until_restorable(state.export_time_ms).await?;
+                }
                 let arn = self.start_export(state.export_time_ms).await?;
                 state.export_arn = Some(arn.clone());
                 self.replay.save_export_state(&state).await?;
@@ -270,6 +280,37 @@ impl ExportRebuild<'_> {
         outcome.took[3] = started.elapsed();
         outcome.import_arn = import_arn;
         Ok(outcome)
+    }
+
+    /// Waits until the old table's point-in-time recovery reaches `export_time_ms`.
+    async fn wait_until_restorable(&self, export_time_ms: u64) -> Result<()> {
+        let source = &self.transform.source;
+        let started = Instant::now();
+        loop {
+            let out = self
+                .client
+                .describe_continuous_backups()
+                .table_name(source)
+                .send()
+                .await
+                .map_err(Error::aws(format!("DescribeContinuousBackups {source}")))?;
+            let latest = out
+                .continuous_backups_description
+                .and_then(|d| d.point_in_time_recovery_description)
+                .and_then(|p| p.latest_restorable_date_time)
+                .and_then(|t| t.to_millis().ok());
+            match latest {
+                Some(latest) if latest >= export_time_ms as i64 => return Ok(()),
+                _ if started.elapsed() > RECOVERY_WAIT => {
+                    return Err(self.fail(format!(
+                        "point-in-time recovery of {source} has not reached the export time ({export_time_ms} ms since the epoch; its latest restorable time is {}) after {} minutes; nothing was exported. Check that recovery is on, then run the migration again",
+                        latest.map_or_else(|| "not described".to_owned(), |ms| format!("{ms} ms")),
+                        RECOVERY_WAIT.as_secs() / 60
+                    )));
+                }
+                _ => tokio::time::sleep(self.poll).await,
+            }
+        }
     }
 
     async fn start_export(&self, export_time_ms: u64) -> Result<String> {
@@ -724,6 +765,8 @@ mod tests {
                 poll: Duration::from_millis(50),
                 // Small parts, so that the file is written in many.
                 part_bytes: 16 << 10,
+                // moto's latest restorable time stays where recovery was turned on.
+                wait_for_recovery: false,
             }
         }
 
