@@ -65,7 +65,7 @@ pub struct ExportsConfig {
     /// region; AWS's rules for bucket names: 3 to 63 of a-z, 0-9, . and -).
     pub bucket: String,
     /// The key prefix under which each rebuild gets a folder of its own (default
-    /// dynamo-migrate/<table prefix>).
+    /// `dynamo-migrate/<table prefix>`).
     pub prefix: Option<String>,
     /// An S3 endpoint instead of AWS's (a test stand-in on loopback).
     pub s3_endpoint: Option<String>,
