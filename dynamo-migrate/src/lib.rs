@@ -145,7 +145,10 @@
 //!
 //! # Features
 //!
-//! - `cli` (default): the command line (clap, the AWS Batch client for `migrate --workers batch`).
+//! - `cli` (default): the command line (clap, the AWS Batch client for `migrate --workers batch`);
+//!   it turns `export` on.
+//! - `export`: rebuilds through DynamoDB's Export to S3 and Import from S3
+//!   (`RebuildStep::via_export`): the S3 client and gzip streams.
 //! - `local` (default): DynamoDB Local and `verify`; the only part that links testcontainers and a
 //!   Docker client. A runner built for production (`--no-default-features --features cli`) has
 //!   the commands that work on real environments.
