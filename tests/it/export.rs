@@ -238,3 +238,25 @@ async fn export_rebuild_whose_transform_gives_two_items_one_key_is_refused_befor
     assert!(message.contains("nothing was imported"), "{message}");
     assert!(!exists(&moto.client, &new).await, "no table was imported");
 }
+
+/// On DynamoDB Local, which has no Export to S3, and without a bucket, a rebuild that asks for
+/// the export copies instead, with the same transform, and says so; so `verify` runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_rebuild_on_dynamodb_local_without_a_bucket_copies_and_says_so() {
+    let (client, names) = (support::client().await, support::names("export_local"));
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test").with_streams(support::streams().await);
+    migrator.run(&migrations(step()), Some(1)).await.unwrap();
+    let seed: Vec<Item> = (0..50).map(textual).collect();
+    DataContext::new(client.clone(), names.clone()).put_items("things", seed.clone()).await.unwrap();
+    let report = migrator.run(&migrations(step()), None).await.unwrap();
+    let calls = &report.applied[0].steps[0].calls;
+    assert!(
+        calls.iter().any(|l| l.starts_with(&format!("{old}: copied, not exported: this endpoint has no Export to S3"))),
+        "{calls:#?}"
+    );
+    assert!(calls.iter().any(|l| l.starts_with(&format!("copied {old} -> {new}: 50 items scanned, 50 written"))));
+    let expected: Vec<Item> = seed.iter().map(kinded).collect();
+    assert_eq!(content_hash(&client, &new).await, expected_hash(&expected));
+}
