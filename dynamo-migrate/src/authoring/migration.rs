@@ -296,7 +296,7 @@ pub struct RebuildStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RebuildPath {
-    /// The copy for a table under `rebuild::AUTO_EXPORT_BYTES`, the export for a larger one
+    /// The copy for a table under [`crate::data::AUTO_EXPORT_BYTES`], the export for a larger one
     /// whose pre-flight passes (`plan` says which, and why).
     #[default]
     Auto,

@@ -57,8 +57,11 @@ pub(crate) use writer::{BATCH, Writer, backoff, is_retryable};
 
 #[cfg(feature = "export")]
 #[cfg_attr(docsrs, doc(cfg(feature = "export")))]
-pub use rebuild::export::path::{AUTO_EXPORT_BYTES, ExportPlace};
-pub use rebuild::{COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport, rebuild_states};
+pub use rebuild::export::path::ExportPlace;
+pub use rebuild::{
+    AUTO_EXPORT_BYTES, COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport,
+    rebuild_states,
+};
 pub use schema_read::{BadItem, ItemsCheck, check_items, read_exactly};
 
 use crate::names::TableNames;

@@ -41,6 +41,10 @@ pub const DEFAULT_QUIET_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The fewest items a copy's sample must read for its rate to estimate the copy's duration.
 const MIN_SAMPLE: u64 = 100;
 
+/// Tables at least this large go the export way when the rebuild leaves the choice to the tool
+/// (`RebuildPath::Auto`) and the environment names a bucket.
+pub const AUTO_EXPORT_BYTES: i64 = 100 << 30;
+
 /// Rounds of the convergence check before a rebuild that keeps differing is refused.
 const CHECK_ROUNDS: u32 = 5;
 
@@ -229,6 +233,8 @@ impl Migrator {
                 }
                 ctx.run_pass(old.clone(), new.clone(), options, map).await?
             }
+            #[cfg(not(feature = "export"))]
+            Fill::Never(never, _) => match never {},
             #[cfg(feature = "export")]
             Fill::Export(place) => {
                 let copied =

@@ -7,7 +7,9 @@ use crate::migration::{RebuildPath, RebuildStep};
 use crate::migrator::Migrator;
 
 #[cfg(feature = "export")]
-use super::export::path::{AUTO_EXPORT_BYTES, ExportPlace, ExportRebuild, Transform};
+use super::AUTO_EXPORT_BYTES;
+#[cfg(feature = "export")]
+use super::export::path::{ExportPlace, ExportRebuild, Transform};
 #[cfg(feature = "export")]
 use crate::data::{DataReport, ReplayHeader, ReplayStore, copy_map, key_attributes};
 #[cfg(feature = "export")]
@@ -23,9 +25,10 @@ pub(crate) enum Fill<'a> {
     /// Export, transform, import, through the environment's bucket.
     #[cfg(feature = "export")]
     Export(&'a ExportPlace),
+    /// Without the feature there is no other way (the lifetime is the export's).
     #[cfg(not(feature = "export"))]
-    #[allow(dead_code)]
-    Never(std::marker::PhantomData<&'a ()>),
+    #[allow(dead_code, reason = "never made: it carries the lifetime")]
+    Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
 }
 
 impl Migrator {

@@ -44,9 +44,6 @@ pub(crate) const IMPORT_MAX_OBJECTS: usize = 50_000;
 /// A transformed part is closed, compressed and uploaded at this many bytes of JSON lines, so
 /// that a worker holds at most one part's compressed bytes whatever the size of the file.
 pub(crate) const PART_BYTES: usize = 64 << 20;
-/// Tables at least this large go the export way when the rebuild leaves the choice to the tool
-/// (`RebuildPath::Auto`) and the environment names a bucket.
-pub const AUTO_EXPORT_BYTES: i64 = 100 << 30;
 
 /// Where an environment's export rebuilds keep their files.
 #[derive(Debug, Clone)]

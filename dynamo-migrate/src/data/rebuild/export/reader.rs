@@ -51,11 +51,13 @@ pub(crate) trait ExportStore: Sync {
 
 /// Objects held in memory, by key: for the benchmark, which measures the transform without a
 /// network.
+#[cfg(any(test, feature = "cli"))]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MemoryStore {
     objects: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Vec<u8>>>>>,
 }
 
+#[cfg(any(test, feature = "cli"))]
 impl MemoryStore {
     /// The object at `key`, if there is one.
     pub fn get(&self, key: &str) -> Option<std::sync::Arc<Vec<u8>>> {
@@ -63,6 +65,7 @@ impl MemoryStore {
     }
 }
 
+#[cfg(any(test, feature = "cli"))]
 impl ExportStore for MemoryStore {
     async fn open(&self, key: &str) -> io::Result<Option<ObjectReader>> {
         Ok(self.get(key).map(|bytes| Box::pin(io::Cursor::new(ArcBytes(bytes))) as ObjectReader))
@@ -80,8 +83,10 @@ impl ExportStore for MemoryStore {
 }
 
 /// Shared bytes, readable through a cursor.
+#[cfg(any(test, feature = "cli"))]
 struct ArcBytes(std::sync::Arc<Vec<u8>>);
 
+#[cfg(any(test, feature = "cli"))]
 impl AsRef<[u8]> for ArcBytes {
     fn as_ref(&self) -> &[u8] {
         &self.0
