@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue as A, PointInTimeRecoverySpecification};
 use dynamo_migrate::data::ExportPlace;
 use dynamo_migrate::run::{Ledger, Migrator, TableNames, Target, connect, connect_s3, connect_streams};
-use dynamo_migrate::{DataContext, KeyAttr, Migration, RebuildStep, StreamView, TableDef};
+use dynamo_migrate::{DataContext, KeyAttr, LocalIndex, Migration, RebuildStep, StreamView, TableDef};
 use std::collections::{BTreeSet, HashMap};
 
 use dynamo_migrate::{Number, NumberSet};
@@ -259,4 +259,31 @@ async fn export_rebuild_on_dynamodb_local_without_a_bucket_copies_and_says_so() 
     assert!(calls.iter().any(|l| l.starts_with(&format!("copied {old} -> {new}: 50 items scanned, 50 written"))));
     let expected: Vec<Item> = seed.iter().map(kinded).collect();
     assert_eq!(content_hash(&client, &new).await, expected_hash(&expected));
+}
+
+/// A new version with a local secondary index cannot be imported (ImportTable creates none): the
+/// rebuild that asks for the export is refused before anything is written, naming the index and
+/// the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_rebuild_of_a_version_with_a_local_index_is_refused_before_writing() {
+    let Some(moto) = moto("export_local_index").await else {
+        println!("skipped: moto's server is not installed, so there is no bucket to name");
+        return;
+    };
+    let (client, names) = (support::client().await, support::names("export_local_index"));
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let with_index = v2().local_index(LocalIndex::new("by_name", KeyAttr::s("name")));
+    let step = || RebuildStep::convert(with_index.clone(), |w: Textual| Some(Kinded { whole: w, kind: "thing" }));
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test")
+        .with_streams(support::streams().await)
+        .with_export(moto.place.clone());
+    migrator.run(&migrations(step().via_export()), Some(1)).await.unwrap();
+    let refused = migrator.run(&migrations(step().via_export()), None).await.unwrap_err();
+    let message = format!("{:#}", refused.error);
+    assert!(message.contains("has the local secondary index by_name, and ImportTable cannot create"), "{message}");
+    assert!(message.contains("rebuild it by copy (.via_copy()); nothing was written"), "{message}");
+    assert!(!exists(&client, &new).await);
+    assert_eq!(moto.keys().await, Vec::<String>::new(), "nothing was exported");
+    // The old table is untouched and still the current version.
+    assert!(exists(&client, &old).await);
 }
