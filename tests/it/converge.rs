@@ -279,11 +279,17 @@ async fn the_check_beside_an_application_and_through_dropped_connections_ends_cl
     let violations = log.check(&client, &old, &[], |_| Ok(())).await;
     assert!(violations.is_empty(), "{}", summary(&violations));
 
-    // Once the application stops, the tables agree exactly.
+    // Once the application stops, the tables agree exactly. The check's first look may still
+    // meet the application's last writes before their stream records can be read (DynamoDB
+    // Local's stream trails its table on a busy machine); those settle on its second look, and
+    // nothing is left for a repair.
     let synced = migrator.sync_and_check(&migrations(convert()), None, SyncCheck::Compare).await.unwrap();
     assert_eq!(synced[0].error, None);
     let check = synced[0].check.as_ref().unwrap();
-    assert_eq!((check.missing, check.extra, check.different), (0, 0, 0), "{check:?}");
+    assert_eq!((check.unrepaired, check.failed), (0, 0), "{check:?}");
+    assert_eq!(check.missing + check.extra + check.different, check.settled, "{check:?}");
+    let new = names.physical_version("customers", 2);
+    assert_eq!(content_hash(&client, &new).await, transform_of_old(&client, &old).await);
 }
 
 /// A customer whose email is a number: the conversion's typed read refuses it.
