@@ -456,7 +456,14 @@ impl ReplayStore {
         &self,
         index: usize,
     ) -> Result<Option<crate::data::rebuild::export::path::FileDone>, ReplayError> {
-        self.json(&format!("export-file#{index:06}")).await
+        // A file to be done again is kept as `null` (see `forget_export_file`).
+        Ok(self.json::<Option<_>>(&format!("export-file#{index:06}")).await?.flatten())
+    }
+
+    /// Marks data file `index` as not transformed, so that the next run transforms it again.
+    #[cfg(feature = "export")]
+    pub(crate) async fn forget_export_file(&self, index: usize) -> Result<(), ReplayError> {
+        self.save_json(&format!("export-file#{index:06}"), &None::<()>).await
     }
 
     /// Saves the export path's result for data file `index`.

@@ -103,7 +103,8 @@ const IMPORT_LOG_ACTIONS: &[&str] = &[
 /// The objects of an export rebuild: the export's files (written by DynamoDB with the caller's
 /// permissions, which AWS documents as these four), and the transformed parts (written by the
 /// engine, read by the import).
-const EXPORT_OBJECT_ACTIONS: &[&str] = &["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"];
+const EXPORT_OBJECT_ACTIONS: &[&str] =
+    &["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"];
 
 /// Why no policy can be written for an environment.
 #[derive(Debug, thiserror::Error)]
@@ -354,7 +355,7 @@ mod tests {
             &json!({
                 "Sid": "ExportsObjects",
                 "Effect": "Allow",
-                "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"],
+                "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:PutObjectAcl"],
                 "Resource": ["arn:aws:s3:::acme-exports/rebuilds/prod/*"]
             })
         );

@@ -221,6 +221,13 @@ impl ExportStore for DirStore {
         }
         tokio::fs::write(path, bytes).await
     }
+
+    async fn delete(&self, key: &str) -> io::Result<()> {
+        match tokio::fs::remove_file(self.root.join(key)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A fresh folder for a test's objects, removed by [`TempDir::drop`].

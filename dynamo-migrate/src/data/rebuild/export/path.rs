@@ -67,6 +67,9 @@ pub(crate) struct ExportState {
     pub files: Option<u64>,
     /// The import's ARN, once DynamoDB has answered the call.
     pub import_arn: Option<String>,
+    /// How many imports ended without every item (each is started with a token of its own).
+    #[serde(default)]
+    pub import_attempt: u32,
     /// The import, completed and checked.
     pub imported: bool,
 }
@@ -177,6 +180,19 @@ impl ExportRebuild<'_> {
         Error::Rebuild { table: self.transform.source.clone(), reason }
     }
 
+    /// The command that runs the failed migration again.
+    fn rerun(&self) -> String {
+        format!("`cargo xtask recover --env <environment> --version {} --rerun`", self.version)
+    }
+
+    /// Marks `files` as not transformed: the next run transforms them again.
+    async fn forget(&self, files: impl IntoIterator<Item = usize>) -> Result<()> {
+        for index in files {
+            self.replay.forget_export_file(index).await?;
+        }
+        Ok(())
+    }
+
     /// Runs, or resumes, every phase up to a completed and checked import; the new table exists
     /// then, with its keys, indexes and billing (the settings ImportTable cannot set are the
     /// caller's).
@@ -238,15 +254,25 @@ impl ExportRebuild<'_> {
         if let Some(expected) = export.item_count().or(exported)
             && expected != outcome.read
         {
+            self.forget(done.keys().copied()).await?;
             return Err(self.fail(format!(
-                "the export {export_arn} holds {expected} item(s) but its files gave {}; nothing was imported: run the migration again, which exports anew",
-                outcome.read
+                "the export {export_arn} holds {expected} item(s) but its files gave {}; nothing was imported. Its files are read again when the migration runs again: {}",
+                outcome.read,
+                self.rerun()
             )));
         }
         if !self.max_failed.allows(outcome.failed, outcome.read) {
+            let failing: Vec<usize> = done.iter().filter(|(_, f)| f.failed > 0).map(|(index, _)| *index).collect();
+            self.forget(failing.iter().copied()).await?;
             return Err(self.fail(format!(
-                "{} of the {} exported items of {} fail the transform, and the rebuild accepts {}; nothing was imported. Fix the transform, or accept the losses with .max_failed_items(n)",
-                outcome.failed, outcome.read, self.transform.source, self.max_failed
+                "{} of the {} exported items of {} fail the transform{}, and the rebuild accepts {}; nothing was imported. Fix the transform, or accept the losses with .max_failed_items(n), then run {}: the {} file(s) with failures are transformed again (their failures are written to the dead-letter file again), nothing is exported again",
+                outcome.failed,
+                outcome.read,
+                self.transform.source,
+                self.dead_letters.as_ref().map(|d| format!(" (each is in {})", d.path().display())).unwrap_or_default(),
+                self.max_failed,
+                self.rerun(),
+                failing.len()
             )));
         }
 
@@ -262,7 +288,7 @@ impl ExportRebuild<'_> {
         let import_arn = match &state.import_arn {
             Some(arn) => arn.clone(),
             None => {
-                let arn = self.start_import(state.export_time_ms).await?;
+                let arn = self.start_import(&state).await?;
                 state.import_arn = Some(arn.clone());
                 self.replay.save_export_state(&state).await?;
                 lines.push(format!("import into {} started: {arn}", self.transform.target));
@@ -270,7 +296,15 @@ impl ExportRebuild<'_> {
             }
         };
         if !state.imported {
-            self.wait_for_import(&import_arn, outcome.written).await?;
+            if let Err(failed) = self.wait_for_import(&import_arn, outcome.written).await? {
+                // The next run transforms every file again (the transform may be what the
+                // import refused) and starts a new import, with a token of its own.
+                state.import_arn = None;
+                state.import_attempt += 1;
+                self.replay.save_export_state(&state).await?;
+                self.forget(done.keys().copied()).await?;
+                return Err(self.fail(failed));
+            }
             state.imported = true;
             self.replay.save_export_state(&state).await?;
         }
@@ -419,42 +453,73 @@ impl ExportRebuild<'_> {
             store.list(&folder).await.map_err(|e| self.fail(format!("s3://{}/{folder}: {e}", self.place.bucket)))?;
         let expected: HashSet<&str> = parts.iter().map(|(key, _)| key.as_str()).collect();
         if let Some(stray) = listed.iter().find(|key| !expected.contains(key.as_str())) {
+            let bucket = &self.place.bucket;
             return Err(self.fail(format!(
-                "s3://{}/{stray} is not a part this rebuild wrote, and ImportTable would read it; delete it, then run the migration again",
-                self.place.bucket
+                "s3://{bucket}/{stray} is not a part this rebuild wrote, and ImportTable would read it, so nothing was imported: delete it (`aws s3 rm s3://{bucket}/{stray}`), then run {}",
+                self.rerun()
             )));
         }
         let mut keys: HashSet<u128> = HashSet::new();
         let mut total = 0;
         let mut line = Vec::new();
-        for (key, count) in parts {
-            let file = DataFile { key: key.clone(), item_count: Some(*count) };
-            let empty = ExportFiles { folder: folder.clone(), summary: None, files: vec![] };
-            let mut lines = open_file(store, &empty, &file).await.map_err(|e| self.fail(e.to_string()))?;
-            while let Some(read) = lines.next().await.map_err(|e| self.fail(e.to_string()))? {
-                let Line::Item(item) = read else { continue };
-                line.clear();
-                let key_item = key_of(&item, &self.transform.target_keys);
-                serde_json::to_writer(&mut line, &JsonItem(&key_item)).expect("a key always serialises");
-                if !keys.insert(xxhash_rust::xxh3::xxh3_128(&line)) {
-                    return Err(self.fail(format!(
-                        "two items of the transform have the key {} in {}: ImportTable would keep one of them silently, so nothing was imported. The transform must map distinct old keys to distinct new ones",
-                        key_text(&item, &self.transform.target_keys),
-                        self.transform.target
-                    )));
+        let empty = ExportFiles { folder: folder.clone(), summary: None, files: vec![] };
+        for (index, file_done) in done {
+            for (key, count) in &file_done.parts {
+                // A part read back unlike the ledger says (changed, cut short, removed): its
+                // file is transformed again by the next run.
+                let changed = async |e: ExportError| -> Result<()> {
+                    self.forget([*index]).await?;
+                    let why = match e {
+                        ExportError::Missing { .. } => "is missing".to_owned(),
+                        ExportError::Count { found, .. } => format!("holds {found} item(s)"),
+                        other => format!("cannot be read ({other})"),
+                    };
+                    Err(self.fail(format!(
+                        "s3://{}/{key} {why}, and this rebuild wrote {count} item(s) into it: it was changed after it was written, so nothing was imported; run {}, which transforms data file {index} again",
+                        self.place.bucket,
+                        self.rerun()
+                    )))
+                };
+                let file = DataFile { key: key.clone(), item_count: Some(*count) };
+                let mut lines = match open_file(store, &empty, &file).await {
+                    Ok(lines) => lines,
+                    Err(e) => return changed(e).await,
+                };
+                loop {
+                    let item = match lines.next().await {
+                        Ok(Some(Line::Item(item))) => item,
+                        Ok(Some(Line::Record(_))) => continue,
+                        Ok(None) => break,
+                        Err(e) => return changed(e).await,
+                    };
+                    line.clear();
+                    let key_item = key_of(&item, &self.transform.target_keys);
+                    serde_json::to_writer(&mut line, &JsonItem(&key_item)).expect("a key always serialises");
+                    if !keys.insert(xxhash_rust::xxh3::xxh3_128(&line)) {
+                        // The transform must change: every file is transformed again.
+                        self.forget(done.keys().copied()).await?;
+                        return Err(self.fail(format!(
+                            "two items of the transform have the key {} in {}: ImportTable would keep one of them silently, so nothing was imported. The transform must map distinct old keys to distinct new ones; fix it, then run {}",
+                            key_text(&item, &self.transform.target_keys),
+                            self.transform.target,
+                            self.rerun()
+                        )));
+                    }
+                    total += 1;
                 }
-                total += 1;
             }
         }
         if total != written {
+            self.forget(done.keys().copied()).await?;
             return Err(self.fail(format!(
-                "the transformed parts hold {total} item(s), the ledger counted {written}; nothing was imported"
+                "the transformed parts hold {total} item(s), the ledger counted {written}; nothing was imported. Run {}, which transforms every file again",
+                self.rerun()
             )));
         }
         Ok(())
     }
 
-    async fn start_import(&self, export_time_ms: u64) -> Result<String> {
+    async fn start_import(&self, state: &ExportState) -> Result<String> {
         let table = self.table;
         let target = &self.transform.target;
         let mut parameters = TableCreationParameters::builder()
@@ -472,7 +537,8 @@ impl ExportRebuild<'_> {
             .s3_bucket(&self.place.bucket)
             .s3_key_prefix(format!("{}/transformed/data/", self.folder()))
             .build()?;
-        let token = client_token("import", target, self.version, self.step, export_time_ms);
+        let what = format!("import {}", state.import_attempt);
+        let token = client_token(&what, target, self.version, self.step, state.export_time_ms);
         let out = self
             .client
             .import_table()
@@ -489,9 +555,9 @@ impl ExportRebuild<'_> {
             .ok_or_else(|| self.fail(format!("ImportTable {target} answered without an import ARN")))
     }
 
-    /// Waits for the import to end, and requires it to have imported every item written, with
-    /// no error.
-    async fn wait_for_import(&self, arn: &str, written: u64) -> Result<()> {
+    /// Waits for the import to end; `Err` with what to do when it did not import every item
+    /// written, or had an error.
+    async fn wait_for_import(&self, arn: &str, written: u64) -> Result<std::result::Result<(), String>> {
         loop {
             let out = self
                 .client
@@ -511,19 +577,20 @@ impl ExportRebuild<'_> {
             );
             let status = d.import_status.clone();
             match status {
-                Some(ImportStatus::Completed) if errors == 0 && imported == written => return Ok(()),
+                Some(ImportStatus::Completed) if errors == 0 && imported == written => return Ok(Ok(())),
                 Some(ImportStatus::Completed | ImportStatus::Failed | ImportStatus::Cancelled) => {
                     let status = status.map(|s| s.as_str().to_owned()).unwrap_or_default();
-                    return Err(self.fail(format!(
-                        "the import {arn} into {} ended {status} with {errors} error(s), {imported} of the {written} item(s) imported{}; see {logs}. {} was not made current: delete it (`aws dynamodb delete-table --table-name {}`), fix what the log names, then run `cargo xtask recover --env <environment> --version {} --rerun`",
+                    return Ok(Err(format!(
+                        "the import {arn} into {} ended {status} with {errors} error(s), {imported} of the {written} item(s) imported{}; see {logs}. {} was not made current: delete it if it is there (`aws dynamodb delete-table --table-name {}`), fix what the log names, then run {}: every file is transformed again and imported anew, nothing is exported again",
                         self.transform.target,
                         match (d.failure_code, d.failure_message) {
                             (None, None) => String::new(),
-                            (code, message) => format!(" ({} {})", code.unwrap_or_default(), message.unwrap_or_default()),
+                            (code, message) =>
+                                format!(" ({} {})", code.unwrap_or_default(), message.unwrap_or_default()),
                         },
                         self.transform.target,
                         self.transform.target,
-                        self.version
+                        self.rerun()
                     )));
                 }
                 _ => tokio::time::sleep(self.poll).await,
@@ -555,7 +622,9 @@ impl Part {
 }
 
 /// Transforms one data file of the export into parts under `out` named `<index>-<part>`, each
-/// closed at `part_bytes` of lines.
+/// closed at `part_bytes` of lines. The parts an earlier attempt at the file left (a run killed
+/// midway, or one whose transform was refused) are deleted first: none of them stays beside the
+/// new ones for the import to read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn transform_file<S: ExportStore>(
     store: &S,
@@ -567,6 +636,9 @@ pub(crate) async fn transform_file<S: ExportStore>(
     dead_letters: Option<&DeadLetters>,
     part_bytes: usize,
 ) -> std::result::Result<FileDone, String> {
+    for earlier in store.list(&format!("{out}/{index:06}-")).await.map_err(|e| e.to_string())? {
+        store.delete(&earlier).await.map_err(|e| e.to_string())?;
+    }
     let mut lines = open_file(store, export, file).await.map_err(|e| e.to_string())?;
     let mut done = FileDone::default();
     let mut part = Part::new();
@@ -856,7 +928,126 @@ mod tests {
             "{error}"
         );
         assert!(error.contains("CloudWatch log group"), "{error}");
-        assert!(!setup.replay.export_state().await.unwrap().unwrap().imported);
+        assert!(error.contains("recover --env <environment> --version 7 --rerun`: every file is transformed again"));
+        let state = setup.replay.export_state().await.unwrap().unwrap();
+        assert_eq!((state.imported, state.import_arn.as_ref(), state.import_attempt), (false, None, 1));
+
+        // As the error says: the table deleted, the transform fixed, the migration run again.
+        setup.client.delete_table().table_name("errors_new").send().await.unwrap();
+        let fixed = setup.rebuild(&table, "errors", copy_map()).run(now_ms(), &mut lines).await.unwrap();
+        assert_eq!((fixed.read, fixed.written), (301, 301));
+        assert_eq!(canonical(&setup.scan("errors_new").await), canonical(&setup.items));
+        drop(setup.moto);
+    }
+
+    /// A part of `items` written under `data` as part `number` of data file 0.
+    async fn put_part(store: &S3Store, data: &str, number: usize, items: &[crate::data::Item]) {
+        let mut part = Part::new();
+        for item in items {
+            let mut line = Vec::new();
+            write_item_line(&mut line, item);
+            part.encoder.write_all(&line).await.unwrap();
+            part.items += 1;
+        }
+        upload(store, data, 0, number, part).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stray_or_changed_part_is_refused_before_the_import_and_its_file_transformed_again() {
+        let Some(setup) = setup("parts").await else {
+            eprintln!("moto_server is not installed: the export path is not tested against it");
+            return;
+        };
+        let table = TableDef::new("things", KeyAttr::s("pk")).version(2);
+        let store = S3Store::new(setup.place.s3.clone(), "rebuilds");
+        let data = format!("{}/transformed/data", rebuild_folder("dm/test", "parts_new", 7, 0));
+        let leftover = format!("{data}/leftover.json.gz");
+        put_part(&store, &data, 0, &setup.items[..1]).await;
+        store.put(&leftover, b"not a part".to_vec()).await.unwrap();
+        let no_import = async |setup: &Setup| {
+            assert!(setup.client.describe_table().table_name("parts_new").send().await.is_err());
+            assert!(setup.replay.export_state().await.unwrap().unwrap().import_arn.is_none());
+        };
+
+        // An object in the folder that this rebuild did not write.
+        let mut lines = Vec::new();
+        let error = setup.rebuild(&table, "parts", copy_map()).run(now_ms(), &mut lines).await.unwrap_err().to_string();
+        assert!(error.contains(&format!("s3://rebuilds/{leftover} is not a part this rebuild wrote")), "{error}");
+        assert!(error.contains(&format!("(`aws s3 rm s3://rebuilds/{leftover}`), then run `cargo xtask recover --env <environment> --version 7 --rerun`")), "{error}");
+        no_import(&setup).await;
+        let written = setup.keys().await.into_iter().filter(|k| k.starts_with(&data)).count();
+
+        // The stray deleted, a part cut short (as a hand or another tool might): refused, naming
+        // the part, and the next run transforms its file again.
+        store.delete(&leftover).await.unwrap();
+        put_part(&store, &data, 1, &[]).await;
+        let error = setup.rebuild(&table, "parts", copy_map()).run(now_ms(), &mut lines).await.unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "s3://rebuilds/{data}/000000-0001.json.gz holds 0 item(s), and this rebuild wrote "
+            )),
+            "{error}"
+        );
+        assert!(error.contains("--rerun`, which transforms data file 0 again"), "{error}");
+        no_import(&setup).await;
+
+        let done = setup.rebuild(&table, "parts", copy_map()).run(now_ms(), &mut lines).await.unwrap();
+        assert_eq!((done.read, done.written, done.files), (301, 301, 1));
+        assert_eq!(setup.keys().await.into_iter().filter(|k| k.starts_with(&data)).count(), written - 1);
+        assert_eq!(canonical(&setup.scan("parts_new").await), canonical(&setup.items));
+        drop(setup.moto);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_beyond_the_budget_stop_before_the_import_and_their_files_are_transformed_again() {
+        let Some(setup) = setup("budget").await else {
+            eprintln!("moto_server is not installed: the export path is not tested against it");
+            return;
+        };
+        let table = TableDef::new("things", KeyAttr::s("pk")).version(2);
+        let path = std::env::temp_dir().join(format!("dead-letters-export-budget-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let unknown = ["item#00010", "item#00020", "item#00030"];
+        let failing: Arc<MapFn> = Arc::new(move |item: crate::data::Item| {
+            if unknown.iter().any(|k| item.get("pk") == Some(&AttributeValue::S((*k).into()))) {
+                return Err("no such customer".to_owned());
+            }
+            Ok(Mapped { change: Change::Put(item), seen: None, not_held: vec![], absent: vec![] })
+        });
+        let run = |max_failed| {
+            let mut rebuild = setup.rebuild(&table, "budget", failing.clone());
+            rebuild.max_failed = max_failed;
+            rebuild.dead_letters = Some(Arc::new(DeadLetters::open(&path).unwrap()));
+            rebuild
+        };
+        let lines_in = |path: &std::path::Path| std::fs::read_to_string(path).unwrap().lines().count();
+
+        let mut lines = Vec::new();
+        let error = run(FailureBudget::Items(2)).run(now_ms(), &mut lines).await.unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "3 of the 301 exported items of budget_old fail the transform (each is in {})",
+                path.display()
+            )),
+            "{error}"
+        );
+        assert!(error.contains("the rebuild accepts at most 2 item(s); nothing was imported"), "{error}");
+        assert!(error.contains("--version 7 --rerun`: the 1 file(s) with failures are transformed again"), "{error}");
+        assert!(setup.client.describe_table().table_name("budget_new").send().await.is_err());
+        assert_eq!(lines_in(&path), 3);
+
+        // The losses accepted: the file is transformed again, and the import has the rest.
+        let done = run(FailureBudget::Items(3)).run(now_ms(), &mut lines).await.unwrap();
+        assert_eq!((done.read, done.written, done.failed), (301, 298, 3));
+        let kept: Vec<crate::data::Item> = setup
+            .items
+            .iter()
+            .filter(|item| !unknown.iter().any(|k| item.get("pk") == Some(&AttributeValue::S((*k).into()))))
+            .cloned()
+            .collect();
+        assert_eq!(canonical(&setup.scan("budget_new").await), canonical(&kept));
+        assert_eq!(lines_in(&path), 6, "the file's failures are written again with it");
+        std::fs::remove_file(&path).unwrap();
         drop(setup.moto);
     }
 }

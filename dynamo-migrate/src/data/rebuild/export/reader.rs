@@ -47,6 +47,9 @@ pub(crate) trait ExportStore: Sync {
 
     /// Writes `bytes` as the object at `key`, replacing one that is there.
     fn put(&self, key: &str, bytes: Vec<u8>) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Deletes the object at `key`, if there is one.
+    fn delete(&self, key: &str) -> impl Future<Output = io::Result<()>> + Send;
 }
 
 /// Objects held in memory, by key: for the benchmark, which measures the transform without a
@@ -78,6 +81,11 @@ impl ExportStore for MemoryStore {
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
         self.objects.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), std::sync::Arc::new(bytes));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> io::Result<()> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         Ok(())
     }
 }

@@ -55,6 +55,17 @@ impl ExportStore for S3Store {
             .map(|_| ())
             .map_err(|e| self.failure(key, e))
     }
+
+    async fn delete(&self, key: &str) -> io::Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failure(key, e))
+    }
 }
 
 #[cfg(test)]
