@@ -287,3 +287,32 @@ async fn export_rebuild_of_a_version_with_a_local_index_is_refused_before_writin
     // The old table is untouched and still the current version.
     assert!(exists(&client, &old).await);
 }
+
+/// On AWS (an endpoint that is not local), a rebuild that asks for the export in an environment
+/// that names no bucket is refused before anything is written, saying what to add and the way
+/// out; it never falls back to a copy there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_rebuild_in_an_environment_without_a_bucket_is_refused_on_aws() {
+    let Some(moto) = moto("export_no_bucket").await else {
+        println!("skipped: moto's server is not installed, so there is no endpoint with export");
+        return;
+    };
+    let names = support::names("export_no_bucket");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    moto.migrator(&names).run(&migrations(step()), Some(1)).await.unwrap();
+    DataContext::new(moto.client.clone(), names.clone())
+        .put_items("things", (0..20).map(textual).collect())
+        .await
+        .unwrap();
+    moto.point_in_time_recovery(&old).await;
+    // As `migrate --env prod` runs it: not local, and no `[prod.exports]`.
+    let on_aws = Migrator::new(moto.client.clone(), names.clone(), false, "test").with_streams(moto.streams.clone());
+    let refused = on_aws.run(&migrations(step()), None).await.unwrap_err();
+    let message = format!("{:#}", refused.error);
+    assert!(message.contains("the rebuild asks for Export to S3 (.via_export()), and environment "), "{message}");
+    assert!(message.contains(".exports]` with `bucket = \"<bucket>\"` to environments.toml"), "{message}");
+    assert!(message.contains("or rebuild by copy with .via_copy(); nothing was written"), "{message}");
+    assert!(!exists(&moto.client, &new).await, "nothing was created");
+    assert_eq!(moto.keys().await, Vec::<String>::new(), "nothing was exported");
+}
