@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue as A, PointInTimeRecoverySpecification};
 use dynamo_migrate::data::ExportPlace;
-use dynamo_migrate::run::{Ledger, Migrator, TableNames, Target, connect, connect_s3, connect_streams};
+use dynamo_migrate::run::{Ledger, LockOptions, Migrator, TableNames, Target, connect, connect_s3, connect_streams};
 use dynamo_migrate::{DataContext, KeyAttr, LocalIndex, Migration, RebuildStep, StreamView, TableDef};
 use std::collections::{BTreeSet, HashMap};
 
@@ -315,4 +315,138 @@ async fn export_rebuild_in_an_environment_without_a_bucket_is_refused_on_aws() {
     assert!(message.contains("or rebuild by copy with .via_copy(); nothing was written"), "{message}");
     assert!(!exists(&moto.client, &new).await, "nothing was created");
     assert_eq!(moto.keys().await, Vec::<String>::new(), "nothing was exported");
+}
+
+const CHILD_ENV: &str = "DYNAMO_MIGRATE_TEST_EXPORT_CHILD";
+const MOTO_ENV: &str = "DYNAMO_MIGRATE_TEST_EXPORT_MOTO";
+const BUCKET_ENV: &str = "DYNAMO_MIGRATE_TEST_EXPORT_BUCKET";
+const STALL_ENV: &str = "DYNAMO_MIGRATE_TEST_EXPORT_STALL";
+
+/// `step()`'s transform, which in the child process (where `STALL_ENV` names a file) stops for
+/// good at `item-00300`, in the middle of the export's data file, once it has said so in that
+/// file: the parent kills it there, however fast or slow the machine is. The same code in both
+/// processes, so the migration is the same.
+fn stalling_step() -> RebuildStep {
+    RebuildStep::convert(v2(), |w: Textual| {
+        if w.id == "item-00300"
+            && let Ok(path) = std::env::var(STALL_ENV)
+        {
+            std::fs::write(path, "stalled").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        Some(Kinded { whole: w, kind: "thing" })
+    })
+    .via_export()
+}
+
+/// Not a test of its own: the body of the child process that the SIGKILL test below starts and
+/// kills in the middle of its transform.
+#[tokio::test]
+async fn child_process_running_an_export_rebuild() {
+    let Ok(prefix) = std::env::var(CHILD_ENV) else { return };
+    let endpoint = std::env::var(MOTO_ENV).unwrap();
+    let target = Target::local(&endpoint);
+    let place = ExportPlace {
+        s3: connect_s3(&target, Some(&endpoint)).await,
+        bucket: std::env::var(BUCKET_ENV).unwrap(),
+        prefix: "dynamo-migrate/test".to_owned(),
+    };
+    // A lease short enough that the parent takes the lock over soon after the kill.
+    let lock = LockOptions { lease: Duration::from_secs(10), ..LockOptions::new("export child") };
+    Migrator::new(connect(&target).await, TableNames::new(prefix), true, "test")
+        .with_streams(connect_streams(&target).await)
+        .with_export(place)
+        .with_lock(lock)
+        .run(&migrations(stalling_step()), Some(2))
+        .await
+        .unwrap();
+}
+
+/// The ledger's items of migration 2's rebuild whose id has `part` in it.
+async fn export_items(client: &Client, names: &TableNames, part: &str) -> Vec<Item> {
+    all_items(client, names.ledger())
+        .await
+        .into_iter()
+        .filter(|item| {
+            matches!(item.get("id"), Some(A::S(id)) if id.starts_with("replay#0000000002#step000#") && id.contains(part))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_rebuild_killed_with_sigkill_mid_file_resumes_with_its_export_and_imports_each_item_once() {
+    let Some(moto) = moto("export_killed").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    let names = support::names("export_killed");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let migrator = moto.migrator(&names);
+    migrator.run(&migrations(stalling_step()), Some(1)).await.unwrap();
+    DataContext::new(moto.client.clone(), names.clone())
+        .put_items("things", (0..600).map(textual).collect())
+        .await
+        .unwrap();
+    moto.point_in_time_recovery(&old).await;
+
+    let stalled = std::env::temp_dir().join(format!("export-stalled-{}", std::process::id()));
+    let _ = std::fs::remove_file(&stalled);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "export::child_process_running_an_export_rebuild", "--test-threads=1"])
+        .env(CHILD_ENV, names.prefix())
+        .env(MOTO_ENV, support::moto_endpoint().unwrap())
+        .env(BUCKET_ENV, &moto.place.bucket)
+        .env(STALL_ENV, &stalled)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !stalled.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the child ended ({status}) before its transform reached item-00300");
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "the child's transform did not stall in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(&stalled).unwrap();
+
+    // Killed in the middle of the file: the export is in the ledger, the file is not, nothing
+    // was imported.
+    let export = export_items(&moto.client, &names, "#export").await;
+    assert_eq!(export.len(), 1, "{export:?}");
+    assert!(
+        matches!(export[0].get("state"), Some(A::S(state)) if state.contains("\"export_arn\":\"arn:")),
+        "{export:?}"
+    );
+    assert!(!exists(&moto.client, &new).await);
+    let exports = |keys: Vec<String>| {
+        let mut folders: Vec<String> = keys
+            .into_iter()
+            .filter(|k| k.contains("/export/AWSDynamoDB/"))
+            .map(|k| k.split("/data/").next().unwrap().to_owned())
+            .collect();
+        folders.dedup();
+        folders
+    };
+    let exported = exports(moto.keys().await);
+    assert_eq!(exported.len(), 1, "{exported:?}");
+
+    // The run goes on (through recover --rerun): the same export, the file transformed anew,
+    // imported once, and after the catch-up the new version is the transform of the old one.
+    support::rerun(&migrator.ledger(), &migrations(stalling_step()), 2).await;
+    let resumed = migrator.run(&migrations(stalling_step()), Some(2)).await.unwrap();
+    let calls = &resumed.applied[0].steps[0].calls;
+    assert!(!calls.iter().any(|l| l.starts_with(&format!("export of {old} started"))), "{calls:#?}");
+    assert!(calls.iter().any(|l| l.starts_with(&format!("import into {new} started"))), "{calls:#?}");
+    let summary = calls.iter().find(|l| l.starts_with(&format!("exported {old} and imported {new}: "))).unwrap();
+    assert!(summary.contains("1 file(s), 600 item(s) read, 600 written"), "{summary}");
+    assert_eq!(exports(moto.keys().await), exported, "no second export");
+    migrator.sync(&migrations(stalling_step()), None).await.unwrap();
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
 }
