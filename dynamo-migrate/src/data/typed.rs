@@ -143,11 +143,14 @@ pub(crate) fn same_value(a: &AttributeValue, b: &AttributeValue) -> bool {
     use AttributeValue as A;
     match (a, b) {
         (A::N(x), A::N(y)) => x == y || canonical_number(x) == canonical_number(y),
-        (A::Ns(x), A::Ns(y)) => number_set(x) == number_set(y),
-        (A::Ss(x), A::Ss(y)) => sorted(x) == sorted(y),
+        // Equal as they are (the common case: a set read and written back in its order), or
+        // equal once sorted and, for numbers, made canonical.
+        (A::Ns(x), A::Ns(y)) => x == y || number_set(x) == number_set(y),
+        (A::Ss(x), A::Ss(y)) => x == y || sorted(x) == sorted(y),
         (A::Bs(x), A::Bs(y)) => {
-            sorted(&x.iter().map(|b| b.as_ref()).collect::<Vec<_>>())
-                == sorted(&y.iter().map(|b| b.as_ref()).collect::<Vec<_>>())
+            x == y
+                || sorted(&x.iter().map(|b| b.as_ref()).collect::<Vec<_>>())
+                    == sorted(&y.iter().map(|b| b.as_ref()).collect::<Vec<_>>())
         }
         (A::L(x), A::L(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_value(x, y)),
         (A::M(x), A::M(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w))),

@@ -343,7 +343,8 @@ pub(crate) struct ExportLines<R> {
 /// writes an empty partition's file with no bytes at all, which is no gzip stream).
 enum Source<R> {
     Compressed(Option<BufReader<R>>),
-    Lines(BufReader<GzipDecoder<BufReader<R>>>),
+    /// Boxed: the decoder's state is a few hundred bytes, the enum stays small.
+    Lines(Box<BufReader<GzipDecoder<BufReader<R>>>>),
 }
 
 impl<R: AsyncRead + Unpin> ExportLines<R> {
@@ -416,7 +417,7 @@ impl<R: AsyncRead + Unpin> ExportLines<R> {
             let mut decoder = GzipDecoder::new(raw);
             // A file of several gzip members reads as their concatenation, as gunzip does.
             decoder.multiple_members(true);
-            self.source = Source::Lines(BufReader::with_capacity(64 << 10, decoder));
+            self.source = Source::Lines(Box::new(BufReader::with_capacity(64 << 10, decoder)));
         }
         let Source::Lines(lines) = &mut self.source else { unreachable!("the source was just decompressed") };
         loop {
