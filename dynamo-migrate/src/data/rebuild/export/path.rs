@@ -469,13 +469,17 @@ impl ExportRebuild<'_> {
                 // file is transformed again by the next run.
                 let changed = async |e: ExportError| -> Result<()> {
                     self.forget([*index]).await?;
-                    let why = match e {
-                        ExportError::Missing { .. } => "is missing".to_owned(),
-                        ExportError::Count { found, .. } => format!("holds {found} item(s)"),
-                        other => format!("cannot be read ({other})"),
+                    let (why, cause) = match e {
+                        ExportError::Missing { .. } => {
+                            ("is missing".to_owned(), ": it was removed after it was written")
+                        }
+                        ExportError::Count { found, .. } => {
+                            (format!("holds {found} item(s)"), ": it was changed after it was written")
+                        }
+                        other => (format!("cannot be read back ({other})"), ""),
                     };
                     Err(self.fail(format!(
-                        "s3://{}/{key} {why}, and this rebuild wrote {count} item(s) into it: it was changed after it was written, so nothing was imported; run {}, which transforms data file {index} again",
+                        "s3://{}/{key} {why}, and this rebuild wrote {count} item(s) into it{cause}, so nothing was imported; run {}, which transforms data file {index} again",
                         self.place.bucket,
                         self.rerun()
                     )))
