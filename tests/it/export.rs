@@ -9,7 +9,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue as A, PointInTimeRecoverySpecification};
 use dynamo_migrate::data::ExportPlace;
-use dynamo_migrate::run::{Ledger, LockOptions, Migrator, TableNames, Target, connect, connect_s3, connect_streams};
+use dynamo_migrate::run::{
+    Ledger, LockOptions, Migrator, Sharing, TableNames, Target, WorkerOptions, connect, connect_s3, connect_streams,
+    work_passes,
+};
 use dynamo_migrate::{DataContext, KeyAttr, LocalIndex, Migration, RebuildStep, StreamView, TableDef};
 use std::collections::{BTreeSet, HashMap};
 
@@ -341,11 +344,8 @@ fn stalling_step() -> RebuildStep {
     .via_export()
 }
 
-/// Not a test of its own: the body of the child process that the SIGKILL test below starts and
-/// kills in the middle of its transform.
-#[tokio::test]
-async fn child_process_running_an_export_rebuild() {
-    let Ok(prefix) = std::env::var(CHILD_ENV) else { return };
+/// A child process's moto and bucket, as its parent names them.
+async fn child_place() -> (Target, ExportPlace) {
     let endpoint = std::env::var(MOTO_ENV).unwrap();
     let target = Target::local(&endpoint);
     let place = ExportPlace {
@@ -353,6 +353,15 @@ async fn child_process_running_an_export_rebuild() {
         bucket: std::env::var(BUCKET_ENV).unwrap(),
         prefix: "dynamo-migrate/test".to_owned(),
     };
+    (target, place)
+}
+
+/// Not a test of its own: the body of the child process that the SIGKILL test below starts and
+/// kills in the middle of its transform.
+#[tokio::test]
+async fn child_process_running_an_export_rebuild() {
+    let Ok(prefix) = std::env::var(CHILD_ENV) else { return };
+    let (target, place) = child_place().await;
     // A lease short enough that the parent takes the lock over soon after the kill.
     let lock = LockOptions { lease: Duration::from_secs(10), ..LockOptions::new("export child") };
     Migrator::new(connect(&target).await, TableNames::new(prefix), true, "test")
@@ -447,6 +456,180 @@ async fn export_rebuild_killed_with_sigkill_mid_file_resumes_with_its_export_and
     assert!(summary.contains("1 file(s), 600 item(s) read, 600 written"), "{summary}");
     assert_eq!(exports(moto.keys().await), exported, "no second export");
     migrator.sync(&migrations(stalling_step()), None).await.unwrap();
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+}
+
+/// Set by the shared-files test for its first run only: the transform refuses one item, so that
+/// the run stops after the export, before any file is transformed.
+static REFUSE_ONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const WORKER_CHILD_ENV: &str = "DYNAMO_MIGRATE_TEST_EXPORT_WORKER";
+const WORKER_STALL_ENV: &str = "DYNAMO_MIGRATE_TEST_EXPORT_WORKER_STALL";
+
+/// The rebuild of the shared-files test: in the child worker, the transform stops for good at
+/// its first item, after saying so in a file.
+fn shared_step() -> RebuildStep {
+    RebuildStep::convert(v2(), |w: Textual| {
+        if let Ok(path) = std::env::var(WORKER_STALL_ENV) {
+            std::fs::write(path, "stalled").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        if REFUSE_ONE.load(std::sync::atomic::Ordering::SeqCst) && w.id == "item-00300" {
+            panic!("refused on purpose, once");
+        }
+        Some(Kinded { whole: w, kind: "thing" })
+    })
+    .via_export()
+}
+
+/// Not a test of its own: the worker process that the shared-files test starts beside its run,
+/// and kills once it stalls in a file it claimed.
+#[tokio::test]
+async fn child_process_working_export_files() {
+    let Ok(prefix) = std::env::var(WORKER_CHILD_ENV) else { return };
+    let (target, place) = child_place().await;
+    let options = WorkerOptions {
+        wait_for_run: Duration::from_secs(300),
+        poll: Duration::from_millis(100),
+        export: Some(place),
+        ..WorkerOptions::default()
+    };
+    let (_, cancel) = tokio::sync::watch::channel(false);
+    work_passes(&connect(&target).await, &TableNames::new(prefix), &migrations(shared_step()), &options, cancel)
+        .await
+        .unwrap();
+}
+
+/// Splits the export's one data file (moto writes one) into `files` gzip'd files of its lines,
+/// as AWS writes an export of a bigger table.
+async fn split_export(moto: &Moto, files: usize) -> usize {
+    use std::io::{Read as _, Write as _};
+    let s3 = &moto.place.s3;
+    let data: Vec<String> =
+        moto.keys().await.into_iter().filter(|k| k.contains("/export/AWSDynamoDB/") && k.contains("/data/")).collect();
+    assert_eq!(data.len(), 1, "{data:?}");
+    let object = s3.get_object().bucket(&moto.place.bucket).key(&data[0]).send().await.unwrap();
+    let gzipped = object.body.collect().await.unwrap().into_bytes();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&gzipped[..]).read_to_string(&mut text).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let folder = data[0].rsplit_once('/').unwrap().0;
+    for (n, chunk) in lines.chunks(lines.len().div_ceil(files)).enumerate() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for line in chunk {
+            writeln!(gz, "{line}").unwrap();
+        }
+        let body = gz.finish().unwrap();
+        let key = format!("{folder}/split-{n:02}.json.gz");
+        s3.put_object().bucket(&moto.place.bucket).key(key).body(body.into()).send().await.unwrap();
+    }
+    s3.delete_object().bucket(&moto.place.bucket).key(&data[0]).send().await.unwrap();
+    lines.len()
+}
+
+/// The owners of the export files' leases in the ledger, and whether each file is done.
+async fn file_leases(client: &Client, names: &TableNames) -> Vec<(String, bool)> {
+    all_items(client, names.ledger())
+        .await
+        .into_iter()
+        .filter(|item| matches!(item.get("id"), Some(A::S(id)) if id.starts_with("checkpoint#0000000002#step0#exportfiles#s")))
+        .map(|item| {
+            let owner = match item.get("owner") {
+                Some(A::S(owner)) => owner.clone(),
+                _ => String::new(),
+            };
+            (owner, matches!(item.get("done"), Some(A::Bool(true))))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_files_are_shared_by_workers_and_a_killed_workers_files_are_taken_over() {
+    let Some(moto) = moto("export_shared").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    let names = support::names("export_shared");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let migrator = moto.migrator(&names);
+    migrator.run(&migrations(shared_step()), Some(1)).await.unwrap();
+    DataContext::new(moto.client.clone(), names.clone())
+        .put_items("things", (0..600).map(textual).collect())
+        .await
+        .unwrap();
+    moto.point_in_time_recovery(&old).await;
+
+    // A first run stops after the export: its transform refuses an item.
+    REFUSE_ONE.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = migrator.run(&migrations(shared_step()), Some(2)).await;
+    REFUSE_ONE.store(false, std::sync::atomic::Ordering::SeqCst);
+    let error = format!("{:#}", refused.unwrap_err());
+    assert!(error.contains("refused on purpose, once") && error.contains("nothing was imported"), "{error}");
+    assert_eq!(split_export(&moto, 6).await, 600);
+    support::rerun(&migrator.ledger(), &migrations(shared_step()), 2).await;
+
+    // The run only waits and takes over files whose worker stopped renewing its lease (as
+    // `migrate --workers-only`); a worker process joins, claims its share and stalls in them.
+    let run = moto
+        .migrator(&names)
+        .with_sharing(Sharing::Open { work: false, workers: 2, max_write_units: None })
+        .with_segment_lease(Duration::from_secs(3));
+    let run = tokio::spawn(async move { run.run(&migrations(shared_step()), Some(2)).await });
+    let stalled = std::env::temp_dir().join(format!("export-worker-stalled-{}", std::process::id()));
+    let _ = std::fs::remove_file(&stalled);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "export::child_process_working_export_files", "--test-threads=1"])
+        .env(WORKER_CHILD_ENV, names.prefix())
+        .env(MOTO_ENV, support::moto_endpoint().unwrap())
+        .env(BUCKET_ENV, &moto.place.bucket)
+        .env(WORKER_STALL_ENV, &stalled)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !stalled.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the worker ended ({status}) before its transform stalled");
+        }
+        assert!(!run.is_finished(), "the run ended before its worker stalled: {:?}", run.await);
+        assert!(started.elapsed() < Duration::from_secs(300), "the worker's transform did not stall in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The worker transforms only files it claimed: it holds at least one, which it never ends.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(&stalled).unwrap();
+
+    // A worker in this process shares the rest with the run, which takes the killed worker's
+    // files over once their leases stand still.
+    let options = WorkerOptions {
+        wait_for_run: Duration::from_secs(60),
+        poll: Duration::from_millis(100),
+        export: Some(moto.place.clone()),
+        ..WorkerOptions::default()
+    };
+    let (_, cancel) = tokio::sync::watch::channel(false);
+    let worked = work_passes(&moto.client, &names, &migrations(shared_step()), &options, cancel).await.unwrap();
+    // The worker ends once the run released its lock; a run that never took the killed worker's
+    // files over would wait for ever.
+    let done = tokio::time::timeout(Duration::from_secs(600), run).await.expect("the run ended").unwrap().unwrap();
+    let mine: u64 = worked.passes.iter().map(|p| p.report.scanned).sum();
+    assert!(mine > 0, "the worker transformed files: {worked:?}");
+
+    let calls = &done.applied[0].steps[0].calls;
+    assert!(!calls.iter().any(|l| l.starts_with(&format!("export of {old} started"))), "{calls:#?}");
+    let summary = calls.iter().find(|l| l.starts_with(&format!("exported {old} and imported {new}: "))).unwrap();
+    assert!(summary.contains("6 file(s), 600 item(s) read, 600 written"), "{summary}");
+    let leases = file_leases(&moto.client, &names).await;
+    let me = format!("pid {} ", std::process::id());
+    assert_eq!(leases.len(), 6, "{leases:?}");
+    let owners: BTreeSet<&String> = leases.iter().map(|(owner, _)| owner).collect();
+    println!("6 files done by {} lease holder(s) in this test's process; its worker read {mine} item(s)", owners.len());
+    assert!(leases.iter().all(|(owner, done)| *done && owner.contains(&me)), "{leases:?}");
+    migrator.sync(&migrations(shared_step()), None).await.unwrap();
     let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
     assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
 }

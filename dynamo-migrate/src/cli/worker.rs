@@ -50,6 +50,7 @@ impl WorkerArgs {
             idle: Duration::from_secs(self.idle),
             wait_for_run: Duration::from_secs(self.wait_for_run),
             progress: std::io::stderr().is_terminal() && out.is_human(),
+            export: session.export_place().await,
             ..WorkerOptions::default()
         };
         let result = work(&session.client, &session.names, &project.migrations, &options, cancelled).await;

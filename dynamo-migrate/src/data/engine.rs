@@ -340,7 +340,7 @@ async fn run_alone(
     let mut report = DataReport::default();
     let mut segments_done = 0;
     while let Some(joined) = tasks.join_next().await {
-        match joined_segment(shared, joined) {
+        match joined_segment(&shared.source, joined) {
             Some(Ok((counts, done))) => {
                 report = report + counts;
                 segments_done += u32::from(done);
@@ -358,13 +358,13 @@ async fn run_alone(
 
 /// A segment task's result; `None` for one aborted after another failed.
 fn joined_segment<T>(
-    shared: &Shared,
+    table: &str,
     joined: Result<Result<T, DataError>, tokio::task::JoinError>,
 ) -> Option<Result<T, DataError>> {
     match joined {
         Ok(result) => Some(result),
         Err(e) if e.is_panic() => Some(Err(DataError::Panicked {
-            table: shared.source.clone(),
+            table: table.to_owned(),
             key: "(not known)".to_owned(),
             message: panic_message(e.into_panic().as_ref()),
         })),
@@ -372,18 +372,65 @@ fn joined_segment<T>(
     }
 }
 
-/// The segments of a pass shared by workers (see `checkpoint`'s leases): this process claims
-/// what is claimable, at most `ACTIVE_SEGMENTS` at once, and works each under its lease. With
-/// `wait` (the run that opened the pass) it goes on until every segment is done, taking over
-/// segments whose lease stood still for a whole lease; without, it leaves once nothing is left
-/// to claim. Returns the counts (with `wait`, of every segment, whoever worked it) and how many
-/// segments are done.
+/// The segments of a scan pass shared by workers: `work_leased` over its segments, each run by
+/// `run_segment`, the pass's write budget shared among the workers alive.
 async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u32), DataError> {
+    let limiter = match (role.budget, &shared.writer.rate) {
+        (Some(_), Some(Rate::Capacity(limiter))) => Some(limiter),
+        _ => None,
+    };
+    let leased = LeasedPass {
+        checkpoints: &shared.checkpoints,
+        pass: &shared.pass,
+        segments: shared.segments,
+        active: ACTIVE_SEGMENTS,
+        cancel: &shared.cancel,
+        progress: &shared.progress,
+        limiter,
+    };
+    let work = |segment, claimed| {
+        let shared = shared.clone();
+        async move { run_segment(&shared, segment, claimed).await }
+    };
+    work_leased(&leased, role, work).await
+}
+
+/// A pass whose segments are claimed under leases (see `checkpoint`), whatever a segment is:
+/// a scan segment of a table, or a data file of an export.
+pub(crate) struct LeasedPass<'a> {
+    pub checkpoints: &'a CheckpointStore,
+    pub pass: &'a PassIdentity,
+    pub segments: u32,
+    /// At most this many segments at once in this process.
+    pub active: usize,
+    pub cancel: &'a watch::Receiver<bool>,
+    /// Where the run shows how far the pass is (items of every segment).
+    pub progress: &'a ProgressBar,
+    /// The pass's write budget, shared among the workers alive.
+    pub limiter: Option<&'a Limiter>,
+}
+
+/// The segments of a pass shared by workers (see `checkpoint`'s leases): this process claims
+/// what is claimable, at most its share of them and `active` at once, and runs each claimed one
+/// with `work` (which renews its lease as it goes, and returns its counts and whether it ended).
+/// With `wait` (the run that opened the pass) it goes on until every segment is done, taking
+/// over segments whose lease stood still for a whole lease; without, it leaves once nothing is
+/// left to claim. Returns the counts (with `wait`, of every segment, whoever worked it) and how
+/// many segments are done.
+pub(crate) async fn work_leased<W, F>(
+    leased: &LeasedPass<'_>,
+    role: Leases,
+    work: W,
+) -> Result<(DataReport, u32), DataError>
+where
+    W: Fn(u32, SegmentState) -> F,
+    F: Future<Output = Result<(DataReport, bool), DataError>> + Send + 'static,
+{
     let Leases { worker, wait, claim_fresh, participants, budget } = role;
-    let (pass, segments) = (&shared.pass, shared.segments);
+    let (pass, segments) = (leased.pass, leased.segments);
     // Its share of the segments at once, so that the first process to start does not take all
     // of them before the others have started.
-    let active = (segments.div_ceil(participants.max(1)) as usize).clamp(1, ACTIVE_SEGMENTS);
+    let active = (segments.div_ceil(participants.max(1)) as usize).clamp(1, leased.active.max(1));
     let mut running = tokio::task::JoinSet::new();
     let mut mine = std::collections::BTreeSet::new();
     // The version each lease of another worker was seen with, and since when by this clock.
@@ -391,20 +438,20 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
     let mut own = DataReport::default();
     let poll = (worker.lease / 4).clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(2));
     loop {
-        let now = shared.checkpoints.segments(pass, segments).await?;
+        let now = leased.checkpoints.segments(pass, segments).await?;
         let done = now.values().filter(|s| s.done).count() as u32;
-        if let (Some(units), Some(Rate::Capacity(limiter))) = (budget, &shared.writer.rate) {
+        if let (Some(units), Some(limiter)) = (budget, leased.limiter) {
             limiter.set_rate(f64::from(units) / live_workers(&now, &worker.run, &worker.id) as f64);
         }
         if wait {
             let scanned: u64 = now.values().map(|s| s.counts.scanned).sum();
-            shared.progress.set_position(scanned);
+            leased.progress.set_position(scanned);
         }
         if done == segments && running.is_empty() {
             let everyone = now.values().fold(DataReport::default(), |sum, s| sum + s.counts);
             return Ok((if wait { everyone } else { own }, done));
         }
-        let stopping = *shared.cancel.borrow();
+        let stopping = *leased.cancel.borrow();
         for segment in 0..segments {
             if stopping || running.len() >= active {
                 break;
@@ -430,12 +477,12 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
             if !claimable {
                 continue;
             }
-            match shared.checkpoints.claim(pass, segment, seen, &worker).await {
+            match leased.checkpoints.claim(pass, segment, seen, &worker).await {
                 Ok(Some(claimed)) => {
                     watched.remove(&segment);
                     mine.insert(segment);
-                    let shared = shared.clone();
-                    running.spawn(async move { (segment, run_segment(&shared, segment, claimed).await) });
+                    let segment_work = work(segment, claimed);
+                    running.spawn(async move { (segment, segment_work.await) });
                 }
                 Ok(None) => {}
                 // The run that opened the pass lost its lock or ended with segments left: this
@@ -447,7 +494,7 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
             }
         }
         if running.is_empty() && (!wait || stopping) {
-            let done = shared.checkpoints.segments(pass, segments).await?.values().filter(|s| s.done).count() as u32;
+            let done = leased.checkpoints.segments(pass, segments).await?.values().filter(|s| s.done).count() as u32;
             return Ok((own, if stopping { done } else { segments }));
         }
         tokio::select! {
@@ -456,7 +503,7 @@ async fn run_leased(shared: &Arc<Shared>, role: Leases) -> Result<(DataReport, u
                     mine.remove(&segment);
                     result
                 });
-                match joined_segment(shared, joined) {
+                match joined_segment(&pass.source, joined) {
                     Some(Ok((counts, _))) => own = own + counts,
                     // Taken over by another worker: it goes on from the last checkpoint.
                     Some(Err(DataError::SegmentTaken { .. })) | None => {}

@@ -13,10 +13,10 @@
 //! Online rebuilds (`rebuild`: copy, stream catch-up, convergence check, cut-over, `sync`) and the
 //! exact read of items by the schema crate's types (`schema_read`) live here too.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod concurrency;
 mod dead_letter;
-mod engine;
+pub(crate) mod engine;
 mod fidelity;
 mod in_place;
 mod rate;
@@ -55,9 +55,12 @@ pub(crate) use typed::unmark_item;
 pub use typed::{from_item, to_item};
 pub(crate) use writer::{BATCH, Writer, backoff, is_retryable};
 
+pub(crate) use rebuild::EXPORT_FILES;
 #[cfg(feature = "export")]
 #[cfg_attr(docsrs, doc(cfg(feature = "export")))]
 pub use rebuild::export::path::ExportPlace;
+#[cfg(feature = "export")]
+pub(crate) use rebuild::fill::work_export_files;
 pub use rebuild::{
     AUTO_EXPORT_BYTES, COPY_LIMIT, CheckReport, DEFAULT_QUIET_WINDOW, RebuildState, SyncCheck, SyncReport,
     rebuild_states,
@@ -234,6 +237,15 @@ pub enum DataError {
         /// The file the step names.
         path: PathBuf,
         /// The I/O error.
+        error: String,
+    },
+    /// A data file of an export could not be read, transformed or written back (see
+    /// `RebuildStep::via_export`).
+    #[error("{file}: {error}")]
+    File {
+        /// The file's S3 key.
+        file: String,
+        /// What failed.
         error: String,
     },
     /// Reading or saving the pass's checkpoints in the ledger failed. It is also how a pass of a
@@ -675,6 +687,19 @@ impl DataContext {
         options.check().map_err(|problem| DataError::Options { table: source.clone(), problem })?;
         let identity = checkpoint::PassIdentity { place: format!("step {}, sample", self.step), source, target };
         engine::sample(&self.passes_client, identity, options, map).await
+    }
+
+    /// Adds what was done outside `run_pass` (an export's files) to what the context did.
+    #[cfg(feature = "export")]
+    pub(crate) fn add_to_tally(&self, report: DataReport) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        *tally = *tally + report;
+    }
+
+    /// The migration's checkpoints, with this context's leases.
+    #[cfg(feature = "export")]
+    pub(crate) fn checkpoints(&self) -> &CheckpointStore {
+        &self.checkpoints
     }
 
     /// Shows a progress bar on a terminal.

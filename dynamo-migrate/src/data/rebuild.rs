@@ -23,7 +23,7 @@ mod check;
 /// The export path: export, transform, import.
 #[cfg(feature = "export")]
 pub(crate) mod export;
-mod fill;
+pub(crate) mod fill;
 
 use fill::Fill;
 
@@ -40,6 +40,10 @@ pub const DEFAULT_QUIET_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The fewest items a copy's sample must read for its rate to estimate the copy's duration.
 const MIN_SAMPLE: u64 = 100;
+
+/// How the pass of an export's data files, shared with workers, ends its place
+/// (`step <n>, export files`).
+pub(crate) const EXPORT_FILES: &str = "export files";
 
 /// Tables at least this large go the export way when the rebuild leaves the choice to the tool
 /// (`RebuildPath::Auto`) and the environment names a bucket.
@@ -237,8 +241,10 @@ impl Migrator {
             Fill::Never(never, _) => match never {},
             #[cfg(feature = "export")]
             Fill::Export(place) => {
-                let copied =
-                    Box::pin(self.fill_by_export(place, &store, migration, index, rebuild, &header, report)).await?;
+                let copied = Box::pin(
+                    self.fill_by_export(place, ledger, names, &store, migration, index, rebuild, &header, report),
+                )
+                .await?;
                 // What ImportTable cannot set (the stream, deletion protection, the class, tags),
                 // then what CreateTable's step sets after the table (TTL, point-in-time recovery),
                 // which also checks that the imported table is the version declared.

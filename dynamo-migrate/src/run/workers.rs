@@ -48,6 +48,10 @@ pub struct WorkerOptions {
     pub poll: Duration,
     /// Show a progress bar per pass on a terminal.
     pub progress: bool,
+    /// Where the environment's export rebuilds keep their files (`[<env>.exports]`), for a
+    /// rebuild's export files opened to workers.
+    #[cfg(feature = "export")]
+    pub export: Option<crate::data::ExportPlace>,
 }
 
 impl Default for WorkerOptions {
@@ -57,6 +61,8 @@ impl Default for WorkerOptions {
             wait_for_run: Duration::ZERO,
             poll: Duration::from_secs(1),
             progress: false,
+            #[cfg(feature = "export")]
+            export: None,
         }
     }
 }
@@ -240,12 +246,19 @@ async fn join(
         })?;
     let names = names_after(names, migrations.iter().filter(|m| m.version < open.version));
     let fenced = ledger.clone().fenced(&open.run);
-    let checkpoints = CheckpointStore::in_ledger(fenced, migration.version, &migration.name, &migration.checksum);
-    let ctx = DataContext::in_migration(client.clone(), names, checkpoints, step, cancel, options.progress).shared(
-        Role::Join { place: open.pass.clone(), participants: open.participants, max_write_units: open.max_write_units },
-        open.lease,
-    );
+    let checkpoints =
+        CheckpointStore::in_ledger(fenced.clone(), migration.version, &migration.name, &migration.checksum);
+    let ctx = DataContext::in_migration(client.clone(), names, checkpoints, step, cancel.clone(), options.progress)
+        .shared(
+            Role::Join {
+                place: open.pass.clone(),
+                participants: open.participants,
+                max_write_units: open.max_write_units,
+            },
+            open.lease,
+        );
     let done = match migration.steps.get(step) {
+        // An export's data files: claimed and transformed like a pass's segments.
         Some(Step::Data(data)) => match run_data_step(data, ctx.clone()).await {
             Ok(_) => Ok(()),
             // The step's code went on past the open pass: this worker's part of the step is done.
@@ -254,6 +267,34 @@ async fn join(
             }
             Err(e) => Err(e),
         },
+        Some(Step::Rebuild(rebuild)) if open.pass.ends_with(crate::data::EXPORT_FILES) => {
+            #[cfg(feature = "export")]
+            {
+                crate::data::work_export_files(
+                    client,
+                    options.export.as_ref(),
+                    fenced.clone(),
+                    migration,
+                    step,
+                    rebuild,
+                    open,
+                    ctx.checkpoints().clone(),
+                    cancel.clone(),
+                )
+                .await
+                .map(|report| ctx.add_to_tally(report))
+            }
+            #[cfg(not(feature = "export"))]
+            {
+                let _ = rebuild;
+                Err(Error::WorkerMismatch {
+                    reason: format!(
+                        "the pass open to workers ({}) is a rebuild's export files, and this runner is built without dynamo-migrate's `export` feature",
+                        open.pass
+                    ),
+                })
+            }
+        }
         Some(Step::Rebuild(rebuild)) => {
             let mut options = rebuild.options.clone();
             options.consistent_read = true;

@@ -9,7 +9,7 @@ use crate::migrator::Migrator;
 #[cfg(feature = "export")]
 use super::AUTO_EXPORT_BYTES;
 #[cfg(feature = "export")]
-use super::export::path::{ExportPlace, ExportRebuild, Transform};
+use super::export::path::{ExportPlace, ExportRebuild, SharedFiles, Transform};
 #[cfg(feature = "export")]
 use crate::data::{DataReport, ReplayHeader, ReplayStore, copy_map, key_attributes};
 #[cfg(feature = "export")]
@@ -123,6 +123,8 @@ impl Migrator {
     pub(crate) async fn fill_by_export(
         &self,
         place: &ExportPlace,
+        ledger: &crate::ledger::Ledger,
+        names: &crate::names::TableNames,
         store: &ReplayStore,
         migration: &Migration,
         index: usize,
@@ -130,32 +132,14 @@ impl Migrator {
         header: &ReplayHeader,
         report: &mut StepReport,
     ) -> Result<DataReport> {
-        let source_keys = key_attributes(&self.client, &header.source).await?;
-        let target_keys: Vec<String> = rebuild.table.keys().map(|k| k.name.clone()).collect();
-        let dead_letters =
-            match (&self.rehearsal, &rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
-                (None, Some(path), true) => {
-                    Some(std::sync::Arc::new(crate::data::DeadLetters::open(path).map_err(|e| Error::Rebuild {
-                        table: rebuild.table.name.clone(),
-                        reason: format!("the dead-letter file {}: {e}", path.display()),
-                    })?))
-                }
-                _ => None,
-            };
-        let transform = Transform {
-            map: rebuild.map.clone().unwrap_or_else(copy_map),
-            target: header.target.clone(),
-            target_keys,
-            source: header.source.clone(),
-            source_keys,
-            drop_unknown_attributes: rebuild.options.drop_unknown_attributes,
-        };
+        let transform = transform_of(&self.client, rebuild, &header.source, &header.target).await?;
+        let dead_letters = if self.rehearsal.is_some() { None } else { dead_letters_of(rebuild)? };
         let run = ExportRebuild {
             client: &self.client,
             place,
             replay: store,
             table: &rebuild.table,
-            transform: std::sync::Arc::new(transform),
+            transform,
             version: migration.version,
             step: index as u32,
             max_failed: rebuild.options.max_failed,
@@ -168,6 +152,12 @@ impl Migrator {
             },
             part_bytes: super::export::path::PART_BYTES,
             wait_for_recovery: !self.exec.local,
+            // The files are claimed under leases, and opened to workers when the run has them.
+            shared: Some(SharedFiles {
+                checkpoints: self.data_context(ledger, migration, index, names).checkpoints().clone(),
+                cancel: self.cancel.clone(),
+                open: matches!(self.sharing, crate::data::Sharing::Open { .. }),
+            }),
         };
         let outcome = run.run(header.copy_started_ms, &mut report.calls).await?;
         let [export, transform, check, import] = outcome.took.map(|d| d.as_secs_f64());
@@ -237,4 +227,80 @@ impl Migrator {
         }
         Ok(())
     }
+}
+
+/// The transform of a rebuild's export files: its function, as the copy applies it.
+#[cfg(feature = "export")]
+async fn transform_of(
+    client: &aws_sdk_dynamodb::Client,
+    rebuild: &RebuildStep,
+    source: &str,
+    target: &str,
+) -> Result<std::sync::Arc<Transform>> {
+    Ok(std::sync::Arc::new(Transform {
+        map: rebuild.map.clone().unwrap_or_else(copy_map),
+        target: target.to_owned(),
+        target_keys: rebuild.table.keys().map(|k| k.name.clone()).collect(),
+        source: source.to_owned(),
+        source_keys: key_attributes(client, source).await?,
+        drop_unknown_attributes: rebuild.options.drop_unknown_attributes,
+    }))
+}
+
+/// The rebuild's dead-letter file, when it names one and accepts failures.
+#[cfg(feature = "export")]
+fn dead_letters_of(rebuild: &RebuildStep) -> Result<Option<std::sync::Arc<crate::data::DeadLetters>>> {
+    match (&rebuild.options.dead_letter, rebuild.options.max_failed.accepts_any()) {
+        (Some(path), true) => {
+            Ok(Some(std::sync::Arc::new(crate::data::DeadLetters::open(path).map_err(|e| Error::Rebuild {
+                table: rebuild.table.name.clone(),
+                reason: format!("the dead-letter file {}: {e}", path.display()),
+            })?)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A worker's part of a rebuild's export files, which the run opened to workers at `open`: it
+/// claims files under leases (`checkpoints`, the worker's) and transforms them as the run does,
+/// into the same folder; the run checks and imports them once every file is done.
+#[cfg(feature = "export")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn work_export_files(
+    client: &aws_sdk_dynamodb::Client,
+    place: Option<&ExportPlace>,
+    ledger: crate::ledger::Ledger,
+    migration: &Migration,
+    step: usize,
+    rebuild: &RebuildStep,
+    open: &crate::workers::OpenPass,
+    checkpoints: crate::data::CheckpointStore,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<DataReport> {
+    let Some(place) = place else {
+        return Err(Error::WorkerMismatch {
+            reason: format!(
+                "the pass open to workers ({}) is the export files of the rebuild of {}, and this worker's environment names no bucket for exports: give the worker the run's environments.toml, whose environment has `[<env>.exports]`",
+                open.pass, open.source
+            ),
+        });
+    };
+    let replay = ReplayStore::open(ledger, migration.version, step as u32, &open.target).await?;
+    let run = ExportRebuild {
+        client,
+        place,
+        replay: &replay,
+        table: &rebuild.table,
+        transform: transform_of(client, rebuild, &open.source, &open.target).await?,
+        version: migration.version,
+        step: step as u32,
+        max_failed: rebuild.options.max_failed,
+        dead_letters: dead_letters_of(rebuild)?,
+        concurrency: rebuild.options.writers.max(1),
+        poll: std::time::Duration::from_secs(1),
+        part_bytes: super::export::path::PART_BYTES,
+        wait_for_recovery: false,
+        shared: Some(SharedFiles { checkpoints, cancel, open: false }),
+    };
+    run.work_files().await
 }

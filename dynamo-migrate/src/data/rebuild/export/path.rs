@@ -34,8 +34,12 @@ use tokio::io::AsyncWriteExt as _;
 use super::json::{JsonItem, Line, write_item_line};
 use super::reader::{DataFile, ExportError, ExportFiles, ExportStore, export_files, open_file};
 use super::s3::S3Store;
+use crate::data::EXPORT_FILES;
+use crate::data::checkpoint::{PassIdentity, SegmentState};
+use crate::data::engine::{LeasedPass, work_leased};
 use crate::data::{
-    Change, DeadLetters, FailureBudget, MapFn, ReplayStore, into_other_table, key_of, key_text, panic_message,
+    Change, CheckpointStore, DataError, DataReport, DeadLetters, FailureBudget, MapFn, ReplayStore, into_other_table,
+    key_of, key_text, panic_message,
 };
 use crate::error::{Error, Result};
 
@@ -148,6 +152,31 @@ pub(crate) struct ExportRebuild<'a> {
     /// latest restorable time trails the clock by about five minutes, and an export of a later
     /// time is refused); a stand-in on loopback may never move it (moto does not).
     pub wait_for_recovery: bool,
+    /// In a migration, the files are claimed under leases in the ledger, so that worker
+    /// processes share them (see `SharedFiles`); without, this process transforms every file.
+    pub shared: Option<SharedFiles>,
+}
+
+/// How the data files of an export are shared by the run and its workers: each file is a
+/// segment of a pass of its own (`step <n>, export files`) in the ledger's checkpoints, claimed
+/// under a lease as a scan segment is (see `data::checkpoint`), renewed while the file is
+/// transformed. A file's result is saved in the replay's items (`export-file#<n>`) before its
+/// segment is marked done; that result is what the check and the import read, so a file whose
+/// holder died midway is transformed again by whoever takes it over, from its start (its parts
+/// are deleted first and have the same names), and the check before the import reads every part
+/// back whoever wrote it.
+#[derive(Clone)]
+pub(crate) struct SharedFiles {
+    /// The migration's checkpoints, with this process's leases.
+    pub checkpoints: CheckpointStore,
+    pub cancel: tokio::sync::watch::Receiver<bool>,
+    /// Say in the ledger that the files are open to workers (a run of `migrate --workers`).
+    pub open: bool,
+}
+
+/// The place, in its migration, of the pass whose segments are an export's data files.
+pub(crate) fn files_place(step: u32) -> String {
+    format!("step {step}, {EXPORT_FILES}")
 }
 
 /// How long the export waits for point-in-time recovery to cover its time before it gives up.
@@ -401,6 +430,9 @@ impl ExportRebuild<'_> {
 
     /// Transforms every file not done by an earlier run; returns every file's result, by index.
     async fn transform_files(&self, store: &S3Store, export: &ExportFiles) -> Result<BTreeMap<usize, FileDone>> {
+        if let Some(shared) = &self.shared {
+            return Ok(self.transform_shared(store, export, shared).await?.1);
+        }
         let mut done = BTreeMap::new();
         let mut todo = Vec::new();
         for (index, file) in export.files.iter().enumerate() {
@@ -435,6 +467,115 @@ impl ExportRebuild<'_> {
             done.insert(index, result);
         }
         Ok(done)
+    }
+
+    fn files_pass(&self) -> PassIdentity {
+        PassIdentity {
+            place: files_place(self.step),
+            source: self.transform.source.clone(),
+            target: self.transform.target.clone(),
+        }
+    }
+
+    /// The files' transform shared under leases (see `SharedFiles`): the run (which waits)
+    /// records the pass, makes claimable again every file a refusal forgot, opens it to workers
+    /// when it has them, works files itself, takes over those whose holder stopped renewing, and
+    /// returns every file's result once each is done. A worker claims files until none is left,
+    /// and returns what it did itself.
+    async fn transform_shared(
+        &self,
+        store: &S3Store,
+        export: &ExportFiles,
+        shared: &SharedFiles,
+    ) -> Result<(DataReport, BTreeMap<usize, FileDone>)> {
+        let pass = self.files_pass();
+        let files = export.files.len() as u32;
+        let Some(role) = shared.checkpoints.leases() else {
+            return Err(self.fail("the export's files are shared, and the checkpoints have no leases".to_owned()));
+        };
+        let wait = role.wait;
+        if wait {
+            shared.checkpoints.start(&pass, files).await?;
+            for (segment, state) in shared.checkpoints.segments(&pass, files).await? {
+                // A file a refusal forgot (its result is gone from the ledger) is done again.
+                if state.done && self.replay.export_file(segment as usize).await?.is_none() {
+                    shared.checkpoints.save(&pass, segment, &mut SegmentState::default()).await?;
+                }
+            }
+            if shared.open {
+                shared.checkpoints.open_to_workers(&pass, true).await?;
+            }
+        }
+        let progress = indicatif::ProgressBar::hidden();
+        let leased = LeasedPass {
+            checkpoints: &shared.checkpoints,
+            pass: &pass,
+            segments: files,
+            active: self.concurrency.max(1),
+            cancel: &shared.cancel,
+            progress: &progress,
+            limiter: None,
+        };
+        let work = |segment: u32, claimed: SegmentState| {
+            let file = FileWork {
+                store: store.clone(),
+                export: export.clone(),
+                out: format!("{}/transformed/data", self.folder()),
+                transform: self.transform.clone(),
+                dead_letters: self.dead_letters.clone(),
+                part_bytes: self.part_bytes,
+                replay: self.replay.clone(),
+                checkpoints: shared.checkpoints.clone(),
+                pass: pass.clone(),
+                renew_every: role.worker.lease / 3,
+            };
+            file.run(segment, claimed)
+        };
+        let worked = work_leased(&leased, role.clone(), work).await;
+        let closed = if wait && shared.open { shared.checkpoints.open_to_workers(&pass, false).await } else { Ok(()) };
+        let (own, done) = worked.map_err(|e| match e {
+            DataError::File { file, error } => self.fail(format!(
+                "{file}: {error}; nothing was imported: fix it, then run the migration again, which goes on with the files not done"
+            )),
+            other => other.into(),
+        })?;
+        closed?;
+        if done < files {
+            return Err(DataError::Interrupted { table: self.transform.source.clone(), done, segments: files }.into());
+        }
+        let mut results = BTreeMap::new();
+        if wait {
+            for index in 0..export.files.len() {
+                let Some(result) = self.replay.export_file(index).await? else {
+                    return Err(self.fail(format!(
+                        "data file {index} of the export is done, and its result is not in the ledger; run {}, which transforms it again",
+                        self.rerun()
+                    )));
+                };
+                results.insert(index, result);
+            }
+        }
+        Ok((own, results))
+    }
+
+    /// A worker's part of the export's files, opened to workers by the run (see `SharedFiles`):
+    /// the files it transformed itself.
+    pub(crate) async fn work_files(&self) -> Result<DataReport> {
+        let Some(shared) = &self.shared else {
+            return Err(self.fail("a worker shares the export's files, and has no checkpoints".to_owned()));
+        };
+        let state = self.replay.export_state().await?.unwrap_or_default();
+        let (Some(export_arn), Some(_)) = (state.export_arn, state.files) else {
+            return Err(self.fail(format!(
+                "its export files are open to workers, and the ledger has no completed export for {}",
+                self.transform.target
+            )));
+        };
+        let store = self.store();
+        let export = export_files(&store, &format!("{}/export", self.folder()), &export_arn)
+            .await
+            .map_err(|e| self.fail(format!("the export {export_arn} cannot be read: {e}")))?;
+        Ok(self.transform_shared(&store, &export, shared).await?.0)
     }
 
     /// Reads every part back: each holds the count the ledger has, they add up to `written`, no
@@ -600,6 +741,68 @@ impl ExportRebuild<'_> {
                 _ => tokio::time::sleep(self.poll).await,
             }
         }
+    }
+}
+
+/// One data file claimed under a lease, and what its transform needs.
+struct FileWork {
+    store: S3Store,
+    export: ExportFiles,
+    out: String,
+    transform: Arc<Transform>,
+    dead_letters: Option<Arc<DeadLetters>>,
+    part_bytes: usize,
+    replay: ReplayStore,
+    checkpoints: CheckpointStore,
+    pass: PassIdentity,
+    renew_every: Duration,
+}
+
+impl FileWork {
+    /// Transforms the claimed file, renewing its lease meanwhile, saves its result, then marks
+    /// it done; a file whose result an earlier holder saved is only marked done.
+    async fn run(self, segment: u32, mut state: SegmentState) -> std::result::Result<(DataReport, bool), DataError> {
+        let index = segment as usize;
+        let ledger = |e: crate::data::ReplayError| DataError::Checkpoint(Box::new(e.into()));
+        let result = match self.replay.export_file(index).await.map_err(ledger)? {
+            Some(result) => result,
+            None => {
+                let file = &self.export.files[index];
+                let transformed = transform_file(
+                    &self.store,
+                    &self.export,
+                    file,
+                    index,
+                    &self.out,
+                    &self.transform,
+                    self.dead_letters.as_deref(),
+                    self.part_bytes,
+                );
+                tokio::pin!(transformed);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut transformed => break result,
+                        // A lease lost here (taken over) stops the file: the taker does it again.
+                        () = tokio::time::sleep(self.renew_every) => self.checkpoints.save(&self.pass, segment, &mut state).await?,
+                    }
+                };
+                let result = result.map_err(|error| DataError::File { file: file.key.clone(), error })?;
+                // Still this worker's, or another took it over and does it again.
+                self.checkpoints.save(&self.pass, segment, &mut state).await?;
+                self.replay.save_export_file(index, &result).await.map_err(ledger)?;
+                result
+            }
+        };
+        state.done = true;
+        state.counts = DataReport {
+            scanned: result.read,
+            written: result.written,
+            unchanged: result.left_out,
+            failed: result.failed,
+            ..DataReport::default()
+        };
+        self.checkpoints.save(&self.pass, segment, &mut state).await?;
+        Ok((state.counts, true))
     }
 }
 
@@ -840,6 +1043,7 @@ mod tests {
                 part_bytes: 16 << 10,
                 // moto's latest restorable time stays where recovery was turned on.
                 wait_for_recovery: false,
+                shared: None,
             }
         }
 
