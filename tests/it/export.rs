@@ -633,3 +633,42 @@ async fn export_files_are_shared_by_workers_and_a_killed_workers_files_are_taken
     let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
     assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_that_fails_fails_the_rebuild_by_name_and_its_rerun_exports_again() {
+    let Some(moto) = moto("export_failed").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    // moto's exports always complete: a proxy in front of it says this one FAILED, as AWS does
+    // when the bucket's policy refuses DynamoDB.
+    let proxy = crate::rules_proxy::RulesProxy::start(support::moto_endpoint().unwrap()).await;
+    let client = crate::rules_proxy::client_of(&proxy).await;
+    let names = support::names("export_failed");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test")
+        .with_streams(moto.streams.clone())
+        .with_export(moto.place.clone());
+    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    migrator.run(&migrations(step()), Some(1)).await.unwrap();
+    DataContext::new(client.clone(), names.clone()).put_items("things", (0..50).map(textual).collect()).await.unwrap();
+    moto.point_in_time_recovery(&old).await;
+
+    proxy.fail_exports(Some(("S3AccessDenied", "Access Denied to the bucket")));
+    let error = format!("{:#}", migrator.run(&migrations(step()), Some(2)).await.unwrap_err());
+    assert!(error.contains(&format!(" of {old} failed: S3AccessDenied Access Denied to the bucket")), "{error}");
+    assert!(error.contains("nothing was imported"), "{error}");
+    assert!(error.contains("`cargo xtask recover --env <environment> --version 2 --rerun`"), "{error}");
+    assert!(!exists(&moto.client, &new).await);
+
+    // The rerun starts a new export (the failed one is not followed again) and goes on to the end.
+    proxy.fail_exports(None);
+    support::rerun(&migrator.ledger(), &migrations(step()), 2).await;
+    let done = migrator.run(&migrations(step()), Some(2)).await.unwrap();
+    let calls = &done.applied[0].steps[0].calls;
+    assert!(calls.iter().any(|l| l.starts_with(&format!("export of {old} started"))), "{calls:#?}");
+    let summary = calls.iter().find(|l| l.starts_with(&format!("exported {old} and imported {new}: "))).unwrap();
+    assert!(summary.contains("1 file(s), 50 item(s) read, 50 written"), "{summary}");
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+}

@@ -23,6 +23,10 @@
 //! [`RulesProxy::fail_next`] makes the next call of an operation fail once with
 //! `AccessDeniedException` (a deploy role missing a permission), which the SDK does not retry.
 //!
+//! [`RulesProxy::fail_exports`] makes every `DescribeExport` say the export FAILED, with AWS's
+//! `FailureCode` and `FailureMessage` (an export whose bucket policy refuses DynamoDB), in front
+//! of moto, whose exports always complete.
+//!
 //! HTTP is `fault_proxy`'s: keep-alive connections, bodies delimited by `Content-Length`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -94,6 +98,12 @@ impl RulesProxy {
     /// Makes the next request of `operation` fail with `AccessDeniedException`, once.
     pub fn fail_next(&self, operation: &str) {
         self.shared.fail_next.lock().unwrap().push(operation.to_owned());
+    }
+
+    /// While `failure` is set, every `DescribeExport` says the export FAILED with this code
+    /// and message.
+    pub fn fail_exports(&self, failure: Option<(&str, &str)>) {
+        *self.shared.fail_exports.lock().unwrap() = failure.map(|(c, m)| (c.to_owned(), m.to_owned()));
     }
 
     /// Every request refused so far, in order.
@@ -202,6 +212,8 @@ struct Shared {
     upstream: String,
     tables: Mutex<HashMap<String, TableState>>,
     fail_next: Mutex<Vec<String>>,
+    /// `FailureCode` and `FailureMessage` every `DescribeExport` answers with, while set.
+    fail_exports: Mutex<Option<(String, String)>>,
     refused: Mutex<Vec<Refused>>,
     /// Successful requests by operation and table.
     passed: Mutex<BTreeMap<(String, String), u64>>,
@@ -346,6 +358,14 @@ impl Shared {
     /// Records what a forwarded request changed, once DynamoDB Local accepted it, and adds to a
     /// description what DynamoDB Local leaves out. Returns the body to send back, if changed.
     fn observe(&self, operation: &str, request: &Value, response: &mut Value) -> bool {
+        if operation == "DescribeExport" {
+            let Some((code, message)) = self.fail_exports.lock().unwrap().clone() else { return false };
+            let description = &mut response["ExportDescription"];
+            description["ExportStatus"] = json!("FAILED");
+            description["FailureCode"] = json!(code);
+            description["FailureMessage"] = json!(message);
+            return true;
+        }
         let table = request["TableName"].as_str().unwrap_or_default().to_owned();
         let now = now_ms();
         let mut tables = self.tables.lock().unwrap();

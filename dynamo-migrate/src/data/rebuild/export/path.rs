@@ -74,6 +74,10 @@ pub(crate) struct ExportState {
     /// How many imports ended without every item (each is started with a token of its own).
     #[serde(default)]
     pub import_attempt: u32,
+    /// How many exports ended FAILED (each is started with a token of its own: AWS answers a
+    /// token it knows with the export it started, failed or not).
+    #[serde(default)]
+    pub export_attempt: u32,
     /// The import, completed and checked.
     pub imported: bool,
 }
@@ -201,6 +205,15 @@ impl ExportRebuild<'_> {
         rebuild_folder(&self.place.prefix, &self.transform.target, self.version, self.step)
     }
 
+    /// Where the export of this attempt writes: a failed export's objects stay apart from the
+    /// next one's.
+    fn export_prefix(&self, state: &ExportState) -> String {
+        match state.export_attempt {
+            0 => format!("{}/export", self.folder()),
+            n => format!("{}/export-{n}", self.folder()),
+        }
+    }
+
     fn store(&self) -> S3Store {
         S3Store::new(self.place.s3.clone(), self.place.bucket.clone())
     }
@@ -238,17 +251,26 @@ impl ExportRebuild<'_> {
                 if self.wait_for_recovery {
                     self.wait_until_restorable(state.export_time_ms).await?;
                 }
-                let arn = self.start_export(state.export_time_ms).await?;
+                let arn = self.start_export(&state).await?;
                 state.export_arn = Some(arn.clone());
                 self.replay.save_export_state(&state).await?;
                 lines.push(format!("export of {} started: {arn}", self.transform.source));
                 arn
             }
         };
-        let exported = self.wait_for_export(&export_arn).await?;
+        let exported = match self.wait_for_export(&export_arn).await? {
+            Ok(exported) => exported,
+            Err(failed) => {
+                // The next run starts another export of the same time, with a token of its own.
+                state.export_arn = None;
+                state.export_attempt += 1;
+                self.replay.save_export_state(&state).await?;
+                return Err(self.fail(failed));
+            }
+        };
         outcome.took[0] = started.elapsed();
         let store = self.store();
-        let export = export_files(&store, &format!("{}/export", self.folder()), &export_arn)
+        let export = export_files(&store, &self.export_prefix(&state), &export_arn)
             .await
             .map_err(|e| self.fail(format!("the export {export_arn} cannot be read: {e}")))?;
         if export.is_incremental() {
@@ -373,7 +395,8 @@ impl ExportRebuild<'_> {
         }
     }
 
-    async fn start_export(&self, export_time_ms: u64) -> Result<String> {
+    async fn start_export(&self, state: &ExportState) -> Result<String> {
+        let export_time_ms = state.export_time_ms;
         let source = &self.transform.source;
         let described = self
             .client
@@ -383,14 +406,19 @@ impl ExportRebuild<'_> {
             .await
             .map_err(Error::aws(format!("DescribeTable {source}")))?;
         let arn = described.table.and_then(|t| t.table_arn).unwrap_or_default();
-        let token = client_token("export", &self.transform.target, self.version, self.step, export_time_ms);
+        // The first export's token is the one earlier versions of this tool used.
+        let what = match state.export_attempt {
+            0 => "export".to_owned(),
+            n => format!("export {n}"),
+        };
+        let token = client_token(&what, &self.transform.target, self.version, self.step, export_time_ms);
         let out = self
             .client
             .export_table_to_point_in_time()
             .table_arn(&arn)
             .export_time(aws_sdk_dynamodb::primitives::DateTime::from_millis(export_time_ms as i64))
             .s3_bucket(&self.place.bucket)
-            .s3_prefix(format!("{}/export", self.folder()))
+            .s3_prefix(self.export_prefix(state))
             .export_format(ExportFormat::DynamodbJson)
             .client_token(token)
             .send()
@@ -401,8 +429,9 @@ impl ExportRebuild<'_> {
             .ok_or_else(|| self.fail(format!("ExportTableToPointInTime {source} answered without an export ARN")))
     }
 
-    /// Waits for the export to end; its item count when DynamoDB gives one.
-    async fn wait_for_export(&self, arn: &str) -> Result<Option<u64>> {
+    /// Waits for the export to end; its item count when DynamoDB gives one, or `Err` with what
+    /// to do when it failed.
+    async fn wait_for_export(&self, arn: &str) -> Result<std::result::Result<Option<u64>, String>> {
         loop {
             let out = self
                 .client
@@ -415,12 +444,14 @@ impl ExportRebuild<'_> {
                 .export_description
                 .unwrap_or_else(|| aws_sdk_dynamodb::types::ExportDescription::builder().export_arn(arn).build());
             match description.export_status {
-                Some(ExportStatus::Completed) => return Ok(description.item_count.map(|n| n.max(0) as u64)),
+                Some(ExportStatus::Completed) => return Ok(Ok(description.item_count.map(|n| n.max(0) as u64))),
                 Some(ExportStatus::Failed) => {
-                    return Err(self.fail(format!(
-                        "the export {arn} failed: {} {}; nothing was imported. Fix what it names (the bucket's policy, point-in-time recovery), then run the migration again",
+                    return Ok(Err(format!(
+                        "the export {arn} of {} failed: {} {}; nothing was imported. Fix what it names (the bucket's policy, its encryption key, point-in-time recovery), then run {}, which starts a new export of the same time",
+                        self.transform.source,
                         description.failure_code.unwrap_or_default(),
-                        description.failure_message.unwrap_or_default()
+                        description.failure_message.unwrap_or_default(),
+                        self.rerun()
                     )));
                 }
                 _ => tokio::time::sleep(self.poll).await,
@@ -565,14 +596,14 @@ impl ExportRebuild<'_> {
             return Err(self.fail("a worker shares the export's files, and has no checkpoints".to_owned()));
         };
         let state = self.replay.export_state().await?.unwrap_or_default();
-        let (Some(export_arn), Some(_)) = (state.export_arn, state.files) else {
+        let (Some(export_arn), Some(_)) = (state.export_arn.clone(), state.files) else {
             return Err(self.fail(format!(
                 "its export files are open to workers, and the ledger has no completed export for {}",
                 self.transform.target
             )));
         };
         let store = self.store();
-        let export = export_files(&store, &format!("{}/export", self.folder()), &export_arn)
+        let export = export_files(&store, &self.export_prefix(&state), &export_arn)
             .await
             .map_err(|e| self.fail(format!("the export {export_arn} cannot be read: {e}")))?;
         Ok(self.transform_shared(&store, &export, shared).await?.0)
