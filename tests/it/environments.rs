@@ -25,6 +25,9 @@ pub(crate) fn project(name: &str) -> Project {
         other if other.starts_with("refusals:") => crate::refusals::project(other),
         other if other.starts_with("workers:") => crate::workers::project(other),
         other if other.starts_with("rehearse:") => crate::rehearse::project(other),
+        "export:shared" => {
+            Project { tables: vec![], migrations: crate::export::migrations(crate::export::plain_step()) }
+        }
         _ => Project { tables: schema::tables(), migrations: migrations::all() },
     }
 }

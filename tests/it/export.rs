@@ -62,7 +62,7 @@ fn textual(i: u64) -> Item {
     item
 }
 
-fn migrations(rebuild: RebuildStep) -> Vec<Migration> {
+pub(crate) fn migrations(rebuild: RebuildStep) -> Vec<Migration> {
     vec![
         Migration::new(1, "create_things", "create")
             .create_table(TableDef::new("things", KeyAttr::s("id")).stream(StreamView::NewAndOldImages)),
@@ -143,7 +143,7 @@ async fn export_rebuild_exports_transforms_imports_and_catches_up_exactly() {
     };
     let names = support::names("export_rebuild");
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    let step = plain_step;
     let migrator = moto.migrator(&names);
     migrator.run(&migrations(step()), Some(1)).await.unwrap();
     let seed: Vec<Item> = (0..600).map(textual).collect();
@@ -248,7 +248,7 @@ async fn export_rebuild_whose_transform_gives_two_items_one_key_is_refused_befor
 async fn export_rebuild_on_dynamodb_local_without_a_bucket_copies_and_says_so() {
     let (client, names) = (support::client().await, support::names("export_local"));
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    let step = plain_step;
     let migrator = Migrator::new(client.clone(), names.clone(), true, "test").with_streams(support::streams().await);
     migrator.run(&migrations(step()), Some(1)).await.unwrap();
     let seed: Vec<Item> = (0..50).map(textual).collect();
@@ -302,7 +302,7 @@ async fn export_rebuild_in_an_environment_without_a_bucket_is_refused_on_aws() {
     };
     let names = support::names("export_no_bucket");
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    let step = plain_step;
     moto.migrator(&names).run(&migrations(step()), Some(1)).await.unwrap();
     DataContext::new(moto.client.clone(), names.clone())
         .put_items("things", (0..20).map(textual).collect())
@@ -649,7 +649,7 @@ async fn an_export_that_fails_fails_the_rebuild_by_name_and_its_rerun_exports_ag
     let migrator = Migrator::new(client.clone(), names.clone(), true, "test")
         .with_streams(moto.streams.clone())
         .with_export(moto.place.clone());
-    let step = || RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export();
+    let step = plain_step;
     migrator.run(&migrations(step()), Some(1)).await.unwrap();
     DataContext::new(client.clone(), names.clone()).put_items("things", (0..50).map(textual).collect()).await.unwrap();
     moto.point_in_time_recovery(&old).await;
@@ -671,4 +671,146 @@ async fn an_export_that_fails_fails_the_rebuild_by_name_and_its_rerun_exports_ag
     assert!(summary.contains("1 file(s), 50 item(s) read, 50 written"), "{summary}");
     let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
     assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+}
+
+/// The rebuild through the export, with the typed transform and nothing else.
+pub(crate) fn plain_step() -> RebuildStep {
+    RebuildStep::convert(v2(), |w: Textual| Some(Kinded { whole: w, kind: "thing" })).via_export()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_with_local_workers_only_has_them_transform_the_export_files_through_the_command_line() {
+    use crate::environments::cli;
+    let Some(moto) = moto("export_cli").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    let names = support::names("export_cli");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let file = environments_on_moto(&moto, &names, "export-cli", true);
+    let file = file.to_str().unwrap();
+    let args = |more: &[&'static str]| [more, &["--env", "dev", "--environments", file][..]].concat();
+    things_on_moto(&moto, &names, file).await;
+
+    let command = crate::workers::worker_command();
+    let child = cli(
+        "export:shared",
+        &args(&["migrate", "--target", "2", "--workers", "2", "--workers-only", "--format", "json"]),
+        &[("DYNAMO_MIGRATE_WORKER_COMMAND", command.as_str())],
+    )
+    .spawn()
+    .unwrap();
+    let migrated = ended_within(child, Duration::from_secs(600)).await;
+    let _ = std::fs::remove_file(file);
+    assert_eq!(migrated.code, 0, "{}\n{}", migrated.stdout, migrated.stderr);
+    let report: serde_json::Value = serde_json::from_str(&migrated.stdout).unwrap();
+    // The run transformed no file itself (`--workers-only`): its workers did, with the
+    // environment's bucket, and each ended well.
+    let ended = report["local_workers"].as_array().unwrap();
+    assert_eq!(ended.len(), 2, "{report}");
+    assert!(ended.iter().all(|w| w.as_str().unwrap().ends_with("exit status: 0")), "{ended:?}");
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+}
+
+/// An environments file whose `dev` is moto, with its bucket for exports or without.
+fn environments_on_moto(moto: &Moto, names: &TableNames, name: &str, exports: bool) -> std::path::PathBuf {
+    let endpoint = support::moto_endpoint().unwrap();
+    let file = std::env::temp_dir().join(format!("environments-{}-{name}.toml", std::process::id()));
+    let mut text =
+        format!("[dev]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{}\"\n", names.prefix());
+    if exports {
+        text += &format!(
+            "\n[dev.exports]\nbucket = \"{}\"\nprefix = \"dynamo-migrate/test\"\ns3_endpoint = \"{endpoint}\"\n",
+            moto.place.bucket
+        );
+    }
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Migration 1 through the command line, 300 items in `things`, point-in-time recovery on.
+async fn things_on_moto(moto: &Moto, names: &TableNames, environments: &str) {
+    let args = ["migrate", "--target", "1", "--env", "dev", "--environments", environments];
+    let created =
+        crate::environments::finished(crate::environments::cli("export:shared", &args, &[]).output().unwrap());
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    DataContext::new(moto.client.clone(), names.clone())
+        .put_items("things", (0..300).map(textual).collect())
+        .await
+        .unwrap();
+    moto.point_in_time_recovery(&names.physical("things")).await;
+}
+
+/// The child's end, or a failure naming what it said when it runs past `limit` (a run whose
+/// workers cannot transform a file waits for them).
+async fn ended_within(mut child: std::process::Child, limit: Duration) -> crate::environments::Run {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!(
+                "the child did not end in {limit:?}: {:?}",
+                crate::environments::finished(child.wait_with_output().unwrap()).stderr
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crate::environments::finished(child.wait_with_output().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_environment_names_no_bucket_refuses_the_export_files_and_another_does_them() {
+    use crate::environments::cli;
+    let Some(moto) = moto("export_nobucket").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    let names = support::names("export_nobucket");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let with = environments_on_moto(&moto, &names, "export-bucket", true);
+    let without = environments_on_moto(&moto, &names, "export-nobucket", false);
+    let (with, without) = (with.to_str().unwrap(), without.to_str().unwrap());
+    things_on_moto(&moto, &names, with).await;
+
+    // The run waits for workers started elsewhere, and transforms no file itself.
+    let run = cli(
+        "export:shared",
+        &[
+            "migrate",
+            "--target",
+            "2",
+            "--workers",
+            "external",
+            "--workers-only",
+            "--env",
+            "dev",
+            "--environments",
+            with,
+        ],
+        &[],
+    )
+    .spawn()
+    .unwrap();
+    let worker = |environments: &str| {
+        let args = ["worker", "--wait-for-run", "300", "--env", "dev", "--environments", environments];
+        cli("export:shared", &args, &[]).spawn().unwrap()
+    };
+    let refused = ended_within(worker(without), Duration::from_secs(600)).await;
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&format!(
+            "{old}: the pass open to workers (step 0, export files) is the export files of its rebuild, and this worker's environment names no bucket for exports: start the worker with the run's environments.toml"
+        )),
+        "{}",
+        refused.stderr
+    );
+    let worked = ended_within(worker(with), Duration::from_secs(600)).await;
+    assert_eq!(worked.code, 0, "{}", worked.stderr);
+    let migrated = ended_within(run, Duration::from_secs(600)).await;
+    assert_eq!(migrated.code, 0, "{}", migrated.stderr);
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+    let _ = std::fs::remove_file(with);
+    let _ = std::fs::remove_file(without);
 }

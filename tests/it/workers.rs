@@ -115,7 +115,7 @@ async fn worker_started_by_migrate() {
 }
 
 /// A stand-in for the runner that `migrate --workers` starts: this test binary's worker.
-fn worker_command() -> String {
+pub(crate) fn worker_command() -> String {
     let exe = std::env::current_exe().unwrap().display().to_string();
     serde_json::to_string(&[
         exe.as_str(),

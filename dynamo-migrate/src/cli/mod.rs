@@ -360,8 +360,13 @@ where
     };
     let out = Output::new(cli.format);
     let (name, environment) = (cli.command.name(), cli.command.environment());
-    let result =
-        cli.command.run(project, &out).await.map_err(|failure| Failure { environment, command: Some(name), ..failure });
+    // Boxed: a command's future (a migration's, with its rebuilds) is large in a debug build, and
+    // on the caller's stack it would hold all of it.
+    let result = Box::pin(cli.command.run(project, &out)).await.map_err(|failure| Failure {
+        environment,
+        command: Some(name),
+        ..failure
+    });
     let code = result.as_ref().err().map_or(0, Failure::exit_code);
     match out.format {
         Format::Json => print_json(&out.finish(name, &result)),

@@ -270,7 +270,8 @@ async fn join(
         Some(Step::Rebuild(rebuild)) if open.pass.ends_with(crate::data::EXPORT_FILES) => {
             #[cfg(feature = "export")]
             {
-                crate::data::work_export_files(
+                // Boxed: the export path's futures are large, and a worker's stack holds this one.
+                Box::pin(crate::data::work_export_files(
                     client,
                     options.export.as_ref(),
                     fenced.clone(),
@@ -280,7 +281,7 @@ async fn join(
                     open,
                     ctx.checkpoints().clone(),
                     cancel.clone(),
-                )
+                ))
                 .await
                 .map(|report| ctx.add_to_tally(report))
             }

@@ -278,10 +278,11 @@ pub(crate) async fn work_export_files(
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<DataReport> {
     let Some(place) = place else {
-        return Err(Error::WorkerMismatch {
+        return Err(Error::Rebuild {
+            table: open.source.clone(),
             reason: format!(
-                "the pass open to workers ({}) is the export files of the rebuild of {}, and this worker's environment names no bucket for exports: give the worker the run's environments.toml, whose environment has `[<env>.exports]`",
-                open.pass, open.source
+                "the pass open to workers ({}) is the export files of its rebuild, and this worker's environment names no bucket for exports: start the worker with the run's environments.toml, whose environment has `[<env>.exports]`",
+                open.pass
             ),
         });
     };

@@ -462,7 +462,7 @@ impl ExportRebuild<'_> {
     /// Transforms every file not done by an earlier run; returns every file's result, by index.
     async fn transform_files(&self, store: &S3Store, export: &ExportFiles) -> Result<BTreeMap<usize, FileDone>> {
         if let Some(shared) = &self.shared {
-            return Ok(self.transform_shared(store, export, shared).await?.1);
+            return Ok(Box::pin(self.transform_shared(store, export, shared)).await?.1);
         }
         let mut done = BTreeMap::new();
         let mut todo = Vec::new();
