@@ -373,6 +373,46 @@ async fn child_process_running_an_export_rebuild() {
         .unwrap();
 }
 
+/// Migration 1 run, 600 items in `things`, point-in-time recovery on; the migrator.
+async fn six_hundred_things(moto: &Moto, names: &TableNames, step: fn() -> RebuildStep) -> Migrator {
+    let migrator = moto.migrator(names);
+    migrator.run(&migrations(step()), Some(1)).await.unwrap();
+    DataContext::new(moto.client.clone(), names.clone())
+        .put_items("things", (0..600).map(textual).collect())
+        .await
+        .unwrap();
+    moto.point_in_time_recovery(&names.physical("things")).await;
+    migrator
+}
+
+/// Starts the child test `child` (its own variable `envs.0` set), waits until its transform says
+/// in the file `envs.1` names that it stalled, and kills it (SIGKILL) there.
+async fn kill_once_stalled(child: &str, envs: (&str, &str), moto: &Moto, names: &TableNames) {
+    let stalled = std::env::temp_dir().join(format!("{child}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&stalled);
+    let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &format!("export::{child}"), "--test-threads=1"])
+        .env(envs.0, names.prefix())
+        .env(MOTO_ENV, support::moto_endpoint().unwrap())
+        .env(BUCKET_ENV, &moto.place.bucket)
+        .env(envs.1, &stalled)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !stalled.exists() {
+        if let Ok(Some(status)) = process.try_wait() {
+            panic!("{child} ended ({status}) before its transform stalled");
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "{child}'s transform did not stall in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    process.kill().unwrap();
+    process.wait().unwrap();
+    std::fs::remove_file(&stalled).unwrap();
+}
+
 /// The ledger's items of migration 2's rebuild whose id has `part` in it.
 async fn export_items(client: &Client, names: &TableNames, part: &str) -> Vec<Item> {
     all_items(client, names.ledger())
@@ -392,37 +432,10 @@ async fn export_rebuild_killed_with_sigkill_mid_file_resumes_with_its_export_and
     };
     let names = support::names("export_killed");
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let migrator = moto.migrator(&names);
-    migrator.run(&migrations(stalling_step()), Some(1)).await.unwrap();
-    DataContext::new(moto.client.clone(), names.clone())
-        .put_items("things", (0..600).map(textual).collect())
-        .await
-        .unwrap();
-    moto.point_in_time_recovery(&old).await;
+    let migrator = six_hundred_things(&moto, &names, stalling_step).await;
 
-    let stalled = std::env::temp_dir().join(format!("export-stalled-{}", std::process::id()));
-    let _ = std::fs::remove_file(&stalled);
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "export::child_process_running_an_export_rebuild", "--test-threads=1"])
-        .env(CHILD_ENV, names.prefix())
-        .env(MOTO_ENV, support::moto_endpoint().unwrap())
-        .env(BUCKET_ENV, &moto.place.bucket)
-        .env(STALL_ENV, &stalled)
-        .stdout(std::process::Stdio::inherit())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !stalled.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the child ended ({status}) before its transform reached item-00300");
-        }
-        assert!(started.elapsed() < Duration::from_secs(300), "the child's transform did not stall in 5 minutes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::fs::remove_file(&stalled).unwrap();
+    // The child's transform stalls at item-00300.
+    kill_once_stalled("child_process_running_an_export_rebuild", (CHILD_ENV, STALL_ENV), &moto, &names).await;
 
     // Killed in the middle of the file: the export is in the ledger, the file is not, nothing
     // was imported.
@@ -553,13 +566,7 @@ async fn export_files_are_shared_by_workers_and_a_killed_workers_files_are_taken
     };
     let names = support::names("export_shared");
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let migrator = moto.migrator(&names);
-    migrator.run(&migrations(shared_step()), Some(1)).await.unwrap();
-    DataContext::new(moto.client.clone(), names.clone())
-        .put_items("things", (0..600).map(textual).collect())
-        .await
-        .unwrap();
-    moto.point_in_time_recovery(&old).await;
+    let migrator = six_hundred_things(&moto, &names, shared_step).await;
 
     // A first run stops after the export: its transform refuses an item.
     REFUSE_ONE.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -577,31 +584,8 @@ async fn export_files_are_shared_by_workers_and_a_killed_workers_files_are_taken
         .with_sharing(Sharing::Open { work: false, workers: 2, max_write_units: None })
         .with_segment_lease(Duration::from_secs(3));
     let run = tokio::spawn(async move { run.run(&migrations(shared_step()), Some(2)).await });
-    let stalled = std::env::temp_dir().join(format!("export-worker-stalled-{}", std::process::id()));
-    let _ = std::fs::remove_file(&stalled);
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "export::child_process_working_export_files", "--test-threads=1"])
-        .env(WORKER_CHILD_ENV, names.prefix())
-        .env(MOTO_ENV, support::moto_endpoint().unwrap())
-        .env(BUCKET_ENV, &moto.place.bucket)
-        .env(WORKER_STALL_ENV, &stalled)
-        .stdout(std::process::Stdio::inherit())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !stalled.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the worker ended ({status}) before its transform stalled");
-        }
-        assert!(!run.is_finished(), "the run ended before its worker stalled: {:?}", run.await);
-        assert!(started.elapsed() < Duration::from_secs(300), "the worker's transform did not stall in 5 minutes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // The worker transforms only files it claimed: it holds at least one, which it never ends.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::fs::remove_file(&stalled).unwrap();
+    kill_once_stalled("child_process_working_export_files", (WORKER_CHILD_ENV, WORKER_STALL_ENV), &moto, &names).await;
 
     // A worker in this process shares the rest with the run, which takes the killed worker's
     // files over once their leases stand still.
