@@ -798,3 +798,69 @@ async fn a_worker_whose_environment_names_no_bucket_refuses_the_export_files_and
     let _ = std::fs::remove_file(with);
     let _ = std::fs::remove_file(without);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waits_in_the_export_files_pass_while_the_export_runs_and_then_does_the_files() {
+    let Some(moto) = moto("export_wait").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    // An export takes minutes to hours on AWS: the proxy holds this one IN_PROGRESS.
+    let proxy = crate::rules_proxy::RulesProxy::start(support::moto_endpoint().unwrap()).await;
+    let client = crate::rules_proxy::client_of(&proxy).await;
+    let names = support::names("export_wait");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test")
+        .with_streams(moto.streams.clone())
+        .with_export(moto.place.clone());
+    migrator.run(&migrations(plain_step()), Some(1)).await.unwrap();
+    DataContext::new(client.clone(), names.clone()).put_items("things", (0..300).map(textual).collect()).await.unwrap();
+    moto.point_in_time_recovery(&old).await;
+
+    proxy.hold_exports(true);
+    let run = migrator
+        .with_sharing(Sharing::Open { work: false, workers: 1, max_write_units: None })
+        .with_segment_lease(Duration::from_secs(3));
+    let run = tokio::spawn(async move { run.run(&migrations(plain_step()), Some(2)).await });
+    // The files' pass is open before the export has ended.
+    let ledger = Ledger::new(moto.client.clone(), &names);
+    let started = std::time::Instant::now();
+    loop {
+        let open = dynamo_migrate::run::open_pass(&ledger).await.unwrap();
+        if open.is_some_and(|open| open.open && open.pass == "step 0, export files") {
+            break;
+        }
+        assert!(!run.is_finished(), "the run ended: {:?}", run.await);
+        assert!(started.elapsed() < Duration::from_secs(300), "the export files' pass did not open in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A worker whose idle time is shorter than the export stays in the pass, waiting for its
+    // files; the run claims nothing itself (workers-only), so it ends only if the worker did them.
+    let options = WorkerOptions {
+        idle: Duration::from_secs(1),
+        poll: Duration::from_millis(100),
+        export: Some(moto.place.clone()),
+        ..WorkerOptions::default()
+    };
+    let (_, cancel) = tokio::sync::watch::channel(false);
+    let (client_of_worker, names_of_worker) = (moto.client.clone(), names.clone());
+    let worker = tokio::spawn(async move {
+        work_passes(&client_of_worker, &names_of_worker, &migrations(plain_step()), &options, cancel).await
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!worker.is_finished(), "the worker left while the export ran: {:?}", worker.await);
+    proxy.hold_exports(false);
+    let done = tokio::time::timeout(Duration::from_secs(600), run).await.expect("the run ended").unwrap().unwrap();
+    let worked = worker.await.unwrap().unwrap();
+    let mine: u64 = worked.passes.iter().map(|p| p.report.scanned).sum();
+    assert_eq!(mine, 300, "{worked:?}");
+    let summary = done.applied[0].steps[0]
+        .calls
+        .iter()
+        .find(|l| l.starts_with(&format!("exported {old} and imported {new}: ")))
+        .unwrap()
+        .clone();
+    assert!(summary.contains("1 file(s), 300 item(s) read, 300 written"), "{summary}");
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+}

@@ -25,7 +25,8 @@
 //!
 //! [`RulesProxy::fail_exports`] makes every `DescribeExport` say the export FAILED, with AWS's
 //! `FailureCode` and `FailureMessage` (an export whose bucket policy refuses DynamoDB), in front
-//! of moto, whose exports always complete.
+//! of moto, whose exports always complete; [`RulesProxy::hold_exports`] makes it say
+//! `IN_PROGRESS`, as AWS does for the minutes or hours an export takes.
 //!
 //! HTTP is `fault_proxy`'s: keep-alive connections, bodies delimited by `Content-Length`.
 
@@ -104,6 +105,11 @@ impl RulesProxy {
     /// and message.
     pub fn fail_exports(&self, failure: Option<(&str, &str)>) {
         *self.shared.fail_exports.lock().unwrap() = failure.map(|(c, m)| (c.to_owned(), m.to_owned()));
+    }
+
+    /// While `hold` is true, every `DescribeExport` says the export is still `IN_PROGRESS`.
+    pub fn hold_exports(&self, hold: bool) {
+        self.shared.hold_exports.store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every request refused so far, in order.
@@ -214,6 +220,8 @@ struct Shared {
     fail_next: Mutex<Vec<String>>,
     /// `FailureCode` and `FailureMessage` every `DescribeExport` answers with, while set.
     fail_exports: Mutex<Option<(String, String)>>,
+    /// Every `DescribeExport` answers `IN_PROGRESS`, while set.
+    hold_exports: std::sync::atomic::AtomicBool,
     refused: Mutex<Vec<Refused>>,
     /// Successful requests by operation and table.
     passed: Mutex<BTreeMap<(String, String), u64>>,
@@ -359,6 +367,10 @@ impl Shared {
     /// description what DynamoDB Local leaves out. Returns the body to send back, if changed.
     fn observe(&self, operation: &str, request: &Value, response: &mut Value) -> bool {
         if operation == "DescribeExport" {
+            if self.hold_exports.load(std::sync::atomic::Ordering::SeqCst) {
+                response["ExportDescription"]["ExportStatus"] = json!("IN_PROGRESS");
+                return true;
+            }
             let Some((code, message)) = self.fail_exports.lock().unwrap().clone() else { return false };
             let description = &mut response["ExportDescription"];
             description["ExportStatus"] = json!("FAILED");

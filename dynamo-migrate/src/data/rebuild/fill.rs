@@ -261,6 +261,10 @@ fn dead_letters_of(rebuild: &RebuildStep) -> Result<Option<std::sync::Arc<crate:
     }
 }
 
+/// How often a worker that joined a rebuild's export files looks whether the export has ended.
+#[cfg(feature = "export")]
+const EXPORT_WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A worker's part of a rebuild's export files, which the run opened to workers at `open`: it
 /// claims files under leases (`checkpoints`, the worker's) and transforms them as the run does,
 /// into the same folder; the run checks and imports them once every file is done.
@@ -286,7 +290,23 @@ pub(crate) async fn work_export_files(
             ),
         });
     };
-    let replay = ReplayStore::open(ledger, migration.version, step as u32, &open.target).await?;
+    let replay = ReplayStore::open(ledger.clone(), migration.version, step as u32, &open.target).await?;
+    // The run opens the pass before its export: wait for the export's files while the pass stays
+    // open for the same run; leave when it is closed (the run failed, or another run took over).
+    loop {
+        let state = replay.export_state().await?.unwrap_or_default();
+        if state.export_arn.is_some() && state.files.is_some() {
+            break;
+        }
+        match crate::workers::open_pass(&ledger).await? {
+            Some(now) if now.open && now.run == open.run && now.pass == open.pass => {}
+            _ => return Ok(DataReport::default()),
+        }
+        if *cancel.borrow() {
+            return Err(Error::Interrupted { before: "the export's files".to_owned() });
+        }
+        tokio::time::sleep(EXPORT_WAIT_POLL).await;
+    }
     let run = ExportRebuild {
         client,
         place,

@@ -239,6 +239,22 @@ impl ExportRebuild<'_> {
     /// then, with its keys, indexes and billing (the settings ImportTable cannot set are the
     /// caller's).
     pub async fn run(&self, export_time_ms: u64, lines: &mut Vec<String>) -> Result<ExportOutcome> {
+        // Workers are told of the files before the export, which may take hours on AWS: they
+        // wait for its files in the pass instead of ending idle (see `fill::work_export_files`).
+        // The pass is closed once the files are done, or when the run fails before.
+        let opened = self.shared.as_ref().filter(|shared| shared.open);
+        if let Some(shared) = opened {
+            shared.checkpoints.open_to_workers(&self.files_pass(), true).await?;
+        }
+        let result = self.run_phases(export_time_ms, lines).await;
+        if let (Some(shared), Err(_)) = (opened, &result) {
+            // Best effort: a run that lost its lock fences its workers anyway.
+            let _ = shared.checkpoints.open_to_workers(&self.files_pass(), false).await;
+        }
+        result
+    }
+
+    async fn run_phases(&self, export_time_ms: u64, lines: &mut Vec<String>) -> Result<ExportOutcome> {
         let mut state: ExportState =
             self.replay.export_state().await?.unwrap_or(ExportState { export_time_ms, ..ExportState::default() });
         let mut outcome = ExportOutcome::default();
@@ -532,9 +548,6 @@ impl ExportRebuild<'_> {
                 if state.done && self.replay.export_file(segment as usize).await?.is_none() {
                     shared.checkpoints.save(&pass, segment, &mut SegmentState::default()).await?;
                 }
-            }
-            if shared.open {
-                shared.checkpoints.open_to_workers(&pass, true).await?;
             }
         }
         let progress = indicatif::ProgressBar::hidden();
