@@ -293,10 +293,11 @@ pub(crate) async fn work_export_files(
     let replay = ReplayStore::open(ledger.clone(), migration.version, step as u32, &open.target).await?;
     // The run opens the pass before its export: wait for the export's files while the pass stays
     // open for the same run; leave when it is closed (the run failed, or another run took over).
-    loop {
+    let (state, export_arn) = loop {
         let state = replay.export_state().await?.unwrap_or_default();
-        if state.export_arn.is_some() && state.files.is_some() {
-            break;
+        if let (Some(arn), Some(_)) = (&state.export_arn, state.files) {
+            let arn = arn.clone();
+            break (state, arn);
         }
         match crate::workers::open_pass(&ledger).await? {
             Some(now) if now.open && now.run == open.run && now.pass == open.pass => {}
@@ -306,7 +307,7 @@ pub(crate) async fn work_export_files(
             return Err(Error::Interrupted { before: "the export's files".to_owned() });
         }
         tokio::time::sleep(EXPORT_WAIT_POLL).await;
-    }
+    };
     let run = ExportRebuild {
         client,
         place,
@@ -321,7 +322,7 @@ pub(crate) async fn work_export_files(
         poll: std::time::Duration::from_secs(1),
         part_bytes: super::export::path::PART_BYTES,
         wait_for_recovery: false,
-        shared: Some(SharedFiles { checkpoints, cancel, open: false }),
+        shared: None,
     };
-    run.work_files().await
+    run.work_files(&SharedFiles { checkpoints, cancel, open: false }, &state, &export_arn).await
 }

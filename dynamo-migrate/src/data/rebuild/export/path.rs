@@ -602,21 +602,16 @@ impl ExportRebuild<'_> {
         Ok((own, results))
     }
 
-    /// A worker's part of the export's files, opened to workers by the run (see `SharedFiles`):
-    /// the files it transformed itself.
-    pub(crate) async fn work_files(&self) -> Result<DataReport> {
-        let Some(shared) = &self.shared else {
-            return Err(self.fail("a worker shares the export's files, and has no checkpoints".to_owned()));
-        };
-        let state = self.replay.export_state().await?.unwrap_or_default();
-        let (Some(export_arn), Some(_)) = (state.export_arn.clone(), state.files) else {
-            return Err(self.fail(format!(
-                "its export files are open to workers, and the ledger has no completed export for {}",
-                self.transform.target
-            )));
-        };
+    /// A worker's part of the export's files, opened to workers by the run (see `SharedFiles`),
+    /// once the export `export_arn` of `state` has completed: the files it transformed itself.
+    pub(crate) async fn work_files(
+        &self,
+        shared: &SharedFiles,
+        state: &ExportState,
+        export_arn: &str,
+    ) -> Result<DataReport> {
         let store = self.store();
-        let export = export_files(&store, &self.export_prefix(&state), &export_arn)
+        let export = export_files(&store, &self.export_prefix(state), export_arn)
             .await
             .map_err(|e| self.fail(format!("the export {export_arn} cannot be read: {e}")))?;
         Ok(self.transform_shared(&store, &export, shared).await?.0)
