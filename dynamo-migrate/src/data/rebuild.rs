@@ -221,6 +221,11 @@ impl Migrator {
         let budget = rebuild.options.max_failed;
         let copy_started = Instant::now();
         let by_copy = matches!(fill, Fill::Copy(_));
+        #[cfg(feature = "export")]
+        let by_export = match &fill {
+            Fill::Export(place) => Some(*place),
+            _ => None,
+        };
         let copied = match fill {
             Fill::Copy(why) => {
                 if let Some(why) = why {
@@ -278,6 +283,22 @@ impl Migrator {
         }
 
         let replay = self.replay(&store, rebuild, &header).await?;
+        #[cfg(feature = "export")]
+        if let Some(place) = &by_export {
+            Box::pin(self.bridge_by_export(
+                place,
+                ledger,
+                names,
+                &store,
+                migration,
+                index,
+                rebuild,
+                &mut header,
+                &replay,
+                report,
+            ))
+            .await?;
+        }
         let caught_up = replay.catch_up(&mut header).await?;
         report.calls.push(format!(
             "caught up from the stream of {old}: {} records ({} puts, {} deletes, {:.0} records/s)",

@@ -538,6 +538,15 @@ pub(crate) struct Replay {
     pub coarse_times: bool,
 }
 
+/// One write to the old table, as a replay applies it: the item's keys, its image before the
+/// write (when known) and after it (none for a delete).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Write {
+    pub keys: Item,
+    pub old: Option<Item>,
+    pub new: Option<Item>,
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
@@ -908,52 +917,83 @@ impl Replay {
         }
     }
 
-    /// Applies one page of records: collapsed to the last write per key of the new table (the
-    /// records are in order), then written in batches that never hold one key twice.
+    /// Applies one page of a shard's records (see [`Replay::apply_writes`]).
     async fn apply(&self, shard: &str, records: &[Record]) -> Result<(u64, u64, u64), ReplayError> {
-        let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
-        let mut failed = 0;
+        let at = |sequence: Option<&str>| {
+            format!(
+                "record {} of shard {shard}, stream {}",
+                sequence.unwrap_or("(without a sequence number)"),
+                self.stream_arn
+            )
+        };
+        let mut writes = Vec::with_capacity(records.len());
         for record in records {
             let Some(stream) = &record.dynamodb else { continue };
             let keys = stream.keys.as_ref().map(from_stream).transpose().unwrap_or_default().unwrap_or_default();
-            let at = || {
-                format!(
-                    "record {} of shard {shard}, stream {}",
-                    stream.sequence_number.as_deref().unwrap_or("(without a sequence number)"),
-                    self.stream_arn
-                )
+            let image = |image: &Option<HashMap<String, StreamValue>>| {
+                image.as_ref().map(from_stream).transpose().map_err(|error| ReplayError::Item {
+                    table: self.source.clone(),
+                    target: self.target.clone(),
+                    key: key_text(&keys, &self.source_keys),
+                    at: at(stream.sequence_number.as_deref()),
+                    error,
+                })
             };
+            let old = image(&stream.old_image)?;
+            let new = match record.event_name {
+                Some(OperationType::Remove) => None,
+                _ => image(&stream.new_image)?,
+            };
+            writes.push(Write { keys, old, new });
+        }
+        let sequences: Vec<Option<&str>> =
+            records.iter().filter_map(|r| r.dynamodb.as_ref()).map(|s| s.sequence_number.as_deref()).collect();
+        self.apply_writes(writes, |i| at(sequences[i]), &format!("shard {shard}, stream {}", self.stream_arn)).await
+    }
+
+    /// Applies writes to the old table, in their order: collapsed to the last write per key of
+    /// the new table, then written in batches that never hold one key twice. `at(i)` names the
+    /// `i`th write for an error, `from` where they all come from. Returns the puts, deletes and
+    /// items failed (kept in the dead-letter file).
+    pub(crate) async fn apply_writes(
+        &self,
+        writes: Vec<Write>,
+        at: impl Fn(usize) -> String,
+        from: &str,
+    ) -> Result<(u64, u64, u64), ReplayError> {
+        let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
+        let mut failed = 0;
+        for (index, Write { keys, old, new }) in writes.into_iter().enumerate() {
             let item_error = |error: String| ReplayError::Item {
                 table: self.source.clone(),
                 target: self.target.clone(),
                 key: key_text(&keys, &self.source_keys),
-                at: at(),
+                at: at(index),
                 error,
             };
-            let old_key = match &stream.old_image {
-                Some(old) => self.target_key(from_stream(old).map_err(item_error)?),
+            let old_key = match old {
+                Some(old) => self.target_key(old),
                 // Without old images (a reused NEW_IMAGE stream, allowed only for a plain copy
                 // into the same key attributes) the record's keys are the new table's.
                 None if self.keys_carry_over => Some(key_of(&keys, &self.target_keys)),
                 None => None,
             };
-            let put = match (record.event_name.as_ref(), &stream.new_image) {
-                (Some(OperationType::Remove), _) | (_, None) => None,
-                (_, Some(new)) => {
-                    let mapped = from_stream(new).and_then(|new| self.transform(new));
-                    let change = mapped.and_then(|m| {
+            let put = match new {
+                None => None,
+                Some(new) => {
+                    let change = self.transform(new).and_then(|m| {
                         into_other_table(m, &self.target, &self.target_keys, self.drop_unknown_attributes)
                     });
                     match (change, &self.dead_letters) {
                         (Ok(Change::Put(item)), _) => Some(item),
                         (Ok(Change::Keep | Change::Delete), _) => None,
                         (Err(error), Some(dead)) => {
-                            dead.write(&self.source, &keys, &format!("{error} ({})", at()), None).map_err(|e| {
-                                ReplayError::DeadLetter {
+                            dead.write(&self.source, &keys, &format!("{error} ({})", at(index)), None).map_err(
+                                |e| ReplayError::DeadLetter {
                                     path: dead.path().display().to_string(),
                                     error: e.to_string(),
-                                }
-                            })?;
+                                },
+                            )?;
                             failed += 1;
                             None
                         }
@@ -1011,7 +1051,7 @@ impl Replay {
                 table: self.source.clone(),
                 target: self.target.clone(),
                 key: writer.key_of(&r.request),
-                at: format!("written from shard {shard}, stream {}", self.stream_arn),
+                at: format!("written from {from}"),
                 error: r.error,
             });
         }

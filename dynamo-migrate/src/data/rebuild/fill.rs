@@ -132,33 +132,7 @@ impl Migrator {
         header: &ReplayHeader,
         report: &mut StepReport,
     ) -> Result<DataReport> {
-        let transform = transform_of(&self.client, rebuild, &header.source, &header.target).await?;
-        let dead_letters = if self.rehearsal.is_some() { None } else { dead_letters_of(rebuild)? };
-        let run = ExportRebuild {
-            client: &self.client,
-            place,
-            replay: store,
-            table: &rebuild.table,
-            transform,
-            version: migration.version,
-            step: index as u32,
-            max_failed: rebuild.options.max_failed,
-            dead_letters,
-            concurrency: rebuild.options.writers.max(1),
-            poll: if self.exec.local {
-                std::time::Duration::from_millis(200)
-            } else {
-                std::time::Duration::from_secs(15)
-            },
-            part_bytes: super::export::path::PART_BYTES,
-            wait_for_recovery: !self.exec.local,
-            // The files are claimed under leases, and opened to workers when the run has them.
-            shared: Some(SharedFiles {
-                checkpoints: self.data_context(ledger, migration, index, names).checkpoints().clone(),
-                cancel: self.cancel.clone(),
-                open: matches!(self.sharing, crate::data::Sharing::Open { .. }),
-            }),
-        };
+        let run = self.export_rebuild(place, ledger, names, store, migration, index, rebuild, header).await?;
         let outcome = run.run(header.copy_started_ms, &mut report.calls).await?;
         let [export, transform, check, import] = outcome.took.map(|d| d.as_secs_f64());
         report.calls.push(format!(
@@ -182,6 +156,83 @@ impl Migrator {
             failed: outcome.failed,
             ..DataReport::default()
         })
+    }
+
+    /// The export rebuild of `rebuild`, as this migrator runs it.
+    #[cfg(feature = "export")]
+    #[allow(clippy::too_many_arguments)]
+    async fn export_rebuild<'a>(
+        &'a self,
+        place: &'a ExportPlace,
+        ledger: &crate::ledger::Ledger,
+        names: &crate::names::TableNames,
+        store: &'a ReplayStore,
+        migration: &Migration,
+        index: usize,
+        rebuild: &'a RebuildStep,
+        header: &ReplayHeader,
+    ) -> Result<ExportRebuild<'a>> {
+        let transform = transform_of(&self.client, rebuild, &header.source, &header.target).await?;
+        let dead_letters = if self.rehearsal.is_some() { None } else { dead_letters_of(rebuild)? };
+        Ok(ExportRebuild {
+            client: &self.client,
+            place,
+            replay: store,
+            table: &rebuild.table,
+            transform,
+            version: migration.version,
+            step: index as u32,
+            max_failed: rebuild.options.max_failed,
+            dead_letters,
+            concurrency: rebuild.options.writers.max(1),
+            poll: if self.exec.local {
+                std::time::Duration::from_millis(200)
+            } else {
+                std::time::Duration::from_secs(15)
+            },
+            part_bytes: super::export::path::PART_BYTES,
+            wait_for_recovery: !self.exec.local,
+            // The files are claimed under leases, and opened to workers when the run has them.
+            shared: Some(SharedFiles {
+                checkpoints: self.data_context(ledger, migration, index, names).checkpoints().clone(),
+                cancel: self.cancel.clone(),
+                open: matches!(self.sharing, crate::data::Sharing::Open { .. }),
+            }),
+            now: self.export_clock,
+        })
+    }
+
+    /// Bridges, by incremental exports, the changes of the old table since the export that its
+    /// stream may no longer hold (see `export::bridge`); then the stream's catch-up starts where
+    /// the bridge ends. Does nothing once a catch-up has completed.
+    #[cfg(feature = "export")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn bridge_by_export(
+        &self,
+        place: &ExportPlace,
+        ledger: &crate::ledger::Ledger,
+        names: &crate::names::TableNames,
+        store: &ReplayStore,
+        migration: &Migration,
+        index: usize,
+        rebuild: &RebuildStep,
+        header: &mut ReplayHeader,
+        replay: &crate::data::replay::Replay,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        if header.synced_from_ms.is_some() {
+            return Ok(());
+        }
+        let run = self.export_rebuild(place, ledger, names, store, migration, index, rebuild, header).await?;
+        let bridged = run.bridge(replay, &mut report.calls).await?;
+        if let Some(until) = bridged.until_ms {
+            // The stream's catch-up goes on from there: every change before it is applied.
+            header.synced_from_ms = Some(until);
+            header.records += bridged.records;
+            header.failed += bridged.failed;
+            store.save_header(header).await?;
+        }
+        Ok(())
     }
 
     /// The settings of the new version ImportTable cannot set, where the imported table lacks
@@ -323,6 +374,7 @@ pub(crate) async fn work_export_files(
         part_bytes: super::export::path::PART_BYTES,
         wait_for_recovery: false,
         shared: None,
+        now: crate::data::now_ms,
     };
     run.work_files(&SharedFiles { checkpoints, cancel, open: false }, &state, &export_arn).await
 }

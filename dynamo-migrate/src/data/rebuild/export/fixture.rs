@@ -387,6 +387,11 @@ impl Moto {
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         crate::client::connect(&crate::client::Target::local(&self.endpoint)).await
     }
+
+    /// A DynamoDB Streams client of moto's.
+    pub async fn streams(&self) -> aws_sdk_dynamodbstreams::Client {
+        crate::client::connect_streams(&crate::client::Target::local(&self.endpoint)).await
+    }
 }
 
 impl Drop for Moto {

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
+use super::bridge::BridgeWindow;
 use super::json::{JsonItem, Line, write_item_line};
 use super::reader::{DataFile, ExportError, ExportFiles, ExportStore, export_files, open_file};
 use super::s3::S3Store;
@@ -80,6 +81,13 @@ pub(crate) struct ExportState {
     pub export_attempt: u32,
     /// The import, completed and checked.
     pub imported: bool,
+    /// Every change of the old table before this time (milliseconds since the epoch) is applied
+    /// to the new table by incremental exports (see `bridge`).
+    #[serde(default)]
+    pub bridged_until_ms: Option<u64>,
+    /// The incremental export of the window being bridged.
+    #[serde(default)]
+    pub bridge: Option<BridgeWindow>,
 }
 
 /// A data file of the export, transformed: its parts and what it held.
@@ -159,6 +167,8 @@ pub(crate) struct ExportRebuild<'a> {
     /// In a migration, the files are claimed under leases in the ledger, so that worker
     /// processes share them (see `SharedFiles`); without, this process transforms every file.
     pub shared: Option<SharedFiles>,
+    /// The time, in milliseconds since the epoch (`now_ms`; a test's clock runs ahead).
+    pub now: fn() -> u64,
 }
 
 /// How the data files of an export are shared by the run and its workers: each file is a
@@ -195,13 +205,13 @@ pub(crate) fn rebuild_folder(prefix: &str, target: &str, version: u32, step: u32
 
 /// A client token for a call of this rebuild: the same for a resumed run, so that AWS answers
 /// with the export or import it already started (tokens last 8 hours there).
-fn client_token(what: &str, target: &str, version: u32, step: u32, at_ms: u64) -> String {
+pub(super) fn client_token(what: &str, target: &str, version: u32, step: u32, at_ms: u64) -> String {
     let digest = Sha256::digest(format!("dynamo-migrate {what} {target} {version} {step} {at_ms}"));
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 impl ExportRebuild<'_> {
-    fn folder(&self) -> String {
+    pub(super) fn folder(&self) -> String {
         rebuild_folder(&self.place.prefix, &self.transform.target, self.version, self.step)
     }
 
@@ -214,11 +224,11 @@ impl ExportRebuild<'_> {
         }
     }
 
-    fn store(&self) -> S3Store {
+    pub(super) fn store(&self) -> S3Store {
         S3Store::new(self.place.s3.clone(), self.place.bucket.clone())
     }
 
-    fn fail(&self, reason: String) -> Error {
+    pub(super) fn fail(&self, reason: String) -> Error {
         Error::Rebuild { table: self.transform.source.clone(), reason }
     }
 
@@ -381,7 +391,7 @@ impl ExportRebuild<'_> {
     }
 
     /// Waits until the old table's point-in-time recovery reaches `export_time_ms`.
-    async fn wait_until_restorable(&self, export_time_ms: u64) -> Result<()> {
+    pub(super) async fn wait_until_restorable(&self, export_time_ms: u64) -> Result<()> {
         let source = &self.transform.source;
         let started = Instant::now();
         loop {
@@ -411,8 +421,8 @@ impl ExportRebuild<'_> {
         }
     }
 
-    async fn start_export(&self, state: &ExportState) -> Result<String> {
-        let export_time_ms = state.export_time_ms;
+    /// The old table's ARN, which the export calls name it by.
+    pub(super) async fn table_arn(&self) -> Result<String> {
         let source = &self.transform.source;
         let described = self
             .client
@@ -421,7 +431,13 @@ impl ExportRebuild<'_> {
             .send()
             .await
             .map_err(Error::aws(format!("DescribeTable {source}")))?;
-        let arn = described.table.and_then(|t| t.table_arn).unwrap_or_default();
+        Ok(described.table.and_then(|t| t.table_arn).unwrap_or_default())
+    }
+
+    async fn start_export(&self, state: &ExportState) -> Result<String> {
+        let export_time_ms = state.export_time_ms;
+        let source = &self.transform.source;
+        let arn = self.table_arn().await?;
         // The first export's token is the one earlier versions of this tool used.
         let what = match state.export_attempt {
             0 => "export".to_owned(),
@@ -447,7 +463,7 @@ impl ExportRebuild<'_> {
 
     /// Waits for the export to end; its item count when DynamoDB gives one, or `Err` with what
     /// to do when it failed.
-    async fn wait_for_export(&self, arn: &str) -> Result<std::result::Result<Option<u64>, String>> {
+    pub(super) async fn wait_for_export(&self, arn: &str) -> Result<std::result::Result<Option<u64>, String>> {
         loop {
             let out = self
                 .client
@@ -1083,6 +1099,7 @@ mod tests {
                 // moto's latest restorable time stays where recovery was turned on.
                 wait_for_recovery: false,
                 shared: None,
+                now: now_ms,
             }
         }
 

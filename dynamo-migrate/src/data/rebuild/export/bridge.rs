@@ -1,0 +1,289 @@
+//! The bridge of an export rebuild: when the stream no longer holds every write since the export
+//! time, the changes in between are applied by incremental exports first.
+//!
+//! An export rebuild's catch-up replays the old table's stream from before the export time (see
+//! `path`). Stream records live 24 hours, and on a huge table the export, the transform and the
+//! import can take longer; the replay then refuses ([`crate::data::ReplayError::RecordsExpired`]).
+//! So, once the import is done, while the time from what is applied to now is longer than
+//! [`BRIDGE_AFTER`], the rebuild asks DynamoDB for an incremental export
+//! (`ExportType=INCREMENTAL_EXPORT`, `NEW_AND_OLD_IMAGES`) of the next window, at most 24 hours
+//! (AWS's limit) from where the last one ended, and applies its records to the new table as the
+//! replay applies stream records (`Replay::apply_writes`): the transform of the new image is put,
+//! the key the old image had in the new table is deleted when it differs or when there is no new
+//! image (a delete). The stream's catch-up then starts from the end of the last window.
+//!
+//! Why the rule of the replay still holds (see `data::replay`): an incremental export holds one
+//! record per item changed in its window, with the item as it was just before the window's end
+//! (none when deleted) and as it was at its start. Applied to a table that held the transform of
+//! the old table as of the window's start, it leaves the transform of the old table as of its
+//! end: per key the last write wins, and each key is in one record, so the order of the records
+//! does not matter. Windows are contiguous and applied in order from the export time; a window
+//! applied again after a crash writes the same items. The stream then replays every record it
+//! holds, which includes every write from the end of the last window on (the bridge stops within
+//! [`BRIDGE_AFTER`] of now), and a key's records end with its latest write.
+//!
+//! Each window is checkpointed in the ledger's export state: its times and its export's ARN once
+//! DynamoDB answers (the call carries a client token), then, once applied, the time until which
+//! the bridge reaches. A resumed run follows the export it finds.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::primitives::DateTime;
+use aws_sdk_dynamodb::types::{ExportFormat, ExportType, ExportViewType, IncrementalExportSpecification};
+use serde::{Deserialize, Serialize};
+
+use super::json::Line;
+use super::path::{ExportRebuild, client_token};
+use super::reader::{ExportFiles, ExportStore, export_files, open_file};
+use crate::data::replay::{Replay, Write};
+use crate::error::{Error, Result};
+
+/// The bridge runs while the changes not yet applied go further back than this: well inside the
+/// 24 hours a stream keeps records, so that the replay after it has hours to spare.
+pub(crate) const BRIDGE_AFTER: Duration = Duration::from_secs(12 * 3600);
+/// The longest window of one incremental export (AWS's limit).
+pub(crate) const WINDOW_MAX: Duration = Duration::from_secs(24 * 3600);
+/// The shortest window of one incremental export (AWS's limit).
+pub(crate) const WINDOW_MIN: Duration = Duration::from_secs(15 * 60);
+/// A window ends this long before now: point-in-time recovery, from which DynamoDB exports,
+/// trails the clock by about five minutes.
+pub(crate) const WINDOW_LAG: Duration = Duration::from_secs(10 * 60);
+// Every window is at least AWS's shortest: the gap is longer than BRIDGE_AFTER.
+const _: () = assert!(BRIDGE_AFTER.as_secs() - WINDOW_LAG.as_secs() >= WINDOW_MIN.as_secs());
+
+/// Records applied at a time.
+const PAGE: usize = 1000;
+
+/// An incremental export of the bridge, as the ledger keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BridgeWindow {
+    /// Its start (inclusive) and end (exclusive), in milliseconds since the epoch.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    /// Its export's ARN, once DynamoDB has answered the call.
+    pub arn: Option<String>,
+    /// How many exports of this window ended FAILED (each next one has a token of its own).
+    pub attempt: u32,
+}
+
+/// What the bridge did, for the step's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Bridged {
+    /// Every change of the old table before this time is applied to the new one (milliseconds
+    /// since the epoch); `None` when no bridge was needed.
+    pub until_ms: Option<u64>,
+    pub windows: u64,
+    pub records: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    /// Records whose new image failed the transform (kept in the dead-letter file).
+    pub failed: u64,
+}
+
+/// The next window to bridge when every change before `covered_ms` is applied and it is
+/// `now_ms`: none while the gap is within [`BRIDGE_AFTER`], else from `covered_ms` for at most
+/// [`WINDOW_MAX`], ending [`WINDOW_LAG`] before now.
+pub(crate) fn next_window(covered_ms: u64, now_ms: u64) -> Option<(u64, u64)> {
+    let gap = now_ms.saturating_sub(covered_ms);
+    if gap <= BRIDGE_AFTER.as_millis() as u64 {
+        return None;
+    }
+    let to = (covered_ms + WINDOW_MAX.as_millis() as u64).min(now_ms - WINDOW_LAG.as_millis() as u64);
+    Some((covered_ms, to))
+}
+
+impl ExportRebuild<'_> {
+    /// Where a window's export writes: a folder per window and attempt.
+    fn bridge_prefix(&self, window: &BridgeWindow) -> String {
+        match window.attempt {
+            0 => format!("{}/incremental-{}", self.folder(), window.from_ms),
+            n => format!("{}/incremental-{}-{n}", self.folder(), window.from_ms),
+        }
+    }
+
+    /// Applies every window the gap from the export time to now needs, through `replay`'s
+    /// writes, resuming a window an earlier run began. Run after the import, before the
+    /// stream's catch-up, which then starts at `until_ms`.
+    pub(crate) async fn bridge(&self, replay: &Replay, lines: &mut Vec<String>) -> Result<Bridged> {
+        let Some(mut state) = self.replay.export_state().await? else {
+            return Err(self.fail("the export's state is not in the ledger, so the changes since it cannot be bridged; run the migration again".to_owned()));
+        };
+        let mut bridged = Bridged::default();
+        loop {
+            let covered = state.bridged_until_ms.unwrap_or(state.export_time_ms);
+            let mut window = match state.bridge.clone() {
+                Some(window) => window,
+                None => match next_window(covered, (self.now)()) {
+                    Some((from_ms, to_ms)) => BridgeWindow { from_ms, to_ms, arn: None, attempt: 0 },
+                    None => break,
+                },
+            };
+            let arn = match &window.arn {
+                Some(arn) => arn.clone(),
+                None => {
+                    if self.wait_for_recovery {
+                        self.wait_until_restorable(window.to_ms).await?;
+                    }
+                    let arn = self.start_incremental(&window).await?;
+                    window.arn = Some(arn.clone());
+                    state.bridge = Some(window.clone());
+                    self.replay.save_export_state(&state).await?;
+                    lines.push(format!(
+                        "incremental export of {} from {} to {} started: {arn}",
+                        self.transform.source,
+                        time_text(window.from_ms),
+                        time_text(window.to_ms)
+                    ));
+                    arn
+                }
+            };
+            if let Err(failed) = self.wait_for_export(&arn).await? {
+                window.arn = None;
+                window.attempt += 1;
+                state.bridge = Some(window);
+                self.replay.save_export_state(&state).await?;
+                return Err(self.fail(failed));
+            }
+            let store = self.store();
+            let export = export_files(&store, &self.bridge_prefix(&window), &arn)
+                .await
+                .map_err(|e| self.fail(format!("the incremental export {arn} cannot be read: {e}")))?;
+            if !export.is_incremental() {
+                return Err(self.fail(format!(
+                    "{arn} is not an incremental export (its manifest says {}), though the bridge asked for one; nothing of it was applied",
+                    export.summary.as_ref().and_then(|s| s.export_type.as_deref()).unwrap_or("nothing of its type")
+                )));
+            }
+            let applied = apply_incremental(&store, &export, replay, &arn).await?;
+            state.bridged_until_ms = Some(window.to_ms);
+            state.bridge = None;
+            self.replay.save_export_state(&state).await?;
+            lines.push(format!(
+                "bridged the changes of {} from {} to {} by the incremental export {arn}: {} record(s), {} put(s), {} delete(s){}",
+                self.transform.source,
+                time_text(window.from_ms),
+                time_text(window.to_ms),
+                applied.records,
+                applied.puts,
+                applied.deletes,
+                match applied.failed {
+                    0 => String::new(),
+                    n => format!(", {n} failed and left out"),
+                }
+            ));
+            bridged.windows += 1;
+            bridged.records += applied.records;
+            bridged.puts += applied.puts;
+            bridged.deletes += applied.deletes;
+            bridged.failed += applied.failed;
+        }
+        bridged.until_ms = state.bridged_until_ms;
+        Ok(bridged)
+    }
+
+    async fn start_incremental(&self, window: &BridgeWindow) -> Result<String> {
+        let source = &self.transform.source;
+        let arn = self.table_arn().await?;
+        let what = match window.attempt {
+            0 => format!("incremental {}", window.from_ms),
+            n => format!("incremental {} {n}", window.from_ms),
+        };
+        let token = client_token(&what, &self.transform.target, self.version, self.step, window.to_ms);
+        let spec = IncrementalExportSpecification::builder()
+            .export_from_time(DateTime::from_millis(window.from_ms as i64))
+            .export_to_time(DateTime::from_millis(window.to_ms as i64))
+            .export_view_type(ExportViewType::NewAndOldImages)
+            .build();
+        let out = self
+            .client
+            .export_table_to_point_in_time()
+            .table_arn(&arn)
+            .s3_bucket(&self.place.bucket)
+            .s3_prefix(self.bridge_prefix(window))
+            .export_format(ExportFormat::DynamodbJson)
+            .export_type(ExportType::IncrementalExport)
+            .incremental_export_specification(spec)
+            .client_token(token)
+            .send()
+            .await
+            .map_err(Error::aws(format!(
+                "ExportTableToPointInTime {source} (incremental) into s3://{}",
+                self.place.bucket
+            )))?;
+        out.export_description
+            .and_then(|d| d.export_arn)
+            .ok_or_else(|| self.fail(format!("ExportTableToPointInTime {source} answered without an export ARN")))
+    }
+}
+
+/// What applying one incremental export did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub records: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    pub failed: u64,
+}
+
+/// Applies every record of the incremental export `export` to the new table through `replay`,
+/// a page at a time, file by file (memory flat in the export's size).
+pub(crate) async fn apply_incremental<S: ExportStore>(
+    store: &S,
+    export: &ExportFiles,
+    replay: &Replay,
+    arn: &str,
+) -> Result<Applied> {
+    let fail = |reason: String| Error::Rebuild { table: replay.source.clone(), reason };
+    let mut applied = Applied::default();
+    for file in &export.files {
+        let mut lines = open_file(store, export, file)
+            .await
+            .map_err(|e| fail(format!("the incremental export {arn} cannot be read: {e}")))?;
+        let mut page = Vec::with_capacity(PAGE);
+        loop {
+            let line =
+                lines.next().await.map_err(|e| fail(format!("the incremental export {arn} cannot be read: {e}")))?;
+            let end = line.is_none();
+            match line {
+                Some(Line::Record(record)) => {
+                    page.push(Write { keys: record.keys, old: record.old_image, new: record.new_image })
+                }
+                Some(Line::Item(_)) => {
+                    return Err(fail(format!(
+                        "{}: an item in an incremental export's file ({arn}); nothing more of it was applied",
+                        file.key
+                    )));
+                }
+                None => {}
+            }
+            if page.len() == PAGE || (end && !page.is_empty()) {
+                let count = page.len() as u64;
+                let (puts, deletes, failed) = replay
+                    .apply_writes(
+                        std::mem::take(&mut page),
+                        |_| format!("a record of {} (incremental export {arn})", file.key),
+                        &format!("the incremental export {arn}"),
+                    )
+                    .await?;
+                applied.records += count;
+                applied.puts += puts;
+                applied.deletes += deletes;
+                applied.failed += failed;
+            }
+            if end {
+                break;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// A time for people: RFC 3339, to the second.
+fn time_text(ms: u64) -> String {
+    DateTime::from_millis(ms as i64)
+        .fmt(aws_sdk_dynamodb::primitives::DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| format!("{ms} ms"))
+}
+
+#[cfg(test)]
+mod tests;
