@@ -864,3 +864,212 @@ async fn a_worker_waits_in_the_export_files_pass_while_the_export_runs_and_then_
     let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
     assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
 }
+
+/// How far ahead of the system's clock the bridge test's rebuild reads the time.
+static CLOCK_AHEAD_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn system_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn clock_ahead() -> u64 {
+    system_ms() + CLOCK_AHEAD_MS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// `value` in DynamoDB JSON, as an export's lines hold it (no binary: `textual` items have none).
+fn dynamodb_json(value: &A) -> serde_json::Value {
+    use serde_json::json;
+    match value {
+        A::S(s) => json!({ "S": s }),
+        A::N(n) => json!({ "N": n }),
+        A::Ss(s) => json!({ "SS": s }),
+        A::Ns(n) => json!({ "NS": n }),
+        A::M(m) => json!({ "M": item_json(m) }),
+        A::L(l) => json!({ "L": l.iter().map(dynamodb_json).collect::<Vec<_>>() }),
+        A::Null(n) => json!({ "NULL": n }),
+        A::Bool(b) => json!({ "BOOL": b }),
+        other => panic!("not in a textual item: {other:?}"),
+    }
+}
+
+fn item_json(item: &Item) -> serde_json::Value {
+    serde_json::Value::Object(item.iter().map(|(k, v)| (k.clone(), dynamodb_json(v))).collect())
+}
+
+/// Writes, for the incremental export `export` that moto answered with a full one, the files
+/// AWS writes: one gzip'd data file of `records` (keys, the item at the window's end, at its
+/// start), `manifest-files.json` and `manifest-summary.json` under `AWSDynamoDB/<export id>/`.
+async fn write_incremental_export(
+    place: &ExportPlace,
+    export: &crate::rules_proxy::IncrementalExport,
+    records: &[(Item, Option<Item>, Option<Item>)],
+) {
+    use std::io::Write as _;
+    let id = export.arn.rsplit('/').next().unwrap();
+    let folder = format!("{}/AWSDynamoDB/{id}", export.prefix.trim_end_matches('/'));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for (keys, new, old) in records {
+        let mut line = serde_json::json!({
+            "Metadata": { "WriteTimestampMicros": { "N": (export.from_ms * 1000 + 1).to_string() } },
+            "Keys": item_json(keys),
+        });
+        if let Some(new) = new {
+            line["NewImage"] = item_json(new);
+        }
+        if let Some(old) = old {
+            line["OldImage"] = item_json(old);
+        }
+        writeln!(gz, "{line}").unwrap();
+    }
+    let data_key = format!("{folder}/data/a1b2c3d4e5f6g7h8i9j0k1l2m3.json.gz");
+    let files_key = format!("{folder}/manifest-files.json");
+    let manifest_files = serde_json::json!({
+        "itemCount": records.len(), "md5Checksum": "sQMSpEILNgoQmarvDFonGQ==", "etag": "0f0e-1", "dataFileS3Key": data_key,
+    });
+    let summary = serde_json::json!({
+        "version": "2023-08-01", "exportArn": export.arn, "s3Bucket": export.bucket, "s3Prefix": export.prefix,
+        "manifestFilesS3Key": files_key, "itemCount": records.len(), "outputFormat": "DYNAMODB_JSON",
+        "outputView": export.view, "exportType": "INCREMENTAL_EXPORT",
+    });
+    for (key, body) in [
+        (data_key, gz.finish().unwrap()),
+        (files_key, format!("{manifest_files}\n").into_bytes()),
+        (format!("{folder}/manifest-summary.json"), summary.to_string().into_bytes()),
+    ] {
+        place.s3.put_object().bucket(&export.bucket).key(key).body(body.into()).send().await.unwrap();
+    }
+}
+
+/// Waits (bounded) until the proxy has let through `count` incremental exports.
+async fn incremental_exports(
+    proxy: &crate::rules_proxy::RulesProxy,
+    count: usize,
+    run: &tokio::task::JoinHandle<Result<dynamo_migrate::run::RunReport, dynamo_migrate::run::RunFailure>>,
+) -> Vec<crate::rules_proxy::IncrementalExport> {
+    let started = std::time::Instant::now();
+    loop {
+        let exports = proxy.incremental_exports();
+        if exports.len() >= count {
+            return exports;
+        }
+        assert!(!run.is_finished(), "the run ended before incremental export {count} was asked for");
+        assert!(started.elapsed() < Duration::from_secs(300), "incremental export {count} not asked for in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_whose_import_ends_a_day_after_its_export_bridges_the_gap_by_incremental_exports() {
+    let Some(moto) = moto("export_bridge").await else {
+        println!("skipped: moto's server is not installed, so there is no export or import");
+        return;
+    };
+    // The proxy holds the exports while the test writes and moves the clock, refuses incremental
+    // windows AWS refuses, and trims the stream as AWS does after 24 hours.
+    let proxy = crate::rules_proxy::RulesProxy::start(support::moto_endpoint().unwrap()).await;
+    let client = crate::rules_proxy::client_of(&proxy).await;
+    let streams = connect_streams(&Target::local(proxy.endpoint())).await;
+    let names = support::names("export_bridge");
+    let (old, new) = (names.physical("things"), names.physical_version("things", 2));
+    let migrator = Migrator::new(client.clone(), names.clone(), true, "test")
+        .with_streams(streams)
+        .with_export(moto.place.clone())
+        .with_clock(clock_ahead);
+    migrator.run(&migrations(plain_step()), Some(1)).await.unwrap();
+    DataContext::new(client.clone(), names.clone()).put_items("things", (0..120).map(textual).collect()).await.unwrap();
+    moto.point_in_time_recovery(&old).await;
+
+    proxy.hold_exports(true);
+    let run = {
+        let migrator = migrator.clone();
+        tokio::spawn(async move { migrator.run(&migrations(plain_step()), Some(2)).await })
+    };
+    let started = std::time::Instant::now();
+    while proxy.passed("ExportTableToPointInTime") == 0 {
+        assert!(!run.is_finished(), "the run ended before its export: {:?}", run.await);
+        assert!(started.elapsed() < Duration::from_secs(300), "no export in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While the export runs, the application changes the old table: 10 items changed, 5 deleted,
+    // 5 added. Then 40 hours pass (the rebuild's clock), and the stream keeps none of it.
+    let before: HashMap<String, Item> =
+        all_items(&moto.client, &old).await.into_iter().map(|i| (format!("{:?}", i["id"]), i)).collect();
+    for i in 0..10u64 {
+        let mut changed = textual(i * 11);
+        changed.insert("name".to_owned(), A::S(format!("changed {i}")));
+        moto.client.put_item().table_name(&old).set_item(Some(changed)).send().await.unwrap();
+        if i < 5 {
+            let gone = A::S(format!("item-{:05}", 100 + i));
+            moto.client.delete_item().table_name(&old).key("id", gone).send().await.unwrap();
+            moto.client.put_item().table_name(&old).set_item(Some(textual(5000 + i))).send().await.unwrap();
+        }
+    }
+    let after: HashMap<String, Item> =
+        all_items(&moto.client, &old).await.into_iter().map(|i| (format!("{:?}", i["id"]), i)).collect();
+    let mut changes = Vec::new();
+    for key in before.keys().chain(after.keys().filter(|k| !before.contains_key(*k))) {
+        let (was, now) = (before.get(key), after.get(key));
+        if was != now {
+            let id = was.or(now).unwrap()["id"].clone();
+            changes.push((Item::from([("id".to_owned(), id)]), now.cloned(), was.cloned()));
+        }
+    }
+    assert_eq!(changes.len(), 20);
+    CLOCK_AHEAD_MS.store(40 * 3_600_000, std::sync::atomic::Ordering::SeqCst);
+    proxy.trim_stream_before(Some(system_ms() + 1));
+    proxy.hold_exports(false);
+
+    // The first window: the day from the export time, holding every change. Its export fails
+    // first (as AWS's does when the bucket refuses it): the run fails naming it, and its rerun
+    // asks again for the same window, with a token and a folder of its own.
+    let failed = incremental_exports(&proxy, 1, &run).await[0].clone();
+    assert_eq!(failed.to_ms - failed.from_ms, 24 * 3_600_000, "{failed:?}");
+    assert!(failed.from_ms <= system_ms(), "it starts at the export time: {failed:?}");
+    assert_eq!(failed.view, "NEW_AND_OLD_IMAGES");
+    let folder = format!("dynamo-migrate/test/{new}/m0002-step000/incremental-{}", failed.from_ms);
+    assert_eq!(failed.prefix, folder);
+    proxy.fail_exports(Some(("S3AccessDenied", "Access Denied to the bucket")));
+    proxy.deliver_export(&failed.arn);
+    let error = tokio::time::timeout(Duration::from_secs(600), run).await.expect("the run ended").unwrap().unwrap_err();
+    let error = format!("{:#}", error.error);
+    assert!(error.contains(&format!("the export {} of {old} failed: S3AccessDenied", failed.arn)), "{error}");
+    assert!(error.contains("`cargo xtask recover --env <environment> --version 2 --rerun`"), "{error}");
+    proxy.fail_exports(None);
+    support::rerun(&migrator.ledger(), &migrations(plain_step()), 2).await;
+    let run = {
+        let migrator = migrator.clone();
+        tokio::spawn(async move { migrator.run(&migrations(plain_step()), Some(2)).await })
+    };
+    let first = incremental_exports(&proxy, 2, &run).await[1].clone();
+    assert_eq!((first.from_ms, first.to_ms), (failed.from_ms, failed.to_ms));
+    assert_eq!(first.prefix, format!("{folder}-1"));
+    assert_eq!(proxy.passed("ExportTableToPointInTime"), 3, "the full export is not asked for again");
+    write_incremental_export(&moto.place, &first, &changes).await;
+    proxy.deliver_export(&first.arn);
+    // The second: from the end of the first to (nearly) now, nothing changed in it.
+    let second = incremental_exports(&proxy, 3, &run).await[2].clone();
+    assert_eq!(second.from_ms, first.to_ms, "contiguous: {second:?}");
+    assert!(second.to_ms <= clock_ahead() && second.to_ms > clock_ahead() - 3_600_000, "{second:?}");
+    write_incremental_export(&moto.place, &second, &[]).await;
+    proxy.deliver_export(&second.arn);
+
+    let done = tokio::time::timeout(Duration::from_secs(600), run).await.expect("the run ended").unwrap().unwrap();
+    let calls = &done.applied[0].steps[0].calls;
+    for line in calls {
+        println!("rebuild: {line}");
+    }
+    let bridged: Vec<&String> =
+        calls.iter().filter(|l| l.starts_with(&format!("bridged the changes of {old}"))).collect();
+    assert_eq!(bridged.len(), 2, "{calls:#?}");
+    assert!(bridged[0].contains("20 record(s), 15 put(s), 5 delete(s)"), "{}", bridged[0]);
+    assert_eq!(proxy.refusals(), vec![], "every window is one AWS accepts");
+    // Nothing was left for the check to repair: the bridge brought every change, and the stream,
+    // trimmed, brought none.
+    let check = done.applied[0].steps[0].check.as_ref().unwrap();
+    assert_eq!((check.missing, check.extra, check.different, check.repaired), (0, 0, 0, 0), "{check:?}");
+    let replayed = done.applied[0].steps[0].replay.unwrap();
+    assert_eq!(replayed.puts + replayed.deletes, 0, "the stream had nothing left: {replayed:?}");
+    let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
+    assert_eq!(expected.len(), 120);
+    assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+}

@@ -28,6 +28,15 @@
 //! of moto, whose exports always complete; [`RulesProxy::hold_exports`] makes it say
 //! `IN_PROGRESS`, as AWS does for the minutes or hours an export takes.
 //!
+//! moto ignores `ExportType`: asked for an incremental export, it writes a full one. The proxy
+//! refuses an incremental export whose window AWS refuses (shorter than 15 minutes, longer than
+//! 24 hours, or ending before it starts) with `ValidationException`, and holds every one it lets
+//! through `IN_PROGRESS` until the test has written the files AWS would have written
+//! ([`RulesProxy::incremental_exports`], [`RulesProxy::deliver_export`]). It does not refuse an
+//! `ExportToTime` in the future: the tests that ask for incremental exports run the rebuild's
+//! clock a day ahead. [`RulesProxy::trim_stream_before`] drops from `GetRecords` the records
+//! created before a time, as AWS trims a stream's records after 24 hours.
+//!
 //! HTTP is `fault_proxy`'s: keep-alive connections, bodies delimited by `Content-Length`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +67,19 @@ pub struct Refused {
     /// The error's type, without its namespace: `ValidationException`, `LimitExceededException`.
     pub error: String,
     pub message: String,
+}
+
+/// An incremental export the proxy let through, as it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncrementalExport {
+    pub arn: String,
+    /// Its window, in milliseconds since the epoch.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub bucket: String,
+    pub prefix: String,
+    /// `NEW_AND_OLD_IMAGES` or `NEW_IMAGE` (AWS's default is the first).
+    pub view: String,
 }
 
 /// A running rules proxy. Dropping it stops it: its listener closes and its connections end.
@@ -110,6 +132,26 @@ impl RulesProxy {
     /// While `hold` is true, every `DescribeExport` says the export is still `IN_PROGRESS`.
     pub fn hold_exports(&self, hold: bool) {
         self.shared.hold_exports.store(hold, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every incremental export let through so far, in order.
+    pub fn incremental_exports(&self) -> Vec<IncrementalExport> {
+        self.shared.incremental.lock().unwrap().iter().map(|(export, _)| export.clone()).collect()
+    }
+
+    /// The incremental export `arn` has its files: `DescribeExport` says what moto says of it.
+    pub fn deliver_export(&self, arn: &str) {
+        for (export, delivered) in self.shared.incremental.lock().unwrap().iter_mut() {
+            if export.arn == arn {
+                *delivered = true;
+            }
+        }
+    }
+
+    /// While set, `GetRecords` leaves out every record created before this time (milliseconds
+    /// since the epoch), as AWS does once they are 24 hours old.
+    pub fn trim_stream_before(&self, at_ms: Option<u64>) {
+        *self.shared.trim_before.lock().unwrap() = at_ms;
     }
 
     /// Every request refused so far, in order.
@@ -222,6 +264,10 @@ struct Shared {
     fail_exports: Mutex<Option<(String, String)>>,
     /// Every `DescribeExport` answers `IN_PROGRESS`, while set.
     hold_exports: std::sync::atomic::AtomicBool,
+    /// Incremental exports let through, and whether the test has delivered their files.
+    incremental: Mutex<Vec<(IncrementalExport, bool)>>,
+    /// `GetRecords` leaves out records created before this time, while set.
+    trim_before: Mutex<Option<u64>>,
     refused: Mutex<Vec<Refused>>,
     /// Successful requests by operation and table.
     passed: Mutex<BTreeMap<(String, String), u64>>,
@@ -237,6 +283,17 @@ enum Verdict {
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A stream record's creation time: seconds since the epoch as AWS gives it, or the ISO text
+/// without a zone moto gives.
+fn created_ms(value: &Value) -> Option<u64> {
+    if let Some(seconds) = value.as_f64() {
+        return Some((seconds * 1000.0) as u64);
+    }
+    let text = value.as_str()?;
+    let zoned = if text.ends_with('Z') || text.contains('+') { text.to_owned() } else { format!("{text}Z") };
+    DateTime::from_str(&zoned, DateTimeFormat::DateTime).ok()?.to_millis().ok().map(|ms| ms as u64)
 }
 
 fn seconds(ms: u64) -> Value {
@@ -275,6 +332,21 @@ impl Shared {
                 "User: arn:aws:sts::000000000000:assumed-role/deploy/ci is not authorized to perform: dynamodb:{operation} on resource: table/{table} (injected once by the rules proxy)"
             );
             return self.refuse(operation, &table, ACCESS_DENIED, message);
+        }
+        if operation == "ExportTableToPointInTime" && request["ExportType"] == "INCREMENTAL_EXPORT" {
+            let spec = &request["IncrementalExportSpecification"];
+            let (from, to) = (spec["ExportFromTime"].as_f64(), spec["ExportToTime"].as_f64());
+            let (Some(from), Some(to)) = (from, to) else {
+                let message = "IncrementalExportSpecification must have ExportFromTime and ExportToTime (the proxy does not choose them as AWS does)".to_owned();
+                return self.refuse(operation, &table, VALIDATION, message);
+            };
+            let minutes = (to - from) / 60.0;
+            if !(15.0..=24.0 * 60.0).contains(&minutes) {
+                let message = format!(
+                    "Incremental export period from ExportFromTime to ExportToTime must be at least 15 minutes and at most 24 hours, not {minutes:.1} minutes"
+                );
+                return self.refuse(operation, &table, VALIDATION, message);
+            }
         }
         let now = now_ms();
         let mut tables = self.tables.lock().unwrap();
@@ -366,7 +438,34 @@ impl Shared {
     /// Records what a forwarded request changed, once DynamoDB Local accepted it, and adds to a
     /// description what DynamoDB Local leaves out. Returns the body to send back, if changed.
     fn observe(&self, operation: &str, request: &Value, response: &mut Value) -> bool {
+        if operation == "ExportTableToPointInTime" && request["ExportType"] == "INCREMENTAL_EXPORT" {
+            let spec = &request["IncrementalExportSpecification"];
+            let ms = |v: &Value| (v.as_f64().unwrap_or_default() * 1000.0).round() as u64;
+            let export = IncrementalExport {
+                arn: response["ExportDescription"]["ExportArn"].as_str().unwrap_or_default().to_owned(),
+                from_ms: ms(&spec["ExportFromTime"]),
+                to_ms: ms(&spec["ExportToTime"]),
+                bucket: request["S3Bucket"].as_str().unwrap_or_default().to_owned(),
+                prefix: request["S3Prefix"].as_str().unwrap_or_default().to_owned(),
+                view: spec["ExportViewType"].as_str().unwrap_or("NEW_AND_OLD_IMAGES").to_owned(),
+            };
+            self.incremental.lock().unwrap().push((export, false));
+            return false;
+        }
+        if operation == "GetRecords" {
+            let Some(before) = *self.trim_before.lock().unwrap() else { return false };
+            let Some(records) = response["Records"].as_array_mut() else { return false };
+            let count = records.len();
+            records.retain(|r| created_ms(&r["dynamodb"]["ApproximateCreationDateTime"]).is_none_or(|at| at >= before));
+            return records.len() != count;
+        }
         if operation == "DescribeExport" {
+            let arn = request["ExportArn"].as_str().unwrap_or_default();
+            let held = self.incremental.lock().unwrap().iter().any(|(e, delivered)| e.arn == arn && !delivered);
+            if held {
+                response["ExportDescription"]["ExportStatus"] = json!("IN_PROGRESS");
+                return true;
+            }
             if self.hold_exports.load(std::sync::atomic::Ordering::SeqCst) {
                 response["ExportDescription"]["ExportStatus"] = json!("IN_PROGRESS");
                 return true;
@@ -705,5 +804,41 @@ mod tests {
             .send()
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_incremental_export_window_aws_refuses_is_refused() {
+        use aws_sdk_dynamodb::primitives::DateTime;
+        use aws_sdk_dynamodb::types::{ExportType, IncrementalExportSpecification};
+        // Refused before anything is forwarded: the upstream is DynamoDB Local, which has no
+        // export at all.
+        let proxy = RulesProxy::start(support::rules_endpoint()).await;
+        let client = client_of(&proxy).await;
+        let from = 1_765_000_000_000;
+        for minutes in [10, 24 * 60 + 1, -30] {
+            let spec = IncrementalExportSpecification::builder()
+                .export_from_time(DateTime::from_millis(from))
+                .export_to_time(DateTime::from_millis(from + minutes * 60_000))
+                .build();
+            let error = client
+                .export_table_to_point_in_time()
+                .table_arn("arn:aws:dynamodb:us-east-1:123456789012:table/things")
+                .s3_bucket("exports")
+                .export_type(ExportType::IncrementalExport)
+                .incremental_export_specification(spec)
+                .send()
+                .await
+                .unwrap_err();
+            let message = format!("{:?}", error.into_service_error());
+            assert!(message.contains("at least 15 minutes and at most 24 hours"), "{minutes} min: {message}");
+        }
+        assert_eq!(proxy.refusals().len(), 3);
+        assert!(
+            proxy
+                .refusals()
+                .iter()
+                .all(|r| r.error == "ValidationException" && r.operation == "ExportTableToPointInTime")
+        );
+        assert_eq!(proxy.incremental_exports(), vec![]);
     }
 }

@@ -117,6 +117,7 @@ impl Migrator {
             writers: rebuild.options.writers,
             progress: self.progress,
             coarse_times: self.exec.local,
+            now: self.clock,
             dead_letters: match (
                 &self.rehearsal,
                 &rebuild.options.dead_letter,

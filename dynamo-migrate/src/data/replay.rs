@@ -536,6 +536,9 @@ pub(crate) struct Replay {
     pub dead_letters: Option<Arc<super::dead_letter::DeadLetters>>,
     /// The stream is DynamoDB Local's, whose records' creation times are rounded to the minute.
     pub coarse_times: bool,
+    /// The time against which records are judged too old to be still in the stream (`now_ms`;
+    /// a test's clock runs ahead).
+    pub now: fn() -> u64,
 }
 
 /// One write to the old table, as a replay applies it: the item's keys, its image before the
@@ -663,7 +666,7 @@ impl Replay {
             .map(|s| if s.applied_until_ms > 0 { s.applied_until_ms.max(fallback) } else { fallback })
             .min()
             .unwrap_or(fallback);
-        let age = Duration::from_millis(now_ms().saturating_sub(oldest));
+        let age = Duration::from_millis((self.now)().saturating_sub(oldest));
         if age > RESUME_LIMIT {
             return Err(ReplayError::RecordsExpired {
                 table: self.source.clone(),
@@ -841,7 +844,7 @@ impl Replay {
             table: self.source.clone(),
             target: self.target.clone(),
             version: self.store.version,
-            age_h: now_ms().saturating_sub(since) / 3_600_000,
+            age_h: (self.now)().saturating_sub(since) / 3_600_000,
         }
     }
 

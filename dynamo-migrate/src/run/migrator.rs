@@ -133,10 +133,10 @@ pub struct Migrator {
     /// Where rebuilds through Export to S3 and Import from S3 keep their files.
     #[cfg(feature = "export")]
     pub(crate) export: Option<crate::data::ExportPlace>,
-    /// The time an export rebuild reads to decide whether its stream still holds every write
-    /// since its export (see `export::bridge`).
-    #[cfg(feature = "export")]
-    pub(crate) export_clock: fn() -> u64,
+    /// The time a rebuild reads to decide whether its stream still holds every write it must
+    /// replay (see `data::replay`), and an export rebuild whether to bridge the gap since its
+    /// export (see `export::bridge`).
+    pub(crate) clock: fn() -> u64,
 }
 
 /// The table versions current after `migrations` (each rebuild makes a new one current).
@@ -177,8 +177,7 @@ impl Migrator {
             rehearsal: None,
             #[cfg(feature = "export")]
             export: None,
-            #[cfg(feature = "export")]
-            export_clock: now_ms,
+            clock: now_ms,
         }
     }
 
@@ -256,13 +255,13 @@ impl Migrator {
         self
     }
 
-    /// The clock an export rebuild reads (milliseconds since the epoch) when it decides whether
-    /// the changes since its export must be bridged by incremental exports: a test's clock runs
-    /// a day ahead. The default is the system's.
-    #[cfg(feature = "export")]
+    /// The clock a rebuild reads (milliseconds since the epoch) when it decides whether the
+    /// stream still holds every write it must replay, and an export rebuild whether the changes
+    /// since its export must be bridged by incremental exports: a test's clock runs a day ahead.
+    /// The default is the system's.
     #[doc(hidden)]
-    pub fn with_export_clock(mut self, now: fn() -> u64) -> Self {
-        self.export_clock = now;
+    pub fn with_clock(mut self, now: fn() -> u64) -> Self {
+        self.clock = now;
         self
     }
 

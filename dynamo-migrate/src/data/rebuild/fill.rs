@@ -198,7 +198,7 @@ impl Migrator {
                 cancel: self.cancel.clone(),
                 open: matches!(self.sharing, crate::data::Sharing::Open { .. }),
             }),
-            now: self.export_clock,
+            now: self.clock,
         })
     }
 

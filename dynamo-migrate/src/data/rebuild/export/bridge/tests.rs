@@ -146,6 +146,7 @@ async fn setup(test: &str) -> Option<Setup> {
         progress: false,
         dead_letters: None,
         coarse_times: false,
+        now: crate::data::now_ms,
     };
     Some(Setup { _moto: moto, client, replay })
 }
