@@ -728,7 +728,7 @@ async fn things_on_moto(moto: &Moto, names: &TableNames, environments: &str) {
 
 /// The child's end, or a failure naming what it said when it runs past `limit` (a run whose
 /// workers cannot transform a file waits for them).
-async fn ended_within(mut child: std::process::Child, limit: Duration) -> crate::environments::Run {
+pub(crate) async fn ended_within(mut child: std::process::Child, limit: Duration) -> crate::environments::Run {
     let started = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > limit {

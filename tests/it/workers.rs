@@ -187,6 +187,42 @@ async fn a_worker_with_nothing_to_join_ends_at_once_saying_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_only_run_whose_local_workers_all_end_stops_at_a_checkpoint_naming_them() {
+    let envs = Envs::new("workers_gone", "");
+    let client = support::client().await;
+    let args = |more: &[&'static str]| [more, &["--env", "dev", "--environments", envs.file()][..]].concat();
+    let created = finished(cli("workers:big", &args(&["migrate", "--target", "1"]), &[]).output().unwrap());
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let seed: Vec<Item> = (0..300).map(customer).collect();
+    dynamo_migrate::DataContext::new(client.clone(), envs.names.clone()).put_items("customers", seed).await.unwrap();
+
+    // Workers that end at once (here `false`; in life a worker built from another commit, or
+    // one without the environment's permissions): the run, which claims nothing itself, would
+    // wait for ever. It stops at a checkpoint instead, naming how each worker ended.
+    let child = cli(
+        "workers:big",
+        &args(&["migrate", "--target", "2", "--workers", "2", "--workers-only"]),
+        &[("DYNAMO_MIGRATE_WORKER_COMMAND", r#"["false"]"#)],
+    )
+    .spawn()
+    .unwrap();
+    let stopped = crate::export::ended_within(child, std::time::Duration::from_secs(300)).await;
+    assert_ne!(stopped.code, 0, "{}", stopped.stderr);
+    for expected in [
+        "every local worker ended while the run",
+        "worker 1 exit status: 1",
+        "worker 2 exit status: 1",
+        &format!("cargo xtask migrate --env dev --environments {}", envs.file()),
+    ] {
+        assert!(stopped.stderr.contains(expected), "{expected:?} in {}", stopped.stderr);
+    }
+
+    // What it says to do goes on where it stopped.
+    let again = finished(cli("workers:big", &args(&["migrate", "--target", "2"]), &[]).output().unwrap());
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_local_workers_share_each_pass_and_the_result_is_exact_beside_an_application() {
     let envs = Envs::new("workers_big", "");
     let client = support::client().await;

@@ -115,6 +115,16 @@ impl MigrateArgs {
             Some(Workers::Local(n)) => spawn_workers(n, &self.env).map_err(Failure::usage)?,
             _ => Vec::new(),
         };
+        // The local workers are watched while the run goes on: a run that does no work itself
+        // (`--workers-only`) would wait for ever once every one of them has ended, so it stops at
+        // its next checkpoint instead, and says why.
+        let (stop, cancelled) = forward_stop(cancelled);
+        let (run_ended, run_ended_rx) = tokio::sync::watch::channel(false);
+        let workers_gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = (!local_workers.is_empty()).then(|| {
+            let stop = self.workers_only.then_some(stop);
+            tokio::spawn(watch_workers(local_workers, run_ended_rx, stop, workers_gone.clone()))
+        });
         let batch = match self.workers {
             Some(Workers::Batch) => {
                 let (client, job) = super::workers::submit_batch(&session.env, &self.env).await?;
@@ -144,7 +154,12 @@ impl MigrateArgs {
         };
         let result = migrator.run(&project.migrations, self.target).await;
         // The lock is released: the workers find nothing left and end.
-        let workers = wait_for_workers(local_workers).await;
+        let _ = run_ended.send(true);
+        let workers = match watcher {
+            Some(watcher) => watcher.await.unwrap_or_else(|e| vec![format!("the workers' watcher stopped: {e}")]),
+            None => Vec::new(),
+        };
+        let workers_gone = workers_gone.load(std::sync::atomic::Ordering::SeqCst);
         let batch = match batch {
             Some((client, mut job, follower)) => {
                 follower.abort();
@@ -181,7 +196,16 @@ impl MigrateArgs {
                 }
             }
         }
+        let gone = || {
+            format!(
+                "every local worker ended while the run, which does no work itself (--workers-only), still had work for them ({}); it stopped at a checkpoint. Read the workers' errors above (`worker <i>:` lines), fix them, then run `cargo xtask migrate {}` again (with or without --workers-only)",
+                workers.join(", "),
+                self.env.options()
+            )
+        };
         match error {
+            Some(e) if workers_gone && e.is_interrupted() => Err(Failure::work(NextStep::new(e, gone()))),
+            None if workers_gone && report.interrupted => Err(Failure::work(anyhow!(gone()))),
             // The ledger records the migration as failed: the next run refuses until it is
             // recovered, which the message says how to do.
             Some(e @ crate::Error::Step { version, .. })
@@ -257,19 +281,58 @@ fn spawn_workers(n: u32, env: &EnvArgs) -> anyhow::Result<Vec<(u32, tokio::proce
     Ok(workers)
 }
 
+/// A stop of the run's own, sent on Ctrl-C or SIGTERM as `cancelled` is, and by whoever else
+/// holds the sender.
+fn forward_stop(
+    mut cancelled: tokio::sync::watch::Receiver<bool>,
+) -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>) {
+    let (stop, stopped) = tokio::sync::watch::channel(*cancelled.borrow());
+    let forward = stop.clone();
+    tokio::spawn(async move {
+        if cancelled.wait_for(|c| *c).await.is_ok() {
+            let _ = forward.send(true);
+        }
+    });
+    (stop, stopped)
+}
+
 /// Waits for the local workers to end (they do once the run has released its lock), and says how
-/// each did; one still running after a minute is killed.
-async fn wait_for_workers(workers: Vec<(u32, tokio::process::Child)>) -> Vec<String> {
-    let mut ended = Vec::new();
-    for (i, mut child) in workers {
-        let status = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
-            Ok(status) => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
-            Err(_) => {
-                let _ = child.kill().await;
-                "killed, still running a minute after the run".to_owned()
-            }
-        };
-        ended.push(format!("worker {i} {status}"));
+/// each did; one still running a minute after the run ended is killed. Given `stop` (a run that
+/// does no work itself), when every worker has ended before the run did, marks `gone` and stops
+/// the run at a checkpoint.
+async fn watch_workers(
+    workers: Vec<(u32, tokio::process::Child)>,
+    run_ended: tokio::sync::watch::Receiver<bool>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    gone: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let each = workers.into_iter().map(|(i, mut child)| {
+        let mut run_ended = run_ended.clone();
+        async move {
+            let after_the_run = async {
+                let _ = run_ended.wait_for(|ended| *ended).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            };
+            let status = tokio::select! {
+                status = child.wait() => Some(status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())),
+                () = after_the_run => None,
+            };
+            let status = match status {
+                Some(status) => status,
+                None => {
+                    let _ = child.kill().await;
+                    "killed, still running a minute after the run".to_owned()
+                }
+            };
+            format!("worker {i} {status}")
+        }
+    });
+    let ended = futures::future::join_all(each).await;
+    if let Some(stop) = stop
+        && !*run_ended.borrow()
+    {
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = stop.send(true);
     }
     ended
 }
