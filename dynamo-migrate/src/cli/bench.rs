@@ -27,6 +27,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+mod bridge;
 mod export;
 
 use super::{Failure, Output, usage};
@@ -344,6 +345,8 @@ impl BenchArgs {
             in_place = in_place.max(rate);
             in_place_rss = in_place_rss.max(rss);
         }
+        let (bridge, bridge_rss) =
+            bridge::bench(out, &client, server.endpoint(), &prefix, self.items, self.item_bytes, self.rounds).await?;
         let [export_read, export_copy, export_transform] =
             export::bench(out, self.items, self.item_bytes, self.rounds).await?;
         out.line(format_args!(
@@ -357,6 +360,7 @@ impl BenchArgs {
         out.line(format_args!("check/ceiling = {:.2}", check / check_ceiling));
         out.line(format_args!("batched/single-item ceiling = {:.2}", batched_ceiling / in_place_ceiling));
         out.line(format_args!("workers/single = {:.2}", shared / single));
+        out.line(format_args!("bridge/copy ceiling = {:.2}", bridge / ceiling));
         out.facts(serde_json::json!({
             "items": self.items,
             "item_bytes": self.item_bytes,
@@ -371,13 +375,15 @@ impl BenchArgs {
                 "in_place_batched_ceiling": batched_ceiling,
                 "migration_single": single,
                 "migration_4_workers": shared,
+                "bridge": bridge,
             },
-            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss, "check": check_rss, "worker": worker_rss },
+            "peak_rss_mib": { "copy": copy_rss, "in_place": in_place_rss, "check": check_rss, "worker": worker_rss, "bridge": bridge_rss },
             "engine_over_ceiling": engine / ceiling,
             "in_place_over_ceiling": in_place / in_place_ceiling,
             "check_over_ceiling": check / check_ceiling,
             "batched_over_single_item": batched_ceiling / in_place_ceiling,
             "workers_over_single": shared / single,
+            "bridge_over_copy_ceiling": bridge / ceiling,
             "export_items_per_s": { "read": export_read, "copy": export_copy, "transform": export_transform },
             "export_transform_over_read": export_transform / export_read,
             "export_transform_over_copy": export_transform / export_copy,

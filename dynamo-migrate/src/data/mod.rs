@@ -22,7 +22,7 @@ mod in_place;
 mod rate;
 pub(crate) mod rebuild;
 mod records;
-mod replay;
+pub(crate) mod replay;
 pub(crate) mod schema_read;
 mod stream;
 mod typed;

@@ -53,7 +53,7 @@ pub(crate) fn write_item_line(out: &mut Vec<u8>, item: &Item) {
 
 /// Writes `record` as one line of an incremental export, as DynamoDB writes it: the write time
 /// in `Metadata`, the `Keys`, and the images there are (no `NewImage` for a delete).
-#[cfg(test)]
+#[cfg(any(test, feature = "cli"))]
 pub(crate) fn write_record_line(out: &mut Vec<u8>, record: &Record) {
     out.push(b'{');
     if let Some(micros) = record.write_micros {
