@@ -8,20 +8,17 @@
 
 use std::time::Instant;
 
-use aws_sdk_dynamodb::Client;
-use tokio::io::AsyncWriteExt as _;
-
+use super::export::export_of;
 use super::{Order, RssSampler, WRITERS, create_table, derive, order};
 use crate::cli::Output;
 use crate::data::rebuild::export::bridge::apply_incremental;
 use crate::data::rebuild::export::json::{Record, write_record_line};
-use crate::data::rebuild::export::reader::{DataFile, ExportFiles, ExportStore, MemoryStore};
+use crate::data::rebuild::export::reader::MemoryStore;
 use crate::data::replay::Replay;
 use crate::data::{Change, Item, ReplayStore, typed_map};
 use crate::ledger::Ledger;
 use crate::names::TableNames;
-
-const FILES: u64 = 4;
+use aws_sdk_dynamodb::Client;
 
 /// Measures (m) `rounds` times over `items` records; returns the best items/s and the peak RSS.
 pub(super) async fn bench(
@@ -34,36 +31,18 @@ pub(super) async fn bench(
     rounds: u32,
 ) -> anyhow::Result<(f64, f64)> {
     let store = MemoryStore::default();
-    let mut files = Vec::new();
-    let per_file = items.div_ceil(FILES);
-    let folder = "bridge/AWSDynamoDB/01700000000000-bridge";
-    for f in 0..FILES {
-        let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
-        let mut line = Vec::new();
-        let range = (f * per_file)..((f + 1) * per_file).min(items);
-        let count = range.end.saturating_sub(range.start);
-        for i in range {
-            line.clear();
-            let old: Item = serde_dynamo::to_item(order(i, item_bytes))?;
-            let mut changed = order(i, item_bytes);
-            changed.items += 1;
-            let new: Item = serde_dynamo::to_item(changed)?;
-            let keys = Item::from([("id".to_owned(), old["id"].clone())]);
-            let record = Record {
-                write_micros: Some(1_700_000_000_000_000 + i),
-                keys,
-                new_image: Some(new),
-                old_image: Some(old),
-            };
-            write_record_line(&mut line, &record);
-            encoder.write_all(&line).await?;
-        }
-        encoder.shutdown().await?;
-        let key = format!("{folder}/data/{f:04}.json.gz");
-        store.put(&key, encoder.into_inner()).await?;
-        files.push(DataFile { key, item_count: Some(count) });
-    }
-    let export = ExportFiles { folder: folder.into(), summary: None, files };
+    let export = export_of(&store, "bridge/AWSDynamoDB/01700000000000-bridge", items, |i, line| {
+        let old: Item = serde_dynamo::to_item(order(i, item_bytes))?;
+        let mut changed = order(i, item_bytes);
+        changed.items += 1;
+        let new: Item = serde_dynamo::to_item(changed)?;
+        let keys = Item::from([("id".to_owned(), old["id"].clone())]);
+        let record =
+            Record { write_micros: Some(1_700_000_000_000_000 + i), keys, new_image: Some(new), old_image: Some(old) };
+        write_record_line(line, &record);
+        Ok(())
+    })
+    .await?;
 
     let names = TableNames::new(format!("{prefix}bridge_"));
     let ledger = Ledger::new(client.clone(), &names);

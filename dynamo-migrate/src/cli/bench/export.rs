@@ -26,26 +26,12 @@ const FILES: u64 = 4;
 /// of each.
 pub(super) async fn bench(out: &Output, items: u64, item_bytes: u64, rounds: u32) -> anyhow::Result<[f64; 3]> {
     let store = MemoryStore::default();
-    let mut files = Vec::new();
-    let per_file = items.div_ceil(FILES);
     let started = Instant::now();
-    for f in 0..FILES {
-        let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
-        let mut line = Vec::new();
-        let range = (f * per_file)..((f + 1) * per_file).min(items);
-        let count = range.end.saturating_sub(range.start);
-        for i in range {
-            line.clear();
-            let item = serde_dynamo::to_item(order(i, item_bytes))?;
-            write_item_line(&mut line, &item);
-            encoder.write_all(&line).await?;
-        }
-        encoder.shutdown().await?;
-        let key = format!("bench/AWSDynamoDB/01700000000000-bench/data/{f:04}.json.gz");
-        store.put(&key, encoder.into_inner()).await?;
-        files.push(DataFile { key, item_count: Some(count) });
-    }
-    let export = ExportFiles { folder: "bench/AWSDynamoDB/01700000000000-bench".into(), summary: None, files };
+    let export = export_of(&store, "bench/AWSDynamoDB/01700000000000-bench", items, |i, line| {
+        write_item_line(line, &serde_dynamo::to_item(order(i, item_bytes))?);
+        Ok(())
+    })
+    .await?;
     let bytes: usize = export.files.iter().filter_map(|f| store.get(&f.key)).map(|b| b.len()).sum();
     out.line(format_args!(
         "export files: {items} items in {FILES} gzip'd files of {:.1} MiB in all, written in {:.1} s",
@@ -97,6 +83,34 @@ pub(super) async fn bench(out: &Output, items: u64, item_bytes: u64, rounds: u32
     out.line(format_args!("export-transform/read = {:.2}", transformed / read));
     out.line(format_args!("export-transform/copy = {:.2}", transformed / copied));
     Ok([read, copied, transformed])
+}
+
+/// An export of `items` lines in `FILES` gzip'd data files under `folder` in `store`, line `i`
+/// written by `line(i, buffer)`.
+pub(super) async fn export_of(
+    store: &MemoryStore,
+    folder: &str,
+    items: u64,
+    line: impl Fn(u64, &mut Vec<u8>) -> anyhow::Result<()>,
+) -> anyhow::Result<ExportFiles> {
+    let mut files = Vec::new();
+    let per_file = items.div_ceil(FILES);
+    for f in 0..FILES {
+        let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
+        let mut buffer = Vec::new();
+        let range = (f * per_file)..((f + 1) * per_file).min(items);
+        let count = range.end.saturating_sub(range.start);
+        for i in range {
+            buffer.clear();
+            line(i, &mut buffer)?;
+            encoder.write_all(&buffer).await?;
+        }
+        encoder.shutdown().await?;
+        let key = format!("{folder}/data/{f:04}.json.gz");
+        store.put(&key, encoder.into_inner()).await?;
+        files.push(DataFile { key, item_count: Some(count) });
+    }
+    Ok(ExportFiles { folder: folder.into(), summary: None, files })
 }
 
 fn rate(out: &Output, what: &str, items: u64, started: Instant) -> f64 {
