@@ -150,8 +150,11 @@ impl ExportRebuild<'_> {
                 .map_err(|e| self.fail(format!("the incremental export {arn} cannot be read: {e}")))?;
             if !export.is_incremental() {
                 return Err(self.fail(format!(
-                    "{arn} is not an incremental export (its manifest says {}), though the bridge asked for one; nothing of it was applied",
-                    export.summary.as_ref().and_then(|s| s.export_type.as_deref()).unwrap_or("nothing of its type")
+                    "{arn} is not an incremental export (its manifest says {}), though the bridge asked for one; nothing of it was applied. Look at it (`aws dynamodb describe-export --export-arn {arn}`, and s3://{}/{}/), then run {}, which reads this export again",
+                    export.summary.as_ref().and_then(|s| s.export_type.as_deref()).unwrap_or("nothing of its type"),
+                    self.place.bucket,
+                    self.bridge_prefix(&window),
+                    self.rerun()
                 )));
             }
             let applied = apply_incremental(&store, &export, replay, &arn).await?;

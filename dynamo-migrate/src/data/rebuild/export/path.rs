@@ -233,7 +233,7 @@ impl ExportRebuild<'_> {
     }
 
     /// The command that runs the failed migration again.
-    fn rerun(&self) -> String {
+    pub(super) fn rerun(&self) -> String {
         format!("`cargo xtask recover --env <environment> --version {} --rerun`", self.version)
     }
 
