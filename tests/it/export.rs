@@ -91,7 +91,7 @@ async fn moto(test: &str) -> Option<Moto> {
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     Some(Moto {
         client: connect(&target).await,
-        place: ExportPlace { s3, bucket, prefix: "dynamo-migrate/test".to_owned() },
+        place: ExportPlace { s3, bucket, prefix: "dynamo-migrate/test".to_owned(), kms_key: None, bucket_owner: None },
         streams: connect_streams(&target).await,
     })
 }
@@ -352,6 +352,8 @@ async fn child_place() -> (Target, ExportPlace) {
         s3: connect_s3(&target, Some(&endpoint)).await,
         bucket: std::env::var(BUCKET_ENV).unwrap(),
         prefix: "dynamo-migrate/test".to_owned(),
+        kms_key: None,
+        bucket_owner: None,
     };
     (target, place)
 }
@@ -671,7 +673,13 @@ async fn migrate_with_local_workers_only_has_them_transform_the_export_files_thr
     };
     let names = support::names("export_cli");
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let file = environments_on_moto(&moto, &names, "export-cli", true);
+    // DynamoDB behind the rules proxy, which keeps the export's and the import's requests; the
+    // bucket encrypted with a KMS key of its own and owned by moto's account.
+    let proxy = crate::rules_proxy::RulesProxy::start(support::moto_endpoint().unwrap()).await;
+    let key = "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+    let owner = "123456789012";
+    let more = format!("kms_key = \"{key}\"\nbucket_owner = \"{owner}\"\n");
+    let file = environments_on_moto(&moto, &names, "export-cli", &proxy.endpoint(), Some(&more));
     let file = file.to_str().unwrap();
     let args = |more: &[&'static str]| [more, &["--env", "dev", "--environments", file][..]].concat();
     things_on_moto(&moto, &names, file).await;
@@ -695,17 +703,51 @@ async fn migrate_with_local_workers_only_has_them_transform_the_export_files_thr
     assert!(ended.iter().all(|w| w.as_str().unwrap().ends_with("exit status: 0")), "{ended:?}");
     let expected: Vec<Item> = all_items(&moto.client, &old).await.iter().map(kinded).collect();
     assert_eq!(content_hash(&moto.client, &new).await, expected_hash(&expected));
+
+    // The export was asked to encrypt with the key, into the bucket of that owner; the import to
+    // read the bucket of that owner; every part the workers wrote is encrypted with the key.
+    let exports = proxy.requests("ExportTableToPointInTime");
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    assert_eq!(
+        (&exports[0]["S3SseAlgorithm"], &exports[0]["S3SseKmsKeyId"], &exports[0]["S3BucketOwner"]),
+        (&serde_json::json!("KMS"), &serde_json::json!(key), &serde_json::json!(owner)),
+        "{}",
+        exports[0]
+    );
+    let imports = proxy.requests("ImportTable");
+    assert_eq!(imports.len(), 1, "{imports:?}");
+    assert_eq!(imports[0]["S3BucketSource"]["S3BucketOwner"], serde_json::json!(owner), "{}", imports[0]);
+    let s3 = &moto.place.s3;
+    let listed = s3.list_objects_v2().bucket(&moto.place.bucket).prefix("dynamo-migrate/test/").send().await.unwrap();
+    let parts: Vec<&str> =
+        listed.contents().iter().filter_map(|o| o.key()).filter(|k| k.contains("/transformed/data/")).collect();
+    assert!(!parts.is_empty(), "no parts: {listed:?}");
+    for part in parts {
+        let head = s3.head_object().bucket(&moto.place.bucket).key(part).send().await.unwrap();
+        assert_eq!(
+            (head.server_side_encryption().map(|e| e.as_str()), head.ssekms_key_id()),
+            (Some("aws:kms"), Some(key)),
+            "{part}"
+        );
+    }
 }
 
-/// An environments file whose `dev` is moto, with its bucket for exports or without.
-fn environments_on_moto(moto: &Moto, names: &TableNames, name: &str, exports: bool) -> std::path::PathBuf {
+/// An environments file whose `dev` is moto (DynamoDB at `dynamodb`: moto, or a proxy in front of
+/// it), with its bucket for exports and `more` of `[dev.exports]`, or without a bucket.
+fn environments_on_moto(
+    moto: &Moto,
+    names: &TableNames,
+    name: &str,
+    dynamodb: &str,
+    exports: Option<&str>,
+) -> std::path::PathBuf {
     let endpoint = support::moto_endpoint().unwrap();
     let file = std::env::temp_dir().join(format!("environments-{}-{name}.toml", std::process::id()));
     let mut text =
-        format!("[dev]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntable_prefix = \"{}\"\n", names.prefix());
-    if exports {
+        format!("[dev]\nregion = \"us-east-1\"\nendpoint = \"{dynamodb}\"\ntable_prefix = \"{}\"\n", names.prefix());
+    if let Some(more) = exports {
         text += &format!(
-            "\n[dev.exports]\nbucket = \"{}\"\nprefix = \"dynamo-migrate/test\"\ns3_endpoint = \"{endpoint}\"\n",
+            "\n[dev.exports]\nbucket = \"{}\"\nprefix = \"dynamo-migrate/test\"\ns3_endpoint = \"{endpoint}\"\n{more}",
             moto.place.bucket
         );
     }
@@ -715,9 +757,13 @@ fn environments_on_moto(moto: &Moto, names: &TableNames, name: &str, exports: bo
 
 /// Migration 1 through the command line, 300 items in `things`, point-in-time recovery on.
 async fn things_on_moto(moto: &Moto, names: &TableNames, environments: &str) {
-    let args = ["migrate", "--target", "1", "--env", "dev", "--environments", environments];
-    let created =
-        crate::environments::finished(crate::environments::cli("export:shared", &args, &[]).output().unwrap());
+    let environments = environments.to_owned();
+    // Waited for off the runtime: DynamoDB may be a proxy served by this test's runtime.
+    let output = tokio::task::spawn_blocking(move || {
+        let args = ["migrate", "--target", "1", "--env", "dev", "--environments", &environments];
+        crate::environments::cli("export:shared", &args, &[]).output().unwrap()
+    });
+    let created = crate::environments::finished(output.await.unwrap());
     assert_eq!(created.code, 0, "{}", created.stderr);
     DataContext::new(moto.client.clone(), names.clone())
         .put_items("things", (0..300).map(textual).collect())
@@ -752,8 +798,9 @@ async fn a_worker_whose_environment_names_no_bucket_refuses_the_export_files_and
     };
     let names = support::names("export_nobucket");
     let (old, new) = (names.physical("things"), names.physical_version("things", 2));
-    let with = environments_on_moto(&moto, &names, "export-bucket", true);
-    let without = environments_on_moto(&moto, &names, "export-nobucket", false);
+    let endpoint = support::moto_endpoint().unwrap();
+    let with = environments_on_moto(&moto, &names, "export-bucket", endpoint, Some(""));
+    let without = environments_on_moto(&moto, &names, "export-nobucket", endpoint, None);
     let (with, without) = (with.to_str().unwrap(), without.to_str().unwrap());
     things_on_moto(&moto, &names, with).await;
 

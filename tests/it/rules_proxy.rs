@@ -159,6 +159,12 @@ impl RulesProxy {
         self.shared.refused.lock().unwrap().clone()
     }
 
+    /// The bodies of the requests of `operation` that reached DynamoDB (moto), in order: those
+    /// of `ExportTableToPointInTime` and `ImportTable` only, which are few and small.
+    pub fn requests(&self, operation: &str) -> Vec<Value> {
+        self.shared.kept.lock().unwrap().iter().filter(|(o, _)| o == operation).map(|(_, r)| r.clone()).collect()
+    }
+
     /// How many requests of `operation` succeeded (answered by DynamoDB Local, or by the proxy
     /// for a table class change), on any table.
     pub fn passed(&self, operation: &str) -> u64 {
@@ -271,6 +277,8 @@ struct Shared {
     refused: Mutex<Vec<Refused>>,
     /// Successful requests by operation and table.
     passed: Mutex<BTreeMap<(String, String), u64>>,
+    /// The request bodies of the operations a test asked to keep, in order.
+    kept: Mutex<Vec<(String, Value)>>,
 }
 
 /// What the proxy does with one request.
@@ -599,6 +607,9 @@ async fn relay(client: TcpStream, shared: &Shared) -> io::Result<()> {
         let answer = match shared.judge(&operation, &request) {
             Verdict::Answer(status, body) => message(&format!("HTTP/1.1 {status}\r\n"), &[], &body),
             Verdict::Forward(replaced) => {
+                if matches!(operation.as_str(), "ExportTableToPointInTime" | "ImportTable") {
+                    shared.kept.lock().unwrap().push((operation.clone(), replaced.clone().unwrap_or(request.clone())));
+                }
                 let sent = match &replaced {
                     Some(body) => message(&format!("{}\r\n", head.start), &head.headers, body),
                     None => [head.raw.as_slice(), &body].concat(),

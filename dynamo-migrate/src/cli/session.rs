@@ -46,6 +46,8 @@ impl Session {
             s3: crate::client::connect_s3(&self.env.target(), exports.s3_endpoint.as_deref()).await,
             bucket: exports.bucket.clone(),
             prefix: exports.prefix_or_default(&self.env.table_prefix),
+            kms_key: exports.kms_key.clone(),
+            bucket_owner: exports.bucket_owner.clone(),
         })
     }
 }

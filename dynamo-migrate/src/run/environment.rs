@@ -69,6 +69,28 @@ pub struct ExportsConfig {
     pub prefix: Option<String>,
     /// An S3 endpoint instead of AWS's (a test stand-in on loopback).
     pub s3_endpoint: Option<String>,
+    /// The ARN of a KMS key (`arn:aws:kms:<region>:<account>:key/<id>`) that encrypts every
+    /// object of the rebuilds (SSE-KMS): DynamoDB's exports and the transformed parts. Without
+    /// it, the bucket's default encryption applies.
+    pub kms_key: Option<String>,
+    /// The account that owns the bucket (12 digits), when it is not the environment's: passed to
+    /// DynamoDB's export and import, and checked by S3 on every request (`ExpectedBucketOwner`),
+    /// so that nothing is read from or written to a bucket of another owner.
+    pub bucket_owner: Option<String>,
+}
+
+/// Whether `key` is a KMS key's ARN: `arn:<partition>:kms:<region>:<12 digits>:key/<id>`.
+fn is_kms_key_arn(key: &str) -> bool {
+    let parts: Vec<&str> = key.splitn(6, ':').collect();
+    matches!(
+        parts.as_slice(),
+        ["arn", partition, "kms", region, account, resource]
+            if partition.starts_with("aws")
+                && !region.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|c| c.is_ascii_digit())
+                && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty() && !id.contains(['/', ' ']))
+    )
 }
 
 impl ExportsConfig {
@@ -104,6 +126,18 @@ impl ExportsConfig {
             && let Err(reason) = check_url(endpoint)
         {
             return Some(format!("s3_endpoint {endpoint:?} is not a URL ({reason})"));
+        }
+        if let Some(key) = &self.kms_key
+            && !is_kms_key_arn(key)
+        {
+            return Some(format!(
+                "kms_key {key:?} is not a KMS key's ARN (arn:aws:kms:<region>:<account>:key/<key id>; `aws kms describe-key --key-id <alias or id>` prints it as Arn)"
+            ));
+        }
+        if let Some(owner) = &self.bucket_owner
+            && !(owner.len() == 12 && owner.bytes().all(|c| c.is_ascii_digit()))
+        {
+            return Some(format!("bucket_owner {owner:?} is not an AWS account id (12 digits)"));
         }
         None
     }
@@ -905,6 +939,39 @@ mod tests {
         assert!(message.contains("s3_endpoint \"nope\" is not a URL"), "{message}");
         let message = parse(&env("bucket = \"acme\"\nregion = \"x\"\n")).unwrap_err().to_string();
         assert!(message.contains("unknown field `region`"), "{message}");
+    }
+
+    #[test]
+    fn an_exports_kms_key_is_a_key_arn_and_its_bucket_owner_an_account() {
+        let env = |exports: &str| {
+            format!(
+                "[dev]\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\n[dev.exports]\nbucket = \"acme\"\n{exports}"
+            )
+        };
+        let key = "arn:aws:kms:us-east-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let envs = parse(&env(&format!("kms_key = \"{key}\"\nbucket_owner = \"210987654321\"\n"))).unwrap();
+        let exports = envs.get("dev").unwrap().exports.clone().unwrap();
+        assert_eq!(exports.kms_key.as_deref(), Some(key));
+        assert_eq!(exports.bucket_owner.as_deref(), Some("210987654321"));
+        for bad in [
+            "alias/rebuilds",
+            "arn:aws:kms:us-east-1:210987654321:alias/rebuilds",
+            "1234abcd-12ab",
+            "arn:aws:kms:us-east-1:2109:key/x",
+        ] {
+            let message = parse(&env(&format!("kms_key = \"{bad}\"\n"))).unwrap_err().to_string();
+            assert_eq!(
+                message,
+                format!(
+                    "environments.toml: environment dev: [dev.exports] kms_key {bad:?} is not a KMS key's ARN (arn:aws:kms:<region>:<account>:key/<key id>; `aws kms describe-key --key-id <alias or id>` prints it as Arn); fix it, then run `cargo xtask <command> --env dev`"
+                )
+            );
+        }
+        let message = parse(&env("bucket_owner = \"acme\"\n")).unwrap_err().to_string();
+        assert!(
+            message.contains("[dev.exports] bucket_owner \"acme\" is not an AWS account id (12 digits)"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -212,6 +212,11 @@ pub fn policy(
         let mut list = statement("ExportsList", &["s3:ListBucket"], json!([bucket]));
         list["Condition"] = json!({ "StringLike": { "s3:prefix": [keys] } });
         statements.push(list);
+        // SSE-KMS: the export and the parts are encrypted with the key (a data key each), and
+        // reading them back (the transform, the check, the import) decrypts.
+        if let Some(key) = &exports.kms_key {
+            statements.push(statement("ExportsKms", &["kms:GenerateDataKey", "kms:Decrypt"], json!([key])));
+        }
     }
     Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
 }
@@ -381,6 +386,25 @@ mod tests {
             find(&default, "ExportsList")["Condition"]["StringLike"]["s3:prefix"],
             json!(["dynamo-migrate/prod/*"])
         );
+        assert!(!sids(&apply).contains(&"ExportsKms"), "no key, no KMS statement: {apply}");
+        // With a KMS key, its use on that key alone; nothing else changes.
+        let key = "arn:aws:kms:eu-west-1:210987654321:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let kms = environment(&format!(
+            "[prod.exports]\nbucket = \"acme-exports\"\nprefix = \"/rebuilds/prod/\"\nkms_key = \"{key}\"\nbucket_owner = \"210987654321\"\n"
+        ));
+        let encrypted = policy(&kms, &migrations, &[], Access::Apply).unwrap();
+        assert_eq!(
+            find(&encrypted, "ExportsKms"),
+            &json!({
+                "Sid": "ExportsKms",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": [key]
+            })
+        );
+        let mut without_kms = encrypted.clone();
+        without_kms["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "ExportsKms");
+        assert_eq!(without_kms, apply);
         // Nothing else changes; reads never export, and an environment without [exports] gets none of it.
         let alone = policy(&environment(""), &migrations, &[], Access::Apply).unwrap();
         let mut rest = apply.clone();

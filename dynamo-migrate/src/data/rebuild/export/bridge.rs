@@ -29,7 +29,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::DateTime;
-use aws_sdk_dynamodb::types::{ExportFormat, ExportType, ExportViewType, IncrementalExportSpecification};
+use aws_sdk_dynamodb::types::{ExportType, ExportViewType, IncrementalExportSpecification};
 use serde::{Deserialize, Serialize};
 
 use super::json::Line;
@@ -198,12 +198,10 @@ impl ExportRebuild<'_> {
             .export_view_type(ExportViewType::NewAndOldImages)
             .build();
         let out = self
-            .client
-            .export_table_to_point_in_time()
+            .place
+            .export_request(&self.client)
             .table_arn(&arn)
-            .s3_bucket(&self.place.bucket)
             .s3_prefix(self.bridge_prefix(window))
-            .export_format(ExportFormat::DynamodbJson)
             .export_type(ExportType::IncrementalExport)
             .incremental_export_specification(spec)
             .client_token(token)

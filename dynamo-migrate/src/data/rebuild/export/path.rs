@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    ExportFormat, ExportStatus, ImportStatus, InputCompressionType, InputFormat, S3BucketSource,
+    ExportFormat, ExportStatus, ImportStatus, InputCompressionType, InputFormat, S3BucketSource, S3SseAlgorithm,
     TableCreationParameters,
 };
 use dynamo_model::{Billing, TableDef};
@@ -59,6 +59,39 @@ pub struct ExportPlace {
     pub bucket: String,
     /// The key prefix of the environment's rebuild folders, without a trailing `/`.
     pub prefix: String,
+    /// The KMS key's ARN that encrypts the rebuild's objects (SSE-KMS), if the environment names
+    /// one: given to the export and to every object the rebuild writes.
+    pub kms_key: Option<String>,
+    /// The account that owns the bucket, if the environment names it: given to the export and
+    /// the import, and expected by S3 on every request.
+    pub bucket_owner: Option<String>,
+}
+
+impl ExportPlace {
+    /// The objects of the bucket, read and written as the place says (owner, encryption).
+    pub(crate) fn store(&self) -> S3Store {
+        S3Store::new(self.s3.clone(), self.bucket.clone())
+            .expected_owner(self.bucket_owner.clone())
+            .encrypted_by(self.kms_key.clone())
+    }
+
+    /// `ExportTableToPointInTime` into the bucket, with its owner and encryption as the place
+    /// says; the caller adds the table, time, type, prefix and token.
+    pub(crate) fn export_request(
+        &self,
+        client: &Client,
+    ) -> aws_sdk_dynamodb::operation::export_table_to_point_in_time::builders::ExportTableToPointInTimeFluentBuilder
+    {
+        let request = client
+            .export_table_to_point_in_time()
+            .s3_bucket(&self.bucket)
+            .set_s3_bucket_owner(self.bucket_owner.clone())
+            .export_format(ExportFormat::DynamodbJson);
+        match &self.kms_key {
+            Some(key) => request.s3_sse_algorithm(S3SseAlgorithm::Kms).s3_sse_kms_key_id(key),
+            None => request,
+        }
+    }
 }
 
 /// Where an export rebuild stands, as the ledger keeps it.
@@ -225,7 +258,7 @@ impl ExportRebuild<'_> {
     }
 
     pub(super) fn store(&self) -> S3Store {
-        S3Store::new(self.place.s3.clone(), self.place.bucket.clone())
+        self.place.store()
     }
 
     pub(super) fn fail(&self, reason: String) -> Error {
@@ -445,13 +478,11 @@ impl ExportRebuild<'_> {
         };
         let token = client_token(&what, &self.transform.target, self.version, self.step, export_time_ms);
         let out = self
-            .client
-            .export_table_to_point_in_time()
+            .place
+            .export_request(&self.client)
             .table_arn(&arn)
             .export_time(aws_sdk_dynamodb::primitives::DateTime::from_millis(export_time_ms as i64))
-            .s3_bucket(&self.place.bucket)
             .s3_prefix(self.export_prefix(state))
-            .export_format(ExportFormat::DynamodbJson)
             .client_token(token)
             .send()
             .await
@@ -735,6 +766,7 @@ impl ExportRebuild<'_> {
         }
         let source = S3BucketSource::builder()
             .s3_bucket(&self.place.bucket)
+            .set_s3_bucket_owner(self.place.bucket_owner.clone())
             .s3_key_prefix(format!("{}/transformed/data/", self.folder()))
             .build()?;
         let what = format!("import {}", state.import_attempt);
@@ -1069,7 +1101,8 @@ mod tests {
         let ledger = Ledger::new(client.clone(), &TableNames::new(format!("{test}_")));
         ledger.ensure().await.unwrap();
         let replay = ReplayStore::open(ledger, 7, 0, &format!("{test}_new")).await.unwrap();
-        let place = ExportPlace { s3, bucket: "rebuilds".into(), prefix: "dm/test".into() };
+        let place =
+            ExportPlace { s3, bucket: "rebuilds".into(), prefix: "dm/test".into(), kms_key: None, bucket_owner: None };
         Some(Setup { moto, client, place, replay, items })
     }
 

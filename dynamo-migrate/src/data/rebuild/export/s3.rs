@@ -1,9 +1,11 @@
 //! An export's objects in its S3 bucket, for the reader: `GetObject`'s body streamed as it
-//! arrives, and `ListObjectsV2` for the exports that wrote no manifest.
+//! arrives, and `ListObjectsV2` for the exports that wrote no manifest. Every request names the
+//! bucket's expected owner, and every object written its KMS key, when the environment gives them.
 
 use std::io;
 
 use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::types::ServerSideEncryption;
 
 use super::reader::{ExportStore, ObjectReader};
 
@@ -12,12 +14,29 @@ use super::reader::{ExportStore, ObjectReader};
 pub(crate) struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// The account every request expects to own the bucket (`ExpectedBucketOwner`): S3 refuses
+    /// the request when another does.
+    owner: Option<String>,
+    /// The KMS key every object written is encrypted with (SSE-KMS).
+    kms_key: Option<String>,
 }
 
 impl S3Store {
     /// The objects of `bucket`, read with `client`.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        S3Store { client, bucket: bucket.into() }
+        S3Store { client, bucket: bucket.into(), owner: None, kms_key: None }
+    }
+
+    /// Every request expects `owner` (an account id) to own the bucket.
+    pub fn expected_owner(mut self, owner: Option<String>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Every object written is encrypted with the KMS key `kms_key` (its ARN).
+    pub fn encrypted_by(mut self, kms_key: Option<String>) -> Self {
+        self.kms_key = kms_key;
+        self
     }
 
     fn failure(&self, key: &str, error: impl std::error::Error) -> io::Error {
@@ -27,7 +46,15 @@ impl S3Store {
 
 impl ExportStore for S3Store {
     async fn open(&self, key: &str) -> io::Result<Option<ObjectReader>> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.owner.clone())
+            .send()
+            .await
+        {
             Ok(object) => Ok(Some(Box::pin(object.body.into_async_read()))),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(e) => Err(self.failure(key, e)),
@@ -36,7 +63,14 @@ impl ExportStore for S3Store {
 
     async fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
         let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_expected_bucket_owner(self.owner.clone())
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.failure(prefix, e))?;
             keys.extend(page.contents().iter().filter_map(|object| object.key().map(str::to_owned)));
@@ -49,6 +83,9 @@ impl ExportStore for S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_expected_bucket_owner(self.owner.clone())
+            .set_server_side_encryption(self.kms_key.as_ref().map(|_| ServerSideEncryption::AwsKms))
+            .set_ssekms_key_id(self.kms_key.clone())
             .body(bytes.into())
             .send()
             .await
@@ -61,6 +98,7 @@ impl ExportStore for S3Store {
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_expected_bucket_owner(self.owner.clone())
             .send()
             .await
             .map(|_| ())
