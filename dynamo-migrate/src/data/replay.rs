@@ -912,6 +912,26 @@ impl Replay {
             .unwrap_or_else(|panic| Err(format!("the transform panicked: {}", panic_message(panic.as_ref()))))
     }
 
+    /// What the new table holds for `image`: the transform's item, checked as the new table's
+    /// (`None` when the transform keeps it out).
+    fn put_of(&self, image: Item) -> Result<Option<Item>, String> {
+        let change = self
+            .transform(image)
+            .and_then(|m| into_other_table(m, &self.target, &self.target_keys, self.drop_unknown_attributes))?;
+        Ok(match change {
+            Change::Put(item) => Some(item),
+            Change::Keep | Change::Delete => None,
+        })
+    }
+
+    /// The key the item's `old` image had in the new table, when its `new` image (none: it was
+    /// deleted) does not put it at that key again: the key a delete must remove.
+    pub(crate) fn stale_key(&self, old: Item, new: Option<Item>) -> Option<Item> {
+        let old_key = self.target_key(old)?;
+        let new_key = new.and_then(|new| self.put_of(new).ok().flatten()).map(|item| key_of(&item, &self.target_keys));
+        (new_key.as_ref() != Some(&old_key)).then_some(old_key)
+    }
+
     /// The key an image had in the new table, if the copy or an earlier record put it there.
     fn target_key(&self, image: Item) -> Option<Item> {
         match self.transform(image).ok()?.change {
@@ -964,6 +984,18 @@ impl Replay {
         at: impl Fn(usize) -> String,
         from: &str,
     ) -> Result<(u64, u64, u64), ReplayError> {
+        self.apply_writes_within(writes, at, from, &Arc::new(Concurrency::new(self.writers))).await
+    }
+
+    /// [`Replay::apply_writes`], its writes in flight bounded by `concurrency`, which pages
+    /// applied at once share.
+    pub(crate) async fn apply_writes_within(
+        &self,
+        writes: Vec<Write>,
+        at: impl Fn(usize) -> String,
+        from: &str,
+        concurrency: &Arc<Concurrency>,
+    ) -> Result<(u64, u64, u64), ReplayError> {
         let mut last: HashMap<String, (Item, Option<Item>)> = HashMap::new();
         let mut failed = 0;
         for (index, Write { keys, old, new }) in writes.into_iter().enumerate() {
@@ -983,26 +1015,17 @@ impl Replay {
             };
             let put = match new {
                 None => None,
-                Some(new) => {
-                    let change = self.transform(new).and_then(|m| {
-                        into_other_table(m, &self.target, &self.target_keys, self.drop_unknown_attributes)
-                    });
-                    match (change, &self.dead_letters) {
-                        (Ok(Change::Put(item)), _) => Some(item),
-                        (Ok(Change::Keep | Change::Delete), _) => None,
-                        (Err(error), Some(dead)) => {
-                            dead.write(&self.source, &keys, &format!("{error} ({})", at(index)), None).map_err(
-                                |e| ReplayError::DeadLetter {
-                                    path: dead.path().display().to_string(),
-                                    error: e.to_string(),
-                                },
-                            )?;
-                            failed += 1;
-                            None
-                        }
-                        (Err(error), None) => return Err(item_error(error)),
+                Some(new) => match (self.put_of(new), &self.dead_letters) {
+                    (Ok(put), _) => put,
+                    (Err(error), Some(dead)) => {
+                        dead.write(&self.source, &keys, &format!("{error} ({})", at(index)), None).map_err(|e| {
+                            ReplayError::DeadLetter { path: dead.path().display().to_string(), error: e.to_string() }
+                        })?;
+                        failed += 1;
+                        None
                     }
-                }
+                    (Err(error), None) => return Err(item_error(error)),
+                },
             };
             let put_key = put.as_ref().map(|item| key_of(item, &self.target_keys));
             if let Some(old_key) = old_key
@@ -1035,7 +1058,7 @@ impl Replay {
             client: without_retries(&self.dynamo),
             table: self.target.clone(),
             keys: self.target_keys.clone(),
-            concurrency: Arc::new(Concurrency::new(self.writers)),
+            concurrency: concurrency.clone(),
             rate: None,
         };
         let batches: Vec<Vec<WriteRequest>> = requests.chunks(BATCH).map(<[_]>::to_vec).collect();

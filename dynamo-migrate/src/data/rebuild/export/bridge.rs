@@ -26,15 +26,18 @@
 //! DynamoDB answers (the call carries a client token), then, once applied, the time until which
 //! the bridge reaches. A resumed run follows the export it finds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::DateTime;
 use aws_sdk_dynamodb::types::{ExportType, ExportViewType, IncrementalExportSpecification};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
-use super::json::Line;
+use super::json::{Line, Record};
 use super::path::{ExportRebuild, client_token};
 use super::reader::{ExportFiles, ExportStore, export_files, open_file};
+use crate::data::concurrency::Concurrency;
 use crate::data::replay::{Replay, Write};
 use crate::error::{Error, Result};
 
@@ -199,7 +202,7 @@ impl ExportRebuild<'_> {
             .build();
         let out = self
             .place
-            .export_request(&self.client)
+            .export_request(self.client)
             .table_arn(&arn)
             .s3_prefix(self.bridge_prefix(window))
             .export_type(ExportType::IncrementalExport)
@@ -226,56 +229,101 @@ pub(crate) struct Applied {
     pub failed: u64,
 }
 
-/// Applies every record of the incremental export `export` to the new table through `replay`,
-/// a page at a time, file by file (memory flat in the export's size).
+/// Applies every record of the incremental export `export` to the new table through `replay`.
+///
+/// An incremental export holds each item changed in its window once, as it was at the window's
+/// start (`OldImage`) and end (`NewImage`), in no order of time: a key one item left (moved or
+/// deleted) may be the key another took within the window. So every key left is deleted first,
+/// over all the files, and then every item is put: a put always comes after any delete of its key,
+/// whatever the order of the records. Each of the two readings is streamed page by page, a page
+/// applied while the next is read and parsed, the writes in flight of both bounded together by
+/// the replay's writers; memory stays flat in the export's size. Applying a window again leaves
+/// the same table.
 pub(crate) async fn apply_incremental<S: ExportStore>(
     store: &S,
     export: &ExportFiles,
     replay: &Replay,
     arn: &str,
 ) -> Result<Applied> {
+    let concurrency = Arc::new(Concurrency::new(replay.writers));
+    let left = apply_reading(store, export, replay, arn, Reading::KeysLeft, &concurrency).await?;
+    let put = apply_reading(store, export, replay, arn, Reading::Items, &concurrency).await?;
+    Ok(Applied { records: put.records, puts: put.puts, deletes: left.deletes + put.deletes, failed: put.failed })
+}
+
+/// One reading of an incremental export's files: the keys its items left, or its items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    KeysLeft,
+    Items,
+}
+
+/// Pages of one reading being applied at once (their writes share the replay's writers).
+const PAGES_IN_FLIGHT: usize = 2;
+
+async fn apply_reading<S: ExportStore>(
+    store: &S,
+    export: &ExportFiles,
+    replay: &Replay,
+    arn: &str,
+    reading: Reading,
+    concurrency: &Arc<Concurrency>,
+) -> Result<Applied> {
     let fail = |reason: String| Error::Rebuild { table: replay.source.clone(), reason };
-    let mut applied = Applied::default();
-    for file in &export.files {
-        let mut lines = open_file(store, export, file)
-            .await
-            .map_err(|e| fail(format!("the incremental export {arn} cannot be read: {e}")))?;
-        let mut page = Vec::with_capacity(PAGE);
-        loop {
-            let line =
-                lines.next().await.map_err(|e| fail(format!("the incremental export {arn} cannot be read: {e}")))?;
-            let end = line.is_none();
-            match line {
-                Some(Line::Record(record)) => {
-                    page.push(Write { keys: record.keys, old: record.old_image, new: record.new_image })
-                }
-                Some(Line::Item(_)) => {
+    let (pages, mut received) = tokio::sync::mpsc::channel::<(usize, Vec<Write>)>(1);
+    let read = async move {
+        let mut records = 0u64;
+        for (index, file) in export.files.iter().enumerate() {
+            let unreadable = |e| fail(format!("the incremental export {arn} cannot be read: {e}"));
+            let mut lines = open_file(store, export, file).await.map_err(unreadable)?;
+            let mut page = Vec::with_capacity(PAGE);
+            while let Some(line) = lines.next().await.map_err(unreadable)? {
+                let Line::Record(record) = line else {
                     return Err(fail(format!(
                         "{}: an item in an incremental export's file ({arn}); nothing more of it was applied",
                         file.key
                     )));
+                };
+                records += 1;
+                let Record { keys, new_image: new, old_image: old, .. } = record;
+                let write = match (reading, old, new) {
+                    (Reading::KeysLeft, Some(old), new) => {
+                        replay.stale_key(old.clone(), new).map(|_| Write { keys, old: Some(old), new: None })
+                    }
+                    (Reading::Items, _, Some(new)) => Some(Write { keys, old: None, new: Some(new) }),
+                    _ => None,
+                };
+                page.extend(write);
+                if page.len() == PAGE && pages.send((index, std::mem::take(&mut page))).await.is_err() {
+                    // The application stopped on an error, which it returns.
+                    return Ok(records);
                 }
-                None => {}
             }
-            if page.len() == PAGE || (end && !page.is_empty()) {
-                let count = page.len() as u64;
-                let (puts, deletes, failed) = replay
-                    .apply_writes(
-                        std::mem::take(&mut page),
-                        |_| format!("a record of {} (incremental export {arn})", file.key),
-                        &format!("the incremental export {arn}"),
-                    )
-                    .await?;
-                applied.records += count;
-                applied.puts += puts;
-                applied.deletes += deletes;
-                applied.failed += failed;
-            }
-            if end {
-                break;
+            if !page.is_empty() && pages.send((index, page)).await.is_err() {
+                return Ok(records);
             }
         }
-    }
+        Ok(records)
+    };
+    let from = format!("the incremental export {arn}");
+    let apply = futures::stream::poll_fn(|cx| received.poll_recv(cx))
+        .map(|(index, page)| {
+            let (from, file) = (&from, &export.files[index].key);
+            async move {
+                let at = |_| format!("a record of {file} (incremental export {arn})");
+                replay.apply_writes_within(page, at, from, concurrency).await
+            }
+        })
+        .buffer_unordered(PAGES_IN_FLIGHT)
+        .map_err(Error::from)
+        .try_fold(Applied::default(), |mut applied, (puts, deletes, failed)| async move {
+            applied.puts += puts;
+            applied.deletes += deletes;
+            applied.failed += failed;
+            Ok(applied)
+        });
+    let (records, mut applied) = tokio::try_join!(read, apply)?;
+    applied.records = records;
     Ok(applied)
 }
 

@@ -479,7 +479,7 @@ impl ExportRebuild<'_> {
         let token = client_token(&what, &self.transform.target, self.version, self.step, export_time_ms);
         let out = self
             .place
-            .export_request(&self.client)
+            .export_request(self.client)
             .table_arn(&arn)
             .export_time(aws_sdk_dynamodb::primitives::DateTime::from_millis(export_time_ms as i64))
             .s3_prefix(self.export_prefix(state))

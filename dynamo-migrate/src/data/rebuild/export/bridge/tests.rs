@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElem
 use proptest::prelude::*;
 
 use super::*;
+use crate::data::fidelity::key_of;
 use crate::data::rebuild::export::fixture::{DirStore, ExportFixture, Moto, TempDir, canonical, write_objects};
 use crate::data::rebuild::export::json::Record;
 use crate::data::{Change, Item, Mapped, ReplayStore};
@@ -121,7 +122,7 @@ struct Setup {
     replay: Replay,
 }
 
-async fn setup(test: &str) -> Option<Setup> {
+async fn setup(test: &str, map: fn(Item) -> std::result::Result<Mapped, String>) -> Option<Setup> {
     let moto = Moto::start()?;
     let client = moto.dynamodb().await;
     let ledger = Ledger::new(client.clone(), &TableNames::new(format!("{test}_")));
@@ -137,7 +138,7 @@ async fn setup(test: &str) -> Option<Setup> {
         target,
         target_keys: vec!["owner".into(), "pk".into()],
         stream_arn: "(no stream: the bridge applies exports)".into(),
-        map: Arc::new(by_owner),
+        map: Arc::new(map),
         keys_carry_over: false,
         drop_unknown_attributes: false,
         store,
@@ -171,7 +172,7 @@ fn record(before: Option<Item>, after: Option<Item>, pk: &str) -> Record {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_exports_applied_in_order_leave_the_transform_of_the_old_table_at_their_end() {
-    let Some(setup) = setup("bridged").await else {
+    let Some(setup) = setup("bridged", by_owner).await else {
         eprintln!("moto_server is not installed: the bridge is not tested against it");
         return;
     };
@@ -222,7 +223,7 @@ async fn incremental_exports_applied_in_order_leave_the_transform_of_the_old_tab
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_record_the_transform_refuses_stops_the_bridge_naming_its_key_and_file() {
-    let Some(setup) = setup("refused").await else {
+    let Some(setup) = setup("refused", by_owner).await else {
         eprintln!("moto_server is not installed: the bridge is not tested against it");
         return;
     };
@@ -242,10 +243,90 @@ async fn an_item_in_an_incremental_exports_file_is_refused_naming_the_file() {
     write_objects(&dir.0, &fixture.objects().await);
     let store = DirStore { root: dir.0.clone() };
     let export = export_files(&store, "bridge", &fixture.export_arn()).await.unwrap();
-    let Some(setup) = setup("item").await else {
+    let Some(setup) = setup("item", by_owner).await else {
         eprintln!("moto_server is not installed: the bridge is not tested against it");
         return;
     };
     let error = apply_incremental(&store, &export, &setup.replay, &fixture.export_arn()).await.unwrap_err().to_string();
     assert!(error.contains(&fixture.data_key(0)) && error.contains("an item in an incremental export"), "{error}");
+}
+
+/// The transform of a table of seats: the new table is keyed by the seat an item holds (owner
+/// "seats", pk the seat), so that the key one item leaves can be taken by another.
+fn by_seat(item: Item) -> std::result::Result<Mapped, String> {
+    let new = Item::from([
+        ("owner".to_owned(), s("seats")),
+        ("pk".to_owned(), item["seat"].clone()),
+        ("who".to_owned(), item["pk"].clone()),
+    ]);
+    Ok(Mapped { change: Change::Put(new), seen: None, not_held: vec![], absent: vec![] })
+}
+
+fn seated(pk: &str, seat: &str) -> Item {
+    Item::from([("pk".to_owned(), s(pk)), ("seat".to_owned(), s(seat))])
+}
+
+/// An incremental export holds each item once, in no order of time: a key one item left and
+/// another took within the window (x leaves seat 1 for seat 2, y takes seat 1) ends with the one
+/// that took it, whichever of the two records comes first, and on whichever page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_one_item_leaves_and_another_takes_within_a_window_ends_with_the_one_that_took_it() {
+    let Some(setup) = setup("seats", by_seat).await else {
+        eprintln!("moto_server is not installed: the bridge is not tested against it");
+        return;
+    };
+    let at_export = [seated("x", "1"), seated("y", "3"), seated("z", "5")];
+    let at_end = [seated("x", "2"), seated("y", "1"), seated("z", "5")];
+    // y's record before x's, then x's before y's; and y and x 1,500 records apart (on two pages).
+    let filler = |n: usize| (0..n).map(|i| record(None, Some(seated(&format!("f{i}"), &format!("f{i}"))), "f"));
+    let orders: [(&str, Vec<Record>); 3] = [
+        (
+            "y-first",
+            vec![
+                record(Some(seated("y", "3")), Some(seated("y", "1")), "y"),
+                record(Some(seated("x", "1")), Some(seated("x", "2")), "x"),
+            ],
+        ),
+        (
+            "x-first",
+            vec![
+                record(Some(seated("x", "1")), Some(seated("x", "2")), "x"),
+                record(Some(seated("y", "3")), Some(seated("y", "1")), "y"),
+            ],
+        ),
+        (
+            "pages-apart",
+            std::iter::once(record(Some(seated("y", "3")), Some(seated("y", "1")), "y"))
+                .chain(filler(1_500))
+                .chain(std::iter::once(record(Some(seated("x", "1")), Some(seated("x", "2")), "x")))
+                .collect(),
+        ),
+    ];
+    for (name, records) in orders {
+        for item in scan(&setup.client, &setup.replay.target).await {
+            let key = key_of(&item, &["owner".to_owned(), "pk".to_owned()]);
+            setup.client.delete_item().table_name(&setup.replay.target).set_key(Some(key)).send().await.unwrap();
+        }
+        for item in &at_export {
+            let Change::Put(new) = by_seat(item.clone()).unwrap().change else { unreachable!() };
+            setup.client.put_item().table_name(&setup.replay.target).set_item(Some(new)).send().await.unwrap();
+        }
+        let fillers = records.len() - 2;
+        let (_dir, store, export, arn) = incremental(&format!("bridge-seats-{name}"), records).await;
+        apply_incremental(&store, &export, &setup.replay, &arn).await.unwrap();
+        let seats: Vec<Item> = scan(&setup.client, &setup.replay.target)
+            .await
+            .into_iter()
+            .filter(|i| !i["pk"].as_s().unwrap().starts_with('f'))
+            .collect();
+        let expected: Vec<Item> = at_end
+            .iter()
+            .map(|i| match by_seat(i.clone()).unwrap().change {
+                Change::Put(new) => new,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(canonical(&seats), canonical(&expected), "{name}");
+        assert_eq!(scan(&setup.client, &setup.replay.target).await.len(), 3 + fillers, "{name}");
+    }
 }
