@@ -514,6 +514,7 @@ pub struct ReplayReport {
 }
 
 /// A rebuild's replay: the stream of `source` into `target` through `map`.
+#[derive(Clone)]
 pub(crate) struct Replay {
     pub dynamo: Client,
     pub streams: StreamsClient,

@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::DateTime;
 use aws_sdk_dynamodb::types::{ExportType, ExportViewType, IncrementalExportSpecification};
-use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use super::json::{Line, Record};
@@ -235,9 +234,10 @@ pub(crate) struct Applied {
 /// start (`OldImage`) and end (`NewImage`), in no order of time: a key one item left (moved or
 /// deleted) may be the key another took within the window. So every key left is deleted first,
 /// over all the files, and then every item is put: a put always comes after any delete of its key,
-/// whatever the order of the records. Each of the two readings is streamed page by page, a page
-/// applied while the next is read and parsed, the writes in flight of both bounded together by
-/// the replay's writers; memory stays flat in the export's size. Applying a window again leaves
+/// whatever the order of the records. Each of the two readings is streamed page by page: this
+/// task reads and parses while two pages are transformed and written by tasks of their own (on as
+/// many cores), their writes in flight bounded together by the replay's writers; memory stays
+/// flat in the export's size. Applying a window again leaves
 /// the same table.
 pub(crate) async fn apply_incremental<S: ExportStore>(
     store: &S,
@@ -286,14 +286,11 @@ async fn apply_reading<S: ExportStore>(
                 };
                 records += 1;
                 let Record { keys, new_image: new, old_image: old, .. } = record;
-                let write = match (reading, old, new) {
-                    (Reading::KeysLeft, Some(old), new) => {
-                        replay.stale_key(old.clone(), new).map(|_| Write { keys, old: Some(old), new: None })
-                    }
-                    (Reading::Items, _, Some(new)) => Some(Write { keys, old: None, new: Some(new) }),
-                    _ => None,
-                };
-                page.extend(write);
+                match (reading, old, new) {
+                    (Reading::KeysLeft, Some(old), new) => page.push(Write { keys, old: Some(old), new }),
+                    (Reading::Items, _, Some(new)) => page.push(Write { keys, old: None, new: Some(new) }),
+                    _ => {}
+                }
                 if page.len() == PAGE && pages.send((index, std::mem::take(&mut page))).await.is_err() {
                     // The application stopped on an error, which it returns.
                     return Ok(records);
@@ -305,26 +302,59 @@ async fn apply_reading<S: ExportStore>(
         }
         Ok(records)
     };
-    let from = format!("the incremental export {arn}");
-    let apply = futures::stream::poll_fn(|cx| received.poll_recv(cx))
-        .map(|(index, page)| {
-            let (from, file) = (&from, &export.files[index].key);
-            async move {
-                let at = |_| format!("a record of {file} (incremental export {arn})");
-                replay.apply_writes_within(page, at, from, concurrency).await
+    // Each page is transformed and written by a task of its own, so that the transforms of the
+    // pages in flight run on as many cores, while this task reads and parses the next.
+    let shared = Arc::new(replay.clone());
+    let apply = async {
+        let mut running = tokio::task::JoinSet::new();
+        let mut applied = Applied::default();
+        let mut open = true;
+        loop {
+            while open && running.len() < PAGES_IN_FLIGHT {
+                let Some((index, page)) = received.recv().await else {
+                    open = false;
+                    break;
+                };
+                let (replay, concurrency) = (shared.clone(), concurrency.clone());
+                let (file, arn) = (export.files[index].key.clone(), arn.to_owned());
+                running.spawn(async move { apply_page(&replay, reading, page, &file, &arn, &concurrency).await });
             }
-        })
-        .buffer_unordered(PAGES_IN_FLIGHT)
-        .map_err(Error::from)
-        .try_fold(Applied::default(), |mut applied, (puts, deletes, failed)| async move {
+            let Some(joined) = running.join_next().await else { break };
+            let (puts, deletes, failed) =
+                joined.map_err(|e| fail(format!("applying the incremental export {arn} stopped: {e}")))??;
             applied.puts += puts;
             applied.deletes += deletes;
             applied.failed += failed;
-            Ok(applied)
-        });
+        }
+        Ok::<_, Error>(applied)
+    };
     let (records, mut applied) = tokio::try_join!(read, apply)?;
     applied.records = records;
     Ok(applied)
+}
+
+/// Applies one page of records of `file` as `reading` says: the keys their items left (the key
+/// of the old image that the new one does not put again), or their items.
+async fn apply_page(
+    replay: &Replay,
+    reading: Reading,
+    page: Vec<Write>,
+    file: &str,
+    arn: &str,
+    concurrency: &Arc<Concurrency>,
+) -> Result<(u64, u64, u64)> {
+    let writes = match reading {
+        Reading::Items => page,
+        Reading::KeysLeft => page
+            .into_iter()
+            .filter_map(|Write { keys, old, new }| {
+                let old = old?;
+                replay.stale_key(old.clone(), new).map(|_| Write { keys, old: Some(old), new: None })
+            })
+            .collect(),
+    };
+    let at = |_| format!("a record of {file} (incremental export {arn})");
+    Ok(replay.apply_writes_within(writes, at, &format!("the incremental export {arn}"), concurrency).await?)
 }
 
 /// A time for people: RFC 3339, to the second.
