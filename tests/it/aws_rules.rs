@@ -423,3 +423,56 @@ async fn a_create_whose_ttl_call_failed_completes_on_the_next_run_from_that_call
     assert_eq!(s.proxy.passed_on("UpdateTimeToLive", &s.physical()), 1);
     s.end().await;
 }
+
+/// `ListTagsOfResource` answers a page at a time (moto, as AWS, with a `NextToken`; moto's pages
+/// hold 10 tags): a table's 23 tags all read back, so that none looks like drift to untag or
+/// re-tag.
+#[tokio::test]
+async fn a_table_with_more_tags_than_one_page_reads_back_every_tag() {
+    let Some(endpoint) = support::moto_endpoint() else {
+        println!("skipped: moto's server is not installed");
+        return;
+    };
+    let client = dynamo_migrate::run::connect(&dynamo_migrate::run::Target::local(endpoint)).await;
+    let physical = support::names("tag_pages").physical("customers");
+    let declared: std::collections::BTreeMap<String, String> =
+        (0..23).map(|i| (format!("team-{i:02}"), format!("value {i}"))).collect();
+    let tags: Vec<aws_sdk_dynamodb::types::Tag> = declared
+        .iter()
+        .map(|(k, v)| aws_sdk_dynamodb::types::Tag::builder().key(k).value(v).build().unwrap())
+        .collect();
+    client
+        .create_table()
+        .table_name(&physical)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("nr")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("nr")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .unwrap();
+    let first = client
+        .list_tags_of_resource()
+        .resource_arn(
+            client.describe_table().table_name(&physical).send().await.unwrap().table.unwrap().table_arn.unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(first.next_token.is_some() && first.tags().len() < 23, "one page does not hold them all: {first:?}");
+    let live = describe(&client, &physical, "customers", 1, false).await.unwrap().unwrap();
+    assert_eq!(live.def.tags, declared);
+    client.delete_table().table_name(&physical).send().await.unwrap();
+}

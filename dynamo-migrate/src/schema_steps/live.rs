@@ -102,13 +102,22 @@ pub async fn describe(
             .and_then(|p| p.point_in_time_recovery_status())
             == Some(&sdk::PointInTimeRecoveryStatus::Enabled);
         if let Some(arn) = table.table_arn() {
-            let tags = client
-                .list_tags_of_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .map_err(Error::aws(format!("ListTagsOfResource {physical}")))?;
-            def.tags = tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            // ListTagsOfResource answers a page at a time (the SDK has no paginator for it).
+            let mut next = None;
+            loop {
+                let page = client
+                    .list_tags_of_resource()
+                    .resource_arn(arn)
+                    .set_next_token(next)
+                    .send()
+                    .await
+                    .map_err(Error::aws(format!("ListTagsOfResource {physical}")))?;
+                def.tags.extend(page.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
+                next = page.next_token;
+                if next.is_none() {
+                    break;
+                }
+            }
         }
     }
     Ok(Some(LiveTable { def, not_checked, item_count: table.item_count(), created_ms, described }))
