@@ -927,6 +927,7 @@ impl Replay {
 
     /// The key the item's `old` image had in the new table, when its `new` image (none: it was
     /// deleted) does not put it at that key again: the key a delete must remove.
+    #[cfg(feature = "export")]
     pub(crate) fn stale_key(&self, old: Item, new: Option<Item>) -> Option<Item> {
         let old_key = self.target_key(old)?;
         let new_key = new.and_then(|new| self.put_of(new).ok().flatten()).map(|item| key_of(&item, &self.target_keys));
