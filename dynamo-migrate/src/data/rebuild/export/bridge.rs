@@ -237,8 +237,7 @@ pub(crate) struct Applied {
 /// whatever the order of the records. Each of the two readings is streamed page by page: this
 /// task reads and parses while two pages are transformed and written by tasks of their own (on as
 /// many cores), their writes in flight bounded together by the replay's writers; memory stays
-/// flat in the export's size. Applying a window again leaves
-/// the same table.
+/// flat in the export's size. Applying a window again leaves the same table.
 pub(crate) async fn apply_incremental<S: ExportStore>(
     store: &S,
     export: &ExportFiles,
