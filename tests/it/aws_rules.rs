@@ -476,3 +476,27 @@ async fn a_table_with_more_tags_than_one_page_reads_back_every_tag() {
     assert_eq!(live.def.tags, declared);
     client.delete_table().table_name(&physical).send().await.unwrap();
 }
+
+/// A `DescribeTable` refused while `DeleteTable`'s waiter waits for the table to go is that call's
+/// error, naming it and the table: not a time-out "waiting for the table to become ACTIVE".
+#[tokio::test]
+async fn a_describe_refused_while_a_deletion_is_awaited_names_the_call_not_a_time_out() {
+    use dynamo_migrate::schema_steps::{Call, ExecOptions, execute};
+    let s = setup("rp_delete_wait").await;
+    let physical = s.names.physical("customers");
+    s.migrator.run(&[create(customers())], None).await.unwrap();
+    s.proxy.fail_next("DescribeTable");
+    let error =
+        execute(&s.client, &physical, &Call::DeleteTable { table: "customers".into() }, &ExecOptions::new(true))
+            .await
+            .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::Aws { .. }), "{message}");
+    assert!(
+        message.contains(&format!("DescribeTable {physical} (waiting for its deletion)"))
+            && message.contains("AccessDeniedException"),
+        "{message}"
+    );
+    assert!(!message.contains("timed out"), "{message}");
+    s.end().await;
+}

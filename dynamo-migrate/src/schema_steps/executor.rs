@@ -266,13 +266,21 @@ pub async fn wait_until_active(client: &Client, physical: &str, timeout: Duratio
     }
 }
 
-/// Waits until the table no longer exists, through the SDK's waiter.
+/// Waits until the table no longer exists, through the SDK's waiter. A `DescribeTable` that
+/// fails while it waits (access denied, throttled past the retries) is that call's error, naming
+/// the table; only running out of time is a time-out.
 pub async fn wait_until_deleted(client: &Client, physical: &str, timeout: Duration) -> Result<()> {
     use aws_sdk_dynamodb::client::Waiters;
-    client.wait_until_table_not_exists().table_name(physical).wait(timeout).await.map_err(|e| Error::WaitTimeout {
-        table: physical.to_owned(),
-        waited_s: timeout.as_secs(),
-        state: e.to_string(),
-    })?;
-    Ok(())
+    use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+    match client.wait_until_table_not_exists().table_name(physical).wait(timeout).await {
+        Ok(_) => Ok(()),
+        Err(WaiterError::OperationFailed(failed)) => {
+            Err(Error::aws(format!("DescribeTable {physical} (waiting for its deletion)"))(failed.into_error()))
+        }
+        Err(other) => Err(Error::WaitTimeout {
+            table: physical.to_owned(),
+            waited_s: timeout.as_secs(),
+            state: format!("still there, being deleted: {other}"),
+        }),
+    }
 }
